@@ -1,0 +1,1 @@
+"""Greenlist gateway: OpenAI-compatible API, backends, request pipeline and CLI."""
