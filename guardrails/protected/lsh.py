@@ -1,0 +1,270 @@
+"""LSH banding stores for MinHash signatures (Leskovec, Rajaraman & Ullman, MMDS ch. 3.4).
+
+A signature of ``b·r`` values is cut into ``b`` bands of ``r`` rows; two sets
+become candidates when all ``r`` rows of at least one band agree, which happens
+with probability ``1 - (1 - J^r)^b`` for Jaccard similarity ``J`` (an S-curve
+with its threshold near ``(1/b)^(1/r)``).
+
+Two interchangeable stores:
+
+* :class:`DatasketchLSH` — :class:`datasketch.MinHashLSH`, with its in-memory
+  dict storage (pickled to disk) or its Redis storage, the documented way to
+  share one index between gateway replicas::
+
+      storage_config = {"type": "redis", "basename": b"greenlist:books",
+                        "redis": {"host": "10.0.0.5", "port": 6379}}
+
+* :class:`NumpyBandLSH` — the same banding in sorted ``uint64`` arrays (one
+  ``searchsorted`` per band), ~12 bytes per band per passage instead of the
+  ~350 bytes of Python dict+set entries: the default for large local corpora
+  (see ``docs/benchmarks.md``, "Protected content", for the measured memory).
+
+Both map a passage id (``int``) to candidate passage ids; both are safe for
+concurrent queries once built (queries only read).
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from datasketch import MinHashLSH
+
+from guardrails.protected.signatures import MinHasher
+
+_BAND_RNG = np.random.default_rng(0xBA4D)
+_BAND_MULT = _BAND_RNG.integers(1, 2**63, size=(64, 64), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+class LSHStore(Protocol):
+    """What :class:`guardrails.protected.index.Corpus` needs from an LSH store."""
+
+    def insert(self, ids: np.ndarray, signatures: np.ndarray) -> None:
+        """Insert passages ``ids`` (``int64[n]``) with ``uint32[n, num_perm]`` signatures."""
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove passages ``ids``."""
+
+    def query(self, signatures: np.ndarray) -> list[np.ndarray]:
+        """Candidate passage ids (``int64[m_i]``) for each of ``w`` query signatures."""
+
+    def save(self, directory: Path) -> None:
+        """Persist to ``directory`` (a no-op for Redis)."""
+
+    def __len__(self) -> int:
+        """Number of indexed passages."""
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Hash each band of each signature to one ``uint64``.
+
+    Args:
+        signatures: ``uint32[n, >= bands*rows]``.
+
+    Returns:
+        ``uint64[n, bands]``; equal keys mean equal bands (up to 2^-64 collisions).
+    """
+    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    mult = _BAND_MULT[:bands, :rows][None, :, :]
+    acc = (sig * mult).sum(axis=2, dtype=np.uint64) + np.arange(bands, dtype=np.uint64)[None, :]
+    acc ^= acc >> np.uint64(31)
+    acc *= np.uint64(0x94D049BB133111EB)
+    acc ^= acc >> np.uint64(29)
+    return acc
+
+
+class NumpyBandLSH:
+    """Banded LSH in sorted numpy arrays, appended in segments.
+
+    Each :meth:`insert` adds a segment (per band: sorted keys + passage ids);
+    segments are merged when there are more than ``max_segments``. Removal
+    marks ids dead; dead ids are filtered at query time and dropped on save.
+
+    Args:
+        bands, rows: LSH banding parameters (``bands*rows <= num_perm``).
+    """
+
+    max_segments = 8
+
+    def __init__(self, bands: int, rows: int) -> None:
+        self.bands, self.rows = bands, rows
+        self._segments: list[tuple[np.ndarray, np.ndarray]] = []  # keys[b, n] sorted, ids[b, n]
+        self._dead: set[int] = set()
+        self._dead_arr = np.zeros(0, dtype=np.int64)
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._n - len(self._dead)
+
+    def insert(self, ids: np.ndarray, signatures: np.ndarray) -> None:
+        """Insert ``ids`` (``int64[n]``) with signatures ``uint32[n, num_perm]``."""
+        if len(ids) == 0:
+            return
+        keys = band_keys(signatures, self.bands, self.rows).T  # [b, n]
+        order = np.argsort(keys, axis=1, kind="stable")
+        seg = (np.take_along_axis(keys, order, axis=1), np.asarray(ids, dtype=np.int64)[order])
+        with self._lock:
+            self._segments.append(seg)
+            self._n += len(ids)
+            if len(self._segments) > self.max_segments:
+                self._merge()
+
+    def _merge(self) -> None:
+        keys = np.concatenate([k for k, _ in self._segments], axis=1)
+        ids = np.concatenate([i for _, i in self._segments], axis=1)
+        if self._dead:
+            alive = ~np.isin(ids[0], self._dead_arr)
+            # ids rows are permutations of the same id set; filter each band separately.
+            keep = ~np.isin(ids, self._dead_arr)
+            keys = keys[keep].reshape(self.bands, -1)
+            ids = ids[keep].reshape(self.bands, -1)
+            self._n = int(alive.sum())
+            self._dead.clear()
+            self._dead_arr = np.zeros(0, dtype=np.int64)
+        order = np.argsort(keys, axis=1, kind="stable")
+        self._segments = [(np.take_along_axis(keys, order, axis=1), np.take_along_axis(ids, order, axis=1))]
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Mark ``ids`` removed (physically dropped at the next merge/save)."""
+        with self._lock:
+            self._dead.update(int(i) for i in ids)
+            self._dead_arr = np.fromiter(sorted(self._dead), dtype=np.int64)
+
+    def query(self, signatures: np.ndarray) -> list[np.ndarray]:
+        """Candidates for each query signature (``uint32[w, num_perm]``)."""
+        w = len(signatures)
+        if w == 0:
+            return []
+        qk = band_keys(signatures, self.bands, self.rows)  # [w, b]
+        found_w: list[np.ndarray] = []
+        found_id: list[np.ndarray] = []
+        for keys, ids in list(self._segments):
+            for j in range(self.bands):
+                lo = np.searchsorted(keys[j], qk[:, j], side="left")
+                hi = np.searchsorted(keys[j], qk[:, j], side="right")
+                counts = hi - lo
+                hit = np.nonzero(counts)[0]
+                if len(hit) == 0:
+                    continue
+                for q in hit:
+                    found_w.append(np.full(counts[q], q, dtype=np.int64))
+                    found_id.append(ids[j, lo[q]:hi[q]])
+        out = [np.zeros(0, dtype=np.int64) for _ in range(w)]
+        if not found_w:
+            return out
+        fw = np.concatenate(found_w)
+        fi = np.concatenate(found_id)
+        if len(self._dead_arr):
+            keep = ~np.isin(fi, self._dead_arr)
+            fw, fi = fw[keep], fi[keep]
+        pairs = np.unique(np.stack([fw, fi], axis=1), axis=0)
+        if len(pairs) == 0:
+            return out
+        splits = np.searchsorted(pairs[:, 0], np.arange(w + 1))
+        return [pairs[splits[q]:splits[q + 1], 1] for q in range(w)]
+
+    def nbytes(self) -> int:
+        """Bytes held by the key and id arrays."""
+        return sum(k.nbytes + i.nbytes for k, i in self._segments)
+
+    def save(self, directory: Path) -> None:
+        """Write one merged segment to ``directory/lsh.npz``."""
+        with self._lock:
+            if len(self._segments) > 1 or self._dead:
+                self._merge()
+            keys, ids = self._segments[0] if self._segments else (
+                np.zeros((self.bands, 0), np.uint64), np.zeros((self.bands, 0), np.int64))
+        tmp = directory / "lsh.tmp.npz"
+        np.savez(tmp, keys=keys, ids=ids)
+        tmp.replace(directory / "lsh.npz")
+
+    @classmethod
+    def load(cls, directory: Path, bands: int, rows: int) -> "NumpyBandLSH":
+        """Load a store written by :meth:`save` (empty store when absent)."""
+        store = cls(bands, rows)
+        path = directory / "lsh.npz"
+        if path.exists():
+            with np.load(path) as z:
+                keys, ids = z["keys"], z["ids"]
+            if keys.shape[1]:
+                store._segments = [(keys, ids)]
+                store._n = keys.shape[1]
+        return store
+
+
+class DatasketchLSH:
+    """:class:`datasketch.MinHashLSH` behind the :class:`LSHStore` interface.
+
+    Args:
+        hasher: The :class:`MinHasher` whose signatures are inserted.
+        bands, rows: Banding parameters, passed as ``params=(bands, rows)``.
+        storage_config: datasketch storage config; ``None`` or
+            ``{"type": "dict"}`` keeps the index in memory (pickled to
+            ``lsh.pkl`` on save); ``{"type": "redis", "basename": b"...",
+            "redis": {"host": ..., "port": ...}}`` keeps it in Redis, shared by
+            every gateway replica that opens the same corpus.
+    """
+
+    def __init__(self, hasher: MinHasher, bands: int, rows: int,
+                 storage_config: dict[str, Any] | None = None) -> None:
+        self.hasher = hasher
+        self.storage_config = storage_config or {"type": "dict"}
+        self.lsh = MinHashLSH(num_perm=hasher.num_perm, params=(bands, rows),
+                              storage_config=_redis_config(self.storage_config))
+
+    @property
+    def is_redis(self) -> bool:
+        """True when the index lives in Redis."""
+        return self.storage_config.get("type") == "redis"
+
+    def __len__(self) -> int:
+        return len(self.lsh.keys.keys()) if self.is_redis else len(self.lsh.keys)
+
+    def insert(self, ids: np.ndarray, signatures: np.ndarray) -> None:
+        """Insert passages with a datasketch insertion session (batched for Redis)."""
+        with self.lsh.insertion_session(buffer_size=50_000) as session:
+            for pid, sig in zip(ids, signatures):
+                session.insert(int(pid), self.hasher.lean(sig), check_duplication=False)
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove passages (ids not present are ignored)."""
+        for pid in ids:
+            if self.lsh.__contains__(int(pid)):
+                self.lsh.remove(int(pid))
+
+    def query(self, signatures: np.ndarray) -> list[np.ndarray]:
+        """Query each signature with ``MinHashLSH.query``."""
+        return [np.asarray(sorted(int(k) for k in self.lsh.query(self.hasher.lean(s))), dtype=np.int64)
+                for s in signatures]
+
+    def save(self, directory: Path) -> None:
+        """Pickle the dict-storage index to ``directory/lsh.pkl``; Redis persists itself."""
+        if self.is_redis:
+            return
+        tmp = directory / "lsh.tmp.pkl"
+        with open(tmp, "wb") as f:
+            pickle.dump(self.lsh, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(directory / "lsh.pkl")
+
+    @classmethod
+    def load(cls, directory: Path, hasher: MinHasher, bands: int, rows: int,
+             storage_config: dict[str, Any] | None) -> "DatasketchLSH":
+        """Re-open a saved dict index or reconnect to a Redis one."""
+        store = cls(hasher, bands, rows, storage_config)
+        path = directory / "lsh.pkl"
+        if not store.is_redis and path.exists():
+            with open(path, "rb") as f:
+                store.lsh = pickle.load(f)
+        return store
+
+
+def _redis_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """datasketch wants ``basename`` as bytes; accept a str from YAML/JSON."""
+    out = dict(cfg)
+    if isinstance(out.get("basename"), str):
+        out["basename"] = out["basename"].encode()
+    return out
