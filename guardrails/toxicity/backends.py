@@ -1,0 +1,211 @@
+"""Classifier backends of the toxicity guardrail, loaded once per process.
+
+* :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 embeddings and
+  the logistic heads in ``weights/minilm_head.npz`` (trained by
+  :mod:`guardrails.toxicity.train`); its toxicity score is averaged with
+  ``alt-profanity-check`` (weight 0.3), the best candidate in cross-validation.
+* :class:`HFClassifier` - any Hugging Face text-classification model (hub id
+  or local directory) through ``transformers.pipeline(..., top_k=None)``, its
+  labels mapped to Greenlist categories by :func:`map_label`.
+
+Both expose ``categories`` (tuple of names, always including ``"toxicity"``),
+``default_thresholds`` and ``classify(texts) -> list[dict[str, float]]``;
+both serialise model calls with a lock so ``classify`` is thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrails.toxicity.text import prepare
+
+log = logging.getLogger(__name__)
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
+_WINDOW_WORDS, _STRIDE_WORDS = 160, 120  # MiniLM truncates at 256 word pieces
+
+
+def _windows(text: str) -> list[str]:
+    """Split a long text into overlapping word windows (a short text is one window)."""
+    words = text.split()
+    if len(words) <= _WINDOW_WORDS:
+        return [text]
+    return [" ".join(words[i:i + _WINDOW_WORDS])
+            for i in range(0, max(len(words) - _WINDOW_WORDS, 0) + _STRIDE_WORDS, _STRIDE_WORDS)]
+
+
+def _split(texts: list[str]) -> tuple[list[str], list[int]]:
+    """Prepare and window ``texts``; returns the pieces and the owner index of each."""
+    pieces, owner = [], []
+    for i, text in enumerate(texts):
+        for piece in _windows(prepare(text)):
+            if piece:
+                pieces.append(piece)
+                owner.append(i)
+    return pieces, owner
+
+
+def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
+    """Per text, the maximum over its windows of ``scores`` (pieces, K) -> (n, K); 0 if none."""
+    out = np.zeros((n, scores.shape[1]), dtype=np.float64)
+    for row, i in zip(scores, owner):
+        np.maximum(out[i], row, out=out[i])
+    return out
+
+
+class MiniLMHead:
+    """The default classifier: MiniLM sentence embedding -> one sigmoid per category.
+
+    Args:
+        weights: Path of the ``.npz`` with ``W`` (K, 384), ``b`` (K,) and
+            ``categories`` (K,); its ``.json`` sibling holds tuned thresholds
+            and ``profanity_check_weight``.
+        pc_weight: Weight ``a`` of alt-profanity-check in the toxicity score,
+            ``(1 - a) * head + a * predict_prob``; ``None`` takes it from the
+            metadata (0.3), 0 disables it. Falls back to 0 with a warning when
+            ``alt-profanity-check`` is not installed.
+
+    Raises:
+        FileNotFoundError: when the weights are missing (run
+            ``python -m guardrails.toxicity.train``).
+    """
+
+    def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None) -> None:
+        from guardrails.encoders import sentence_encoder
+
+        data = np.load(weights)
+        self.W = data["W"].astype(np.float32)
+        self.b = data["b"].astype(np.float32)
+        self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
+        meta_path = weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
+        self.default_thresholds: dict[str, float] = {
+            c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
+        self.encoder = sentence_encoder()
+        self._lock = threading.Lock()
+        self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
+            else float(pc_weight)
+        self._pc = None
+        if self.pc_weight > 0:
+            try:
+                from profanity_check import predict_prob
+                self._pc = predict_prob
+            except ImportError:  # documented fallback: MiniLM head alone
+                log.warning("alt-profanity-check not installed; toxicity uses the MiniLM head only")
+                self.pc_weight = 0.0
+
+    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        """Category probabilities for each text.
+
+        Args:
+            texts: N raw texts; each is prepared (normalised, tweet artefacts
+                removed) and, past 160 words, scored as overlapping windows
+                whose maximum is kept.
+
+        Returns:
+            N dicts ``{category: probability in [0, 1]}`` (empty text -> all 0).
+        """
+        pieces, owner = _split(texts)
+        if pieces:
+            with self._lock:
+                X = self.encoder.encode(pieces, batch_size=64, convert_to_numpy=True,
+                                        show_progress_bar=False)
+            P = 1.0 / (1.0 + np.exp(-(X.astype(np.float32) @ self.W.T + self.b)))
+            if self._pc is not None:
+                k = self.categories.index("toxicity")
+                P[:, k] = (1 - self.pc_weight) * P[:, k] + self.pc_weight * self._pc(pieces)
+        else:
+            P = np.zeros((0, len(self.categories)))
+        out = _max_by_owner(P, owner, len(texts))
+        return [{c: float(v) for c, v in zip(self.categories, row)} for row in out]
+
+
+# Lower-cased model label -> Greenlist / OpenAI category. Labels in _NEGATIVE
+# mean "not toxic"; a label not listed keeps its own (lower-cased) name.
+LABEL_MAP: dict[str, str] = {
+    "toxic": "toxicity", "toxicity": "toxicity", "offensive": "toxicity", "off": "toxicity",
+    "abusive": "toxicity", "label_1": "toxicity", "hateful": "hate", "hate": "hate",
+    "hate_speech": "hate", "identity_hate": "hate", "identity_attack": "hate",
+    "insult": "harassment", "harassment": "harassment", "obscene": "profanity",
+    "profanity": "profanity", "threat": "violence", "sexual_explicit": "sexual",
+    "severe_toxic": "severe_toxicity", "severe_toxicity": "severe_toxicity",
+}
+_NEGATIVE = {"label_0", "non-toxic", "non_toxic", "nontoxic", "not", "neutral", "normal",
+             "nothate", "not_hate", "neither", "non-offensive", "not_offensive", "none", "safe"}
+
+
+def map_label(label: str, overrides: dict[str, str] | None = None) -> str | None:
+    """Map a model's output label to a category name, or ``None`` for a "not toxic" label.
+
+    Args:
+        label: The label string from the model config (``id2label``).
+        overrides: Extra ``{model label: category}`` entries (case-insensitive);
+            map a label to ``""`` to treat it as "not toxic".
+    """
+    key = label.strip().lower()
+    for k, v in (overrides or {}).items():
+        if k.lower() == key:
+            return v or None
+    if key in _NEGATIVE:
+        return None
+    return LABEL_MAP.get(key, key)
+
+
+class HFClassifier:
+    """A Hugging Face text-classification model as a toxicity backend.
+
+    ``toxicity`` is the model's toxic label when it has one, else one minus
+    its "not toxic" label, else the maximum over its other categories.
+
+    Args:
+        model: Hub id (needs network or a warm cache) or local directory.
+        label_map: Optional ``{model label: category}`` overrides.
+
+    Raises:
+        OSError / ValueError: from ``transformers`` when the model cannot load.
+    """
+
+    def __init__(self, model: str, label_map: dict[str, str] | None = None) -> None:
+        from transformers import pipeline
+
+        self.pipe = pipeline("text-classification", model=model, tokenizer=model,
+                             top_k=None, device=-1)
+        self.label_map = dict(label_map or {})
+        labels = list(self.pipe.model.config.id2label.values())
+        cats = {map_label(lab, self.label_map) for lab in labels} - {None}
+        self.categories: tuple[str, ...] = ("toxicity",) + tuple(sorted(cats - {"toxicity"}))
+        self.default_thresholds = {c: 0.5 for c in self.categories}
+        self._lock = threading.Lock()
+
+    def _to_categories(self, preds: list[dict[str, Any]]) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        negative = None
+        for p in preds:
+            cat = map_label(p["label"], self.label_map)
+            if cat is None:
+                negative = max(negative or 0.0, float(p["score"]))
+            else:
+                scores[cat] = max(scores.get(cat, 0.0), float(p["score"]))
+        if "toxicity" not in scores:
+            if negative is not None:
+                scores["toxicity"] = 1.0 - negative
+            else:
+                scores["toxicity"] = max(scores.values(), default=0.0)
+        return {c: scores.get(c, 0.0) for c in self.categories}
+
+    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        """Category probabilities (N dicts) for N raw texts, prepared like the default."""
+        prepared = [prepare(t) for t in texts]
+        idx = [i for i, t in enumerate(prepared) if t]
+        out = [{c: 0.0 for c in self.categories} for _ in texts]
+        if idx:
+            with self._lock:
+                preds = self.pipe([prepared[i] for i in idx], truncation=True, batch_size=32)
+            for i, p in zip(idx, preds):
+                out[i] = self._to_categories(p)
+        return out
