@@ -19,6 +19,7 @@ from guardrails.base import (
 )
 
 REGISTRY: dict[str, str] = {
+    "citations": "guardrails.citations:CitationGuardrail",
     "toxicity": "guardrails.toxicity:ToxicityGuardrail",
 }
 
