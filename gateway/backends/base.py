@@ -1,0 +1,99 @@
+"""What every backend takes and gives: one generation request, one result, one stream."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class GenerationRequest:
+    """A normalised chat or text completion request.
+
+    Attributes:
+        model: Model name the client asked for.
+        messages: Chat messages (``[{"role", "content"}]``) or None for a
+            text completion.
+        prompt: Prompt text for a text completion, else None.
+        max_tokens: Most new tokens to generate.
+        temperature: Sampling temperature (0 means greedy).
+        top_p: Nucleus sampling mass in (0, 1].
+        seed: Seed for reproducible sampling, or None.
+        stop: Strings that end generation (not included in the output).
+        watermark_delta: δ to apply, or None for no watermark.
+    """
+
+    model: str
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    watermark_delta: float | None = None
+
+
+@dataclass
+class Generation:
+    """A finished generation.
+
+    Attributes:
+        text: Generated text (stop strings removed).
+        finish_reason: ``stop`` (end of turn or stop string) or ``length``.
+        prompt_tokens, completion_tokens: Token counts for ``usage``.
+        watermark_key_id: Id of the key the text was watermarked with, or None
+            when no watermark was applied.
+    """
+
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    watermark_key_id: str | None = None
+
+
+class GenerationStream(ABC):
+    """Async iterator of text deltas; ``result`` is set once it is exhausted.
+
+    ``aclose()`` cancels the generation (client disconnected, or a guardrail
+    stopped the stream) and frees the backend for the next request.
+    """
+
+    result: Generation | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._deltas()
+
+    @abstractmethod
+    def _deltas(self) -> AsyncIterator[str]:
+        """Yield text deltas; set ``self.result`` at the end."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Cancel the generation if it is still running."""
+
+
+class Backend(ABC):
+    """A source of completions: a local model or an upstream API.
+
+    Attributes:
+        watermarks: Whether this backend can apply the Greenlist watermark.
+        model_ids: Model names served, for ``/v1/models``.
+    """
+
+    watermarks: bool = False
+    model_ids: list[str] = []
+
+    @abstractmethod
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Generate a whole completion."""
+
+    @abstractmethod
+    async def stream(self, request: GenerationRequest) -> GenerationStream:
+        """Start a streamed completion."""
+
+    async def aclose(self) -> None:
+        """Release resources (connections, threads)."""

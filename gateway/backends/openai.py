@@ -1,0 +1,150 @@
+"""The ``openai`` backend: forwards to any OpenAI-compatible upstream (vLLM, TGI, Ollama, OpenAI) with httpx.
+
+Text from an upstream Greenlist does not control is never watermarked; the
+guardrails apply to it as to local output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.errors import APIError
+
+
+class UpstreamError(APIError):
+    """The upstream failed or answered with an error (mapped to HTTP 502, or its own 4xx)."""
+
+
+def _upstream_error(status: int, body: str) -> UpstreamError:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:500] or f"HTTP {status}"
+    code = status if 400 <= status < 500 and status not in (401, 403) else 502
+    return UpstreamError(code, f"upstream error ({status}): {message}", type="upstream_error", code="upstream_error")
+
+
+class OpenAIBackend(Backend):
+    """Forwards generation to an OpenAI-compatible ``/v1`` API.
+
+    Args:
+        base_url: The upstream's ``.../v1`` URL.
+        api_key: Bearer token for the upstream, or None.
+        model: Model to ask the upstream for, or None to pass the client's.
+        timeout_s: Read timeout in seconds (connect timeout is 10 s).
+
+    Raises:
+        ValueError: when ``base_url`` is missing (set ``GREENLIST_UPSTREAM_BASE_URL``).
+    """
+
+    watermarks = False
+
+    def __init__(self, base_url: str | None, api_key: str | None = None, model: str | None = None,
+                 timeout_s: float = 60.0) -> None:
+        if not base_url:
+            raise ValueError("the openai backend needs an upstream: set GREENLIST_UPSTREAM_BASE_URL (e.g. http://host:8000/v1)")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
+                                        timeout=httpx.Timeout(timeout_s, connect=10.0))
+        self.model = model
+        self.model_ids = [model] if model else []
+
+    def _body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self.model or request.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stream": stream,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = request.stop
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.messages is not None:
+            return "/chat/completions", {**body, "messages": request.messages}
+        return "/completions", {**body, "prompt": request.prompt or ""}
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """POST the request upstream and return its first choice."""
+        path, body = self._body(request, stream=False)
+        try:
+            response = await self.client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
+                                code="upstream_unavailable") from None
+        if response.status_code >= 400:
+            raise _upstream_error(response.status_code, response.text)
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if request.messages is not None else choice["text"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise UpstreamError(502, "upstream returned a malformed completion", type="upstream_error",
+                                code="upstream_malformed") from None
+        usage = data.get("usage") or {}
+        return Generation(
+            text=text or "",
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    async def stream(self, request: GenerationRequest) -> GenerationStream:
+        """Open a streamed request upstream (errors before the first byte raise here)."""
+        path, body = self._body(request, stream=True)
+        try:
+            response = await self.client.send(self.client.build_request("POST", path, json=body), stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
+                                code="upstream_unavailable") from None
+        if response.status_code >= 400:
+            text = (await response.aread()).decode("utf-8", "replace")
+            await response.aclose()
+            raise _upstream_error(response.status_code, text)
+        return _UpstreamStream(response, chat=request.messages is not None)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+
+class _UpstreamStream(GenerationStream):
+    def __init__(self, response: httpx.Response, chat: bool) -> None:
+        self.response, self.chat = response, chat
+
+    async def _deltas(self) -> AsyncIterator[str]:
+        text, finish, usage = "", "stop", {}
+        try:
+            async for line in self.response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                event = json.loads(payload)
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+                    finish = choice.get("finish_reason") or finish
+                    if delta:
+                        text += delta
+                        yield delta
+        except (httpx.HTTPError, ValueError) as exc:
+            raise UpstreamError(502, f"upstream stream broke: {type(exc).__name__}", type="upstream_error",
+                                code="upstream_stream_error") from None
+        finally:
+            await self.response.aclose()
+        self.result = Generation(text=text, finish_reason="length" if finish == "length" else "stop",
+                                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                                 completion_tokens=int(usage.get("completion_tokens", 0)))
+
+    async def aclose(self) -> None:
+        await self.response.aclose()

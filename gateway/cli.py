@@ -1,0 +1,74 @@
+"""The ``greenlist`` command line: serve the gateway and manage what it uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
+                  add_completion=False)
+policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
+    policy: Optional[Path] = typer.Option(None, help="Policy file (default policies/default.yaml)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Start the gateway; it reports ready once the model is loaded and warmed up."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.policy import PolicyError, load_policy
+    from gateway.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config is not None:
+        os.environ["GREENLIST_CONFIG"] = str(config)
+    overrides = {k: v for k, v in {"host": host, "port": port, "policy": policy}.items() if v is not None}
+    settings = Settings(**overrides)
+    try:
+        load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@policy_app.command("check")
+def policy_check(files: list[Path] = typer.Argument(..., help="Policy files to validate.")) -> None:
+    """Validate policy files; print every error with file, line and field; exit 1 if any is invalid."""
+    from gateway.policy import PolicyError, load_policy
+
+    failed = False
+    for path in files:
+        try:
+            loaded = load_policy(path)
+            typer.echo(f"{path}: ok (policy {loaded.policy.name!r}, version {loaded.version})")
+        except PolicyError as exc:
+            failed = True
+            for issue in exc.issues:
+                typer.echo(str(issue), err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the JSON Schema of policy files (for editor validation)."""
+    import json
+
+    from gateway.policy import policy_json_schema
+
+    typer.echo(json.dumps(policy_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    app()

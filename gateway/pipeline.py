@@ -1,0 +1,131 @@
+"""Running a policy's guardrails on one text: the decision the gateway acts on.
+
+:class:`Pipeline` is a compiled policy: its guardrails are constructed once
+(models loaded) and then :meth:`Pipeline.check` runs them, in policy order, on a
+prompt or an output:
+
+1. each guardrail scans the current text in a worker thread, within its
+   ``timeout_s``;
+2. a guardrail that raises or times out gets its entry's ``on_error`` decision
+   and the result records the error;
+3. a ``redact``-level result hands its rewritten text to the next guardrail;
+4. the verdict is the most severe decision of all results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.policy import LoadedPolicy
+from guardrails import Decision, Direction, Guardrail, GuardrailResult, guardrail_class, most_severe
+
+
+@dataclass
+class Verdict:
+    """The outcome of checking one text in one direction.
+
+    Attributes:
+        direction: ``input`` or ``output``.
+        decision: Most severe decision over all guardrails.
+        text: The text after redactions (the input text when none applied).
+        results: One result per guardrail that ran, in policy order.
+        scope: What was checked, e.g. ``{"kind": "full", "chars": 812}`` or a
+            streaming window ``{"kind": "window", "start": 0, "end": 240}``.
+    """
+
+    direction: Direction
+    decision: Decision
+    text: str
+    results: list[GuardrailResult] = field(default_factory=list)
+    scope: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used in the ``greenlist`` object."""
+        return {
+            "decision": self.decision.value,
+            "scope": self.scope,
+            "guardrails": [r.to_dict() for r in self.results],
+        }
+
+
+class Pipeline:
+    """A compiled policy: constructed guardrails for input and output.
+
+    Args:
+        loaded: The validated policy with its version.
+
+    Raises:
+        Exception: whatever a guardrail's constructor raises (a missing model,
+            an unreadable index); the gateway refuses to start with it.
+    """
+
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self.loaded = loaded
+        self.policy = loaded.policy
+        self.guardrails: dict[Direction, list[Guardrail]] = {
+            Direction.INPUT: [guardrail_class(c.type)(c) for c in self.policy.input],
+            Direction.OUTPUT: [guardrail_class(c.type)(c) for c in self.policy.output],
+        }
+
+    @property
+    def name(self) -> str:
+        """The policy's name."""
+        return self.policy.name
+
+    @property
+    def version(self) -> str:
+        """The policy's version (content hash)."""
+        return self.loaded.version
+
+    def find(self, type_name: str) -> Guardrail | None:
+        """First guardrail of ``type_name`` in the policy (output side first), or None."""
+        for direction in (Direction.OUTPUT, Direction.INPUT):
+            for g in self.guardrails[direction]:
+                if g.config.type == type_name:
+                    return g
+        return None
+
+    async def check(self, text: str, direction: Direction, *, window: tuple[int, int] | None = None) -> Verdict:
+        """Run the policy's guardrails for ``direction`` on ``text``.
+
+        Args:
+            text: The prompt or output text.
+            direction: Which guardrail list to run.
+            window: For a streaming window, ``(start, end)`` character offsets
+                of ``text`` in the whole output; only guardrails that support
+                streaming run, and redactions are not applied.
+
+        Returns:
+            The :class:`Verdict`.
+        """
+        current = text
+        results: list[GuardrailResult] = []
+        for guardrail in self.guardrails[direction]:
+            if window is not None and not guardrail.streaming:
+                continue
+            result = await self._scan(guardrail, current, direction)
+            results.append(result)
+            if window is None and result.decision is Decision.REDACT and result.sanitized_text is not None:
+                current = result.sanitized_text
+        scope = ({"kind": "window", "start": window[0], "end": window[1]} if window
+                 else {"kind": "full", "chars": len(text)})
+        return Verdict(direction, most_severe([r.decision for r in results]), current, results, scope)
+
+    async def _scan(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
+        start = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(guardrail.scan, text, direction), timeout=guardrail.config.timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - a guardrail fault must not take the request down
+            message = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            on_error = Decision(guardrail.config.on_error)
+            result = GuardrailResult(
+                name=guardrail.name, score=1.0 if on_error is Decision.BLOCK else 0.0,
+                decision=on_error, action=f"on_error:{on_error.value}", error=message,
+            )
+        result.latency_ms = (time.perf_counter() - start) * 1000.0
+        return result

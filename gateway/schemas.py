@@ -1,0 +1,118 @@
+"""Request bodies, in OpenAI's shapes where OpenAI has them (unknown fields are ignored, as OpenAI does)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class GreenlistOptions(BaseModel):
+    """The optional ``greenlist`` field of a request body."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: str | None = Field(None, description="Policy to apply, where the API key allows it")
+
+
+class StreamOptions(BaseModel):
+    """OpenAI ``stream_options``."""
+
+    include_usage: bool = False
+
+
+class ChatMessage(BaseModel):
+    """One chat message; ``content`` is a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text (text parts joined by newlines)."""
+        if isinstance(self.content, list):
+            return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class _Sampling(_Request):
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    greenlist: GreenlistOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported; send several requests for several choices")
+        return n
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> list[str]:
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return [s for s in stops if s]
+
+
+class ChatCompletionRequest(_Sampling):
+    """Body of ``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(_Sampling):
+    """Body of ``POST /v1/completions`` (one prompt string)."""
+
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, prompt: str | list[str]) -> str:
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise ValueError("send exactly one prompt per request")
+            return prompt[0]
+        return prompt
+
+
+class ModerationRequest(_Request):
+    """Body of ``POST /v1/moderations``."""
+
+    input: str | list[str]
+    model: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, value: str | list[str]) -> list[str]:
+        values = [value] if isinstance(value, str) else value
+        if not values:
+            raise ValueError("input must be a string or a non-empty list of strings")
+        return values
+
+
+class VerifyRequest(_Request):
+    """Body of ``POST /v1/watermark/verify``."""
+
+    text: str = Field(min_length=1)
+
+
+class CheckRequest(_Request):
+    """Body of ``POST /v1/guardrails/check``."""
+
+    text: str
+    direction: Literal["input", "output"] = "output"
+    policy: str | None = None

@@ -1,0 +1,99 @@
+"""Server settings: command-line flags > ``GREENLIST_*`` environment variables > config file > defaults.
+
+The config file is YAML, named by ``GREENLIST_CONFIG`` (or ``greenlist serve
+--config``); its keys are the field names below. Every field can also be set
+as ``GREENLIST_<FIELD>`` (upper case), e.g. ``GREENLIST_BACKEND=openai``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.home import greenlist_home
+from gateway.policy import DEFAULT_POLICY_PATH
+
+
+class Settings(BaseSettings):
+    """Greenlist server settings.
+
+    Attributes:
+        host, port: Where ``greenlist serve`` listens (default 127.0.0.1:8000).
+        policy: Policy file applied to every request.
+        backend: ``local`` (transformers on this machine) or ``openai``
+            (forward to an OpenAI-compatible upstream).
+        model: For ``local``: ``None`` for the embedded SmolLM2-135M-Instruct,
+            else a Hugging Face hub id or a local directory of a causal LM.
+        served_model_name: Model name listed by ``/v1/models`` and accepted in
+            requests (``None``: ``smollm2-135m-instruct`` or the model's name).
+        upstream_base_url, upstream_api_key, upstream_model: The ``openai``
+            backend's upstream (``.../v1``), its key and the model to ask for
+            (``None``: the request's ``model``).
+        upstream_timeout_s: Read timeout for the upstream, seconds.
+        watermark_gamma: γ, green-list fraction (detection must use the value
+            generation used).
+        watermark_seeding_scheme: ``selfhash`` (default) or ``lefthash``.
+        watermark_z_threshold: z at or above which a text is called watermarked.
+        watermark_min_tokens: Fewer scored tokens than this gives ``too_short``.
+        max_new_tokens_default: ``max_tokens`` when the request gives none.
+        max_new_tokens_limit: Largest ``max_tokens`` accepted.
+        torch_threads: CPU threads for generation (``None``: torch's default).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GREENLIST_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    policy: Path = DEFAULT_POLICY_PATH
+    backend: Literal["local", "openai"] = "local"
+    model: str | None = None
+    served_model_name: str | None = None
+    upstream_base_url: str | None = None
+    upstream_api_key: str | None = None
+    upstream_model: str | None = None
+    upstream_timeout_s: float = Field(60.0, gt=0)
+    watermark_gamma: float = Field(0.25, gt=0.0, lt=1.0)
+    watermark_seeding_scheme: Literal["selfhash", "lefthash"] = "selfhash"
+    watermark_z_threshold: float = 4.0
+    watermark_min_tokens: int = Field(16, ge=1)
+    max_new_tokens_default: int = Field(256, ge=1)
+    max_new_tokens_limit: int = Field(1024, ge=1)
+    torch_threads: int | None = None
+
+    @property
+    def home(self) -> Path:
+        """The data directory (``GREENLIST_HOME``)."""
+        return greenlist_home()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, environment, then the YAML config file."""
+        return init_settings, env_settings, _YamlFileSource(settings_cls)
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``GREENLIST_CONFIG``, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("GREENLIST_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config file must be a YAML mapping of setting names to values")
+        return data
