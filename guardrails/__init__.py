@@ -20,6 +20,7 @@ from guardrails.base import (
 
 REGISTRY: dict[str, str] = {
     "citations": "guardrails.citations:CitationGuardrail",
+    "protected_content": "guardrails.protected:ProtectedContentGuardrail",
     "toxicity": "guardrails.toxicity:ToxicityGuardrail",
 }
 

@@ -53,6 +53,8 @@ class CorpusParams:
         passage_len: Passage (and query window) length in tokens.
         passage_stride: Tokens between consecutive passage starts.
         seed: MinHash permutation seed.
+        threshold: Default window containment that fires for this corpus
+            (used when the policy sets no threshold for it).
     """
 
     kind: Kind = "prose"
@@ -63,6 +65,7 @@ class CorpusParams:
     passage_len: int = 50
     passage_stride: int = 10
     seed: int = 1
+    threshold: float = 0.3
 
     @classmethod
     def default(cls, kind: Kind) -> "CorpusParams":
@@ -72,9 +75,11 @@ class CorpusParams:
             ValueError: for an unknown kind.
         """
         if kind == "prose":
-            return cls(kind="prose", k=5, num_perm=128, bands=42, rows=3, passage_len=50, passage_stride=10)
+            return cls(kind="prose", k=5, num_perm=128, bands=42, rows=3, passage_len=50, passage_stride=10,
+                       threshold=0.3)
         if kind == "code":
-            return cls(kind="code", k=10, num_perm=128, bands=42, rows=3, passage_len=60, passage_stride=10)
+            return cls(kind="code", k=15, num_perm=128, bands=42, rows=3, passage_len=60, passage_stride=10,
+                       threshold=0.5)
         raise ValueError(f"unknown corpus kind {kind!r}; use 'prose' or 'code'")
 
     def validate(self) -> None:
@@ -190,6 +195,8 @@ class Corpus:
         storage_config: datasketch storage config (only for that backend).
     """
 
+    insert_batch = 50_000  # passages buffered before one LSH insert
+
     def __init__(self, directory: Path, params: CorpusParams, backend: Backend = "numpy",
                  storage_config: dict[str, Any] | None = None) -> None:
         params.validate()
@@ -206,6 +213,7 @@ class Corpus:
         self._lock = threading.RLock()
         self._pid_starts = np.zeros(0, np.int64)
         self._pid_docs = np.zeros(0, np.int64)
+        self._pids_dirty = False
         if backend == "numpy":
             self.lsh: LSHStore = NumpyBandLSH.load(directory, params.bands, params.rows)
         elif backend == "datasketch":
@@ -282,6 +290,7 @@ class Corpus:
         docs = sorted(self.documents.values(), key=lambda d: d.pid_start)
         self._pid_starts = np.array([d.pid_start for d in docs], np.int64)
         self._pid_docs = np.array([d.doc_id for d in docs], np.int64)
+        self._pids_dirty = False
 
     # ------------------------------------------------------------------ writes
 
@@ -301,6 +310,17 @@ class Corpus:
         """
         report = AddReport()
         by_name = {d.name: d for d in self.documents.values()}
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
+        n_pending = 0
+
+        def flush() -> None:
+            nonlocal n_pending
+            if pending:
+                self.lsh.insert(np.concatenate([i for i, _ in pending]),
+                                np.concatenate([s for _, s in pending]))
+                pending.clear()
+                n_pending = 0
+
         for name, text, language in items:
             sha = file_sha256(text.encode("utf-8"))
             old = by_name.get(name)
@@ -308,17 +328,23 @@ class Corpus:
                 report.skipped.append(name)
             else:
                 if old is not None:
+                    flush()
                     self.remove_document(name, save=False)
                     report.replaced.append(name)
                 else:
                     report.added.append(name)
                 lang = (language or "python") if self.params.kind == "code" else None
                 stream = tokens_for(text, self.params.kind, lang or "python")
-                doc = self._add_stream(name, sha, stream, len(text), lang)
+                doc, sigs = self._add_stream(name, sha, stream, len(text), lang)
+                pending.append((np.arange(doc.pid_start, doc.pid_end, dtype=np.int64), sigs))
+                n_pending += len(sigs)
+                if n_pending >= self.insert_batch:
+                    flush()
                 by_name[name] = doc
                 report.passages += doc.pid_end - doc.pid_start
             if progress:
                 progress(len(text))
+        flush()
         if save:
             self.save()
         return report
@@ -357,7 +383,8 @@ class Corpus:
         return out
 
     def _add_stream(self, name: str, sha: str, stream: TokenStream, n_chars: int,
-                    language: str | None) -> Document:
+                    language: str | None) -> tuple[Document, np.ndarray]:
+        """Register a document and return it with its passage signatures (not yet in the LSH)."""
         shingles = shingle_hashes(stream.tokens, self.params.k)
         starts, ends = passage_bounds(len(shingles), self.params)
         sigs = self.hasher.windows(shingles, starts, ends)
@@ -367,13 +394,12 @@ class Corpus:
             data = DocData(shingles, stream.starts.astype(np.int32), stream.ends.astype(np.int32))
             np.savez(self.directory / "docs" / f"{doc.doc_id}.npz", shingles=data.shingles,
                      tok_starts=data.tok_starts, tok_ends=data.tok_ends)
-            self.lsh.insert(np.arange(doc.pid_start, doc.pid_end, dtype=np.int64), sigs)
             self.documents[doc.doc_id] = doc
             self.data[doc.doc_id] = data
             self.next_doc += 1
             self.next_pid = doc.pid_end
-            self._reindex_pids()
-        return doc
+            self._pids_dirty = True
+        return doc, sigs
 
     def remove_document(self, name: str, save: bool = True) -> bool:
         """Remove the document called ``name``; returns ``False`` when absent."""
@@ -394,6 +420,9 @@ class Corpus:
 
     def doc_of(self, pids: np.ndarray) -> np.ndarray:
         """Document id of each passage id (``int64[m]`` → ``int64[m]``)."""
+        if self._pids_dirty:
+            with self._lock:
+                self._reindex_pids()
         idx = np.searchsorted(self._pid_starts, pids, side="right") - 1
         return self._pid_docs[np.clip(idx, 0, None)]
 

@@ -80,7 +80,8 @@ class NumpyBandLSH:
     """Banded LSH in sorted numpy arrays, appended in segments.
 
     Each :meth:`insert` adds a segment (per band: sorted keys + passage ids);
-    segments are merged when there are more than ``max_segments``. Removal
+    segments are merged LSM-style (a new segment at least half the size of
+    the previous one is merged into it), so there are O(log n) segments. Removal
     marks ids dead; dead ids are filtered at query time and dropped on save.
 
     Args:
@@ -110,8 +111,18 @@ class NumpyBandLSH:
         with self._lock:
             self._segments.append(seg)
             self._n += len(ids)
-            if len(self._segments) > self.max_segments:
-                self._merge()
+            # LSM-style: merge while the newest segment is at least half the size
+            # of the one before it, so total merge work is O(n log n).
+            while len(self._segments) >= 2 and (
+                    2 * self._segments[-1][0].shape[1] >= self._segments[-2][0].shape[1]
+                    or len(self._segments) > self.max_segments):
+                last = self._segments.pop()
+                prev = self._segments.pop()
+                keys = np.concatenate([prev[0], last[0]], axis=1)
+                ids_ = np.concatenate([prev[1], last[1]], axis=1)
+                order = np.argsort(keys, axis=1, kind="stable")
+                self._segments.append((np.take_along_axis(keys, order, axis=1),
+                                       np.take_along_axis(ids_, order, axis=1)))
 
     def _merge(self) -> None:
         keys = np.concatenate([k for k, _ in self._segments], axis=1)
