@@ -1,0 +1,91 @@
+"""Shared fixtures: a real gateway on the embedded model, served over HTTP on loopback.
+
+The model, watermark key and caches live in one session-wide ``GREENLIST_HOME``
+(``$GREENLIST_TEST_HOME`` if set, so repeated local runs reuse the fp32 cache).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ``../shared/data``; skips the test with a reason when the folder is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path} (clone the project beside ../shared)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """A uvicorn server for ``app`` on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                raise RuntimeError("server failed to start; see the log above")
+            time.sleep(0.1)
+        raise TimeoutError("server did not start in 600 s")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    path = Path(os.environ.get("GREENLIST_TEST_HOME") or tmp_path_factory.mktemp("greenlist-home"))
+    os.environ["GREENLIST_HOME"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway(home):
+    """One started gateway (default policy, embedded model) shared by the session."""
+    from gateway.service import Gateway
+    from gateway.settings import Settings
+
+    return Gateway.start(Settings())
+
+
+@pytest.fixture(scope="session")
+def server(gateway) -> Iterator[ServerThread]:
+    """The default gateway served over HTTP."""
+    from gateway.app import create_app
+
+    with ServerThread(create_app(gateway.settings, gateway=gateway)) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def client(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=300) as c:
+        yield c

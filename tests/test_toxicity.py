@@ -1,0 +1,180 @@
+"""Toxicity guardrail on the real packaged model and the real shared data (no mocks)."""
+
+from __future__ import annotations
+
+import csv
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from guardrails import guardrail_class
+from guardrails.base import Decision, Direction
+from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
+from guardrails.toxicity.data import shared_dir
+
+DATA = shared_dir()
+needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"shared data folder {DATA} is absent")
+
+TOXIC = [
+    "You are a fucking idiot.",
+    "Shut up, you worthless piece of trash.",
+    "Gay people are disgusting.",
+    "Go back to your country, you filthy animal.",
+]
+BENIGN = [
+    "I hope you have a lovely day.",
+    "The meeting is moved to Thursday at 3pm.",
+    "Thanks for the help with my homework, it was really useful!",
+    "Black people are wonderful.",
+]
+
+
+@pytest.fixture(scope="module")
+def guard() -> ToxicityGuardrail:
+    return ToxicityGuardrail(ToxicityConfig())
+
+
+def test_registry_and_config():
+    cls = guardrail_class("toxicity")
+    assert cls is ToxicityGuardrail
+    cfg = ToxicityConfig.model_validate({"type": "toxicity", "categories": {"hate": 0.4}})
+    assert cfg.threshold == 0.5 and cfg.model == "default" and cfg.action == "block"
+    with pytest.raises(ValueError):
+        ToxicityConfig.model_validate({"type": "toxicity", "unknown": 1})
+
+
+def test_toxic_vs_benign(guard):
+    scores = guard.classify(TOXIC + BENIGN)
+    tox = [s["toxicity"] for s in scores]
+    assert min(tox[: len(TOXIC)]) >= 0.5, tox
+    assert max(tox[len(TOXIC):]) < 0.5, tox
+    assert all(set(s) == {"toxicity", "hate", "harassment", "profanity"} for s in scores)
+    assert all(0.0 <= v <= 1.0 for s in scores for v in s.values())
+
+
+def test_scan_result_shape(guard):
+    hit = guard.scan("You are a fucking idiot.", Direction.OUTPUT)
+    assert hit.decision is Decision.BLOCK and hit.score >= 0.5
+    assert "toxicity" in hit.details["flagged_categories"]
+    assert set(hit.details["categories"]) >= {"toxicity", "hate", "harassment"}
+    ok = guard.scan("Have a great weekend!", Direction.INPUT)
+    assert ok.decision is Decision.ALLOW and ok.action is None
+    assert guard.scan("", Direction.INPUT).score == 0.0
+
+
+def test_category_threshold_fires():
+    g = ToxicityGuardrail(ToxicityConfig(threshold=0.99, action="flag", categories={"hate": 0.3}))
+    res = g.scan("Gay people are disgusting.", Direction.INPUT)
+    assert "hate" in res.details["flagged_categories"]
+    assert res.decision is Decision.FLAG
+
+
+def test_moderate_shape(guard):
+    out = guard.moderate(["You are a fucking idiot.", "Nice to meet you."])
+    assert len(out) == 2
+    for r in out:
+        assert set(r) == {"flagged", "categories", "category_scores"}
+        assert set(r["categories"]) == set(r["category_scores"])
+        assert {"hate", "harassment"} <= set(r["categories"])
+        assert all(isinstance(v, bool) for v in r["categories"].values())
+    assert out[0]["flagged"] and not out[1]["flagged"]
+
+
+def test_normalisation_evasion(guard):
+    plain = "you are a stupid idiot"
+    variants = [
+        "you are a stup\u200bid id\u200diot",          # zero-width space / joiner
+        "you аre а stupid idiоt",                       # Cyrillic а, о
+        "ｙｏｕ ａｒｅ ａ ｓｔｕｐｉｄ ｉｄｉｏｔ",           # full-width (NFKC)
+    ]
+    base, *others = guard.classify([plain] + variants)
+    for v in others:
+        assert abs(v["toxicity"] - base["toxicity"]) < 1e-4
+
+
+def test_long_text_windows(guard):
+    filler = "The weather was mild and the committee reviewed the quarterly budget. " * 40
+    res = guard.classify([filler, filler + " You are a fucking idiot and everyone hates you."])
+    assert res[0]["toxicity"] < 0.5 <= res[1]["toxicity"]
+
+
+def test_thread_safe(guard):
+    texts = TOXIC + BENIGN
+    expected = [round(s["toxicity"], 4) for s in guard.classify(texts)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: round(guard.scan(t, Direction.INPUT).score, 4), texts * 3))
+    assert got == expected * 3
+
+
+def _auroc(y: list[int], p: list[float]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+@needs_data
+def test_auroc_jigsaw_held_out(guard):
+    """name_adj template sentences not sampled for training (load_corpus keeps 2,000 of 72,000)."""
+    with open(DATA / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["template"] == "name_adj"]
+    train_rng = random.Random(0)  # replays load_corpus(seed=0): Davidson sample first
+    with open(DATA / "davidson_labeled.csv", newline="", encoding="utf-8") as fh:
+        offensive = [r for r in csv.DictReader(fh) if r["class"] == "1"]
+    train_rng.sample(offensive, min(6000, len(offensive)))
+    used = {id(r) for r in train_rng.sample(rows, 2000)}
+    held = random.Random(1).sample([r for r in rows if id(r) not in used], 300)
+    scores = guard.classify([r["phrase"] for r in held])
+    auc = _auroc([int(r["toxicity"] == "toxic") for r in held], [s["toxicity"] for s in scores])
+    assert auc >= 0.95, auc
+
+
+@needs_data
+def test_auroc_olid_slice(guard):
+    """Regression floor on 300 OLID tweets (held-in: the head saw them; 5-fold CV AUROC is 0.83)."""
+    with open(DATA / "olid_train.csv", newline="", encoding="utf-8") as fh:
+        rows = random.Random(2).sample(list(csv.DictReader(fh)), 300)
+    scores = guard.classify([r["tweet"] for r in rows])
+    auc = _auroc([int(r["subtask_a"] == "OFF") for r in rows], [s["toxicity"] for s in scores])
+    assert auc >= 0.8, auc
+
+
+def _tiny_model(path: Path, id2label: dict[int, str], problem_type: str | None = None) -> str:
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    words = "you are a the idiot lovely day nice stupid have".split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+                     id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                     problem_type=problem_type)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_hf_model_binary(tmp_path):
+    model = _tiny_model(tmp_path, {0: "non-toxic", 1: "toxic"})
+    g = ToxicityGuardrail(ToxicityConfig(model=model, threshold=0.0))
+    out = g.classify(["you are a stupid idiot", "have a nice day", ""])
+    assert [set(o) for o in out] == [{"toxicity"}] * 3
+    assert 0.0 < out[0]["toxicity"] < 1.0 and out[2]["toxicity"] == 0.0
+    res = g.scan("you are a stupid idiot", Direction.INPUT)
+    assert res.decision is Decision.BLOCK  # threshold 0 always fires on non-empty text
+    mod = g.moderate(["have a nice day"])[0]
+    assert set(mod["category_scores"]) == {"toxicity"}
+
+
+def test_hf_model_multilabel(tmp_path):
+    labels = {0: "toxic", 1: "insult", 2: "identity_hate", 3: "obscene"}
+    model = _tiny_model(tmp_path, labels, "multi_label_classification")
+    g = ToxicityGuardrail(ToxicityConfig(model=model, label_map={"obscene": "profanity"}))
+    (out,) = g.classify(["you are a stupid idiot"])
+    assert set(out) == {"toxicity", "harassment", "hate", "profanity"}
+    assert all(0.0 <= v <= 1.0 for v in out.values())
