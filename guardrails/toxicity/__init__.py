@@ -41,27 +41,32 @@ _load_lock = threading.Lock()
 
 
 @functools.cache
-def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...]) -> Any:
+def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
+                      pc_weight: float | None) -> Any:
     from guardrails.toxicity.backends import HFClassifier, MiniLMHead
 
     if model == "default":
-        return MiniLMHead()
+        return MiniLMHead(pc_weight=pc_weight)
     return HFClassifier(model, dict(label_map))
 
 
-def load_backend(model: str = "default", label_map: dict[str, str] | None = None) -> Any:
+def load_backend(model: str = "default", label_map: dict[str, str] | None = None,
+                 profanity_check_weight: float | None = None) -> Any:
     """Return the process-wide classifier for ``model`` (loaded on first call).
 
     Args:
         model: ``"default"`` for the packaged MiniLM + head, else a Hugging
             Face text-classification model id or local directory.
         label_map: ``{model label: category}`` overrides for Hugging Face models.
+        profanity_check_weight: Default model only: weight of
+            alt-profanity-check in the toxicity score (``None`` = packaged 0.3).
 
     Returns:
         A backend with ``categories``, ``default_thresholds`` and ``classify``.
     """
     with _load_lock:
-        return _backend_uncached(model, tuple(sorted((label_map or {}).items())))
+        return _backend_uncached(model, tuple(sorted((label_map or {}).items())),
+                                 profanity_check_weight if model == "default" else None)
 
 
 class ToxicityConfig(GuardrailConfig):
@@ -81,6 +86,10 @@ class ToxicityConfig(GuardrailConfig):
             unlisted categories use the model's default thresholds for
             ``flagged_categories`` only.
         label_map: ``{model label: category}`` overrides for Hugging Face models.
+        profanity_check_weight: Default model only: toxicity =
+            ``(1 - w) * MiniLM head + w * alt-profanity-check``; ``None`` uses
+            the packaged 0.3, ``0`` gives the MiniLM head alone (less
+            identity-word bias on terms like "queer", lower tweet AUROC).
     """
 
     type: Literal["toxicity"] = "toxicity"
@@ -88,6 +97,7 @@ class ToxicityConfig(GuardrailConfig):
     model: str = "default"
     categories: dict[str, float] = Field(default_factory=dict)
     label_map: dict[str, str] = Field(default_factory=dict)
+    profanity_check_weight: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class ToxicityGuardrail(Guardrail):
@@ -106,7 +116,7 @@ class ToxicityGuardrail(Guardrail):
 
     def __init__(self, config: ToxicityConfig) -> None:
         super().__init__(config)
-        self.backend = load_backend(config.model, config.label_map)
+        self.backend = load_backend(config.model, config.label_map, config.profanity_check_weight)
         self.thresholds: dict[str, float] = dict(self.backend.default_thresholds)
         self.thresholds.update(config.categories)
         self.thresholds["toxicity"] = config.threshold

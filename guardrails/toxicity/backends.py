@@ -27,7 +27,7 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-_WINDOW_WORDS, _STRIDE_WORDS = 160, 120  # MiniLM truncates at 256 word pieces
+_WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
 
 def _windows(text: str) -> list[str]:
@@ -104,7 +104,7 @@ class MiniLMHead:
 
         Args:
             texts: N raw texts; each is prepared (normalised, tweet artefacts
-                removed) and, past 160 words, scored as overlapping windows
+                removed) and, past 48 words, scored as overlapping 48-word windows (stride 32)
                 whose maximum is kept.
 
         Returns:

@@ -240,6 +240,39 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(grid[int(np.argmax(f1))])
 
 
+def identity_terms(folder: Path | None = None) -> list[str]:
+    """Identity terms of Jigsaw's ``am_hate_adj`` template ("I am <term>"), sorted."""
+    import csv
+
+    from guardrails.toxicity.data import shared_dir
+
+    with open((folder or shared_dir()) / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
+        return sorted({r["phrase"].split()[-1] for r in csv.DictReader(fh)
+                       if r["template"] == "am_hate_adj" and r["toxicity"] == "nontoxic"})
+
+
+PROBE_TEMPLATES = ("I am a {} person.", "My best friend is {}.", "{} people are my neighbours.")
+
+
+def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
+    """Scores of neutral sentences naming identities, per candidate (lower is better).
+
+    The sentences (``PROBE_TEMPLATES`` x Jigsaw's 50 identity terms) are not in
+    the training data; a model that lets identity words drive its score gives
+    them high toxicity. Returns ``{candidate: {mean, max, fpr@0.5, worst}}``.
+    """
+    sents = [t.format(term) for term in identity_terms() for t in PROBE_TEMPLATES]
+    sents = [s[0].upper() + s[1:] for s in sents]
+    head = predict_heads(embed([prepare(s) for s in sents]), W, b)[:, 0]
+    pc = profanity_check_scores([prepare(s) for s in sents])
+    cands = {"minilm": head, "alt-profanity-check": pc}
+    for a in PC_WEIGHTS:
+        cands[f"ensemble[{1 - a:.1f}*minilm+{a:.1f}*alt-profanity-check]"] = (1 - a) * head + a * pc
+    return {name: {"mean": round(float(v.mean()), 4), "max": round(float(v.max()), 4),
+                   "fpr@0.5": round(float((v >= 0.5).mean()), 4), "worst": sents[int(v.argmax())]}
+            for name, v in cands.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     """Command-line entry point; returns the metadata written next to the weights."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -287,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(json.dumps(meta["cv"], indent=1))
     row_w = np.asarray([MIXES[DEFAULT_MIX][s] for s in src], dtype=np.float64)
     W, b = fit_heads(X, Y, row_w)
+    meta["identity_probe"] = identity_probe(W, b)
+    print(json.dumps(meta["identity_probe"], indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
                         categories=np.asarray(CATEGORIES))
