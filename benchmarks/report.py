@@ -1,0 +1,42 @@
+"""Writing benchmark results into ``docs/benchmarks.md``, one ``## `` section per benchmark."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nEach section is written by its script in `benchmarks/`; rerun it to refresh.\n"
+
+
+def machine() -> str:
+    """One line describing this machine and today's date."""
+    return (f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, "
+            f"{_memory_gib()} GiB RAM, Python {platform.python_version()}; date {date.today().isoformat()}.")
+
+
+def _memory_gib() -> str:
+    try:
+        kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        return f"{kb / 2**20:.0f}"
+    except (OSError, StopIteration, ValueError):
+        return "?"
+
+
+def write_section(title: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section ``## {title}`` of ``doc`` with ``body``.
+
+    Args:
+        title: Section heading without the ``## ``.
+        body: Markdown of the section (without its heading).
+        doc: The markdown file (default ``docs/benchmarks.md``).
+    """
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else HEADER
+    section = f"## {title}\n\n{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    doc.write_text(text)
