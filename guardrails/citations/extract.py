@@ -59,11 +59,30 @@ _NOT_NAMES = frozenset(
     "january february march april may june july august september october november december "
     "spring summer autumn fall winter q1 q2 q3 q4 it we they he she our their".split()
 )
-_TITLE_CUES = re.compile(
-    r"\b(paper|article|study|studies|work|book|chapter|titled|entitled|publication|published|proceedings|"
-    r"journal|report|thesis|et al|survey|authors?|wrote|write|writes|describ\w*|propos\w*|introduc\w*)\b",
+_TITLE_CUE_BEFORE = re.compile(
+    r"\b(?:paper|article|study|book|chapter|titled|entitled|publication|report|thesis|survey|preprint|"
+    r"monograph|in|see|cf\.)\s*[:,]?\s*$",
     re.IGNORECASE,
 )
+_PRONOUNS = frozenset("i you me my your we us our he she him her".split())
+
+
+def _standalone_title(title: str, raw: str, before: str) -> bool:
+    """Whether a quoted / italic string without an author-year partner is presented as a work's title.
+
+    True after a cue ("the paper", "titled", "in") or when the string is in
+    Title Case (>= 80% of its words capitalised or short function words, at
+    least 4 words) and does not read like dialogue (ends in ``, . ! ?`` inside
+    the quotes, or uses first/second-person pronouns).
+    """
+    words = re.findall(r"[^\W\d_][\w'’\-]*", title)
+    if len(words) < 3:
+        return False
+    dialogue = raw.rstrip()[-1:] in ",.!?" or any(w.lower() in _PRONOUNS for w in words)
+    caps = sum(1 for w in words if w[0].isupper() or len(w) <= 3) / len(words)
+    if _TITLE_CUE_BEFORE.search(before):
+        return not dialogue or caps >= 0.8
+    return not dialogue and len(words) >= 4 and caps >= 0.8
 
 
 @dataclass
@@ -114,11 +133,12 @@ class Citation:
         return [self.start, self.end]
 
 
-def _is_name(word: str) -> bool:
-    word = word.strip()
-    parts = word.split()
-    core = parts[-1] if parts else word
-    return bool(core) and core[0].isupper() and core.lower() not in _NOT_NAMES and len(core) > 1
+def _is_name(names: str) -> bool:
+    """Whether the first name of an author string looks like a surname (capitalised, not a common word)."""
+    words = [w for w in names.split() if w.lower() not in ("van", "von", "der", "den", "de", "du", "da", "di",
+                                                             "le", "la", "del", "della", "ter", "ten", "dos", "das")]
+    core = words[0].strip(",") if words else ""
+    return len(core) > 1 and core[0].isupper() and core.lower() not in _NOT_NAMES
 
 
 def parse_names(names: str) -> tuple[list[str], bool]:
@@ -159,6 +179,36 @@ def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
 def entry_years(text: str, exclude: list[tuple[int, int]]) -> list[int]:
     """Year-like numbers (1600-2099) in ``text`` outside the ``exclude`` spans, in order."""
     return [int(m.group(1)) for m in _YEAR_RE.finditer(text) if not _inside(m.start(), exclude)]
+
+
+def claimed_years(text: str, exclude: list[tuple[int, int]]) -> list[int]:
+    """The year(s) a reference entry gives as its publication year.
+
+    Venue names often contain years of their own ("TREC 2004", "November
+    16-19, 2004"), so the year in the entry's year slot wins: the earliest
+    parenthesised ``(2020)`` or ACM-style ``. 2020.``; else a year closing the
+    entry (``..., 2020.``, IEEE); else every year-like number.
+    """
+    slots = []
+    for m in re.finditer(rf"\(\s*({YEAR})[a-z]?\s*\)|(?:^|\.\s)({YEAR})[a-z]?\.(?:\s|$)", text):
+        g = 1 if m.group(1) else 2
+        if not _inside(m.start(g), exclude):
+            slots.append((m.start(g), int(m.group(g))))
+    if slots:
+        return [min(slots)[1]]
+    m = re.search(rf"(?:,|\.)\s*({YEAR})[a-z]?\s*[.)]?\s*$", _strip_spans(text, exclude))
+    if m:
+        return [int(m.group(1))]
+    return entry_years(text, exclude)
+
+
+def _strip_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the ``spans`` blanked out (same length), trailing blanks and punctuation removed."""
+    chars = list(text)
+    for a, b in spans:
+        for i in range(max(0, a), min(len(chars), b)):
+            chars[i] = " "
+    return "".join(chars).rstrip(" .;,")
 
 
 def guess_entry_title(text: str) -> tuple[int, int] | None:
@@ -205,7 +255,7 @@ def _entry(line: str, offset: int, line_start: int, line_end: int) -> Citation:
     doi, arxiv, url, id_spans = _ids_in(body)
     tspan = guess_entry_title(body)
     excl = id_spans + ([tspan] if tspan else [])
-    years = entry_years(body, excl)
+    years = claimed_years(body, excl)
     head = body[: tspan[0]] if tspan else body
     keys, et_al = parse_names(re.sub(rf"\(?\s*{YEAR}[a-z]?\s*\)?\.?", " ", head)) if tspan else ([], False)
     return Citation(
@@ -297,7 +347,7 @@ def extract_citations(text: str) -> list[Citation]:
                 names = names[first.end():]
                 continue
             break
-        if not _is_name(names.split()[0]) or not free(a, m.end()):
+        if not _is_name(names) or not free(a, m.end()):
             continue
         keys, et_al = parse_names(names)
         if keys:
@@ -311,7 +361,7 @@ def extract_citations(text: str) -> list[Citation]:
             pm = _PAREN_PART.match(part)
             p_start = inner_start + offset
             offset += len(part) + 1
-            if not pm or not _is_name(pm.group("names").split()[0]):
+            if not pm or not _is_name(pm.group("names")):
                 continue
             a = p_start + pm.start("names")
             b = p_start + len(part.rstrip())
@@ -344,11 +394,7 @@ def extract_citations(text: str) -> list[Citation]:
                                 years=partner.years))
             taken.append((s, e))
             continue
-        sentence_start = max(text.rfind(". ", 0, a), text.rfind("\n", 0, a), 0)
-        context = text[sentence_start:a] + text[b:b + 60]
-        words = [w for w in re.findall(r"[^\W\d_][\w'’\-]*", title)]
-        caps = sum(1 for w in words if w[0].isupper() or len(w) <= 3)
-        if _TITLE_CUES.search(context) or (words and caps / len(words) >= 0.8 and len(words) >= 4):
+        if _standalone_title(title, m.group(g), text[max(0, a - 40):a]):
             t0 = m.start(g) - a
             out.append(Citation(text=text[a:b], start=a, end=b, kind="title", title=title,
                                 title_span=(t0, t0 + len(title))))
@@ -370,4 +416,4 @@ def citation_query(cit: Citation) -> str:
 
 
 __all__ = ["Citation", "extract_citations", "parse_names", "guess_entry_title", "entry_years",
-           "citation_query", "norm_text"]
+           "citation_query", "claimed_years", "norm_text"]

@@ -47,7 +47,7 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from guardrails.citations.database import CitationDatabase
-from guardrails.citations.extract import Citation, _ids_in, citation_query, entry_years
+from guardrails.citations.extract import Citation, _ids_in, citation_query, claimed_years
 from guardrails.citations.records import norm_text, norm_with_map
 
 VERDICTS = ("verified", "mismatch", "not_found", "unverifiable")
@@ -219,7 +219,7 @@ def compare_fields(cit: Citation, db: CitationDatabase, row: int, title_span: tu
     if cit.kind == "reference":
         _, _, _, id_spans = _ids_in(cit.text)
         excl = id_spans + ([title_span] if title_span else [])
-        years = entry_years(cit.text, excl)
+        years = claimed_years(cit.text, excl)
         if title_span:
             claimed = cit.text[: title_span[0]]
             if not _NAME_WORD.search(claimed or ""):
