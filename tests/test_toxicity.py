@@ -124,7 +124,7 @@ def test_auroc_jigsaw_held_out(guard):
         offensive = [r for r in csv.DictReader(fh) if r["class"] == "1"]
     train_rng.sample(offensive, min(6000, len(offensive)))
     used = {id(r) for r in train_rng.sample(rows, 2000)}
-    held = random.Random(1).sample([r for r in rows if id(r) not in used], 300)
+    held = random.Random(1).sample([r for r in rows if id(r) not in used], 200)
     scores = guard.classify([r["phrase"] for r in held])
     auc = _auroc([int(r["toxicity"] == "toxic") for r in held], [s["toxicity"] for s in scores])
     assert auc >= 0.95, auc
@@ -132,9 +132,9 @@ def test_auroc_jigsaw_held_out(guard):
 
 @needs_data
 def test_auroc_olid_slice(guard):
-    """Regression floor on 300 OLID tweets (held-in: the head saw them; 5-fold CV AUROC is 0.83)."""
+    """Regression floor on 200 OLID tweets (held-in: the head saw them; 5-fold CV AUROC is 0.83)."""
     with open(DATA / "olid_train.csv", newline="", encoding="utf-8") as fh:
-        rows = random.Random(2).sample(list(csv.DictReader(fh)), 300)
+        rows = random.Random(2).sample(list(csv.DictReader(fh)), 200)
     scores = guard.classify([r["tweet"] for r in rows])
     auc = _auroc([int(r["subtask_a"] == "OFF") for r in rows], [s["toxicity"] for s in scores])
     assert auc >= 0.8, auc

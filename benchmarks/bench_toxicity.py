@@ -1,0 +1,101 @@
+"""Latency and throughput of the toxicity guardrail's default model on this machine.
+
+Run ``python benchmarks/bench_toxicity.py [--write docs/benchmarks.md]``. Measures
+p50/p95 latency of ``scan`` on one short text (after warm-up) and batched
+``classify`` throughput (texts/s) on real OLID tweets from the shared data
+(falls back to synthetic sentences when it is absent). Prints a markdown
+section; ``--write`` replaces the ``## Toxicity guardrail`` section of the file
+(creating the file if missing) and leaves other sections alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import re
+import statistics
+import time
+from pathlib import Path
+
+from guardrails.base import Direction
+from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
+from guardrails.toxicity.data import shared_dir
+
+HEADING = "## Toxicity guardrail"
+
+
+def _texts(n: int) -> list[str]:
+    path = shared_dir() / "olid_train.csv"
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n))]
+    return [f"Sentence number {i} says something about the weather." for i in range(n)]
+
+
+def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
+            batch: int = 64, pc_weight: float | None = None) -> dict[str, float]:
+    """Time the guardrail.
+
+    Returns:
+        ``{"p50_ms", "p95_ms", "throughput_per_s", "n_batch", "batch"}``:
+        single-text ``scan`` latency in milliseconds and batched ``classify``
+        rate in texts per second.
+    """
+    g = ToxicityGuardrail(ToxicityConfig(model=model, profanity_check_weight=pc_weight))
+    text = "You are such an idiot, nobody wants you here."
+    for _ in range(20):
+        g.scan(text, Direction.INPUT)
+    lat = []
+    for _ in range(n_single):
+        t0 = time.perf_counter()
+        g.scan(text, Direction.INPUT)
+        lat.append((time.perf_counter() - t0) * 1000)
+    texts = _texts(n_batch)
+    g.classify(texts[:batch])
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        g.classify(texts[i:i + batch])
+    rate = len(texts) / (time.perf_counter() - t0)
+    lat.sort()
+    return {"p50_ms": statistics.median(lat), "p95_ms": lat[int(0.95 * len(lat)) - 1],
+            "throughput_per_s": rate, "n_batch": len(texts), "batch": batch}
+
+
+def section(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown section for ``rows`` = ``{label: measure() result}``."""
+    lines = [HEADING, "", f"Machine: `2-core CPU`, date {_dt.date.today().isoformat()}, "
+             "`python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
+             "sentence (after warm-up); batched: `classify` on OLID tweets in batches of 64.", "",
+             "| model | p50 one text (ms) | p95 one text (ms) | batched (texts/s) |",
+             "|---|---|---|---|"]
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} |")
+    lines.append("")
+    lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched.")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace (or append) the ``## Toxicity guardrail`` section of ``path``."""
+    old = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + text
+    path.write_text(new, encoding="utf-8")
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", type=Path, help="markdown file to update, e.g. docs/benchmarks.md")
+    args = ap.parse_args()
+    rows = {"default (MiniLM head + 0.3 alt-profanity-check)": measure(),
+            "MiniLM head only (`profanity_check_weight: 0`)": measure(pc_weight=0.0)}
+    text = section(rows)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
