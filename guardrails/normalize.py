@@ -48,16 +48,19 @@ def strip_invisible(text: str) -> str:
 
 
 def fold_homoglyphs(text: str) -> str:
-    """Replace look-alike letters of other scripts by Latin letters in mixed-script words.
+    """Replace look-alike letters of other scripts by Latin letters where Latin is the script in use.
 
-    A word is folded only when it contains at least one ASCII letter, so a
-    Russian sentence stays Russian while "pаypal" (Cyrillic "а") becomes "paypal".
+    A word is folded when it contains an ASCII letter, or when most letters of
+    the whole text are ASCII; so a Russian sentence stays Russian while
+    "pаypal" and a lone Cyrillic "а" in an English sentence become Latin.
     """
     table = _homoglyph_map()
+    letters = [c for c in text if c.isalpha()]
+    latin_text = sum(c.isascii() for c in letters) * 2 > len(letters)
 
     def fold(match: re.Match[str]) -> str:
         word = match.group(0)
-        if word.isascii() or not any(c.isascii() and c.isalpha() for c in word):
+        if word.isascii() or not (latin_text or any(c.isascii() and c.isalpha() for c in word)):
             return word
         return "".join(table.get(c, c) for c in word)
 
