@@ -155,14 +155,14 @@ def strip_citations(text: str, citations: list[dict[str, Any]], verdicts: list[s
         if c.get("kind") == "reference":
             line_start = text.rfind("\n", 0, a) + 1
             line_end = text.find("\n", b)
-            spans.append((line_start, len(text) if line_end < 0 else line_end + 1, ""))
+            spans.append((line_start, len(text) if line_end < 0 else line_end + 1, None))
         else:
             spans.append((a, b, replacement))
     if not spans:
         return text
     out = text
     for a, b, rep in sorted(spans, reverse=True):
-        out = out[:a] + (rep or "\x00") + out[b:]
+        out = out[:a] + ("" if rep is None else (rep or "\x00")) + out[b:]
     # tidy the places where something was removed
     out = re.sub(r"\(\s*(?:(?:e\.g\.|i\.e\.|see|cf\.)\s*,?\s*)?(?:\x00\s*[;,]?\s*)+\)", "\x00", out)
     out = re.sub(r"\x00\s*;\s*", "", out)
