@@ -252,7 +252,7 @@ def bench_code(home: Path, quick: bool, rng: random.Random) -> dict:
     for label, kw in configs.items():
         params = CorpusParams(**{**CorpusParams.default("code").__dict__, **kw})
         t0 = time.perf_counter()
-        corpus = Corpus.create("stdlib_" + label.replace(" ", "_"), params, home=home)
+        corpus = Corpus.create("stdlib_" + label.split(" (")[0].replace(" ", "_"), params, home=home)
         corpus.add_paths(indexed)
         build_s = time.perf_counter() - t0
         matcher = Matcher(corpus)
