@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import os
 import re
 import statistics
 import time
@@ -72,7 +73,9 @@ def section(rows: dict[str, dict[str, float]]) -> str:
     for label, r in rows.items():
         lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} |")
     lines.append("")
-    lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched.")
+    lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched. "
+                 f"1-min load average at the end of the run: {os.getloadavg()[0]:.1f} "
+                 "(above 2 means other processes shared the 2 cores).")
     return "\n".join(lines) + "\n"
 
 
