@@ -61,13 +61,13 @@ def bench_generation(gw: Gateway, tokens: int, rounds: int) -> dict[str, float]:
 def bench_verify(gw: Gateway, human: list[str]) -> float:
     """Milliseconds per 1,000 tokens of ``Gateway.verify``."""
     text = " ".join(human)
-    ids = gw.tokenizer(text, add_special_tokens=False)["input_ids"][:5000]
-    chunks = [gw.tokenizer.decode(ids[i:i + 1000]) for i in range(0, 5000, 1000)]
+    ids = gw.verifier.tokenizer(text, add_special_tokens=False)["input_ids"][:5000]
+    chunks = [gw.verifier.tokenizer.decode(ids[i:i + 1000]) for i in range(0, 5000, 1000)]
     times = []
     for _ in range(20):
         for chunk in chunks:
             start = time.perf_counter()
-            gw.verify(chunk)
+            gw.verifier.verify(chunk)
             times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 

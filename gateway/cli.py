@@ -9,10 +9,22 @@ from typing import Optional
 
 import typer
 
+from gateway import cli_watermark
+from guardrails.citations.cli import app as citations_app
+from guardrails.protected.cli import app as corpus_app
+
 app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
                   add_completion=False)
 policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+from gateway.keys_cli import keys_app  # noqa: E402 - greenlist keys create/list/revoke
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(citations_app, name="citations")
+app.add_typer(cli_watermark.keys_app, name="watermark-keys")
+app.command("verify")(cli_watermark.verify)
+app.command("verify-certificate")(cli_watermark.verify_certificate)
 
 
 @app.command()

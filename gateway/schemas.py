@@ -108,6 +108,9 @@ class VerifyRequest(_Request):
     """Body of ``POST /v1/watermark/verify``."""
 
     text: str = Field(min_length=1)
+    certificate: bool = Field(False, description="add an Ed25519-signed certificate of the result")
+    windowed: bool = Field(False, description="add WinMax windowed detection and watermarked spans")
+    detail: bool = Field(False, description="add per-token colours (needs the verify:detail scope when auth is on)")
 
 
 class CheckRequest(_Request):

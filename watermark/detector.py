@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from watermark.scheme import GreenListScheme
+from watermark.scheme import Scheme
 
 TokenStatus = Literal["green", "red", "ignored", "context"]
 
@@ -85,7 +85,7 @@ class WatermarkDetector:
         ValueError: for ``min_tokens < 1``.
     """
 
-    def __init__(self, scheme: GreenListScheme, z_threshold: float = 4.0, min_tokens: int = 16) -> None:
+    def __init__(self, scheme: Scheme, z_threshold: float = 4.0, min_tokens: int = 16) -> None:
         if min_tokens < 1:
             raise ValueError("min_tokens must be at least 1")
         self.scheme = scheme

@@ -1,4 +1,4 @@
-"""Watermark keys: where the secret comes from, never from code.
+"""Watermark keys: where the secret comes from (never from code), key ids and rotation.
 
 Order of precedence:
 
@@ -8,8 +8,13 @@ Order of precedence:
    first start with one random 256-bit key so that restarts keep verifying
    earlier text.
 
-The file holds ``{"active": ID, "keys": {ID: {"secret": HEX, "created": ISO,
-"retired": false}}}``; several keys prepare for rotation.
+The file holds ``{"active": ID, "keys": {ID: {...}}}``. A key is of kind
+``keyed`` (``"secret": HEX``; Greenlist's fast keyed-hash green lists) or
+``transformers-lefthash`` (``"hash_key": INT, "vocab_size": INT``; the green
+lists of transformers' ``WatermarkLogitsProcessor``, for interoperability).
+Generation uses the active key; verification tries every key not ``retired``.
+Rotation (:func:`rotate`) adds a fresh key and makes it active, keeping the old
+ones verifiable until retired (:func:`retire`).
 """
 
 from __future__ import annotations
@@ -20,17 +25,50 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from watermark.compat import TransformersLefthashScheme
+from watermark.scheme import GreenListScheme, Scheme
 
 KEY_FILE = "watermark_keys.json"
+KINDS = ("keyed", "transformers-lefthash")
 
 
 @dataclass(frozen=True)
 class WatermarkKey:
-    """One watermark secret with its public id."""
+    """One watermark key.
+
+    Attributes:
+        key_id: Public identifier.
+        kind: ``keyed`` or ``transformers-lefthash``.
+        secret: The secret of a ``keyed`` key (never logged or returned).
+        hash_key: transformers' ``hashing_key`` for ``transformers-lefthash``.
+        vocab_size: Vocabulary size transformers permutes (``transformers-lefthash``).
+        retired: A retired key is no longer tried by verification.
+        created: ISO timestamp.
+    """
 
     key_id: str
-    secret: bytes = field(repr=False)
+    secret: bytes | None = field(default=None, repr=False)
+    kind: str = "keyed"
+    hash_key: int | None = None
+    vocab_size: int | None = None
     retired: bool = False
+    created: str = ""
+
+    def scheme(self, gamma: float, seeding_scheme: str) -> Scheme:
+        """The green-list scheme of this key.
+
+        Raises:
+            ValueError: for a ``transformers-lefthash`` key used with another seeding scheme.
+        """
+        if self.kind == "transformers-lefthash":
+            return TransformersLefthashScheme(self.key_id, int(self.hash_key or 0), int(self.vocab_size or 0), gamma)
+        return GreenListScheme(self.secret or b"", self.key_id, gamma, seeding_scheme)  # type: ignore[arg-type]
+
+    def public(self) -> dict[str, Any]:
+        """What may be published about the key (no secret)."""
+        return {"key_id": self.key_id, "kind": self.kind, "retired": self.retired, "created": self.created}
 
 
 @dataclass(frozen=True)
@@ -40,17 +78,53 @@ class KeyRing:
     active: WatermarkKey
     keys: tuple[WatermarkKey, ...]
 
+    @property
+    def verifying(self) -> tuple[WatermarkKey, ...]:
+        """Keys verification tries: every key not retired."""
+        return tuple(k for k in self.keys if not k.retired)
 
-def _new_key_file(path: Path) -> None:
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_keyed_entry() -> tuple[str, dict[str, Any]]:
     key_id = "wm-" + datetime.now(timezone.utc).strftime("%Y%m%d") + "-" + secrets.token_hex(3)
-    data = {
-        "active": key_id,
-        "keys": {key_id: {"secret": secrets.token_hex(32),
-                          "created": datetime.now(timezone.utc).isoformat(), "retired": False}},
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return key_id, {"kind": "keyed", "secret": secrets.token_hex(32), "created": _now(), "retired": False}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Write the key file atomically with mode 0600."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def _read(home: Path) -> dict[str, Any]:
+    path = home / KEY_FILE
+    if not path.exists():
+        key_id, entry = _new_keyed_entry()
+        _write(path, {"active": key_id, "keys": {key_id: entry}})
+    return json.loads(path.read_text())
+
+
+def _parse(key_id: str, entry: dict[str, Any], path: Path) -> WatermarkKey:
+    kind = entry.get("kind", "keyed")
+    if kind not in KINDS:
+        raise ValueError(f"{path}: key {key_id!r} has unknown kind {kind!r}; use one of {KINDS}")
+    if kind == "keyed" and not entry.get("secret"):
+        raise ValueError(f"{path}: keyed key {key_id!r} needs a 'secret' (64 hex digits)")
+    return WatermarkKey(
+        key_id=key_id,
+        secret=bytes.fromhex(entry["secret"]) if entry.get("secret") else None,
+        kind=kind,
+        hash_key=entry.get("hash_key"),
+        vocab_size=entry.get("vocab_size"),
+        retired=bool(entry.get("retired", False)),
+        created=entry.get("created", ""),
+    )
 
 
 def load_keyring(home: Path) -> KeyRing:
@@ -73,14 +147,50 @@ def load_keyring(home: Path) -> KeyRing:
         key = WatermarkKey(os.environ.get("GREENLIST_WATERMARK_KEY_ID", "env"), env_secret.encode())
         return KeyRing(active=key, keys=(key,))
     path = home / KEY_FILE
-    if not path.exists():
-        _new_key_file(path)
-    data = json.loads(path.read_text())
-    keys = tuple(
-        WatermarkKey(key_id, bytes.fromhex(entry["secret"]), bool(entry.get("retired", False)))
-        for key_id, entry in data["keys"].items()
-    )
+    data = _read(home)
+    keys = tuple(_parse(key_id, entry, path) for key_id, entry in data["keys"].items())
     active = next((k for k in keys if k.key_id == data.get("active") and not k.retired), None)
     if active is None:
         raise ValueError(f"{path}: 'active' must name a key in 'keys' that is not retired")
     return KeyRing(active=active, keys=keys)
+
+
+def rotate(home: Path) -> str:
+    """Add a fresh random ``keyed`` key and make it active; return its id. Old keys stay verifiable."""
+    data = _read(home)
+    key_id, entry = _new_keyed_entry()
+    data["keys"][key_id] = entry
+    data["active"] = key_id
+    _write(home / KEY_FILE, data)
+    return key_id
+
+
+def retire(home: Path, key_id: str) -> None:
+    """Stop verifying with ``key_id``.
+
+    Raises:
+        ValueError: for an unknown key, or the active key (rotate first).
+    """
+    data = _read(home)
+    if key_id not in data["keys"]:
+        raise ValueError(f"no watermark key {key_id!r}; see `greenlist watermark-keys list`")
+    if key_id == data["active"]:
+        raise ValueError(f"{key_id!r} is the active key; run `greenlist watermark-keys rotate` first")
+    data["keys"][key_id]["retired"] = True
+    _write(home / KEY_FILE, data)
+
+
+def add_transformers_key(home: Path, key_id: str, hash_key: int, vocab_size: int, activate: bool = False) -> None:
+    """Register a transformers-compatible ``lefthash`` key (interoperability with ``WatermarkingConfig``).
+
+    Raises:
+        ValueError: when ``key_id`` exists already.
+    """
+    data = _read(home)
+    if key_id in data["keys"]:
+        raise ValueError(f"watermark key {key_id!r} exists already")
+    data["keys"][key_id] = {"kind": "transformers-lefthash", "hash_key": int(hash_key), "vocab_size": int(vocab_size),
+                            "created": _now(), "retired": False}
+    if activate:
+        data["active"] = key_id
+    _write(home / KEY_FILE, data)

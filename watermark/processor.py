@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from watermark.scheme import GreenListScheme
+from watermark.scheme import Scheme
 
 
 class WatermarkLogitsProcessor(LogitsProcessor):
@@ -24,7 +24,7 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         ValueError: for ``delta <= 0``.
     """
 
-    def __init__(self, scheme: GreenListScheme, delta: float = 2.0) -> None:
+    def __init__(self, scheme: Scheme, delta: float = 2.0) -> None:
         if delta <= 0:
             raise ValueError(f"delta must be > 0, got {delta}")
         self.scheme = scheme

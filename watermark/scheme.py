@@ -33,12 +33,32 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 SeedingScheme = Literal["lefthash", "selfhash"]
 CONTEXT_WIDTH: dict[str, int] = {"lefthash": 1, "selfhash": 4}
+
+
+
+class Scheme(Protocol):
+    """What the logits processor and the detector need from a green-list scheme."""
+
+    key_id: str
+    gamma: float
+    seeding_scheme: str
+
+    @property
+    def context_width(self) -> int: ...  # noqa: D102
+
+    @property
+    def ngram_len(self) -> int: ...  # noqa: D102
+
+    def green_mask(self, context: list[int] | np.ndarray, vocab_size: int) -> np.ndarray: ...  # noqa: D102
+
+    def ngram_green(self, ngrams: np.ndarray) -> np.ndarray: ...  # noqa: D102
+
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

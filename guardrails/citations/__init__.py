@@ -76,9 +76,13 @@ class CitationGuardrail(Guardrail):
     thread-safe (read-only indexes, locked embedding cache) and makes at most
     one batched encoder call per text.
 
+    With ``databases: null`` and no database loaded yet, the guardrail
+    starts and every scan returns score 0 with a ``note`` in ``details`` (so
+    the default policy works on a fresh install).
+
     Raises (at construction):
-        FileNotFoundError: when a configured database does not exist, or no
-            database has been loaded at all (run ``greenlist citations load FILE``).
+        FileNotFoundError: when a database named in ``databases`` does not
+            exist (run ``greenlist citations load FILE --name NAME``).
     """
 
     Config: ClassVar[type[GuardrailConfig]] = CitationGuardrailConfig
@@ -87,10 +91,13 @@ class CitationGuardrail(Guardrail):
     def __init__(self, config: CitationGuardrailConfig, database=None) -> None:
         """Build the guardrail; ``database`` (a ``CitationDatabase``) overrides loading from disk (tests, benchmarks)."""
         super().__init__(config)
-        from guardrails.citations.database import load_databases
+        from guardrails.citations.database import list_databases, load_databases
         from guardrails.citations.verify import VerifyParams
 
-        self.db = database if database is not None else load_databases(config.databases, config.home)
+        if database is None and config.databases is None and not list_databases(config.home):
+            self.db = None  # nothing loaded yet: the default policy must still start (scan is a no-op)
+        else:
+            self.db = database if database is not None else load_databases(config.databases, config.home)
         self.params = VerifyParams(title_match=config.title_match, title_close=config.title_close)
 
     def check(self, text: str) -> list[dict[str, Any]]:
@@ -98,6 +105,8 @@ class CitationGuardrail(Guardrail):
         from guardrails.citations.extract import extract_citations
         from guardrails.citations.verify import verify_citations
 
+        if self.db is None:
+            return []
         checks = verify_citations(extract_citations(text), self.db, self.params)
         return [c.to_dict(self.db) for c in checks]
 
@@ -112,6 +121,9 @@ class CitationGuardrail(Guardrail):
             counts verdicts. ``score`` is the share of bad checkable citations.
             ``sanitized_text`` is set for ``strip`` / ``disclaim`` when fired.
         """
+        if self.db is None:
+            return self.fired(0.0, {"citations": [], "databases": None,
+                                    "note": "no citation database loaded (greenlist citations load FILE)"})
         cits = self.check(text)
         counts = Counter(c["verdict"] for c in cits)
         checkable = counts["verified"] + counts["mismatch"] + counts["not_found"]

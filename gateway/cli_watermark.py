@@ -1,0 +1,136 @@
+"""``greenlist verify``, ``greenlist verify-certificate`` and ``greenlist watermark-keys``.
+
+``verify`` runs offline against the keys in ``$GREENLIST_HOME`` (no server
+needed); ``verify-certificate`` needs neither the server nor the watermark
+secret, only the certificate, the text and (optionally) the issuer's public key.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+keys_app = typer.Typer(help="Watermark keys: list, rotate, retire, add a transformers-compatible key.",
+                       no_args_is_help=True)
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"cannot read {source}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+
+
+def verify(
+    file: str = typer.Argument(..., help="Text file to verify, or - for standard input."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    windowed: bool = typer.Option(False, help="Also search for watermarked passages (WinMax)."),
+    certificate: bool = typer.Option(False, help="Include a signed certificate (with --json)."),
+) -> None:
+    """Verify a text against this installation's watermark keys; exit 0 if watermarked, 1 if not."""
+    from gateway.backends.loading import load_tokenizer
+    from gateway.policy import load_policy
+    from gateway.settings import Settings
+    from watermark.certificate import load_signer
+    from watermark.keys import load_keyring
+    from watermark.verifier import Verifier
+
+    text = _read_text(file)
+    if not text.strip():
+        typer.echo("the text is empty", err=True)
+        raise typer.Exit(2)
+    s = Settings()
+    name = "HuggingFaceTB/SmolLM2-135M-Instruct" if s.model is None else s.model
+    verifier = Verifier(load_keyring(s.home), load_tokenizer(s.model, s.home), name, s.watermark_gamma,
+                        s.watermark_seeding_scheme, s.watermark_z_threshold, s.watermark_min_tokens,
+                        load_policy(s.policy).policy.watermark.delta, load_signer(s.home))
+    result = verifier.verify(text, windowed=windowed, certificate=certificate)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"{result['verdict']}: z={result['z_score']:.2f} p={result['p_value']:.3g} "
+                   f"tokens={result['num_tokens_scored']} key={result['key_id']}")
+        for span in result.get("spans", []):
+            typer.echo(f"  watermarked span [{span['start']}, {span['end']}) z={span['z_score']:.2f}")
+    raise typer.Exit(0 if result["watermarked"] or result.get("spans") else 1)
+
+
+def verify_certificate(
+    cert: Path = typer.Argument(..., help="Certificate JSON (from /v1/watermark/verify with certificate=true)."),
+    text_file: str = typer.Argument(..., help="The text the certificate is about, or - for standard input."),
+    public_key: Optional[list[str]] = typer.Option(
+        None, "--public-key", help="Trusted base64 Ed25519 public key (repeatable; from GET /v1/watermark/keys). "
+                                   "Without it the key embedded in the certificate is used."),
+) -> None:
+    """Check a certificate offline: exit 0 when the signature is valid and the text matches, 1 otherwise."""
+    from watermark.certificate import check_certificate
+
+    try:
+        data = json.loads(cert.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read certificate {cert}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    ok, reason = check_certificate(data, _read_text(text_file), public_key)
+    typer.echo(reason, err=not ok)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _home() -> Path:
+    from gateway.home import greenlist_home
+
+    return greenlist_home()
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List watermark key ids, kinds and status (never the secrets)."""
+    from watermark.keys import load_keyring
+
+    ring = load_keyring(_home())
+    for key in ring.keys:
+        mark = "active" if key.key_id == ring.active.key_id else ("retired" if key.retired else "verifying")
+        typer.echo(f"{key.key_id}\t{key.kind}\t{mark}\t{key.created}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Create a new key and make it active; older keys keep verifying until retired. Restart or reload the server."""
+    from watermark.keys import rotate
+
+    typer.echo(rotate(_home()))
+
+
+@keys_app.command("retire")
+def keys_retire(key_id: str) -> None:
+    """Stop verifying with a key (not the active one)."""
+    from watermark.keys import retire
+
+    try:
+        retire(_home(), key_id)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+@keys_app.command("add-transformers")
+def keys_add_transformers(
+    key_id: str,
+    hash_key: int = typer.Option(15485863, help="transformers WatermarkingConfig.hashing_key"),
+    vocab_size: int = typer.Option(49152, help="the model config's vocab_size"),
+    activate: bool = typer.Option(False, help="also generate with this key"),
+) -> None:
+    """Register a transformers-compatible lefthash key (needs GREENLIST_WATERMARK_SEEDING_SCHEME=lefthash)."""
+    from watermark.keys import add_transformers_key
+
+    try:
+        add_transformers_key(_home(), key_id, hash_key, vocab_size, activate)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
