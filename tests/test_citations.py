@@ -253,7 +253,11 @@ def test_block_and_clean_text(home, guard):
 
 def test_missing_database_error_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="greenlist citations load"):
-        CitationGuardrail(CitationGuardrailConfig(home=str(tmp_path)))
+        CitationGuardrail(CitationGuardrailConfig(databases=["nope"], home=str(tmp_path)))
+    # default policy on a fresh install: no database yet -> starts, finds nothing, says why
+    g = CitationGuardrail(CitationGuardrailConfig(home=str(tmp_path)))
+    res = g.scan("References\n[1] Doe, J. (2020). A title that is long enough. Venue.\n", Direction.OUTPUT)
+    assert res.score == 0.0 and res.details["citations"] == [] and "citations load" in res.details["note"]
 
 
 # ------------------------------------------------------------------ CLI

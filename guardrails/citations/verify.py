@@ -250,12 +250,29 @@ def compare_fields(cit: Citation, db: CitationDatabase, row: int, title_span: tu
 
 
 def _best_title(cit: Citation, db: CitationDatabase, rows: list[int], entry: tuple[str, list[int]]):
-    best = (-1.0, None, None)
+    """Best ``(score, row, span)`` among ``rows``; ties within 5 points among matches go to the fewest wrong fields.
+
+    A reference often holds two real titles (a paper and its proceedings
+    volume, itself a record). Preference: a record whose authors and year
+    could both be compared, then the fewest disagreeing fields, then the
+    higher score.
+    """
+    scored = []
     for row in dict.fromkeys(rows):
         score, span = title_similarity(cit, db.norm_titles[row], entry[0], entry[1])
-        if score > best[0]:
-            best = (score, row, span)
-    return best
+        scored.append((score, row, span))
+    if not scored:
+        return (-1.0, None, None)
+    scored.sort(key=lambda x: -x[0])
+    top = scored[0]
+    close = [x for x in scored if x[0] >= 90.0 and x[0] >= top[0] - 5]
+    if len(close) > 1:
+        def key(x):
+            fields, full = compare_fields(cit, db, x[1], x[2])
+            return (not full, len(fields), -x[0])
+
+        return min(close, key=key)
+    return top
 
 
 def _decide_title(cit: Citation, db: CitationDatabase, score: float, row: int | None,
