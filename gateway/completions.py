@@ -14,15 +14,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.backends.base import Generation, GenerationRequest
 from gateway.errors import APIError
+from gateway.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, sse_error
 from gateway.pipeline import Pipeline, Verdict
 from gateway.schemas import ChatCompletionRequest, CompletionRequest
 from gateway.service import Gateway
@@ -30,6 +33,7 @@ from gateway.streaming import StreamGuard
 from guardrails import Decision, Direction, most_severe
 
 DECISION_HEADER = "x-greenlist-decision"
+log = logging.getLogger("greenlist.completions")
 
 
 def prompt_text(body: ChatCompletionRequest | CompletionRequest) -> str:
@@ -100,15 +104,38 @@ async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequ
     return verdict
 
 
-async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest) -> JSONResponse | StreamingResponse:
-    """Serve one completion request, streamed or not."""
+async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
+                   limiter: GenerationLimiter | None = None, request: Any = None) -> JSONResponse | StreamingResponse:
+    """Serve one completion request, streamed or not.
+
+    Args:
+        gw: The gateway.
+        body: The request body.
+        limiter: Bounds concurrent generations (429 when the wait queue is full); None for no bound.
+        request: The Starlette request.
+    """
     pipeline = gw.resolve_policy(body.greenlist.policy if body.greenlist else None)
     request = _generation_request(gw, pipeline, body)
+    tokenizer = getattr(gw.backend, "tokenizer", None) or getattr(getattr(gw, "verifier", None), "tokenizer", None)
+    if tokenizer is not None:
+        await check_prompt_tokens(tokenizer, prompt_text(body) if isinstance(body, CompletionRequest) else
+                                  "\n".join(m.text() for m in body.messages), gw.settings.max_prompt_tokens,
+                                  "messages" if isinstance(body, ChatCompletionRequest) else "prompt")
     input_verdict = await check_prompt(gw, pipeline, body)
+    slot = await limiter.acquire() if limiter is not None else None
     if body.stream:
-        return await _stream(gw, pipeline, body, request, input_verdict)
+        try:
+            return await _stream(gw, pipeline, body, request, input_verdict, slot)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
 
-    generation = await gw.backend.generate(request)
+    try:
+        generation = await gw.backend.generate(request)
+    finally:
+        if slot is not None:
+            slot.release()
     output_verdict = await pipeline.check(generation.text, Direction.OUTPUT)
     decision = most_severe([input_verdict.decision, output_verdict.decision])
     if output_verdict.decision is Decision.BLOCK:
@@ -142,7 +169,7 @@ def _usage(generation: Generation) -> dict[str, int]:
 
 
 async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
-                  request: GenerationRequest, input_verdict: Verdict) -> StreamingResponse:
+                  request: GenerationRequest, input_verdict: Verdict, slot: Any = None) -> StreamingResponse:
     chat = isinstance(body, ChatCompletionRequest)
     meta = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -174,8 +201,15 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
                 released, verdict = await guard.finish()
                 if released:
                     yield chunk(released)
+        except Exception as exc:  # noqa: BLE001 - headers are sent: report in the stream, never a broken 500
+            if not isinstance(exc, APIError):
+                log.exception("generation failed while streaming")
+            yield sse_error(exc)
+            yield "data: [DONE]\n\n"
+            return
         finally:
-            await stream.aclose()
+            with anyio.CancelScope(shield=True):  # the client may have left: still stop the generation
+                await stream.aclose()
         generation = stream.result or Generation(guard.text, "stop", 0, 0)
         blocked = verdict.decision is Decision.BLOCK
         if blocked:
@@ -188,5 +222,6 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
             yield f"data: {json.dumps({**meta, 'choices': [], 'usage': _usage(generation)})}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={DECISION_HEADER: input_verdict.decision.value, "cache-control": "no-cache"})
+    on_close = [stream.aclose] + ([slot.release] if slot is not None else [])
+    return GuardedStreamingResponse(events(), media_type="text/event-stream", on_close=on_close,
+                                    headers={DECISION_HEADER: input_verdict.decision.value, "cache-control": "no-cache"})

@@ -10,17 +10,27 @@ prompt or an output:
    and the result records the error;
 3. a ``redact``-level result hands its rewritten text to the next guardrail;
 4. the verdict is the most severe decision of all results.
+
+Lexical guardrails (``toxicity`` by default, or any guardrail class with
+``deobfuscate = True``) also scan the de-obfuscated text
+(:func:`guardrails.normalize.deobfuscate`: "i d i o t", "1d10t") when it differs,
+and the more severe of the two results counts (``details.deobfuscated``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy import LoadedPolicy
 from guardrails import Decision, Direction, Guardrail, GuardrailResult, guardrail_class, most_severe
+from guardrails.normalize import deobfuscate, normalize
+
+# Guardrail types that match words, so spacing and leetspeak tricks can evade them.
+DEOBFUSCATE_TYPES = frozenset({"toxicity"})
 
 
 @dataclass
@@ -116,16 +126,37 @@ class Pipeline:
 
     async def _scan(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
         start = time.perf_counter()
+        result = await self._scan_once(guardrail, text, direction)
+        if result.error is None and getattr(guardrail, "deobfuscate", guardrail.config.type in DEOBFUSCATE_TYPES):
+            plain = normalize(text)
+            variant = deobfuscate(plain)
+            if variant != plain:
+                other = await self._scan_once(guardrail, variant, direction)
+                worse = other.decision.severity > result.decision.severity or (
+                    other.decision is result.decision and other.decision is not Decision.REDACT
+                    and other.score > result.score)
+                if other.error is None and worse:
+                    other.details = {**other.details, "deobfuscated": True}
+                    result = other
+        result.latency_ms = (time.perf_counter() - start) * 1000.0
+        return result
+
+    async def _scan_once(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
         try:
             result = await asyncio.wait_for(
                 asyncio.to_thread(guardrail.scan, text, direction), timeout=guardrail.config.timeout_s
             )
-        except Exception as exc:  # noqa: BLE001 - a guardrail fault must not take the request down
+            if not isinstance(result, GuardrailResult):
+                raise TypeError(f"scan returned {type(result).__name__}, not a GuardrailResult")
+            if not math.isfinite(float(result.score)):
+                raise ValueError(f"scan returned a non-finite score {result.score!r}")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a guardrail fault (even SystemExit) must not take the process down
             message = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             on_error = Decision(guardrail.config.on_error)
             result = GuardrailResult(
                 name=guardrail.name, score=1.0 if on_error is Decision.BLOCK else 0.0,
                 decision=on_error, action=f"on_error:{on_error.value}", error=message,
             )
-        result.latency_ms = (time.perf_counter() - start) * 1000.0
         return result

@@ -43,6 +43,19 @@ class Settings(BaseSettings):
         max_new_tokens_default: ``max_tokens`` when the request gives none.
         max_new_tokens_limit: Largest ``max_tokens`` accepted.
         torch_threads: CPU threads for generation (``None``: torch's default).
+        auth: ``auto`` (on beyond loopback or when API keys exist), ``on``, ``off``.
+        api_keys_file: Key store (``None``: ``$GREENLIST_HOME/api_keys.json``).
+        verify_public: ``/v1/watermark/verify`` needs no key (then rate-limited
+            per client address: ``verify_public_rate_per_min``, ``verify_public_burst``).
+        max_request_bytes, max_prompt_tokens, max_text_chars, max_moderation_inputs:
+            request limits (see :mod:`gateway.limits`).
+        max_concurrent_generations, generation_queue_size, generation_queue_timeout_s:
+            generations at once, requests allowed to wait, longest wait (then 429).
+        upstream_connect_timeout_s, upstream_retries, upstream_retry_backoff_s:
+            ``openai`` backend connect timeout and retries before any byte streamed.
+        upstream_breaker_failures, upstream_breaker_reset_s: consecutive
+            upstream failures that open the circuit breaker, and how long it
+            fails fast before letting one trial request through.
     """
 
     model_config = SettingsConfigDict(env_prefix="GREENLIST_", extra="ignore")
@@ -64,6 +77,24 @@ class Settings(BaseSettings):
     max_new_tokens_default: int = Field(256, ge=1)
     max_new_tokens_limit: int = Field(1024, ge=1)
     torch_threads: int | None = None
+    # reliability and security (gateway/auth.py, gateway/limits.py, gateway/backends/resilience.py)
+    auth: Literal["auto", "on", "off"] = "auto"
+    api_keys_file: Path | None = None
+    verify_public: bool = False
+    verify_public_rate_per_min: float = Field(60.0, gt=0)
+    verify_public_burst: int = Field(20, ge=1)
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    max_prompt_tokens: int = Field(4096, ge=1)
+    max_text_chars: int = Field(100_000, ge=1)
+    max_moderation_inputs: int = Field(64, ge=1)
+    max_concurrent_generations: int = Field(2, ge=1)
+    generation_queue_size: int = Field(32, ge=0)
+    generation_queue_timeout_s: float = Field(30.0, gt=0)
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)
+    upstream_retries: int = Field(2, ge=0, le=10)
+    upstream_retry_backoff_s: float = Field(0.25, ge=0)
+    upstream_breaker_failures: int = Field(5, ge=1)
+    upstream_breaker_reset_s: float = Field(15.0, gt=0)
 
     @property
     def home(self) -> Path:

@@ -79,3 +79,49 @@ def normalize(text: str, form: str = "NFKC") -> str:
         The normalised string. Lengths and offsets may differ from ``text``.
     """
     return fold_homoglyphs(strip_invisible(unicodedata.normalize(form, text)))
+
+
+# --- de-obfuscation for lexical guardrails ---------------------------------------------------------------------
+# Leetspeak digits and symbols that stand for letters inside a word ("1d10t", "@$$hole", "sh!t").
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
+                       "!": "i", "|": "l", "+": "t", "€": "e", "¡": "i"})
+_LEET_WORD = re.compile(r"(?<![\w@$!|+€¡])[\w@$!|+€¡]*[A-Za-z][\w@$!|+€¡]*")
+_LEET_CHARS = frozenset("0134578@$!|+€¡")
+# Three or more single characters separated by spaces or punctuation: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
+_SPACED = re.compile(r"(?<![\w@$])(?:[\w@$](?:[ \t._\-*~/\\]{1,3})){2,}[\w@$](?![\w@$])")
+_SEPARATORS = re.compile(r"[ \t._\-*~/\\]+")
+
+
+def _unleet_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    core = word.rstrip("!")  # "idiot!" keeps its exclamation mark
+    if not any(c in _LEET_CHARS for c in core) or core.isdigit():
+        return word
+    letters = sum(c.isalpha() for c in core)
+    if letters < 1 or letters * 4 < len(core):  # mostly digits: a number, a code, not a word
+        return word
+    return core.translate(_LEET) + word[len(core):]
+
+
+def deobfuscate(text: str) -> str:
+    """Undo spacing and leetspeak tricks so lexical guardrails see the intended words.
+
+    * Runs of three or more single characters split by spaces or punctuation
+      are joined: ``"i d i o t"`` -> ``"idiot"``, ``"s.t.u.p.i.d"`` -> ``"stupid"``.
+    * Inside words that mix letters with leetspeak digits or symbols, those are
+      mapped to letters: ``"1d10t"`` -> ``"idiot"``, ``"@$$hole"`` -> ``"asshole"``,
+      ``"sh!t"`` -> ``"shit"``. Pure numbers ("2023") and mostly-digit tokens
+      ("a1b2c3d4" aside) are left alone.
+
+    It runs after :func:`normalize` and is meant for matching, not display:
+    the result can turn an innocent token ("h4x0r", "mp3") into a different
+    word, so callers scan it in addition to the original text, not instead.
+
+    Args:
+        text: Normalised text.
+
+    Returns:
+        The de-obfuscated text (equal to ``text`` when nothing applied).
+    """
+    text = _SPACED.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
+    return _LEET_WORD.sub(_unleet_word, text)

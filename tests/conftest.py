@@ -89,3 +89,6 @@ def server(gateway) -> Iterator[ServerThread]:
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=300) as c:
         yield c
+
+
+from tests.reliability_fixtures import fast_gateway, stub_upstream  # noqa: E402,F401 - reliability tests (issue 7)

@@ -6,6 +6,7 @@ guardrails apply to it as to local output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.backends.resilience import RETRY_STATUSES, CircuitBreaker, backoff_s
 from gateway.errors import APIError
 
 
@@ -36,7 +38,12 @@ class OpenAIBackend(Backend):
         base_url: The upstream's ``.../v1`` URL.
         api_key: Bearer token for the upstream, or None.
         model: Model to ask the upstream for, or None to pass the client's.
-        timeout_s: Read timeout in seconds (connect timeout is 10 s).
+        timeout_s: Read timeout in seconds.
+        connect_timeout_s: Connect timeout in seconds.
+        retries: Retries of a request that failed before any of its answer was
+            used (see :mod:`gateway.backends.resilience`).
+        retry_backoff_s: Base of the exponential backoff between retries.
+        breaker_failures, breaker_reset_s: Circuit breaker threshold and open time.
 
     Raises:
         ValueError: when ``base_url`` is missing (set ``GREENLIST_UPSTREAM_BASE_URL``).
@@ -45,12 +52,15 @@ class OpenAIBackend(Backend):
     watermarks = False
 
     def __init__(self, base_url: str | None, api_key: str | None = None, model: str | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, connect_timeout_s: float = 5.0, retries: int = 2,
+                 retry_backoff_s: float = 0.25, breaker_failures: int = 5, breaker_reset_s: float = 15.0) -> None:
         if not base_url:
             raise ValueError("the openai backend needs an upstream: set GREENLIST_UPSTREAM_BASE_URL (e.g. http://host:8000/v1)")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
-                                        timeout=httpx.Timeout(timeout_s, connect=10.0))
+                                        timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self.retries, self.retry_backoff_s = retries, retry_backoff_s
+        self.breaker = CircuitBreaker(breaker_failures, breaker_reset_s)
         self.model = model
         self.model_ids = [model] if model else []
 
@@ -75,13 +85,7 @@ class OpenAIBackend(Backend):
     async def generate(self, request: GenerationRequest) -> Generation:
         """POST the request upstream and return its first choice."""
         path, body = self._body(request, stream=False)
-        try:
-            response = await self.client.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
-                                code="upstream_unavailable") from None
-        if response.status_code >= 400:
-            raise _upstream_error(response.status_code, response.text)
+        response = await self._send(path, body, stream=False)
         try:
             data = response.json()
             choice = data["choices"][0]
@@ -100,16 +104,62 @@ class OpenAIBackend(Backend):
     async def stream(self, request: GenerationRequest) -> GenerationStream:
         """Open a streamed request upstream (errors before the first byte raise here)."""
         path, body = self._body(request, stream=True)
-        try:
-            response = await self.client.send(self.client.build_request("POST", path, json=body), stream=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
-                                code="upstream_unavailable") from None
-        if response.status_code >= 400:
-            text = (await response.aread()).decode("utf-8", "replace")
-            await response.aclose()
-            raise _upstream_error(response.status_code, text)
-        return _UpstreamStream(response, chat=request.messages is not None)
+        response = await self._send(path, body, stream=True)
+        return _UpstreamStream(response, chat=request.messages is not None, breaker=self.breaker)
+
+    async def _send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
+        """POST upstream through the circuit breaker, retrying while nothing of the answer was used.
+
+        Returns:
+            A response with status < 400 (for ``stream=True`` its body is not read yet).
+
+        Raises:
+            UpstreamError: 502 unreachable, 504 timed out, or the upstream's mapped error.
+            APIError: 503 ``upstream_circuit_open`` while the breaker is open.
+        """
+        attempt = 0
+        while True:
+            self.breaker.before()
+            retry_after: str | None = None
+            try:
+                response = await self.client.send(self.client.build_request("POST", path, json=body), stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                self.breaker.failure()
+                error = UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
+                                      code="upstream_unavailable")
+                retryable = True
+            except httpx.TimeoutException as exc:
+                self.breaker.failure()
+                raise UpstreamError(504, f"upstream timed out: {type(exc).__name__} (upstream_timeout_s)",
+                                    type="upstream_error", code="upstream_timeout") from None
+            except httpx.HTTPError as exc:
+                self.breaker.failure()
+                raise UpstreamError(502, f"upstream failed: {type(exc).__name__}", type="upstream_error",
+                                    code="upstream_unavailable") from None
+            except BaseException:
+                self.breaker.release_trial()  # cancelled (client left): no verdict on the upstream
+                raise
+            else:
+                if response.status_code < 400:
+                    self.breaker.success()
+                    return response
+                try:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                except httpx.HTTPError:
+                    text = ""
+                finally:
+                    await response.aclose()
+                if response.status_code >= 500:
+                    self.breaker.failure()
+                else:
+                    self.breaker.success()  # the upstream is up; the request was refused
+                error = _upstream_error(response.status_code, text)
+                retryable = response.status_code in RETRY_STATUSES
+                retry_after = response.headers.get("retry-after")
+            if not retryable or attempt >= self.retries:
+                raise error
+            await asyncio.sleep(backoff_s(attempt, self.retry_backoff_s, retry_after))
+            attempt += 1
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -117,8 +167,8 @@ class OpenAIBackend(Backend):
 
 
 class _UpstreamStream(GenerationStream):
-    def __init__(self, response: httpx.Response, chat: bool) -> None:
-        self.response, self.chat = response, chat
+    def __init__(self, response: httpx.Response, chat: bool, breaker: CircuitBreaker | None = None) -> None:
+        self.response, self.chat, self.breaker = response, chat, breaker
 
     async def _deltas(self) -> AsyncIterator[str]:
         text, finish, usage = "", "stop", {}
@@ -137,9 +187,13 @@ class _UpstreamStream(GenerationStream):
                     if delta:
                         text += delta
                         yield delta
-        except (httpx.HTTPError, ValueError) as exc:
-            raise UpstreamError(502, f"upstream stream broke: {type(exc).__name__}", type="upstream_error",
-                                code="upstream_stream_error") from None
+        except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:  # broken, or malformed events
+            if self.breaker is not None and isinstance(exc, httpx.HTTPError):
+                self.breaker.failure()
+            timeout = isinstance(exc, httpx.TimeoutException)
+            raise UpstreamError(504 if timeout else 502, f"upstream stream broke: {type(exc).__name__}",
+                                type="upstream_error", code="upstream_timeout" if timeout else "upstream_stream_error",
+                                ) from None
         finally:
             await self.response.aclose()
         self.result = Generation(text=text, finish_reason="length" if finish == "length" else "stop",

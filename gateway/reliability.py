@@ -1,0 +1,38 @@
+"""Wires authentication, limits and the generation queue into the FastAPI app (one call from ``create_app``).
+
+See :mod:`gateway.auth`, :mod:`gateway.limits` and
+:mod:`gateway.backends.resilience`; ``docs/reliability.md`` has the design
+and the measured fuzzing and load results.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gateway.auth import AuthConfig, AuthMiddleware, KeyStore, TokenBucket, default_keys_path, warn_if_open
+from gateway.limits import BodySizeLimitMiddleware, GenerationLimiter
+from gateway.settings import Settings
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    """The :class:`AuthConfig` described by ``settings``."""
+    store = KeyStore(settings.api_keys_file or default_keys_path(settings.home))
+    bucket = TokenBucket(settings.verify_public_rate_per_min / 60.0, settings.verify_public_burst)
+    return AuthConfig(settings.auth, settings.host, store, settings.verify_public, bucket)
+
+
+def install_reliability(app: FastAPI, settings: Settings) -> None:
+    """Add the auth and body-size middlewares and the generation limiter to ``app``.
+
+    Sets ``app.state.auth`` (:class:`AuthConfig`) and ``app.state.limiter``
+    (:class:`GenerationLimiter`), and logs the loud warning when auth is off.
+    Auth is the outermost layer, so an unauthenticated request is refused
+    before its body is read.
+    """
+    config = auth_config(settings)
+    app.state.auth = config
+    app.state.limiter = GenerationLimiter(settings.max_concurrent_generations, settings.generation_queue_size,
+                                          settings.generation_queue_timeout_s)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(AuthMiddleware, config=config)
+    warn_if_open(config)
