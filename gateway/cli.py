@@ -56,15 +56,21 @@ def serve(
 
 
 @policy_app.command("check")
-def policy_check(files: list[Path] = typer.Argument(..., help="Policy files to validate.")) -> None:
-    """Validate policy files; print every error with file, line and field; exit 1 if any is invalid."""
+def policy_check(files: list[Path] = typer.Argument(..., help="Policy files, or a policies/ folder (+ routing.yaml).")) -> None:
+    """Validate policy files (following ``extends``); print every error with file, line and field; exit 1 if any is invalid."""
     from gateway.policy import PolicyError, load_policy
+    from gateway.policy_store import PolicyStore
 
     failed = False
     for path in files:
         try:
+            if path.is_dir():
+                loaded_all, _, default = PolicyStore(path).validate()
+                typer.echo(f"{path}: ok ({len(loaded_all)} policies, default {default!r}, routing valid)")
+                continue
             loaded = load_policy(path)
-            typer.echo(f"{path}: ok (policy {loaded.policy.name!r}, version {loaded.version})")
+            based = f", extends {' <- '.join(str(b) for b in loaded.bases)}" if loaded.bases else ""
+            typer.echo(f"{path}: ok (policy {loaded.policy.name!r}, version {loaded.version}{based})")
         except PolicyError as exc:
             failed = True
             for issue in exc.issues:
@@ -80,6 +86,12 @@ def policy_schema() -> None:
     from gateway.policy import policy_json_schema
 
     typer.echo(json.dumps(policy_json_schema(), indent=2))
+
+
+from gateway.trust_cli import audit_app, policy_diff  # noqa: E402 - greenlist policy diff, greenlist audit query
+
+policy_app.command("diff")(policy_diff)
+app.add_typer(audit_app, name="audit")
 
 
 if __name__ == "__main__":

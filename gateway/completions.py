@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from gateway import trust
 from gateway.backends.base import Generation, GenerationRequest
 from gateway.errors import APIError
 from gateway.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, sse_error
@@ -91,9 +92,11 @@ def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_
     return out
 
 
-async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest) -> Verdict:
-    """Step 1: run the input guardrails; raise the OpenAI content-filter error when blocked."""
+async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
+                       ctx: trust.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
+    """Step 1: run the input guardrails (audited; ``shadow`` checked beside); raise the content-filter error when blocked."""
     verdict = await pipeline.check(prompt_text(body), Direction.INPUT)
+    trust.after_check(gw, ctx or trust.request_context(), pipeline, verdict, prompt_text(body), shadow)
     if verdict.decision is Decision.BLOCK:
         raise APIError(
             400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
@@ -112,20 +115,22 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
         gw: The gateway.
         body: The request body.
         limiter: Bounds concurrent generations (429 when the wait queue is full); None for no bound.
-        request: The Starlette request.
+        request: The Starlette request (tenant and scopes for policy matching and the audit log).
     """
-    pipeline = gw.resolve_policy(body.greenlist.policy if body.greenlist else None)
+    ctx = trust.request_context(request)
+    resolution = trust.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
+    pipeline = resolution.pipeline
     request = _generation_request(gw, pipeline, body)
     tokenizer = getattr(gw.backend, "tokenizer", None) or getattr(getattr(gw, "verifier", None), "tokenizer", None)
     if tokenizer is not None:
         await check_prompt_tokens(tokenizer, prompt_text(body) if isinstance(body, CompletionRequest) else
                                   "\n".join(m.text() for m in body.messages), gw.settings.max_prompt_tokens,
                                   "messages" if isinstance(body, ChatCompletionRequest) else "prompt")
-    input_verdict = await check_prompt(gw, pipeline, body)
+    input_verdict = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
     slot = await limiter.acquire() if limiter is not None else None
     if body.stream:
         try:
-            return await _stream(gw, pipeline, body, request, input_verdict, slot)
+            return await _stream(gw, pipeline, body, request, input_verdict, slot, ctx, resolution.shadow)
         except BaseException:
             if slot is not None:
                 slot.release()
@@ -137,12 +142,14 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
         if slot is not None:
             slot.release()
     output_verdict = await pipeline.check(generation.text, Direction.OUTPUT)
+    trust.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
     decision = most_severe([input_verdict.decision, output_verdict.decision])
     if output_verdict.decision is Decision.BLOCK:
         text, finish = pipeline.policy.refusal_message, "content_filter"
     else:
         text, finish = output_verdict.text, generation.finish_reason
     greenlist = greenlist_object(gw, pipeline, decision, input_verdict, output_verdict, generation.watermark_key_id)
+    greenlist["request_id"] = ctx.request_id
     return JSONResponse(_completion_body(body, text, finish, generation, greenlist),
                         headers={DECISION_HEADER: decision.value})
 
@@ -169,7 +176,9 @@ def _usage(generation: Generation) -> dict[str, int]:
 
 
 async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
-                  request: GenerationRequest, input_verdict: Verdict, slot: Any = None) -> StreamingResponse:
+                  request: GenerationRequest, input_verdict: Verdict, slot: Any = None,
+                  ctx: trust.RequestContext | None = None, shadow: Pipeline | None = None) -> StreamingResponse:
+    ctx = ctx or trust.request_context()
     chat = isinstance(body, ChatCompletionRequest)
     meta = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -217,6 +226,8 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
         decision = most_severe([input_verdict.decision, verdict.decision])
         key_id = request.watermark_delta is not None and generation.watermark_key_id or None
         greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary())
+        greenlist["request_id"] = ctx.request_id
+        trust.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
         yield chunk(None, "content_filter" if blocked else generation.finish_reason, greenlist=greenlist)
         if include_usage:
             yield f"data: {json.dumps({**meta, 'choices': [], 'usage': _usage(generation)})}\n\n"

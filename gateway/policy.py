@@ -10,7 +10,7 @@ config model through :data:`guardrails.REGISTRY`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -32,6 +32,18 @@ class WatermarkPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     delta: float = Field(2.0, gt=0.0, le=20.0, description="δ, logit bias added to green tokens")
+
+
+class AuditPolicy(BaseModel):
+    """What the audit log keeps of this policy's decisions.
+
+    Raw text is stored only when ``store_text`` is true; otherwise each
+    decision records the text's SHA-256 and length.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(True, description="record this policy's decisions in the audit log")
+    store_text: bool = Field(False, description="store raw prompt/output text (default: SHA-256 and length only)")
 
 
 class StreamingPolicy(BaseModel):
@@ -71,11 +83,21 @@ class Policy(BaseModel):
         input: Guardrails run on prompts, in order.
         output: Guardrails run on outputs, in order; a guardrail that rewrites
             the text (``redact``) hands the rewritten text to the next one.
+        extends: Name of a base policy (a file ``NAME.yaml`` beside this one,
+            or a relative path ending in ``.yaml``) whose fields this one
+            inherits: mappings are deep-merged, lists (``input``, ``output``)
+            are replaced whole.
+        shadow: Name of a candidate policy run beside this one on every
+            request: its decisions are computed and audited, never enforced.
+        audit: What the audit log keeps (see :class:`AuditPolicy`).
     """
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     description: str = ""
+    extends: str | None = Field(None, description="base policy this one inherits from (deep merge; lists replaced)")
+    shadow: str | None = Field(None, description="candidate policy run in shadow: decisions logged, not enforced")
+    audit: AuditPolicy = AuditPolicy()
     refusal_message: str = "I can't help with that request: it was blocked by the content policy."
     watermark: WatermarkPolicy = WatermarkPolicy()
     streaming: StreamingPolicy = StreamingPolicy()
@@ -120,13 +142,19 @@ class LoadedPolicy:
 
     Attributes:
         policy: The validated policy.
-        version: First 12 hex digits of the SHA-256 of the file's bytes.
+        version: First 12 hex digits of the SHA-256 of the file's bytes (for a
+            policy with ``extends``, of its bytes and its base's version, so a
+            change to the base changes the version of every child).
         path: Where it was read from.
+        data: The merged YAML mapping that was validated (after ``extends``).
+        bases: Files inherited from, nearest first.
     """
 
     policy: Policy
     version: str
     path: Path
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    bases: tuple[Path, ...] = ()
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -146,19 +174,8 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
-    """Validate policy YAML ``text``.
-
-    Args:
-        text: YAML source.
-        source: File name used in error messages.
-
-    Returns:
-        The validated :class:`Policy`.
-
-    Raises:
-        PolicyError: listing every problem with file, line and field.
-    """
+def _compose(text: str, source: str) -> tuple[yaml.Node | None, dict[str, Any]]:
+    """Parse YAML ``text`` into its node tree (for line numbers) and its mapping."""
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -167,30 +184,122 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError([PolicyIssue(source, mark.line + 1 if mark else None, "<yaml>", str(exc).splitlines()[0])]) from None
     if not isinstance(data, dict):
         raise PolicyError([PolicyIssue(source, 1, "<root>", "a policy file must be a YAML mapping (name:, input:, output:, ...)")])
+    return node, data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` onto ``base``: mappings merge key by key, anything else (lists too) is replaced.
+
+    Args:
+        base: The inherited mapping (not modified).
+        override: The child's mapping (not modified).
+
+    Returns:
+        A new mapping.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Fields a child never inherits from its base.
+_NOT_INHERITED = ("name", "extends", "shadow")
+
+
+def _validate(node: yaml.Node | None, data: dict[str, Any], source: str) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            field = ".".join(str(p) for p in loc) or "<root>"
-            issues.append(PolicyIssue(source, _line_of(node, loc), field, err["msg"]))
+            field_name = ".".join(str(p) for p in loc) or "<root>"
+            issues.append(PolicyIssue(source, _line_of(node, loc), field_name, err["msg"]))
         raise PolicyError(issues) from None
 
 
-def load_policy(path: str | Path) -> LoadedPolicy:
-    """Read and validate a policy file.
+def parse_policy(text: str, source: str = "<policy>", base: dict[str, Any] | None = None) -> Policy:
+    """Validate policy YAML ``text``.
+
+    Args:
+        text: YAML source.
+        source: File name used in error messages.
+        base: Merged mapping of the base policy to inherit from (see
+            :func:`deep_merge`); ``None`` validates ``text`` alone.
+
+    Returns:
+        The validated :class:`Policy`.
 
     Raises:
-        PolicyError: for a missing, unreadable or invalid file.
+        PolicyError: listing every problem with file, line and field.
+    """
+    node, data = _compose(text, source)
+    if base is not None:
+        data = deep_merge({k: v for k, v in base.items() if k not in _NOT_INHERITED}, data)
+    return _validate(node, data, source)
+
+
+def _extends_path(value: Any, path: Path) -> Path:
+    text = str(value)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return (path.parent / text).resolve()
+    return (path.parent / f"{text}.yaml").resolve()
+
+
+def load_policy(path: str | Path, _chain: tuple[Path, ...] = ()) -> LoadedPolicy:
+    """Read and validate a policy file, following ``extends`` to its base files.
+
+    A child without ``name`` takes its file name (without ``.yaml``). Errors in
+    a base file are reported against the base file, plus one issue on the
+    child's ``extends`` line.
+
+    Args:
+        path: The policy file.
+
+    Returns:
+        The :class:`LoadedPolicy`.
+
+    Raises:
+        PolicyError: for a missing, unreadable or invalid file, a missing or
+            invalid base, or an ``extends`` cycle.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise PolicyError([PolicyIssue(str(path), None, "<file>", exc.strerror or str(exc))]) from None
-    policy = parse_policy(raw.decode("utf-8", errors="replace"), str(path))
-    return LoadedPolicy(policy=policy, version=hashlib.sha256(raw).hexdigest()[:12], path=path)
+    text = raw.decode("utf-8", errors="replace")
+    node, data = _compose(text, str(path))
+    extends = data.get("extends")
+    version_bytes = raw
+    bases: tuple[Path, ...] = ()
+    if extends is not None and isinstance(extends, str) and extends:
+        line = _line_of(node, ("extends",))
+        base_path = _extends_path(extends, path)
+        chain = _chain + (path.resolve(),)
+        if base_path in chain:
+            cycle = " -> ".join(p.name for p in chain + (base_path,))
+            raise PolicyError([PolicyIssue(str(path), line, "extends", f"inheritance cycle: {cycle}")])
+        if not base_path.exists():
+            raise PolicyError([PolicyIssue(str(path), line, "extends",
+                                           f"base policy {extends!r} not found (looked for {base_path})")])
+        try:
+            base = load_policy(base_path, chain)
+        except PolicyError as exc:
+            raise PolicyError([PolicyIssue(str(path), line, "extends", f"base policy {extends!r} is invalid"),
+                               *exc.issues]) from None
+        data = deep_merge({k: v for k, v in base.data.items() if k not in _NOT_INHERITED}, data)
+        version_bytes = raw + b"\0extends:" + base.version.encode()
+        bases = (base.path, *base.bases)
+    if "name" not in data:
+        data = {**data, "name": path.stem}
+    policy = _validate(node, data, str(path))
+    return LoadedPolicy(policy=policy, version=hashlib.sha256(version_bytes).hexdigest()[:12], path=path,
+                        data=data, bases=bases)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
             generations at once, requests allowed to wait, longest wait (then 429).
         upstream_connect_timeout_s, upstream_retries, upstream_retry_backoff_s:
             ``openai`` backend connect timeout and retries before any byte streamed.
+        policies_dir: Folder of policy files served side by side (``None``: the
+            folder of ``policy``); see docs/policies.md.
+        policy_routing: Routing file (``None``: ``<policies_dir>/routing.yaml``).
+        policy_watch: Reload changed policy files without a restart.
+        policy_watch_interval_s: How often the policy files are polled.
+        audit_enabled: Record every decision in the audit log.
+        audit_url: SQLAlchemy URL of the audit database (``None``:
+            ``sqlite:///$GREENLIST_HOME/audit.db``; e.g. ``postgresql+psycopg://user@host/db``).
         upstream_breaker_failures, upstream_breaker_reset_s: consecutive
             upstream failures that open the circuit breaker, and how long it
             fails fast before letting one trial request through.
@@ -95,6 +103,13 @@ class Settings(BaseSettings):
     upstream_retry_backoff_s: float = Field(0.25, ge=0)
     upstream_breaker_failures: int = Field(5, ge=1)
     upstream_breaker_reset_s: float = Field(15.0, gt=0)
+    # trust-team workflow (gateway/policy_store.py, gateway/audit.py; docs/policies.md)
+    policies_dir: Path | None = None
+    policy_routing: Path | None = None
+    policy_watch: bool = True
+    policy_watch_interval_s: float = Field(2.0, gt=0)
+    audit_enabled: bool = True
+    audit_url: str | None = None
 
     @property
     def home(self) -> Path:
