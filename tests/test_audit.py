@@ -1,0 +1,233 @@
+"""Audit log: round trip on SQLite (WAL) and on a real PostgreSQL server; the HTTP hooks; the query CLI; metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gateway.audit import AuditLog, make_record
+from gateway.cli import app as cli
+from tests.conftest import ServerThread
+from tests.trust_fixtures import make_gateway, policy_yaml
+
+
+def _rows(n: int, t0: float) -> list[dict]:
+    out = []
+    for i in range(n):
+        blocked = i % 3 == 0
+        out.append(make_record(
+            request_id=f"req-{i}", tenant="acme" if i % 2 else "kids-app", endpoint="/v1/guardrails/check",
+            direction="input", policy="default", policy_version="abc123def456",
+            decision="block" if blocked else "allow",
+            guardrails=[{"name": "toxicity", "score": 0.9 if blocked else 0.1, "decision": "block" if blocked else "allow",
+                         "action": "block" if blocked else None, "latency_ms": 3.5, "details": {"big": "dropped"}}],
+            latency_ms=3.5, text=f"text number {i}", store_text=(i == 4), ts=t0 + i))
+    return out
+
+
+def round_trip(url: str) -> None:
+    """Write rows through the background writer, close (flushes), reopen and query with every filter."""
+    t0 = time.time() - 100
+    log = AuditLog(url)
+    for row in _rows(30, t0):
+        log.record(row)
+    log.close()  # nothing queued may be lost
+    log = AuditLog(url)
+    try:
+        every = log.query(limit=1000)
+        assert len(every) == 30 and every[0]["request_id"] == "req-29"          # newest first
+        assert {r["policy_version"] for r in every} == {"abc123def456"}
+        blocked = log.query(action="block", limit=1000)
+        assert len(blocked) == 10 and all(r["decision"] == "block" for r in blocked)
+        assert len(log.query(tenant="acme", limit=1000)) == 15
+        assert len(log.query(guardrail="toxicity", limit=1000)) == 10          # where it fired
+        assert len(log.query(since=t0 + 25, limit=1000)) == 5
+        r4 = log.query(request_id="req-4")[0]
+        assert r4["text"] == "text number 4"                                    # store_text: true
+        r5 = log.query(request_id="req-5")[0]
+        assert r5["text"] is None and r5["text_len"] == len("text number 5")   # default: hash + length only
+        assert r5["text_sha256"] == hashlib.sha256(b"text number 5").hexdigest()
+        assert r5["guardrails"] == [{"name": "toxicity", "score": 0.1, "decision": "allow", "action": None,
+                                     "latency_ms": 3.5}]
+        assert r5["shadow"] is False and r5["time"].endswith("Z")
+    finally:
+        log.close()
+
+
+def test_sqlite_round_trip_in_wal_mode(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    round_trip(url)
+    import sqlite3
+
+    assert sqlite3.connect(tmp_path / "audit.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_writes_do_not_block_and_close_flushes(tmp_path: Path):
+    log = AuditLog(f"sqlite:///{tmp_path / 'a.db'}")
+    rows = _rows(2000, time.time())
+    start = time.perf_counter()
+    for row in rows:
+        log.record(row)
+    queued_in = time.perf_counter() - start
+    log.close()
+    assert queued_in < 0.5                      # record() only enqueues
+    assert log.written == 2000 and log.failed == 0
+
+
+def test_audit_query_cli(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    log = AuditLog(url)
+    for row in _rows(6, time.time() - 10):
+        log.record(row)
+    log.close()
+    res = CliRunner().invoke(cli, ["audit", "query", "--url", url, "--action", "block", "--jsonl", "--since", "1h"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert [r["request_id"] for r in lines] == ["req-3", "req-0"]
+    res = CliRunner().invoke(cli, ["audit", "query", "--url", url, "--tenant", "acme"])
+    assert res.exit_code == 0 and res.stdout.count("acme") == 3 and "toxicity=" in res.stdout
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for cand in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(cand)
+    return None
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (initdb + pg_ctl as a non-root user, in a temp dir)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install -y postgresql")
+    prefix: list[str] = []
+    base = tempfile.mkdtemp(prefix="greenlist-pg-")
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        runuser = shutil.which("runuser")
+        prefix = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-c"]
+        if not runuser:
+            pytest.skip("runuser not found")
+    data = os.path.join(base, "data")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", "greenlist", "--no-sync"], check=True,
+                   capture_output=True, timeout=120)
+    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB"
+    subprocess.run([*prefix, pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(base, "log"), "-w", "-t", "60",
+                    "start"], check=True, capture_output=True, timeout=90)
+    try:
+        yield f"postgresql+psycopg://greenlist@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgresql_round_trip(postgres_url: str):
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'psycopg[binary]')")
+    round_trip(postgres_url)
+    res = CliRunner().invoke(cli, ["audit", "query", "--url", postgres_url, "--guardrail", "toxicity", "--jsonl"])
+    assert res.exit_code == 0 and len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 10
+
+
+# --------------------------------------------------------------------------------------------- HTTP hooks
+
+
+@pytest.fixture()
+def trust_server(tmp_path: Path) -> Iterator[tuple]:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "default.yaml").write_text(policy_yaml("default", 1.0, shadow="strict"))
+    (policies / "strict.yaml").write_text(policy_yaml("strict", 0.0, extends="default", store_text=True))
+    gw = make_gateway(policies, f"sqlite:///{tmp_path / 'audit.db'}", policy_watch=False)
+    from gateway.app import create_app
+
+    with ServerThread(create_app(gw.settings, gateway=gw)) as srv:
+        yield srv, gw
+    gw.audit.close()
+
+
+def _wait_rows(gw, n: int, **filters) -> list[dict]:
+    deadline = time.time() + 20
+    while True:
+        gw.audit.flush()
+        rows = gw.audit.query(limit=1000, **filters)
+        if len(rows) >= n or time.time() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_check_endpoint_is_audited_with_shadow_and_metrics(trust_server):
+    srv, gw = trust_server
+    c = httpx.Client(base_url=srv.url, timeout=60)
+    r = c.post("/v1/guardrails/check", json={"text": "Have a lovely day.", "direction": "input"},
+               headers={"x-request-id": "audit-me-1"})
+    body = r.json()
+    assert r.status_code == 200 and body["decision"] == "allow" and body["request_id"] == "audit-me-1"
+    rows = _wait_rows(gw, 2, request_id="audit-me-1")
+    live = [x for x in rows if not x["shadow"]]
+    shadow = [x for x in rows if x["shadow"]]
+    assert len(live) == 1 and len(shadow) == 1
+    assert live[0]["policy"] == "default" and live[0]["policy_version"] == body["policy"]["version"]
+    assert live[0]["endpoint"] == "/v1/guardrails/check" and live[0]["text"] is None
+    assert live[0]["tenant"] == "default"                        # auth off: the auth middleware's tenant
+    # the shadow policy blocks everything, but the response was not changed
+    assert shadow[0]["policy"] == "strict" and shadow[0]["decision"] == "block" and shadow[0]["enforced"] == "allow"
+    assert shadow[0]["live_policy"] == "default" and shadow[0]["text"] == "Have a lovely day."  # strict stores text
+    # explicit choice of the strict policy (allowed: auth off gives every scope)
+    r2 = c.post("/v1/guardrails/check", json={"text": "Have a lovely day.", "direction": "input", "policy": "strict"})
+    assert r2.json()["decision"] == "block" and r2.json()["policy"]["name"] == "strict"
+    # moderations are audited too
+    m = c.post("/v1/moderations", json={"input": ["hello there", "you are wonderful"]}, headers={"x-request-id": "mod-1"})
+    assert m.status_code == 200
+    assert len(_wait_rows(gw, 2, request_id="mod-1")) == 2
+    metrics = c.get("/metrics").text
+    assert 'greenlist_decisions_total{decision="allow",direction="input",policy="default",shadow="false"}' in metrics
+    assert 'greenlist_decisions_total{decision="block",direction="input",policy="strict",shadow="true"}' in metrics
+    assert "greenlist_guardrail_latency_seconds_bucket" in metrics
+    assert 'greenlist_requests_total{endpoint="/v1/guardrails/check",status="200"}' in metrics
+    assert "greenlist_policy_info" in metrics
+    c.post("/v1/guardrails/check", json={"text": "x", "policy": "nope"})
+    assert 'greenlist_errors_total{endpoint="/v1/guardrails/check",status="404"}' in c.get("/metrics").text
+    # the admin audit route answers the same question over HTTP
+    got = c.get("/admin/audit", params={"request_id": "audit-me-1"}).json()["data"]
+    assert {x["policy"] for x in got} == {"default", "strict"}
+    c.close()
+
+
+def test_admin_routes_need_the_admin_scope():
+    from types import SimpleNamespace
+
+    from gateway.admin import require_admin
+    from gateway.errors import APIError
+
+    require_admin(SimpleNamespace(state=SimpleNamespace()))                      # auth off: no scopes attribute
+    require_admin(SimpleNamespace(state=SimpleNamespace(scopes=frozenset({"admin"}))))
+    with pytest.raises(APIError) as info:
+        require_admin(SimpleNamespace(state=SimpleNamespace(scopes=frozenset({"generate", "verify"}))))
+    assert info.value.status == 403
