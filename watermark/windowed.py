@@ -102,30 +102,55 @@ class Span:
     z_score: float
 
 
+def _z(hits: np.ndarray, size: np.ndarray, gamma: float) -> np.ndarray:
+    return (hits - gamma * size) / np.sqrt(np.maximum(size, 1) * gamma * (1 - gamma))
+
+
 def watermarked_spans(green: np.ndarray, gamma: float, threshold: float,
-                      min_window: int = MIN_WINDOW) -> list[Span]:
-    """Merge every window whose z-score reaches ``threshold`` into disjoint spans.
+                      min_window: int = MIN_WINDOW, max_spans: int = 5) -> list[Span]:
+    """Locate watermarked runs: the best window, refined, then the best window not overlapping it, ...
+
+    Each round takes the window of highest z among those not overlapping a
+    span found already, stops when it is below ``threshold``, and refines the
+    window's start and end (each within half its size) to maximise z, so the
+    span hugs the watermarked tokens instead of the whole significant window.
 
     Args:
         green: Colours of the T scored tokens, shape ``(T,)``.
         gamma: γ.
         threshold: The WinMax threshold for this T.
         min_window: Smallest window searched.
+        max_spans: Most spans returned.
 
     Returns:
         Spans in text order, each with the z-score of its own tokens.
     """
     total = green.shape[0]
-    covered = np.zeros(total + 1, dtype=int)
-    for size in window_sizes(total, min_window):
-        starts = np.flatnonzero(window_z(green, size, gamma) >= threshold)
-        np.add.at(covered, starts, 1)
-        np.add.at(covered, starts + size, -1)
-    inside = np.cumsum(covered[:-1]) > 0
+    csum = np.concatenate([[0], np.cumsum(green)])
+    taken = np.zeros(total, dtype=bool)
     spans: list[Span] = []
-    idx = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(int), [0]])))
-    for first, end in zip(idx[::2], idx[1::2]):
-        n = end - first
-        hits = int(green[first:end].sum())
-        spans.append(Span(int(first), int(end - 1), float((hits - gamma * n) / np.sqrt(n * gamma * (1 - gamma)))))
-    return spans
+    for _ in range(max_spans):
+        tsum = np.concatenate([[0], np.cumsum(taken)])
+        best = (-np.inf, 0, 0)
+        for size in window_sizes(total, min_window):
+            z = window_z(green, size, gamma)
+            z[(tsum[size:] - tsum[:-size]) > 0] = -np.inf
+            i = int(np.argmax(z))
+            if z[i] > best[0]:
+                best = (float(z[i]), i, size)
+        if best[0] < threshold:
+            break
+        _, start, size = best
+        lo = int(np.flatnonzero(taken[:start])[-1]) + 1 if taken[:start].any() else 0
+        after = np.flatnonzero(taken[start + size:])
+        hi = start + size + int(after[0]) if after.size else total
+        starts = np.arange(max(lo, start - size // 2), min(start + size // 2, hi - min_window) + 1)
+        ends = np.arange(max(start + size - size // 2, lo + min_window), min(hi, start + size + size // 2) + 1)
+        lengths = ends[None, :] - starts[:, None]
+        z = _z(csum[ends][None, :] - csum[starts][:, None], lengths, gamma)
+        z[lengths < min_window] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(z)), z.shape)
+        first, end = int(starts[a]), int(ends[b])
+        taken[first:end] = True
+        spans.append(Span(first, end - 1, float(z[a, b])))
+    return sorted(spans, key=lambda sp: sp.first)
