@@ -250,7 +250,7 @@ def compare_fields(cit: Citation, db: CitationDatabase, row: int, title_span: tu
 
 
 def _best_title(cit: Citation, db: CitationDatabase, rows: list[int], entry: tuple[str, list[int]]):
-    """Best ``(score, row, span)`` among ``rows``; ties within 5 points among matches go to the fewest wrong fields.
+    """Best ``(score, row, span)`` among ``rows``; ties within 2 points among matches go to the fewest wrong fields.
 
     A reference often holds two real titles (a paper and its proceedings
     volume, itself a record). Preference: a record whose authors and year
@@ -265,7 +265,7 @@ def _best_title(cit: Citation, db: CitationDatabase, rows: list[int], entry: tup
         return (-1.0, None, None)
     scored.sort(key=lambda x: -x[0])
     top = scored[0]
-    close = [x for x in scored if x[0] >= 90.0 and x[0] >= top[0] - 5]
+    close = [x for x in scored if x[0] >= 90.0 and x[0] >= top[0] - 2]
     if len(close) > 1:
         def key(x):
             fields, full = compare_fields(cit, db, x[1], x[2])
