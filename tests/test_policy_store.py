@@ -246,3 +246,39 @@ def test_file_watcher_applies_a_change_without_a_request(tmp_path: Path):
         assert gw.store.last_error and gw.store.snapshot.generation == 2
         assert c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input"}).json()["decision"] == "block"
         c.close()
+
+
+def test_tenant_routing_with_real_api_keys(tmp_path: Path):
+    """Auth on: the auth middleware's tenant and scopes pick the policy; admin routes need the admin scope."""
+    from gateway.app import create_app
+    from gateway.auth import KeyStore
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "default.yaml").write_text(policy_yaml("default", 1.0))
+    (policies / "kids.yaml").write_text(policy_yaml("kids", 0.0, extends="default"))
+    (policies / "routing.yaml").write_text("tenants:\n  kids-app:\n    policy: kids\n    allow: []\n"
+                                           "  research:\n    allow: [kids]\n")
+    keys = tmp_path / "keys.json"
+    store = KeyStore(keys)
+    kid, _ = store.create("kids-app", ["moderate"])
+    research, _ = store.create("research", ["moderate"])
+    admin, _ = store.create("ops", ["admin"])
+    gw = make_gateway(policies, None, policy_watch=False)
+    gw.settings.auth = "on"
+    gw.settings.api_keys_file = keys
+    with ServerThread(create_app(gw.settings, gateway=gw)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        def check(token: str, **extra):
+            return c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input", **extra},
+                          headers={"authorization": f"Bearer {token}"})
+
+        r = check(kid)
+        assert r.status_code == 200 and r.json()["policy"]["name"] == "kids" and r.json()["decision"] == "block"
+        assert check(kid, policy="default").json()["error"]["code"] == "policy_not_allowed"
+        assert check(research).json()["policy"]["name"] == "default"
+        assert check(research, policy="kids").json()["policy"]["name"] == "kids"
+        assert check(admin, policy="kids").json()["policy"]["name"] == "kids"
+        assert c.post("/admin/policies/reload", headers={"authorization": f"Bearer {kid}"}).status_code == 403
+        assert c.get("/console", headers={"authorization": f"Bearer {kid}"}).status_code == 403
+        assert c.post("/admin/policies/reload", headers={"authorization": f"Bearer {admin}"}).status_code == 200
+        assert c.get("/console", headers={"authorization": f"Bearer {admin}"}).status_code == 200
