@@ -171,6 +171,8 @@ class DiffRow:
     new: str
     old_score: float
     new_score: float
+    old_error: bool = False
+    new_error: bool = False
 
 
 @dataclass
@@ -189,6 +191,9 @@ class DiffReport:
         negative_flips, positive_flips: Counts (old right → new wrong, and the reverse).
         negative_flip_rate, positive_flip_rate: Those counts over ``labelled``.
         seconds: Wall time of the replay.
+        old_errors, new_errors: Texts on which a guardrail raised or timed out
+            (its ``on_error`` decision was used); non-zero means the
+            comparison is partly about faults, not thresholds.
         rows: Every replayed text.
         positive_decisions: Decisions counted as "stopped".
     """
@@ -210,6 +215,8 @@ class DiffReport:
     positive_flip_rate: float | None
     seconds: float
     positive_decisions: tuple[str, ...] = ("block",)
+    old_errors: int = 0
+    new_errors: int = 0
     rows: list[DiffRow] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,7 +229,17 @@ class DiffReport:
             "negative_flips": self.negative_flips, "positive_flips": self.positive_flips,
             "negative_flip_rate": self.negative_flip_rate, "positive_flip_rate": self.positive_flip_rate,
             "positive_decisions": list(self.positive_decisions), "seconds": round(self.seconds, 2),
+            "old_errors": self.old_errors, "new_errors": self.new_errors,
         }
+
+
+def relax_timeouts(pipeline: Pipeline, seconds: float) -> None:
+    """Raise every guardrail's ``timeout_s`` to at least ``seconds`` (a replay has no user waiting; a timeout
+    under CPU contention would otherwise show up as an ``on_error`` flip)."""
+    for guardrails in pipeline.guardrails.values():
+        for g in guardrails:
+            if g.config.timeout_s < seconds:
+                g.config.timeout_s = seconds
 
 
 async def _replay(old: Pipeline, new: Pipeline, items: list[ReplayItem], concurrency: int) -> list[DiffRow]:
@@ -233,7 +250,8 @@ async def _replay(old: Pipeline, new: Pipeline, items: list[ReplayItem], concurr
             a = await old.check(item.text, item.direction)
             b = await new.check(item.text, item.direction)
         score = lambda v: max((r.score for r in v.results), default=0.0)  # noqa: E731
-        return DiffRow(item, a.decision.value, b.decision.value, float(score(a)), float(score(b)))
+        err = lambda v: any(r.error for r in v.results)  # noqa: E731
+        return DiffRow(item, a.decision.value, b.decision.value, float(score(a)), float(score(b)), err(a), err(b))
 
     return list(await asyncio.gather(*(one(i) for i in items)))
 
@@ -272,7 +290,7 @@ def diff_policies(old: Pipeline, new: Pipeline, items: list[ReplayItem], *, sour
         old_accuracy=sum(old_right) / n_l if n_l else None, new_accuracy=sum(new_right) / n_l if n_l else None,
         negative_flips=nf, positive_flips=pf, negative_flip_rate=nf / n_l if n_l else None,
         positive_flip_rate=pf / n_l if n_l else None, seconds=seconds, positive_decisions=tuple(positive_decisions),
-        rows=rows,
+        old_errors=sum(r.old_error for r in rows), new_errors=sum(r.new_error for r in rows), rows=rows,
     )
 
 
@@ -302,6 +320,8 @@ def render_markdown(report: DiffReport, *, max_negative_flip_rate: float | None 
              f"- replay: `{report.source}`: {report.n} texts, {report.labelled} labelled; "
              f"{report.seconds:.1f} s for both policies",
              f"- a decision counts as *stopped* when it is one of: {', '.join(report.positive_decisions)}",
+             f"- guardrail errors or timeouts (the entry's `on_error` decision was used): old {report.old_errors}, "
+             f"new {report.new_errors}",
              "", "## Flips", "",
              "| | count | share |", "|---|---:|---:|",
              f"| allow → block | {report.allow_to_block} | {_pct(report.allow_to_block / report.n if report.n else None)} |",

@@ -43,6 +43,7 @@ def policy_diff(
     report: Optional[Path] = typer.Option(None, help="Also write the Markdown report to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of Markdown."),
     examples: int = typer.Option(5, help="Example texts listed per flip kind in the report."),
+    timeout_s: float = typer.Option(60.0, help="Guardrail timeout during the replay (at least this many seconds)."),
 ) -> None:
     """Replay texts through OLD and NEW (guardrails only, no generation) and report what flips.
 
@@ -50,7 +51,7 @@ def policy_diff(
     """
     from gateway.pipeline import Pipeline
     from gateway.policy import PolicyError, load_policy
-    from gateway.policy_diff import ReplayError, diff_policies, read_replay, render_markdown
+    from gateway.policy_diff import ReplayError, diff_policies, read_replay, relax_timeouts, render_markdown
 
     try:
         old_p = Pipeline(load_policy(_policy_path(old)))
@@ -59,6 +60,8 @@ def policy_diff(
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         raise typer.Exit(2) from None
+    relax_timeouts(old_p, timeout_s)
+    relax_timeouts(new_p, timeout_s)
     try:
         items = read_replay(replay, text_column=text_column, label_column=label_column,
                             block_values=block_values.split(",") if block_values else None,
