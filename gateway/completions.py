@@ -96,12 +96,13 @@ async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequ
                        ctx: trust.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
     """Step 1: run the input guardrails (audited; ``shadow`` checked beside); raise the content-filter error when blocked."""
     verdict = await pipeline.check(prompt_text(body), Direction.INPUT)
-    trust.after_check(gw, ctx or trust.request_context(), pipeline, verdict, prompt_text(body), shadow)
+    ctx = ctx or trust.request_context()
+    trust.after_check(gw, ctx, pipeline, verdict, prompt_text(body), shadow)
     if verdict.decision is Decision.BLOCK:
         raise APIError(
             400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
             code="content_filter", param="messages" if isinstance(body, ChatCompletionRequest) else "prompt",
-            extra={"greenlist": greenlist_object(gw, pipeline, Decision.BLOCK, verdict)},
+            extra={"greenlist": {**greenlist_object(gw, pipeline, Decision.BLOCK, verdict), "request_id": ctx.request_id}},
             headers={DECISION_HEADER: Decision.BLOCK.value},
         )
     return verdict
