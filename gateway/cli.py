@@ -49,6 +49,10 @@ def serve(
     settings = Settings(**overrides)
     try:
         load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field
+        from gateway.policy_store import PolicyStore
+
+        PolicyStore(settings.policies_dir or settings.policy.parent, settings.policy,  # ... or policy set / routing
+                    settings.policy_routing).validate()
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -231,3 +231,22 @@ def test_admin_routes_need_the_admin_scope():
     with pytest.raises(APIError) as info:
         require_admin(SimpleNamespace(state=SimpleNamespace(scopes=frozenset({"generate", "verify"}))))
     assert info.value.status == 403
+
+
+@pytest.mark.slow
+def test_completions_are_audited(client, gateway):
+    """The real pipeline (embedded model): prompt and output verdicts of plain and streamed completions."""
+    model = gateway.backend.model_ids[0]
+    msg = [{"role": "user", "content": "Name a colour."}]
+    r = client.post("/v1/chat/completions", json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0},
+                    headers={"x-request-id": "chat-audit-1"})
+    assert r.status_code == 200 and r.json()["greenlist"]["request_id"] == "chat-audit-1"
+    with client.stream("POST", "/v1/chat/completions", headers={"x-request-id": "chat-audit-2"},
+                       json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0, "stream": True}) as s:
+        assert s.status_code == 200 and "[DONE]" in "".join(s.iter_text())
+    for rid in ("chat-audit-1", "chat-audit-2"):
+        rows = _wait_rows(gateway, 2, request_id=rid)
+        assert sorted(x["direction"] for x in rows) == ["input", "output"], rows
+        assert all(x["endpoint"] == "/v1/chat/completions" and x["policy"] == "default" for x in rows)
+        assert all(x["policy_version"] == gateway.store.default.version for x in rows)
+        assert rows[0]["text"] is None and rows[0]["text_len"] > 0
