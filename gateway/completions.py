@@ -46,7 +46,7 @@ def prompt_text(body: ChatCompletionRequest | CompletionRequest) -> str:
 
 def _generation_request(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest) -> GenerationRequest:
     limit = gw.settings.max_new_tokens_limit
-    max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or gw.settings.max_new_tokens_default
+    max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or min(gw.settings.max_new_tokens_default, limit)
     if max_tokens > limit:
         raise APIError(400, f"max_tokens {max_tokens} is above this server's limit max_new_tokens_limit={limit}",
                        param="max_tokens", code="max_tokens_limit")
@@ -122,6 +122,9 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
     resolution = trust.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
     pipeline = resolution.pipeline
     request = _generation_request(gw, pipeline, body)
+    breaker = getattr(gw.backend, "breaker", None)
+    if breaker is not None:
+        breaker.fail_fast()  # upstream down: refuse before spending guardrail time
     tokenizer = getattr(gw.backend, "tokenizer", None) or getattr(getattr(gw, "verifier", None), "tokenizer", None)
     if tokenizer is not None:
         await check_prompt_tokens(tokenizer, prompt_text(body) if isinstance(body, CompletionRequest) else

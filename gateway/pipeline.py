@@ -144,7 +144,7 @@ class Pipeline:
     async def _scan_once(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
         try:
             result = await asyncio.wait_for(
-                asyncio.to_thread(guardrail.scan, text, direction), timeout=guardrail.config.timeout_s
+                asyncio.to_thread(_contained_scan, guardrail, text, direction), timeout=guardrail.config.timeout_s
             )
             if not isinstance(result, GuardrailResult):
                 raise TypeError(f"scan returned {type(result).__name__}, not a GuardrailResult")
@@ -160,3 +160,17 @@ class Pipeline:
                 decision=on_error, action=f"on_error:{on_error.value}", error=message,
             )
         return result
+
+
+def _contained_scan(guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
+    """Run ``guardrail.scan`` in a worker thread; turn ``SystemExit``/``KeyboardInterrupt`` into ordinary errors.
+
+    A ``BaseException`` that is not an ``Exception`` would otherwise cross from
+    the worker thread into the event loop and stop the server.
+    """
+    try:
+        return guardrail.scan(text, direction)
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        raise RuntimeError(f"guardrail raised {type(exc).__name__}: {exc}") from None

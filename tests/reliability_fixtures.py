@@ -126,9 +126,11 @@ def gateway_with(gw: Any, mode: str | None = None, stub: Any = None, base_url: s
 
     new_settings = gw.settings.model_copy(update=settings)
     replaced: dict[str, Any] = {"settings": new_settings}
-    if mode is not None or base_url is not None:
+    if mode is not None or base_url is not None or new_settings.backend == "openai":
+        # a fresh backend per app: an httpx pool must not outlive the event loop of the test client that used it
         s = new_settings
-        replaced["backend"] = OpenAIBackend(base_url or f"{stub.url}/{mode}/v1", None, STUB_MODEL, s.upstream_timeout_s,
+        url = base_url or (f"{stub.url}/{mode}/v1" if mode is not None else s.upstream_base_url)
+        replaced["backend"] = OpenAIBackend(url, None, STUB_MODEL, s.upstream_timeout_s,
                                             s.upstream_connect_timeout_s, s.upstream_retries,
                                             s.upstream_retry_backoff_s, s.upstream_breaker_failures,
                                             s.upstream_breaker_reset_s)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from gateway.auth import KeyStore, TokenBucket, has_scope, hash_token, is_loopback, required_scope
-from tests.reliability_fixtures import assert_openai_error, chat_body
+from tests.reliability_fixtures import assert_openai_error, chat_body, gateway_with
 
 
 def test_store_keeps_only_hashes(tmp_path):
@@ -79,7 +79,7 @@ def _app(gw, tmp_path, **settings):
     from gateway.app import create_app
 
     settings = gw.settings.model_copy(update={"api_keys_file": tmp_path / "keys.json", **settings})
-    app = create_app(settings, gateway=gw)
+    app = create_app(settings, gateway=gateway_with(gw))
 
     @app.get("/admin/whoami")
     async def whoami(request: Request) -> dict:

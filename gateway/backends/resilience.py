@@ -59,6 +59,21 @@ class CircuitBreaker:
             return "closed"
         return "half-open" if time.monotonic() - self.opened_at >= self.reset_s else "open"
 
+    def fail_fast(self) -> None:
+        """Raise the 503 at once while the circuit is open (no trial is started); for callers about to do work.
+
+        Raises:
+            APIError: 503 ``upstream_circuit_open``.
+        """
+        if self.state == "open":
+            self._raise_open(self.reset_s - (time.monotonic() - (self.opened_at or 0.0)))
+
+    def _raise_open(self, remaining: float) -> None:
+        retry = max(1, math.ceil(remaining))
+        raise APIError(503, f"upstream is failing ({self.failures} consecutive failures); failing fast for "
+                       f"{retry} s more (upstream_breaker_reset_s={self.reset_s:g})", type="upstream_error",
+                       code="upstream_circuit_open", headers={"Retry-After": str(retry)})
+
     def before(self) -> None:
         """Call before each upstream request.
 
@@ -73,10 +88,7 @@ class CircuitBreaker:
             if remaining <= 0 and not self.trial:
                 self.trial = True  # half-open: this request is the trial
                 return
-            retry = max(1, math.ceil(remaining))
-        raise APIError(503, f"upstream is failing ({self.failures} consecutive failures); failing fast for "
-                       f"{retry} s more (upstream_breaker_reset_s={self.reset_s:g})", type="upstream_error",
-                       code="upstream_circuit_open", headers={"Retry-After": str(retry)})
+        self._raise_open(remaining)
 
     def success(self) -> None:
         """Record an upstream success: close the circuit."""
