@@ -186,26 +186,31 @@ def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
         threads = [threading.Thread(target=_hammer, args=(srv.url, stop, results, errors)) for _ in range(4)]
         for t in threads:
             t.start()
+        def wait_for(n: int) -> None:  # progress by completed requests, not wall time (CI machines are loaded)
+            deadline = time.time() + 120
+            while len(results) < n and time.time() < deadline and not errors:
+                time.sleep(0.05)
+
         try:
-            time.sleep(0.8)
+            wait_for(12)
             write_atomic(policies / "default.yaml", policy_yaml("default", 0.0))  # v2: blocks everything
             r = httpx.post(f"{srv.url}/admin/policies/reload", timeout=60)
             assert r.status_code == 200 and r.json()["ok"] and r.json()["changed"] == ["default"], r.text
             v2 = r.json()["versions"]["default"]
-            time.sleep(0.8)
+            wait_for(len(results) + 12)
             n_before_invalid = len(results)
             write_atomic(policies / "default.yaml", policy_yaml("default", 0.0).replace("threshold: 0.0", "threshold: 3", 1))
             r = httpx.post(f"{srv.url}/admin/policies/reload", timeout=60)
             assert r.status_code == 422 and not r.json()["ok"]
             assert any("default.yaml:4: input.0.toxicity.threshold" in e for e in r.json()["errors"]), r.json()
-            time.sleep(0.8)
+            wait_for(len(results) + 12)
         finally:
             stop.set()
             for t in threads:
                 t.join(30)
         listing = httpx.get(f"{srv.url}/admin/policies").json()
     assert not errors, errors[:3]
-    assert len(results) > 20
+    assert len(results) >= 36
     assert all(status == 200 for status, *_ in results), [r for r in results if r[0] != 200][:3]
     by_version = defaultdict(set)
     for _, version, decision, header in results:
@@ -233,14 +238,14 @@ def test_file_watcher_applies_a_change_without_a_request(tmp_path: Path):
         c = httpx.Client(base_url=srv.url, timeout=30)
         assert c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input"}).json()["decision"] == "allow"
         write_atomic(policies / "default.yaml", policy_yaml("default", 0.0))
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while time.time() < deadline and gw.store.snapshot.generation == 1:
             time.sleep(0.1)
         assert gw.store.snapshot.generation == 2
         assert c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input"}).json()["decision"] == "block"
         # an invalid edit is rejected by the watcher too; the last good version keeps serving
         write_atomic(policies / "default.yaml", "name: default\ninput: [oops\n")
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while time.time() < deadline and not gw.store.last_error:
             time.sleep(0.1)
         assert gw.store.last_error and gw.store.snapshot.generation == 2

@@ -13,7 +13,8 @@ from typing import Any
 TOX = """  - type: toxicity
     threshold: {t}
     action: block
-"""
+    timeout_s: 120
+"""  # a generous timeout: on a loaded CI machine a timeout would apply on_error and look like a flip
 
 
 def policy_yaml(name: str, threshold: float = 1.0, *, extends: str | None = None, shadow: str | None = None,
