@@ -387,6 +387,8 @@ def bench_guardrail(home: Path, name: str, n: int = 200) -> dict:
     corpus = g.matchers[name].corpus
     lat_clean, lat_copy, hits = [], [], 0
     samples = SAMPLES.get(name, [])
+    for text in novels[:5]:  # warm-up (lazy imports, caches)
+        g.scan(" ".join(text.split()[:300]), Direction.OUTPUT)
     for i in range(n):
         text = " ".join(" ".join(rng.sample(novels, 4)).split()[:300])
         t0 = time.perf_counter()
@@ -417,7 +419,10 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(42)
     sections = set(args.sections.split(","))
-    results: dict = {"quick": args.quick, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    results: dict = {"quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "cpus": os.cpu_count(), "command": " ".join(["python"] + sys.argv),
+                     "load_avg_start": os.getloadavg()[0]}
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_protected_") as tmp:
         home = Path(tmp)
         if "prose" in sections:
@@ -431,6 +436,8 @@ def main() -> None:
         if "guardrail" in sections:
             results["guardrail"] = bench_guardrail(home, f"syn{sizes[-1]}_numpy")
             print(f"[guardrail] {results['guardrail']}", flush=True)
+    results["load_avg_end"] = os.getloadavg()[0]
+    results["wall_s"] = time.perf_counter() - t_start
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

@@ -313,3 +313,107 @@ def test_redis_backend_shared_between_replicas(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ----------------------------------------------------------------- corpora changed while the gateway runs
+
+
+def test_running_guardrail_picks_up_cli_add_and_remove(tmp_path, monkeypatch):
+    """Guardrail built first; `greenlist corpus add` afterwards is seen by the next scan (reload: sync)."""
+    from typer.testing import CliRunner
+
+    from guardrails.protected.cli import app
+
+    monkeypatch.setenv("GREENLIST_HOME", str(tmp_path))
+    runner = CliRunner()
+    g = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload_interval=0))
+    alice, hamlet = " ".join(_words(ALICE, 7000, 100)), " ".join(_words(HAMLET, 6000, 100))
+    assert g.matchers == {} and g.scan(alice, Direction.OUTPUT).decision is Decision.ALLOW
+
+    assert runner.invoke(app, ["add", "books", str(ALICE), "--kind", "prose"]).exit_code == 0
+    res = g.scan(alice, Direction.OUTPUT)
+    assert res.decision is Decision.BLOCK and res.details["matches"][0]["corpus"] == "books"
+    assert g.scan(hamlet, Direction.OUTPUT).decision is Decision.ALLOW
+
+    before = g.matchers["books"]
+    assert g.refresh() == [] and g.matchers["books"] is before  # nothing changed: nothing reloaded
+    assert runner.invoke(app, ["add", "books", str(HAMLET)]).exit_code == 0  # incremental add
+    assert g.scan(hamlet, Direction.OUTPUT).decision is Decision.BLOCK
+    assert g.matchers["books"] is not before
+
+    assert runner.invoke(app, ["remove", "books"]).exit_code == 0
+    assert g.scan(alice, Direction.OUTPUT).decision is Decision.ALLOW and g.matchers == {}
+
+
+def test_reload_interval_and_background_mode(tmp_path):
+    quote = " ".join(_words(ALICE, 15000, 100))
+    slow = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload_interval=3600))
+    bg = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload="background",
+                                                          reload_interval=0))
+    off = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload="off", reload_interval=0))
+    Corpus.create("alice", CorpusParams.default("prose"), home=tmp_path).add_paths([ALICE])
+    # Not checked again within the interval (no per-scan disk access), until refreshed explicitly.
+    assert slow.scan(quote, Direction.OUTPUT).decision is Decision.ALLOW
+    assert slow.refresh() == ["alice"] and slow.scan(quote, Direction.OUTPUT).decision is Decision.BLOCK
+    # Background: the scan that notices the change is served by the old indexes, the load runs in a thread.
+    bg.scan(quote, Direction.OUTPUT)
+    assert bg.wait_for_reload(timeout=60)
+    assert bg.scan(quote, Direction.OUTPUT).decision is Decision.BLOCK
+    assert off.scan(quote, Direction.OUTPUT).decision is Decision.ALLOW
+
+
+def test_corpus_being_written_keeps_previous_index(tmp_path):
+    """A corpus whose files are unreadable mid-update keeps its old index and is retried."""
+    Corpus.create("alice", CorpusParams.default("prose"), home=tmp_path).add_paths([ALICE])
+    g = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload_interval=0))
+    quote = " ".join(_words(ALICE, 4000, 100))
+    d = tmp_path / "corpora" / "alice"
+    (d / "version").write_text("new-version-being-written", "utf-8")
+    (d / "meta.json").rename(d / "meta.json.moved")
+    (d / "meta.json").write_text("{truncated", "utf-8")
+    assert g.scan(quote, Direction.OUTPUT).decision is Decision.BLOCK  # old index still used
+    (d / "meta.json.moved").replace(d / "meta.json")
+    assert g.refresh() == ["alice"] and g.scan(quote, Direction.OUTPUT).decision is Decision.BLOCK
+
+
+# ----------------------------------------------------------------- evasion (issues 4 and 7)
+
+_CYRILLIC = str.maketrans("aceopxyisjACEOPXYHKMTB", "асеорхуіѕјАСЕОРХУНКМТВ")
+_INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\ufe0f"]
+
+
+def _evade(words: list[str], how: str, rng: random.Random) -> str:
+    out = []
+    for w in words:
+        if how in ("case_punct", "all"):
+            w = "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in w.strip(".,;:!?\"'()-_"))
+            w += rng.choice(["", "", ",", ";", " -", "!!", "...", " \u201c"])
+        if how in ("homoglyphs", "all"):
+            w = w.translate(_CYRILLIC)  # every letter that has a Cyrillic look-alike
+        if how in ("zero_width", "all") and len(w) > 1:
+            for _ in range(2):
+                i = rng.randrange(1, len(w))
+                w = w[:i] + rng.choice(_INVISIBLE) + w[i:]
+        out.append(w)
+    return " ".join(out)
+
+
+@pytest.mark.parametrize("how", ["homoglyphs", "zero_width", "case_punct", "all"])
+def test_evasion_does_not_hide_a_copy(guard, how):
+    """Cyrillic look-alikes, zero-width/invisible characters, changed case and punctuation."""
+    rng = random.Random(len(how))
+    words = _words(ALICE, 5200, 100)
+    text = _evade(words, how, rng)
+    assert text != " ".join(words)
+    assert prose_tokens(text).tokens == prose_tokens(" ".join(words)).tokens
+    res = guard.scan(f"As requested: {text} Hope that helps.", Direction.OUTPUT)
+    assert res.decision is Decision.BLOCK
+    m = res.details["matches"][0]
+    assert m["document"].endswith("carroll-alice.txt") and m["similarity"] >= 0.95
+    (qs, qe), = m["query_spans"]
+    assert qs <= len("As requested: ") + 2 and qe >= len("As requested: ") + len(text) - 20
+
+
+def test_genuine_cyrillic_text_is_not_folded():
+    assert prose_tokens("Москва – столица России").tokens == ["москва", "столица", "россии"]
+    assert prose_tokens("ТНЕ ІѕLAND, тhe нand").tokens == ["the", "island", "the", "hand"]

@@ -2,8 +2,10 @@
 
 Trust teams register corpora with ``greenlist corpus add NAME PATH... --kind
 prose|code`` (:mod:`guardrails.protected.cli`); this guardrail loads every
-corpus once when it is constructed and checks texts against them with MinHash
-LSH plus exact verification (:mod:`guardrails.protected.matcher`).
+corpus when it is constructed, notices later ``add``/``remove`` runs on disk
+(at most one cheap version check per second, then a reload of the changed
+corpus and an atomic swap), and checks texts against them with MinHash LSH plus
+exact verification (:mod:`guardrails.protected.matcher`).
 
 Policy entry (all fields optional)::
 
@@ -12,6 +14,8 @@ Policy entry (all fields optional)::
       threshold: null          # window containment that fires (null: corpus default, prose 0.3 / code 0.5)
       action: block            # block | redact | flag | cite
       apply_to_prompts: false
+      reload: sync             # sync | background | off: pick up `greenlist corpus add/remove`
+      reload_interval: 1.0     # seconds between version checks (0: every scan)
       overrides:
         lyrics: {threshold: 0.5, action: redact}
         licensed_code: {action: cite, apply_to_prompts: true}
@@ -23,6 +27,9 @@ Modules: ``shingling`` (normalisation, tokens, shingles), ``signatures``
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +43,8 @@ from guardrails.base import (
     action_decision,
     most_severe,
 )
+
+log = logging.getLogger(__name__)
 
 ProtectedAction = Literal["block", "redact", "flag", "cite", "allow"]
 REDACTION_MARKER = "[REDACTED: protected content]"
@@ -64,7 +73,7 @@ class ProtectedContentConfig(GuardrailConfig):
     Attributes:
         type: Always ``"protected_content"``.
         corpora: Corpus names to check; ``None`` = every corpus registered
-            under ``home`` at construction time.
+            under ``home``, including corpora added while the gateway runs.
         threshold: Window containment that fires, for every corpus; ``None``
             uses each corpus' own default (0.3 for prose, 0.5 for code, chosen
             in ``benchmarks/bench_protected.py``; see ``docs/benchmarks.md``).
@@ -76,6 +85,17 @@ class ProtectedContentConfig(GuardrailConfig):
         window_stride: Tokens between query windows (``None``: half the
             corpus' passage stride).
         max_matches: At most this many matches listed in ``details``.
+        reload: How corpora changed on disk after construction (``greenlist
+            corpus add/remove``) are picked up: ``sync`` (default) — the first
+            scan that notices the change loads the changed corpus before it
+            checks the text, so the very next request after ``corpus add`` is
+            checked against it (that one request waits for the load; others
+            running meanwhile use the previous indexes); ``background`` — a
+            thread loads it while scans continue on the previous indexes;
+            ``off`` — never (the indexes of construction time are kept).
+        reload_interval: Minimum seconds between two version checks (a check
+            reads one tiny ``version`` file per corpus and lists the corpora
+            directory); ``0`` checks on every scan.
     """
 
     type: Literal["protected_content"] = "protected_content"
@@ -87,18 +107,29 @@ class ProtectedContentConfig(GuardrailConfig):
     home: str | None = None
     window_stride: int | None = Field(None, ge=1)
     max_matches: int = Field(10, ge=1)
+    reload: Literal["sync", "background", "off"] = "sync"
+    reload_interval: float = Field(1.0, ge=0.0)
 
 
 class ProtectedContentGuardrail(Guardrail):
     """Blocks, redacts, flags or cites texts that reproduce a registered corpus.
 
-    Indexes are loaded once here; :meth:`scan` only reads them, so one instance
-    is safe to share between threads. Corpora added later are picked up when
-    the gateway (and so this guardrail) is rebuilt.
+    Indexes are loaded here; :meth:`scan` only reads them, so one instance is
+    safe to share between threads. Corpora added, changed or removed later
+    with ``greenlist corpus`` are noticed by :meth:`scan` through
+    :func:`~guardrails.protected.index.corpus_version` (at most once per
+    ``reload_interval``) and reloaded according to ``reload``; the new set of
+    matchers replaces the old one in a single reference assignment, so a scan
+    sees either the old or the new indexes, never a mix. A corpus that cannot
+    be loaded (for example while an ``add`` is being written) keeps its
+    previous index and is retried at the next check.
+
+    Attributes:
+        matchers: Current ``{corpus name: Matcher}``; replaced, never mutated.
 
     Raises:
         FileNotFoundError: when a corpus named in ``corpora`` or ``overrides``
-            does not exist (the message says how to create it).
+            does not exist at construction (the message says how to create it).
     """
 
     Config = ProtectedContentConfig
@@ -106,19 +137,132 @@ class ProtectedContentGuardrail(Guardrail):
 
     def __init__(self, config: ProtectedContentConfig) -> None:
         super().__init__(config)
-        from guardrails.protected.index import Corpus, list_corpora
-        from guardrails.protected.matcher import Matcher
+        from guardrails.protected.index import list_corpora
 
         names = config.corpora if config.corpora is not None else list_corpora(config.home)
         for name in config.overrides:
             if config.corpora is not None and name not in names:
                 raise FileNotFoundError(f"override for corpus {name!r}, which is not in `corpora` {names}")
-        self.matchers = {n: Matcher(Corpus.open(n, config.home), config.window_stride) for n in names}
+        self._versions: dict[str, str | None] = {}
+        self._reload_lock = threading.Lock()
+        self._reload_thread: threading.Thread | None = None
+        self._next_check = time.monotonic() + config.reload_interval
+        self.matchers: dict[str, Any] = {n: self._load(n) for n in names}
 
-    def _settings(self, corpus: str) -> tuple[float, str, bool]:
+    def _load(self, name: str) -> Any:
+        """Open corpus ``name`` and build its matcher, recording the version read *before* loading."""
+        from guardrails.protected.index import Corpus, corpus_version
+        from guardrails.protected.matcher import Matcher
+
+        cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
+        version = corpus_version(name, cfg.home)
+        matcher = Matcher(Corpus.open(name, cfg.home), cfg.window_stride)
+        self._versions[name] = version
+        return matcher
+
+    def _changes(self) -> tuple[list[str], list[str]]:
+        """``(changed_or_new, removed)`` corpus names compared with the loaded versions."""
+        from guardrails.protected.index import corpus_version, list_corpora
+
+        cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
+        wanted = cfg.corpora if cfg.corpora is not None else list_corpora(cfg.home)
+        changed, removed = [], [n for n in self.matchers if n not in wanted]
+        for name in wanted:
+            version = corpus_version(name, cfg.home)
+            if version is None:
+                if name in self.matchers:
+                    removed.append(name)
+            elif version != self._versions.get(name) or name not in self.matchers:
+                changed.append(name)
+        return changed, removed
+
+    def _apply(self, changed: list[str], removed: list[str]) -> list[str]:
+        """Load ``changed``, drop ``removed`` and swap in the new matcher dict; returns names swapped."""
+        new = {n: m for n, m in self.matchers.items() if n not in removed}
+        done = list(removed)
+        for name in changed:
+            try:
+                new[name] = self._load(name)
+                done.append(name)
+            except Exception as exc:  # partially written corpus, concurrent remove: retry later
+                log.warning("protected_content: could not reload corpus %r (%s); keeping the previous index "
+                            "and retrying at the next check", name, exc)
+        for name in removed:
+            self._versions.pop(name, None)
+        self.matchers = new
+        if done:
+            log.info("protected_content: reloaded corpora %s, removed %s", sorted(set(done) - set(removed)),
+                     sorted(removed))
+        return done
+
+    def refresh(self) -> list[str]:
+        """Check the corpora on disk now and reload what changed, in this thread.
+
+        Waits for a background reload in progress first. Used by :meth:`scan`
+        (``reload: sync``) and by callers that want the indexes current
+        immediately (tests, an admin endpoint).
+
+        Returns:
+            Names of the corpora reloaded, added or removed (empty when
+            nothing changed).
+        """
+        with self._reload_lock:
+            changed, removed = self._changes()
+            return self._apply(changed, removed) if changed or removed else []
+
+    def wait_for_reload(self, timeout: float | None = None) -> bool:
+        """Wait until a background reload started by :meth:`scan` has finished.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no limit).
+
+        Returns:
+            ``True`` when no reload is running any more.
+        """
+        thread = self._reload_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _maybe_reload(self) -> None:
+        """At most once per ``reload_interval``: notice changed corpora and reload them (``reload`` mode)."""
+        cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
+        now = time.monotonic()
+        if cfg.reload == "off" or now < self._next_check:
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return  # another thread is checking or reloading; use the current indexes
+        release = True
+        try:
+            self._next_check = now + cfg.reload_interval
+            changed, removed = self._changes()
+            if not changed and not removed:
+                return
+            if cfg.reload == "sync":
+                self._apply(changed, removed)
+                return
+
+            def run() -> None:
+                """Reload in the background, then release the lock taken by the scan."""
+                try:
+                    self._apply(changed, removed)
+                finally:
+                    self._reload_lock.release()
+
+            self._reload_thread = threading.Thread(target=run, name="protected-content-reload", daemon=True)
+            self._reload_thread.start()
+            release = False
+        except Exception as exc:  # never fail a scan because of the reload check
+            log.warning("protected_content: corpus version check failed: %s", exc)
+        finally:
+            if release:
+                self._reload_lock.release()
+
+    def _settings(self, corpus: str, matcher: Any) -> tuple[float, str, bool]:
         cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
         o = cfg.overrides.get(corpus) or CorpusOverride()
-        default = cfg.threshold if cfg.threshold is not None else self.matchers[corpus].corpus.params.threshold
+        default = cfg.threshold if cfg.threshold is not None else matcher.corpus.params.threshold
         return (default if o.threshold is None else o.threshold,
                 o.action or cfg.action,
                 cfg.apply_to_prompts if o.apply_to_prompts is None else o.apply_to_prompts)
@@ -131,6 +275,9 @@ class ProtectedContentGuardrail(Guardrail):
             direction: ``input`` texts are checked only against corpora with
                 ``apply_to_prompts``.
 
+        First (at most once per ``reload_interval``) picks up corpora changed
+        on disk, see ``reload``.
+
         Returns:
             A result whose ``score`` is the best window containment seen,
             whose decision is the most severe action among the corpora that
@@ -141,10 +288,12 @@ class ProtectedContentGuardrail(Guardrail):
             by ``[REDACTED: protected content]``.
         """
         cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
+        self._maybe_reload()
+        matchers = self.matchers  # one consistent snapshot for this scan
         score = 0.0
         fired: list[tuple[str, Any]] = []
-        for name, matcher in self.matchers.items():
-            threshold, action, prompts = self._settings(name)
+        for name, matcher in matchers.items():
+            threshold, action, prompts = self._settings(name, matcher)
             if direction is Direction.INPUT and not prompts:
                 continue
             matches, best = matcher.match(text, threshold)
@@ -170,7 +319,17 @@ class ProtectedContentGuardrail(Guardrail):
 
 
 def redact(text: str, spans: list[tuple[int, int]], marker: str = REDACTION_MARKER) -> str:
-    """Replace the character ``spans`` (``[(start, end), ...]``, may overlap) of ``text`` by ``marker``."""
+    """Replace character spans of ``text`` by ``marker``.
+
+    Args:
+        text: The original text.
+        spans: ``[(start, end), ...]`` character offsets (end exclusive); they
+            may overlap or touch and are merged first.
+        marker: Replacement for each merged span.
+
+    Returns:
+        ``text`` with each merged span replaced by one ``marker``.
+    """
     merged: list[list[int]] = []
     for s, e in sorted(spans):
         if merged and s <= merged[-1][1]:

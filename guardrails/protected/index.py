@@ -3,6 +3,7 @@
 Layout of one corpus, below ``greenlist_home()/corpora/<name>/``::
 
     meta.json         kind, shingling/LSH parameters, backend, documents
+    version           random token rewritten last by every save (change detection)
     docs/<id>.npz     per document: shingle hashes (uint32) and token offsets
     lsh.npz | lsh.pkl the LSH store (numpy backend | datasketch dict storage);
                       nothing for datasketch's Redis storage (lives in Redis)
@@ -26,6 +27,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
@@ -38,6 +41,7 @@ from guardrails.protected.shingling import Kind, TokenStream, file_sha256, langu
 from guardrails.protected.signatures import MinHasher
 
 Backend = Literal["numpy", "datasketch"]
+VERSION_FILE = "version"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -175,6 +179,34 @@ def corpora_root(home: str | Path | None = None) -> Path:
     return root
 
 
+def corpus_version(name: str, home: str | Path | None = None) -> str | None:
+    """Cheap change token of corpus ``name``: the content of its ``version`` file.
+
+    :meth:`Corpus.save` rewrites that file (atomically, after ``meta.json``)
+    with a new random token on every ``add``/``remove``; comparing tokens costs
+    one small file read. Corpora saved before the file existed fall back to
+    the ``(inode, mtime_ns, size)`` of ``meta.json``.
+
+    Args:
+        name: Corpus name.
+        home: Greenlist home (``None``: ``greenlist_home()``).
+
+    Returns:
+        The token, or ``None`` when the corpus does not exist (removed, or
+        not created yet).
+    """
+    directory = corpora_root(home) / name
+    try:
+        return (directory / VERSION_FILE).read_text("utf-8").strip()
+    except FileNotFoundError:
+        pass
+    try:
+        st = (directory / "meta.json").stat()
+    except FileNotFoundError:
+        return None
+    return f"meta:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
 def list_corpora(home: str | Path | None = None) -> list[str]:
     """Names of all corpora registered below ``home``."""
     root = corpora_root(home)
@@ -228,6 +260,16 @@ class Corpus:
                backend: Backend = "numpy", storage_config: dict[str, Any] | None = None) -> "Corpus":
         """Create an empty corpus ``name`` (error if it exists).
 
+        Args:
+            name: Corpus name (letters, digits, ``_``, ``-``, ``.``; at most 64).
+            params: Shingling, passage and LSH parameters, fixed from now on.
+            home: Greenlist home (``None``: ``greenlist_home()``).
+            backend: ``"numpy"`` or ``"datasketch"``.
+            storage_config: datasketch storage config (Redis sharing).
+
+        Returns:
+            The new, saved, empty corpus.
+
         Raises:
             ValueError: for an invalid name, or when the corpus already exists
                 (remove it first, or add to it with :meth:`open`).
@@ -245,6 +287,13 @@ class Corpus:
     @classmethod
     def open(cls, name: str, home: str | Path | None = None) -> "Corpus":
         """Load corpus ``name`` (documents, arrays and LSH store) from disk.
+
+        Args:
+            name: Corpus name.
+            home: Greenlist home (``None``: ``greenlist_home()``).
+
+        Returns:
+            The loaded corpus.
 
         Raises:
             FileNotFoundError: when no such corpus exists; create it with
@@ -270,7 +319,12 @@ class Corpus:
         return corpus
 
     def save(self) -> None:
-        """Write ``meta.json`` and the LSH store (atomically replaced files)."""
+        """Write the LSH store, ``meta.json`` and then the ``version`` file (each atomically replaced).
+
+        The ``version`` file gets a fresh random token on every save, so a
+        running :class:`~guardrails.protected.ProtectedContentGuardrail` that
+        polls :func:`corpus_version` sees every ``add`` or ``remove``.
+        """
         with self._lock:
             meta = {
                 "name": self.name,
@@ -285,6 +339,10 @@ class Corpus:
             tmp = self.directory / "meta.tmp.json"
             tmp.write_text(json.dumps(meta, indent=1), "utf-8")
             tmp.replace(self.directory / "meta.json")
+            # Written last: the commit point that running guardrails poll (corpus_version()).
+            tmp = self.directory / "version.tmp"
+            tmp.write_text(f"{time.time_ns()} {uuid.uuid4().hex}\n", "utf-8")
+            tmp.replace(self.directory / VERSION_FILE)
 
     def _reindex_pids(self) -> None:
         docs = sorted(self.documents.values(), key=lambda d: d.pid_start)
@@ -314,6 +372,7 @@ class Corpus:
         n_pending = 0
 
         def flush() -> None:
+            """Insert the buffered passage signatures into the LSH store."""
             nonlocal n_pending
             if pending:
                 self.lsh.insert(np.concatenate([i for i, _ in pending]),
@@ -353,6 +412,14 @@ class Corpus:
                   save: bool = True) -> AddReport:
         """Add files (directories are walked recursively; code corpora keep files Pygments can lex).
 
+        Args:
+            paths: Files or directories.
+            progress: Called with the characters processed after each file.
+            save: Write the corpus to disk at the end.
+
+        Returns:
+            An :class:`AddReport`.
+
         Raises:
             FileNotFoundError: when a path does not exist.
         """
@@ -361,6 +428,12 @@ class Corpus:
 
     def expand_paths(self, paths: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
         """Expand directories into files, with the lexer alias of each code file.
+
+        Args:
+            paths: Files or directories.
+
+        Returns:
+            ``[(file, language)]``; ``language`` is ``None`` for prose corpora.
 
         Raises:
             FileNotFoundError: for a missing path, with the path in the message.
@@ -402,7 +475,15 @@ class Corpus:
         return doc, sigs
 
     def remove_document(self, name: str, save: bool = True) -> bool:
-        """Remove the document called ``name``; returns ``False`` when absent."""
+        """Remove the document called ``name`` and its passages from the LSH store.
+
+        Args:
+            name: Document name (the path as it was added).
+            save: Write the corpus (and its ``version``) to disk afterwards.
+
+        Returns:
+            ``False`` when no such document exists.
+        """
         with self._lock:
             doc = next((d for d in self.documents.values() if d.name == name), None)
             if doc is None:
@@ -419,7 +500,16 @@ class Corpus:
     # ------------------------------------------------------------------ reads
 
     def doc_of(self, pids: np.ndarray) -> np.ndarray:
-        """Document id of each passage id (``int64[m]`` → ``int64[m]``)."""
+        """Document id of each passage id.
+
+        Args:
+            pids: ``int64[m]`` passage ids.
+
+        Returns:
+            ``int64[m]``: the document whose id range starts at or before each
+            id (check ``pid < pid_end`` for ids of unknown documents, as
+            :meth:`passage_spans` does).
+        """
         if self._pids_dirty:
             with self._lock:
                 self._reindex_pids()
@@ -427,15 +517,81 @@ class Corpus:
         return self._pid_docs[np.clip(idx, 0, None)]
 
     def passage_range(self, pid: int) -> tuple[int, int, int]:
-        """``(doc_id, shingle_start, shingle_end)`` of passage ``pid``."""
+        """Locate one passage.
+
+        Args:
+            pid: Passage id of a loaded document.
+
+        Returns:
+            ``(doc_id, shingle_start, shingle_end)``.
+
+        Raises:
+            KeyError: when no loaded document owns ``pid``.
+        """
         doc = self.documents[int(self.doc_of(np.array([pid]))[0])]
         starts, ends = passage_bounds(len(self.data[doc.doc_id].shingles), self.params)
         j = pid - doc.pid_start
         return doc.doc_id, int(starts[j]), int(ends[j])
 
     def candidates(self, signatures: np.ndarray) -> list[np.ndarray]:
-        """LSH candidate passage ids for each query signature (``uint32[w, num_perm]``)."""
+        """LSH candidate passage ids for each query signature.
+
+        Args:
+            signatures: ``uint32[w, num_perm]`` MinHash signatures.
+
+        Returns:
+            One ``int64`` array of passage ids per signature.
+        """
         return self.lsh.query(signatures)
+
+    def candidate_pairs(self, signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All ``(window, passage id)`` LSH candidate pairs for ``uint32[w, num_perm]`` signatures.
+
+        Returns:
+            Two ``int64[m]`` arrays sorted by window, then passage id (the
+            numpy store computes them without a Python loop; other stores are
+            flattened from :meth:`candidates`).
+        """
+        if hasattr(self.lsh, "query_pairs"):
+            return self.lsh.query_pairs(signatures)
+        per = self.lsh.query(signatures)
+        if not per or not any(len(c) for c in per):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        fw = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(per)])
+        return fw, np.concatenate([np.asarray(c, np.int64) for c in per])
+
+    def passage_spans(self, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Vectorised :meth:`passage_range`: locate many passage ids at once.
+
+        Args:
+            pids: ``int64[m]`` passage ids.
+
+        Returns:
+            ``(doc_ids, starts, ends, valid)``: document id and shingle bounds
+            ``[start, end)`` of each passage, and a boolean mask that is
+            ``False`` for ids no loaded document owns (removed documents, or
+            passages another replica added to a shared Redis index since this
+            corpus was loaded); the other arrays are meaningless there.
+        """
+        pids = np.asarray(pids, np.int64)
+        docs = self.doc_of(pids)
+        valid = np.zeros(len(pids), bool)
+        starts = np.zeros(len(pids), np.int64)
+        ends = np.zeros(len(pids), np.int64)
+        length, stride = self.params.passage_shingles, self.params.passage_stride
+        for d in np.unique(docs):
+            doc = self.documents.get(int(d))
+            data = self.data.get(int(d))
+            if doc is None or data is None:
+                continue
+            sel = (docs == d) & (pids >= doc.pid_start) & (pids < doc.pid_end)
+            n = len(data.shingles)
+            # passage_bounds(): starts every `stride`, the last one aligned to the end.
+            st = np.minimum((pids[sel] - doc.pid_start) * stride, max(n - length, 0))
+            starts[sel] = st
+            ends[sel] = np.minimum(st + length, n)
+            valid[sel] = True
+        return docs, starts, ends, valid
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes: documents, passages, tokens, characters, bytes on disk, parameters."""

@@ -14,8 +14,9 @@ Two interchangeable stores:
       storage_config = {"type": "redis", "basename": b"greenlist:books",
                         "redis": {"host": "10.0.0.5", "port": 6379}}
 
-* :class:`NumpyBandLSH` — the same banding in sorted ``uint64`` arrays (one
-  ``searchsorted`` per band), ~12 bytes per band per passage instead of the
+* :class:`NumpyBandLSH` — the same banding in sorted ``uint64`` arrays with a
+  bucket directory on the keys' top bits (lookups of all bands and windows in
+  one vectorised search), ~16 bytes per band per passage instead of the
   ~350 bytes of Python dict+set entries: the default for large local corpora
   (see ``docs/benchmarks.md``, "Protected content", for the measured memory).
 
@@ -97,18 +98,25 @@ class NumpyBandLSH:
         self._dead_arr = np.zeros(0, dtype=np.int64)
         self._n = 0
         self._lock = threading.Lock()
+        self._dirs: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}  # id(keys) -> (keys, bits, dir)
 
     def __len__(self) -> int:
         return self._n - len(self._dead)
 
     def insert(self, ids: np.ndarray, signatures: np.ndarray) -> None:
-        """Insert ``ids`` (``int64[n]``) with signatures ``uint32[n, num_perm]``."""
+        """Insert passages as a new sorted segment (merged LSM-style).
+
+        Args:
+            ids: ``int64[n]`` passage ids.
+            signatures: ``uint32[n, num_perm]`` MinHash signatures.
+        """
         if len(ids) == 0:
             return
         keys = band_keys(signatures, self.bands, self.rows).T  # [b, n]
         order = np.argsort(keys, axis=1, kind="stable")
         seg = (np.take_along_axis(keys, order, axis=1), np.asarray(ids, dtype=np.int64)[order])
         with self._lock:
+            self._dirs.clear()
             self._segments.append(seg)
             self._n += len(ids)
             # LSM-style: merge while the newest segment is at least half the size
@@ -137,53 +145,157 @@ class NumpyBandLSH:
             self._dead.clear()
             self._dead_arr = np.zeros(0, dtype=np.int64)
         order = np.argsort(keys, axis=1, kind="stable")
+        self._dirs.clear()
         self._segments = [(np.take_along_axis(keys, order, axis=1), np.take_along_axis(ids, order, axis=1))]
 
     def remove(self, ids: np.ndarray) -> None:
-        """Mark ``ids`` removed (physically dropped at the next merge/save)."""
+        """Mark passages removed (physically dropped at the next merge/save).
+
+        Args:
+            ids: ``int64[m]`` passage ids.
+        """
         with self._lock:
             self._dead.update(int(i) for i in ids)
             self._dead_arr = np.fromiter(sorted(self._dead), dtype=np.int64)
 
-    def query(self, signatures: np.ndarray) -> list[np.ndarray]:
-        """Candidates for each query signature (``uint32[w, num_perm]``)."""
+    bucket_size = 16  # mean keys per directory bucket
+
+    def _directory(self, keys: np.ndarray) -> tuple[int, np.ndarray]:
+        """Bucket directory of one segment (built once, cached until the segments change).
+
+        Band keys are hashes, so their top ``D`` bits are uniform; ``dir[b, t]``
+        is the first position in band ``b`` whose key has top bits ``>= t``, so
+        the keys with top bits ``t`` are ``keys[b, dir[b, t]:dir[b, t + 1]]``
+        (about :attr:`bucket_size` of them).
+
+        Args:
+            keys: ``uint64[bands, n]`` sorted band keys of one segment.
+
+        Returns:
+            ``(D, dir)`` with ``dir`` of shape ``[bands, 2**D + 1]`` (int32 or int64).
+        """
+        cached = self._dirs.get(id(keys))
+        if cached is not None and cached[0] is keys:
+            return cached[1], cached[2]
+        n = keys.shape[1]
+        bits = int(min(24, max(1, np.ceil(np.log2(max(n / self.bucket_size, 2))))))
+        bounds = np.arange(2**bits, dtype=np.uint64) << np.uint64(64 - bits)  # smallest key of each bucket
+        dtype = np.int32 if n < 2**31 else np.int64
+        directory = np.empty((keys.shape[0], 2**bits + 1), dtype=dtype)
+        for j in range(keys.shape[0]):
+            directory[j, :-1] = np.searchsorted(keys[j], bounds, side="left")
+        directory[:, -1] = n
+        self._dirs[id(keys)] = (keys, bits, directory)
+        return bits, directory
+
+    @staticmethod
+    def _lower_bound(flat: np.ndarray, lo: np.ndarray, size: np.ndarray, needles: np.ndarray,
+                     strict: bool) -> np.ndarray:
+        """Vectorised binary search of many needles, each in its own small sorted range of ``flat``.
+
+        Args:
+            flat: 1-D sorted-by-range array.
+            lo, size: Start and length of each needle's range (``int64``).
+            needles: Values searched.
+            strict: ``True``: first position with ``value >= needle`` (lower
+                bound); ``False``: first with ``value > needle`` (upper bound).
+
+        Returns:
+            ``int64`` positions in ``flat``, in ``[lo, lo + size]``.
+        """
+        lo, size = lo.copy(), size.copy()
+        last = len(flat) - 1
+        while True:
+            active = size > 0
+            if not active.any():
+                return lo
+            half = size // 2
+            mid = lo + half
+            v = flat[np.minimum(mid, last)]
+            go = ((v < needles) if strict else (v <= needles)) & active
+            lo = np.where(go, mid + 1, lo)
+            size = np.where(go, size - half - 1, half)
+
+    def query_pairs(self, signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All distinct ``(window, passage id)`` candidate pairs, fully vectorised.
+
+        Each (window, band) key is found through the segment's bucket
+        directory (:meth:`_directory`) and a branchless binary search inside
+        its bucket, for all bands and windows at once: about two cache misses
+        per lookup instead of ~20 for a binary search over a million keys.
+
+        Args:
+            signatures: ``uint32[w, num_perm]`` query signatures.
+
+        Returns:
+            ``(windows, ids)``: two ``int64[m]`` arrays sorted by window, then id;
+            pair ``i`` says passage ``ids[i]`` shares at least one whole band
+            with query signature ``windows[i]``. Removed ids are left out.
+        """
         w = len(signatures)
+        empty = np.zeros(0, dtype=np.int64)
         if w == 0:
-            return []
+            return empty, empty
         qk = band_keys(signatures, self.bands, self.rows)  # [w, b]
         found_w: list[np.ndarray] = []
         found_id: list[np.ndarray] = []
+        band_of = np.broadcast_to(np.arange(self.bands, dtype=np.int64)[None, :], qk.shape).ravel()
+        needles = qk.ravel()
         for keys, ids in list(self._segments):
-            for j in range(self.bands):
-                lo = np.searchsorted(keys[j], qk[:, j], side="left")
-                hi = np.searchsorted(keys[j], qk[:, j], side="right")
-                counts = hi - lo
-                hit = np.nonzero(counts)[0]
-                if len(hit) == 0:
-                    continue
-                for q in hit:
-                    found_w.append(np.full(counts[q], q, dtype=np.int64))
-                    found_id.append(ids[j, lo[q]:hi[q]])
-        out = [np.zeros(0, dtype=np.int64) for _ in range(w)]
+            n = keys.shape[1]
+            if n == 0:
+                continue
+            bits, directory = self._directory(keys)
+            top = (needles >> np.uint64(64 - bits)).astype(np.int64)
+            stride = directory.shape[1]
+            dflat = directory.ravel()
+            b_lo = dflat[band_of * stride + top].astype(np.int64)
+            b_hi = dflat[band_of * stride + top + 1].astype(np.int64)
+            flat = keys.ravel()
+            base = band_of * n
+            lo = self._lower_bound(flat, base + b_lo, b_hi - b_lo, needles, strict=True)
+            hit = np.flatnonzero((lo < base + b_hi) & (flat[np.minimum(lo, flat.size - 1)] == needles))
+            if len(hit) == 0:
+                continue
+            lo = lo[hit]
+            hi = self._lower_bound(flat, lo, base[hit] + b_hi[hit] - lo, needles[hit], strict=False)
+            counts = hi - lo
+            total = int(counts.sum())
+            # Expand the ranges [lo, hi) without a Python loop.
+            first = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+            found_w.append(np.repeat(hit // self.bands, counts).astype(np.int64))
+            found_id.append(ids.ravel()[first + np.arange(total)])
         if not found_w:
-            return out
+            return empty, empty
         fw = np.concatenate(found_w)
         fi = np.concatenate(found_id)
         if len(self._dead_arr):
             keep = ~np.isin(fi, self._dead_arr)
             fw, fi = fw[keep], fi[keep]
-        pairs = np.unique(np.stack([fw, fi], axis=1), axis=0)
-        if len(pairs) == 0:
-            return out
-        splits = np.searchsorted(pairs[:, 0], np.arange(w + 1))
-        return [pairs[splits[q]:splits[q + 1], 1] for q in range(w)]
+        span = int(fi.max()) + 1 if len(fi) else 1
+        combined = np.unique(fw * span + fi)
+        return combined // span, combined % span
+
+    def query(self, signatures: np.ndarray) -> list[np.ndarray]:
+        """Candidates for each query signature (``uint32[w, num_perm]``).
+
+        Returns:
+            One sorted ``int64`` array of passage ids per signature.
+        """
+        fw, fi = self.query_pairs(signatures)
+        splits = np.searchsorted(fw, np.arange(len(signatures) + 1))
+        return [fi[splits[q]:splits[q + 1]] for q in range(len(signatures))]
 
     def nbytes(self) -> int:
         """Bytes held by the key and id arrays."""
         return sum(k.nbytes + i.nbytes for k, i in self._segments)
 
     def save(self, directory: Path) -> None:
-        """Write one merged segment to ``directory/lsh.npz``."""
+        """Write one merged segment to ``directory/lsh.npz`` (atomically replaced).
+
+        Args:
+            directory: The corpus directory.
+        """
         with self._lock:
             if len(self._segments) > 1 or self._dead:
                 self._merge()
@@ -195,7 +307,15 @@ class NumpyBandLSH:
 
     @classmethod
     def load(cls, directory: Path, bands: int, rows: int) -> "NumpyBandLSH":
-        """Load a store written by :meth:`save` (empty store when absent)."""
+        """Load a store written by :meth:`save`.
+
+        Args:
+            directory: The corpus directory.
+            bands, rows: Banding parameters of the corpus.
+
+        Returns:
+            The store (empty when ``lsh.npz`` is absent).
+        """
         store = cls(bands, rows)
         path = directory / "lsh.npz"
         if path.exists():
@@ -204,6 +324,7 @@ class NumpyBandLSH:
             if keys.shape[1]:
                 store._segments = [(keys, ids)]
                 store._n = keys.shape[1]
+                store._directory(keys)  # now, not on the first query (~0.5 s per million passages)
         return store
 
 
@@ -248,7 +369,14 @@ class DatasketchLSH:
                 self.lsh.remove(int(pid))
 
     def query(self, signatures: np.ndarray) -> list[np.ndarray]:
-        """Query each signature with ``MinHashLSH.query``."""
+        """Query each signature with ``MinHashLSH.query``.
+
+        Args:
+            signatures: ``uint32[w, num_perm]`` MinHash signatures.
+
+        Returns:
+            One sorted ``int64`` array of passage ids per signature.
+        """
         return [np.asarray(sorted(int(k) for k in self.lsh.query(self.hasher.lean(s))), dtype=np.int64)
                 for s in signatures]
 

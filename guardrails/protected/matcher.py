@@ -113,9 +113,19 @@ class Matcher:
                                                                                   p.passage_len)})
         langs = Counter(d.language for d in corpus.documents.values() if d.language)
         self.language = langs.most_common(1)[0][0] if langs else "python"
+        self._unique_cache: dict[tuple[int, int, int], int] = {}
+        self.max_matrix_cells = 4_000_000
 
     def match(self, text: str, threshold: float) -> tuple[list[Match], float]:
         """Find the protected documents that ``text`` reproduces.
+
+        Verification is batched per document instead of per (window,
+        candidate) pair: the candidate regions of a document (each candidate
+        passage plus one passage length either side) are merged, the query's
+        shingles are looked up in them once (*hits*: equal shingle hashes at a
+        query position and a document position), and the containment of every
+        candidate pair is then counted on a small pairs × hits boolean matrix.
+        The result is the same exact containment as verifying pair by pair.
 
         Args:
             text: Query text (a model output or prompt), any Unicode.
@@ -132,50 +142,89 @@ class Matcher:
         if len(q) == 0 or not corpus.documents:
             return [], 0.0
         ws, we = passage_bounds(len(q), self._window_params)
-        cands = corpus.candidates(corpus.hasher.windows(q, ws, we))
+        pw, pid = corpus.candidate_pairs(corpus.hasher.windows(q, ws, we))
+        if len(pw) == 0:
+            return [], 0.0
+        if len(pw) > self.max_candidates:  # cap per window (pairs are sorted by window)
+            first = np.searchsorted(pw, pw, side="left")
+            keep = np.arange(len(pw)) - first < self.max_candidates
+            pw, pid = pw[keep], pid[keep]
+        docs, ps, pe, valid = corpus.passage_spans(pid)
+        pw, pid, docs, ps, pe = pw[valid], pid[valid], docs[valid], ps[valid], pe[valid]
+        if len(pw) == 0:
+            return [], 0.0
+        # Distinct query shingle values: ids into qu, and the query positions of each value.
+        qu, q_val = np.unique(q, return_inverse=True)
+        q_order = np.argsort(q_val, kind="stable")
+        q_first = np.searchsorted(q_val[q_order], np.arange(len(qu) + 1))
+        n_unique = np.array([len(np.unique(q_val[s:e])) for s, e in zip(ws, we)], np.int64)
         best = 0.0
         per_doc: dict[int, dict[str, Any]] = {}
-        region_cache: dict[tuple[int, int, int], np.ndarray] = {}
-        for w, pids in enumerate(cands):
-            if len(pids) == 0:
+        L = p.passage_shingles
+        for d in np.unique(docs).tolist():
+            sel = docs == d
+            w_d, pid_d, ps_d, pe_d = pw[sel], pid[sel], ps[sel], pe[sel]
+            sh = corpus.data[d].shingles
+            rs_d = np.maximum(ps_d - L, 0)
+            re_d = np.minimum(pe_d + L, len(sh))
+            # Document positions of the merged candidate regions, and the hits in them.
+            regions = _merge(list(zip(rs_d.tolist(), (re_d - 1).tolist())), gap=0)
+            pos = np.concatenate([np.arange(a, b + 1) for a, b in regions])
+            vals = sh[pos]
+            idx = np.minimum(np.searchsorted(qu, vals), len(qu) - 1)
+            found = qu[idx] == vals
+            if not found.any():
                 continue
-            pids = pids[: self.max_candidates]
-            qw = q[ws[w]:we[w]]
-            qu = np.unique(qw)
-            for pid in pids:
-                pid = int(pid)
-                if corpus.doc_of(np.array([pid]))[0] not in corpus.data:
-                    continue
-                doc_id, ps, pe = corpus.passage_range(pid)
-                sh = corpus.data[doc_id].shingles
-                rs, re_ = max(0, ps - p.passage_shingles), min(len(sh), pe + p.passage_shingles)
-                key = (doc_id, rs, re_)
-                region = region_cache.get(key)
-                if region is None:
-                    region = region_cache[key] = np.unique(sh[rs:re_])
-                inter = np.isin(qu, region, assume_unique=True)
-                containment = float(inter.mean())
-                best = max(best, containment)
-                if containment < threshold:
-                    continue
-                pu = np.unique(sh[ps:pe])
-                n_int = int(np.isin(qu, pu, assume_unique=True).sum())
-                jac = n_int / (len(qu) + len(pu) - n_int)
-                rec = per_doc.setdefault(doc_id, {"sim": 0.0, "jac": -1.0, "pid": pid, "q": set(),
-                                                  "d": [], "windows": set()})
-                rec["windows"].add(w)
-                rec["sim"] = max(rec["sim"], containment)
-                if jac > rec["jac"]:
-                    rec["jac"], rec["pid"] = jac, pid
-                shared = set(qu[inter].tolist())
-                in_q = np.nonzero(np.isin(qw, list(shared)))[0] + ws[w]
-                rec["q"].update(in_q.tolist())
-                in_d = np.nonzero(np.isin(sh[rs:re_], list(shared)))[0]
-                if len(in_d):
-                    rec["d"].append((rs + int(in_d[0]), rs + int(in_d[-1])))
+            hj, hv = pos[found], idx[found]
+            # Expand to (query position, document position) pairs (a value may repeat in the query).
+            reps = q_first[hv + 1] - q_first[hv]
+            offs = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+            hi = q_order[np.repeat(q_first[hv], reps) + offs]
+            hj, hv = np.repeat(hj, reps), np.repeat(hv, reps)
+            # Sort hits by value so distinct values are contiguous column groups.
+            order = np.argsort(hv, kind="stable")
+            hi, hj, hv = hi[order], hj[order], hv[order]
+            groups = np.flatnonzero(np.r_[True, hv[1:] != hv[:-1]])
+            # Pairs x hits boolean matrices, in chunks of at most ~4M cells (repetitive corpora).
+            cont = np.zeros(len(w_d))
+            n_int = np.zeros(len(w_d), np.int64)
+            used = np.zeros(len(hi), bool)
+            step = max(1, self.max_matrix_cells // max(len(hi), 1))
+            for c0 in range(0, len(w_d), step):
+                c = slice(c0, c0 + step)
+                in_win = (hi[None, :] >= ws[w_d[c]][:, None]) & (hi[None, :] < we[w_d[c]][:, None])
+                in_reg = in_win & (hj[None, :] >= rs_d[c, None]) & (hj[None, :] < re_d[c, None])
+                cont[c] = np.logical_or.reduceat(in_reg, groups, axis=1).sum(axis=1) / n_unique[w_d[c]]
+                ok_c = cont[c] >= threshold
+                if ok_c.any():
+                    in_pas = in_win[ok_c] & (hj[None, :] >= ps_d[c][ok_c, None]) & (hj[None, :] < pe_d[c][ok_c, None])
+                    n_int[c][ok_c] = np.logical_or.reduceat(in_pas, groups, axis=1).sum(axis=1)
+                    used |= in_reg[ok_c].any(axis=0)
+            best = max(best, float(cont.max()))
+            ok = np.flatnonzero(cont >= threshold)
+            if len(ok) == 0:
+                continue
+            p_unique = np.array([self._passage_unique(d, a_, b_) for a_, b_ in
+                                 zip(ps_d[ok].tolist(), pe_d[ok].tolist())], np.int64)
+            jac = n_int[ok] / (n_unique[w_d[ok]] + p_unique - n_int[ok])
+            j_best = int(np.argmax(jac))
+            per_doc[d] = {"sim": float(cont[ok].max()), "jac": float(jac[j_best]), "pid": int(pid_d[ok][j_best]),
+                          "q": set(hi[used].tolist()), "d": [(int(hj[used].min()), int(hj[used].max()))],
+                          "windows": set(w_d[ok].tolist())}
         matches = [self._build(doc_id, rec, stream) for doc_id, rec in per_doc.items()]
         matches.sort(key=lambda m: -m.similarity)
         return matches, best
+
+    def _passage_unique(self, doc_id: int, start: int, end: int) -> int:
+        """Number of distinct shingles of ``shingles[start:end]`` of a document (memoised)."""
+        key = (doc_id, start, end)
+        n = self._unique_cache.get(key)
+        if n is None:
+            n = len(np.unique(self.corpus.data[doc_id].shingles[start:end]))
+            if len(self._unique_cache) > 100_000:
+                self._unique_cache.clear()
+            self._unique_cache[key] = n
+        return n
 
     def _build(self, doc_id: int, rec: dict[str, Any], stream) -> Match:
         corpus, k = self.corpus, self.corpus.params.k

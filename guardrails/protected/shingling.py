@@ -81,6 +81,51 @@ def _stream(tokens: list[str], starts: list[int], ends: list[int]) -> TokenStrea
 # --------------------------------------------------------------------------- prose
 
 
+# Default-ignorable code points that are not format (Cf) characters: combining grapheme
+# joiner, Hangul fillers, Khmer inherent vowels, Mongolian free variation selectors, variation
+# selectors (Unicode DerivedCoreProperties.txt, Default_Ignorable_Code_Point). Inserted into a
+# word they would split it; they never carry meaning in prose.
+_IGNORABLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u3164\uffa0"
+                       + "".join(chr(c) for c in range(0xFE00, 0xFE10)))
+
+
+def _ignorable(ch: str) -> bool:
+    """True for invisible characters removed before word splitting (``Cf`` and default-ignorables)."""
+    return ch in _IGNORABLE or unicodedata.category(ch) == "Cf" or 0xE0100 <= ord(ch) <= 0xE01EF
+
+
+# Lower-case Cyrillic letters shaped like Latin small capitals; not in confusables.txt, but
+# "нand" or "тhe" inside Latin text is an evasion, not Russian.
+_SMALL_CAPS = str.maketrans({"н": "h", "т": "t", "к": "k", "м": "m", "в": "b", "г": "r", "п": "n"})
+
+
+def _fold_word(word: str, latin_text: bool) -> str:
+    """Fold the homoglyphs of one word (same length: every look-alike maps to one Latin letter).
+
+    The word is folded when it has a Latin letter, when the whole text is mostly
+    Latin, or when *every* non-ASCII letter of it has a Latin look-alike, so a
+    word spelled entirely with Cyrillic look-alikes ("ѕее") cannot hide inside a
+    text where the attacker swapped most letters. The last rule can fold a
+    genuine Cyrillic word made only of look-alike letters ("сор"); both the
+    corpus and the query are tokenised the same way, so this only merges two
+    rare tokens and never hides a copy.
+    """
+    # A leading Latin letter makes fold_homoglyphs fold the whole word. Upper-case look-alikes are
+    # ambiguous (Cyrillic "І" is listed as confusable with "l", its lower case "і" with "i"; "Н" looks
+    # like "H" but "н" like nothing), so per character the lower-case form's look-alike wins, else the
+    # original's.
+    upper = fold_homoglyphs("a" + word)[1:]
+    lower_src = word.lower()
+    if len(lower_src) == len(word):
+        lower = fold_homoglyphs("a" + lower_src)[1:]
+        folded = "".join(lc if lc.isascii() else uc for lc, uc in zip(lower, upper))
+    else:
+        folded = upper
+    if latin_text or folded.isascii() or any(c.isascii() and c.isalpha() for c in word):
+        return folded.translate(_SMALL_CAPS) if not folded.isascii() else folded
+    return word
+
+
 def prose_tokens(text: str) -> TokenStream:
     """Tokenise prose into case-folded, NFKC-normalised words with source offsets.
 
@@ -90,9 +135,12 @@ def prose_tokens(text: str) -> TokenStream:
     Returns:
         A :class:`TokenStream` of words (letters and digits only); offsets index
         into ``text``. Format characters (zero-width spaces, bidi controls, soft
-        hyphens) are removed *before* word splitting, so "pro\\u200btected"
-        yields the single word "protected".
+        hyphens) and other default-ignorable characters (combining grapheme
+        joiner, variation selectors, Hangul fillers) are removed *before* word
+        splitting, so "pro\\u200btected" yields the single word "protected";
+        Cyrillic/Greek look-alikes are folded to Latin letters (:func:`_fold_word`).
     """
+    latin = True
     if text.isascii():
         norm, src = text, None
     else:
@@ -103,19 +151,21 @@ def prose_tokens(text: str) -> TokenStream:
                 chars.append(ch)
                 src_list.append(i)
                 continue
-            if unicodedata.category(ch) == "Cf":
+            if _ignorable(ch):
                 continue
             for c in unicodedata.normalize("NFKC", ch):
                 chars.append(c)
                 src_list.append(i)
         norm, src = "".join(chars), src_list
+        letters = [c for c in norm if c.isalpha()]
+        latin = sum(c.isascii() for c in letters) * 2 > len(letters)
     tokens: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     for m in _WORD.finditer(norm):
         word = m.group(0)
         if not word.isascii():
-            word = fold_homoglyphs(word)
+            word = _fold_word(word, latin)
         tokens.append(word.casefold())
         if src is None:
             starts.append(m.start())
@@ -269,6 +319,16 @@ def code_tokens(text: str, language: str = "python") -> TokenStream:
     Python text that :mod:`tokenize` rejects (model outputs are often truncated
     or wrapped in prose) is lexed with Pygments' lenient ``PythonLexer``, which
     maps to the same token vocabulary.
+
+    Args:
+        text: Source code.
+        language: Pygments lexer alias (``"python"`` by default).
+
+    Returns:
+        A :class:`TokenStream` of normalised code tokens.
+
+    Raises:
+        pygments.util.ClassNotFound: for an unknown language alias.
     """
     if language == "python":
         try:
@@ -280,6 +340,14 @@ def code_tokens(text: str, language: str = "python") -> TokenStream:
 
 def tokens_for(text: str, kind: Kind, language: str = "python") -> TokenStream:
     """Dispatch to :func:`prose_tokens` or :func:`code_tokens` by ``kind``.
+
+    Args:
+        text: Text to tokenise.
+        kind: ``"prose"`` or ``"code"``.
+        language: Lexer alias for code.
+
+    Returns:
+        The :class:`TokenStream`.
 
     Raises:
         ValueError: for a kind other than ``"prose"`` or ``"code"``.
