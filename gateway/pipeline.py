@@ -66,18 +66,21 @@ class Pipeline:
 
     Args:
         loaded: The validated policy with its version.
+        build: Makes a guardrail from its policy entry (default: construct
+            it); the policy store passes a cache so policies share instances.
 
     Raises:
         Exception: whatever a guardrail's constructor raises (a missing model,
             an unreadable index); the gateway refuses to start with it.
     """
 
-    def __init__(self, loaded: LoadedPolicy) -> None:
+    def __init__(self, loaded: LoadedPolicy, build: Any = None) -> None:
         self.loaded = loaded
         self.policy = loaded.policy
+        build = build or (lambda c: guardrail_class(c.type)(c))
         self.guardrails: dict[Direction, list[Guardrail]] = {
-            Direction.INPUT: [guardrail_class(c.type)(c) for c in self.policy.input],
-            Direction.OUTPUT: [guardrail_class(c.type)(c) for c in self.policy.output],
+            Direction.INPUT: [build(c) for c in self.policy.input],
+            Direction.OUTPUT: [build(c) for c in self.policy.output],
         }
 
     @property

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.errors import APIError
 from gateway.pipeline import Pipeline
 from gateway.policy import LoadedPolicy, PolicyError, PolicyIssue, _line_of, load_policy
+from guardrails import Guardrail, GuardrailConfig, guardrail_class
 
 log = logging.getLogger("greenlist.policies")
 
@@ -102,6 +103,53 @@ def load_routing(path: Path | None) -> Routing:
         raise PolicyError([PolicyIssue(str(path), _line_of(node, tuple(e["loc"])),
                                        ".".join(str(p) for p in e["loc"]) or "<root>", e["msg"])
                            for e in exc.errors()]) from None
+
+
+class GuardrailCache:
+    """Guardrail instances shared by every policy (and kept across reloads) when their entries are identical.
+
+    Two policies with the same entry (same type and every field equal, e.g.
+    ``default``'s citation check inherited by a child) use one instance, so a
+    citation database or corpus index is loaded once; a reload rebuilds only the
+    entries that changed. Guardrails are thread-safe by contract
+    (:mod:`guardrails.base`), so sharing is safe.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Guardrail] = {}
+        self._lock = threading.Lock()
+        self.built = 0
+
+    @staticmethod
+    def key(config: GuardrailConfig) -> str:
+        """Identity of a policy entry: its type and all its fields."""
+        return f"{config.type}:{config.model_dump_json()}"
+
+    def get(self, config: GuardrailConfig) -> Guardrail:
+        """The shared instance for ``config``, constructing it on first use.
+
+        Raises:
+            Exception: whatever the guardrail's constructor raises (nothing is cached then).
+        """
+        k = self.key(config)
+        with self._lock:
+            found = self._items.get(k)
+        if found is not None:
+            return found
+        made = guardrail_class(config.type)(config)
+        with self._lock:
+            self.built += 1
+            return self._items.setdefault(k, made)
+
+    def retain(self, pipelines: "Iterable[Pipeline]") -> None:
+        """Drop instances no pipeline in ``pipelines`` uses (after a reload went live)."""
+        keep = {self.key(g.config) for p in pipelines for gs in p.guardrails.values() for g in gs}
+        with self._lock:
+            for k in [k for k in self._items if k not in keep]:
+                del self._items[k]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -191,18 +239,20 @@ class PolicyStore:
         default_path: The default policy file (may lie outside ``directory``);
             ``None``: ``directory/default.yaml``.
         routing_path: Routing file; ``None``: ``directory/routing.yaml`` if present.
-        pipeline_factory: Builds a pipeline from a loaded policy (tests).
+        pipeline_factory: Builds a pipeline from a loaded policy (default:
+            :class:`Pipeline` with guardrails from the store's :class:`GuardrailCache`).
 
     Call :meth:`load` once before use.
     """
 
     def __init__(self, directory: str | Path, default_path: str | Path | None = None,
                  routing_path: str | Path | None = None,
-                 pipeline_factory: Callable[[LoadedPolicy], Pipeline] = Pipeline) -> None:
+                 pipeline_factory: Callable[[LoadedPolicy], Pipeline] | None = None) -> None:
         self.directory = Path(directory)
         self.default_path = Path(default_path) if default_path else self.directory / "default.yaml"
         self.routing_path = Path(routing_path) if routing_path else self.directory / ROUTING_FILE
-        self.pipeline_factory = pipeline_factory
+        self.guardrail_cache = GuardrailCache()
+        self.pipeline_factory = pipeline_factory or (lambda lp: Pipeline(lp, build=self.guardrail_cache.get))
         self._snapshot: PolicySnapshot | None = None
         self._lock = threading.Lock()  # one reload at a time
         self._listeners: list[Callable[[PolicySnapshot], None]] = []
@@ -307,6 +357,7 @@ class PolicyStore:
     def _publish(self, snap: PolicySnapshot) -> None:
         self._snapshot = snap  # the one reference swap every request sees
         self._seen_fingerprint = snap.fingerprint
+        self.guardrail_cache.retain(snap.pipelines.values())
         _metric_versions(snap)
         for listener in self._listeners:
             try:

@@ -287,3 +287,20 @@ def test_tenant_routing_with_real_api_keys(tmp_path: Path):
         assert c.get("/console", headers={"authorization": f"Bearer {kid}"}).status_code == 403
         assert c.post("/admin/policies/reload", headers={"authorization": f"Bearer {admin}"}).status_code == 200
         assert c.get("/console", headers={"authorization": f"Bearer {admin}"}).status_code == 200
+
+
+def test_identical_guardrail_entries_are_shared_across_policies_and_reloads(tmp_path: Path):
+    (tmp_path / "default.yaml").write_text(policy_yaml("default", 0.5))
+    (tmp_path / "child.yaml").write_text("extends: default\ndescription: same guardrails\n")
+    (tmp_path / "strict.yaml").write_text(policy_yaml("strict", 0.1))
+    store = PolicyStore(tmp_path)
+    store.load()
+    pipes = store.snapshot.pipelines
+    assert pipes["child"].guardrails[next(iter(pipes["child"].guardrails))][0] is \
+        pipes["default"].guardrails[next(iter(pipes["default"].guardrails))][0]
+    assert len(store.guardrail_cache) == 2          # threshold 0.5 entry (input+output identical) and 0.1
+    built = store.guardrail_cache.built
+    (tmp_path / "strict.yaml").write_text(policy_yaml("strict", 0.2))
+    assert store.reload().changed == ["strict"]
+    assert store.guardrail_cache.built == built + 1  # only the changed entry was constructed
+    assert len(store.guardrail_cache) == 2           # the 0.1 entry was dropped
