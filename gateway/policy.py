@@ -179,6 +179,8 @@ def _compose(text: str, source: str) -> tuple[yaml.Node | None, dict[str, Any]]:
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
+    except RecursionError:  # found by fuzzing: deeply nested flow collections overflow PyYAML's recursive parser
+        raise PolicyError([PolicyIssue(source, None, "<yaml>", "the document is nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PolicyError([PolicyIssue(source, mark.line + 1 if mark else None, "<yaml>", str(exc).splitlines()[0])]) from None
