@@ -85,7 +85,7 @@ def test_benign_prompt_answered(client):
     assert resp.headers["x-greenlist-decision"] in ("allow", "flag")
     gl = body["greenlist"]
     assert gl["policy"]["name"] == "default" and len(gl["policy"]["version"]) == 12
-    assert {g["name"] for g in gl["output"]["guardrails"]} == {"toxicity"}
+    assert {g["name"] for g in gl["output"]["guardrails"]} == {"toxicity", "protected_content", "citations"}
     assert 0.0 <= gl["input"]["guardrails"][0]["score"] < 0.5
 
 
