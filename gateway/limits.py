@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import _send_error
 from gateway.errors import APIError
+from guardrails.normalize import replace_surrogates
 
 log = logging.getLogger("greenlist.limits")
 
@@ -83,7 +84,7 @@ class BodySizeLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
+        body = _clean_surrogates(b"".join(chunks))
         replayed = False
 
         async def replay() -> Message:
@@ -94,6 +95,37 @@ class BodySizeLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _clean_surrogates(body: bytes) -> bytes:
+    """Replace lone surrogate escapes (``"\\ud800"``) in a JSON body by U+FFFD; other bodies are returned as they are.
+
+    JSON may carry lone UTF-16 surrogates that no tokenizer accepts; found by
+    fuzzing. Only bodies containing a ``\\ud8..\\udf`` escape are re-parsed.
+    """
+    lowered = body.lower()
+    if b"\\ud8" not in lowered and b"\\ud9" not in lowered and b"\\uda" not in lowered \
+            and b"\\udb" not in lowered and b"\\udc" not in lowered and b"\\udd" not in lowered \
+            and b"\\ude" not in lowered and b"\\udf" not in lowered:
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body  # not JSON: the app's own validation answers
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return replace_surrogates(value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {replace_surrogates(k): fix(v) for k, v in value.items()}
+        return value
+
+    try:
+        return json.dumps(fix(data), ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        return body
 
 
 class GenerationLimiter:

@@ -78,7 +78,20 @@ def normalize(text: str, form: str = "NFKC") -> str:
     Returns:
         The normalised string. Lengths and offsets may differ from ``text``.
     """
-    return fold_homoglyphs(strip_invisible(unicodedata.normalize(form, text)))
+    return fold_homoglyphs(strip_invisible(unicodedata.normalize(form, replace_surrogates(text))))
+
+
+def replace_surrogates(text: str) -> str:
+    """Replace lone UTF-16 surrogates (valid in JSON escapes, invalid in UTF-8) by U+FFFD.
+
+    Found by fuzzing: ``"\\ud800"`` in a request body reached the tokenizers,
+    which raise on it.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 # --- de-obfuscation for lexical guardrails ---------------------------------------------------------------------

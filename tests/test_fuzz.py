@@ -115,3 +115,21 @@ def test_policy_loader_hostile_documents(text):
         parse_policy(text, "<fuzz>")
     except PolicyError:
         pass
+
+
+def test_lone_surrogates_over_http(fast_gateway):
+    """Regression (found by fuzzing): a JSON ``\\ud800`` escape reached the tokenizers, which raised (HTTP 500)."""
+    import httpx
+
+    raw = {"/v1/watermark/verify": b'{"text": "caf\\ud800 and more words \\ud83d\\ude00"}',
+           "/v1/moderations": b'{"input": ["you \\udfff idiot"]}',
+           "/v1/guardrails/check": b'{"text": "\\ud800"}',
+           "/v1/chat/completions": b'{"model": "stub-model", "max_tokens": 8, '
+                                   b'"messages": [{"role": "user", "content": "hi \\udc00"}]}'}
+    for path, body in raw.items():
+        r = httpx.post(SERVER["url"] + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+        check_openai_shape(r)
+        assert r.status_code == 200, (path, r.text)
+    for text in ["\u200b", "\u202e\u200d", "\ud800"]:  # nothing left after normalisation
+        result = fast_gateway.verifier.verify(text)
+        assert result["verdict"] == "too_short" and math.isfinite(result["z_score"])
