@@ -50,7 +50,7 @@ def test_toxic_vs_benign(guard):
     tox = [s["toxicity"] for s in scores]
     assert min(tox[: len(TOXIC)]) >= 0.5, tox
     assert max(tox[len(TOXIC):]) < 0.5, tox
-    assert all(set(s) == {"toxicity", "hate", "harassment", "profanity"} for s in scores)
+    assert all(set(s) == {"toxicity", "hate", "harassment", "violence", "profanity"} for s in scores)
     assert all(0.0 <= v <= 1.0 for s in scores for v in s.values())
 
 
@@ -75,7 +75,7 @@ def test_moderate_shape(guard):
     out = guard.moderate(["You are a fucking idiot.", "Nice to meet you."])
     assert len(out) == 2
     for r in out:
-        assert set(r) == {"flagged", "categories", "category_scores"}
+        assert set(r) == {"flagged", "categories", "category_scores", "language"}
         assert set(r["categories"]) == set(r["category_scores"])
         assert {"hate", "harassment"} <= set(r["categories"])
         assert all(isinstance(v, bool) for v in r["categories"].values())

@@ -1,9 +1,12 @@
 """Classifier backends of the toxicity guardrail, loaded once per process.
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 embeddings and
-  the logistic heads in ``weights/minilm_head.npz`` (trained by
-  :mod:`guardrails.toxicity.train`); its toxicity score is averaged with
-  ``alt-profanity-check`` (weight 0.3), the best candidate in cross-validation.
+  the logistic heads in ``weights/minilm_head.npz`` (recipe v2, trained by
+  :mod:`guardrails.toxicity.train`). ``model: v1`` loads the first default
+  (``weights/v1/``), whose toxicity score is averaged with
+  ``alt-profanity-check`` (weight 0.3).
+* :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
+  layers (``model: <path to minilm_tuned.npz>``), an experimental alternative.
 * :class:`HFClassifier` - any Hugging Face text-classification model (hub id
   or local directory) through ``transformers.pipeline(..., top_k=None)``, its
   labels mapped to Greenlist categories by :func:`map_label`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,16 +31,45 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
+V1_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v1" / "minilm_head.npz"
+MAX_TOKENS = 128  # word pieces per window; a 48-word window rarely needs more
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
 def _windows(text: str) -> list[str]:
-    """Split a long text into overlapping word windows (a short text is one window)."""
+    """Split a long text into the pieces that are scored (a short text is one piece).
+
+    A text of at most 48 words is scored whole. A longer one is split into
+    sentences (a sentence under 4 words joins the next one) so one toxic
+    sentence is scored on its own and not diluted by its neighbours; a
+    sentence over 48 words is cut into overlapping 48-word windows (stride 32).
+    """
     words = text.split()
     if len(words) <= _WINDOW_WORDS:
         return [text]
-    return [" ".join(words[i:i + _WINDOW_WORDS])
-            for i in range(0, max(len(words) - _WINDOW_WORDS, 0) + _STRIDE_WORDS, _STRIDE_WORDS)]
+    pieces: list[str] = []
+    carry = ""
+    for sent in _SENTENCE_END.split(text):
+        sent = f"{carry} {sent}".strip() if carry else sent.strip()
+        if len(sent.split()) < 4:
+            carry = sent
+            continue
+        carry = ""
+        w = sent.split()
+        if len(w) <= _WINDOW_WORDS:
+            pieces.append(sent)
+        else:
+            pieces += [" ".join(w[i:i + _WINDOW_WORDS])
+                       for i in range(0, max(len(w) - _WINDOW_WORDS, 0) + _STRIDE_WORDS, _STRIDE_WORDS)]
+    if carry:
+        if pieces:
+            pieces[-1] = f"{pieces[-1]} {carry}"
+        else:
+            pieces.append(carry)
+    return pieces
 
 
 def _split(texts: list[str]) -> tuple[list[str], list[int]]:
@@ -58,6 +91,57 @@ def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     return out
 
 
+class _Encoder:
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit norm) straight through ``transformers``.
+
+    Same numbers as ``SentenceTransformer.encode`` on the packaged model (to
+    float32 rounding) with less per-call overhead: texts are sorted by length,
+    padded per batch of 32 and truncated to :data:`MAX_TOKENS` word pieces.
+    """
+
+    def __init__(self, quantize: bool = False, batch_size: int = 32) -> None:
+        import torch
+
+        from guardrails.toxicity.model import load_base
+
+        model, self.tokenizer = load_base()
+        if quantize:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model
+        self.batch_size = batch_size
+        self.lock = threading.Lock()  # held by callers around encode: one forward pass at a time
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-norm embeddings (N, 384) of ``texts``."""
+        import torch
+
+        from guardrails.toxicity.model import mean_pool
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s:s + self.batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=MAX_TOKENS, return_tensors="pt")
+                h = self.model(**enc).last_hidden_state
+                e = torch.nn.functional.normalize(mean_pool(h, enc["attention_mask"]), dim=-1)
+                out[idx] = e.numpy()
+        return out
+
+
+_enc_lock = threading.Lock()
+_encoders: dict[bool, _Encoder] = {}
+
+
+def shared_encoder(quantize: bool = False) -> _Encoder:
+    """The process-wide :class:`_Encoder` (one per ``quantize`` value), loaded on first use."""
+    with _enc_lock:
+        if quantize not in _encoders:
+            _encoders[quantize] = _Encoder(quantize=quantize)
+        return _encoders[quantize]
+
+
 class MiniLMHead:
     """The default classifier: MiniLM sentence embedding -> one sigmoid per category.
 
@@ -75,9 +159,8 @@ class MiniLMHead:
             ``python -m guardrails.toxicity.train``).
     """
 
-    def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None) -> None:
-        from guardrails.encoders import sentence_encoder
-
+    def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None,
+                 quantize: bool = False) -> None:
         data = np.load(weights)
         self.W = data["W"].astype(np.float32)
         self.b = data["b"].astype(np.float32)
@@ -86,7 +169,7 @@ class MiniLMHead:
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
-        self.encoder = sentence_encoder()
+        self.encoder = shared_encoder(quantize)
         self._lock = threading.Lock()
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
             else float(pc_weight)
@@ -104,17 +187,16 @@ class MiniLMHead:
 
         Args:
             texts: N raw texts; each is prepared (normalised, tweet artefacts
-                removed) and, past 48 words, scored as overlapping 48-word windows (stride 32)
-                whose maximum is kept.
+                removed) and, past 48 words, scored per sentence (see
+                :func:`_windows`), keeping the maximum per category.
 
         Returns:
             N dicts ``{category: probability in [0, 1]}`` (empty text -> all 0).
         """
         pieces, owner = _split(texts)
         if pieces:
-            with self._lock:
-                X = self.encoder.encode(pieces, batch_size=64, convert_to_numpy=True,
-                                        show_progress_bar=False)
+            with self.encoder.lock:
+                X = self.encoder.encode(pieces)
             P = 1.0 / (1.0 + np.exp(-(X.astype(np.float32) @ self.W.T + self.b)))
             if self._pc is not None:
                 k = self.categories.index("toxicity")
