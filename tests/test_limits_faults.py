@@ -291,19 +291,12 @@ def test_guardrail_fault_over_http(monkeypatch, fast_gateway):
     from gateway.policy import Policy  # noqa: F401 - the policy module must stay importable
 
     pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.pipeline
-    inp, out = pipeline.guardrails[Direction.INPUT][0], pipeline.guardrails[Direction.OUTPUT][0]
-
-    def boom(text, direction):
-        raise RuntimeError("model file corrupt")
-
-    def hang(text, direction):
-        threading.Event().wait(1.0)
-        return out.fired(0.0)
-
-    monkeypatch.setattr(inp, "scan", boom)
-    monkeypatch.setattr(inp, "config", inp.config.model_copy(update={"on_error": "allow"}))
-    monkeypatch.setattr(out, "scan", hang)
-    monkeypatch.setattr(out, "config", out.config.model_copy(update={"on_error": "block", "timeout_s": 0.1}))
+    # Replace the live entries (instances may be shared between directions and policies, so never patch them).
+    inp, out = pipeline.guardrails[Direction.INPUT], pipeline.guardrails[Direction.OUTPUT]
+    monkeypatch.setitem(pipeline.guardrails, Direction.INPUT, [FaultyGuardrail(
+        FaultConfig(type="faulty", name="toxicity", mode="raise", on_error="allow"))] + inp[1:])
+    monkeypatch.setitem(pipeline.guardrails, Direction.OUTPUT, [FaultyGuardrail(
+        FaultConfig(type="faulty", name="toxicity", mode="sleep", on_error="block", timeout_s=0.1))] + out[1:])
     with _client(gateway_with(fast_gateway)) as c:
         r = c.post("/v1/chat/completions", json=chat_body())
         assert r.status_code == 200, r.text
