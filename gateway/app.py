@@ -19,8 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway import trust
 from gateway.admin import router as admin_router
+from gateway.auth import request_has_scope
 from gateway.completions import DECISION_HEADER, complete
-from gateway.metrics import MetricsMiddleware
+from gateway.metrics import WATERMARK_VERIFICATIONS, MetricsMiddleware
 from gateway.errors import APIError, install_error_handlers
 from gateway.limits import check_moderation_inputs, check_text_length
 from gateway.reliability import install_reliability
@@ -97,12 +98,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def verify(body: VerifyRequest, request: Request) -> dict[str, Any]:
         """Is this text watermarked by this gateway? z-test (and optionally WinMax) over the text's tokens."""
         check_text_length(body.text, settings.max_text_chars, "text")
-        scopes = getattr(request.state, "scopes", None)  # None: authentication is off
-        if body.detail and scopes is not None and "verify:detail" not in scopes:
+        if body.detail and not request_has_scope(request, "verify:detail"):
             raise APIError(403, "per-token detail needs an API key with the verify:detail scope",
                            type="permission_error", param="detail", code="insufficient_scope")
-        return await asyncio.to_thread(gw(request).verifier.verify, body.text, windowed=body.windowed,
-                                       detail=body.detail, certificate=body.certificate)
+        result = await asyncio.to_thread(gw(request).verifier.verify, body.text, windowed=body.windowed,
+                                         detail=body.detail, certificate=body.certificate)
+        WATERMARK_VERIFICATIONS.labels(result["verdict"]).inc()
+        return result
 
     @app.get("/v1/watermark/keys")
     async def watermark_keys(request: Request) -> dict[str, Any]:

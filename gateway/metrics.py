@@ -10,7 +10,7 @@ metric                                             labels
 ``greenlist_guardrail_decisions_total``            ``policy``, ``guardrail``, ``decision``, ``shadow``
 ``greenlist_guardrail_latency_seconds``            ``policy``, ``guardrail`` (histogram)
 ``greenlist_guardrail_errors_total``               ``policy``, ``guardrail``
-``greenlist_watermark_verifications_total``        ``endpoint`` (every watermark verification request)
+``greenlist_watermark_verifications_total``        ``verdict`` (watermarked, not_watermarked, too_short)
 ``greenlist_policy_reloads_total``                 ``result`` (``applied``, ``rejected``)
 ``greenlist_policy_info``                          ``policy``, ``version`` (1 for each live version)
 =================================================  ===========================================================
@@ -41,8 +41,8 @@ GUARDRAIL_LATENCY = Histogram("greenlist_guardrail_latency_seconds", "Guardrail 
                               buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 GUARDRAIL_ERRORS = Counter("greenlist_guardrail_errors", "Guardrail scans that raised or timed out",
                            ["policy", "guardrail"], registry=REGISTRY)
-WATERMARK_VERIFICATIONS = Counter("greenlist_watermark_verifications", "Watermark verification requests",
-                                  ["endpoint"], registry=REGISTRY)
+WATERMARK_VERIFICATIONS = Counter("greenlist_watermark_verifications", "Watermark verifications by verdict",
+                                  ["verdict"], registry=REGISTRY)
 POLICY_RELOADS = Counter("greenlist_policy_reloads", "Policy reload attempts that changed or were rejected",
                          ["result"], registry=REGISTRY)
 POLICY_INFO = Gauge("greenlist_policy_info", "Live policy versions (1 per live version)", ["policy", "version"],
@@ -123,5 +123,3 @@ class MetricsMiddleware:
             REQUESTS.labels(endpoint, code).inc()
             if status["code"] >= 400:
                 ERRORS.labels(endpoint, code).inc()
-            if endpoint.startswith("/v1/watermark/") and "verify" in endpoint and status["code"] < 400:
-                WATERMARK_VERIFICATIONS.labels(endpoint).inc()

@@ -207,3 +207,15 @@ def test_bad_verify_requests(client_module):
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "text"
     weird = verify(client_module, "\u202e\u200b\U0001F600 \x00 ﷽" * 20)
     assert np.isfinite(weird["z_score"])
+
+
+def test_verifications_counted_by_verdict(client_module):
+    def count(verdict: str) -> float:
+        for line in client_module.get("/metrics").text.splitlines():
+            if line.startswith(f'greenlist_watermark_verifications_total{{verdict="{verdict}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count("too_short")
+    verify(client_module, "Too short.")
+    assert count("too_short") == before + 1
