@@ -47,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
+
 from rapidfuzz import fuzz, process  # noqa: E402
 
 from guardrails.base import Direction  # noqa: E402
@@ -328,7 +330,6 @@ def report(acc: dict, acc_big: dict | None, lat: dict, prose: dict, args, elapse
     """Markdown section for ``docs/benchmarks.md``."""
     a = acc["all"]
     lines = [
-        "## Citation checking",
         "",
         f"`python benchmarks/bench_citations.py --n-real {args.n_real} --seed {args.seed}` -- "
         f"{datetime.date.today().isoformat()}, 2-core CPU, 24 GiB, no GPU; total run {elapsed:.0f} s.",
@@ -372,17 +373,6 @@ def report(acc: dict, acc_big: dict | None, lat: dict, prose: dict, args, elapse
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Citation checking`` section of ``path``, leaving other sections alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Citation checking\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -431,7 +421,7 @@ def main() -> None:
     section = report(acc, acc_big, lat, prose, args, time.time() - t0)
     print(section)
     if args.write_docs:
-        write_section(ROOT / "docs" / "benchmarks.md", section)
+        write_section("Citation checking", section)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import glob
 import json
 import os
 import random
-import statistics
 import sys
 import sysconfig
 import tempfile

@@ -10,7 +10,6 @@ from typing import Any
 from gateway.backends.base import Backend
 from gateway.errors import APIError
 from gateway.pipeline import Pipeline
-from gateway.policy import load_policy
 from gateway.policy_store import PolicyStore
 from gateway.settings import Settings
 from watermark.certificate import load_signer

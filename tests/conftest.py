@@ -60,6 +60,29 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+ARTIFACTS = ROOT / "artifacts"  # screenshots of browser tests (git-ignored)
+
+
+@pytest.fixture()
+def browser():
+    """A real headless Chromium (Debian's package) driven by Playwright's Python package; no browser download."""
+    import shutil
+
+    executable = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))), None)
+    if executable is None:
+        pytest.skip("Chromium not installed (apt-get install -y chromium); browser tests need a real browser")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python package only)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
     path = Path(os.environ.get("GREENLIST_TEST_HOME") or tmp_path_factory.mktemp("greenlist-home"))

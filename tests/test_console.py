@@ -7,26 +7,14 @@ Python package; no browser is downloaded. A screenshot is saved to
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerThread
+from tests.conftest import ARTIFACTS, ServerThread
 from tests.trust_fixtures import make_gateway, policy_yaml
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("Chromium not installed (apt-get install -y chromium); the console test needs a real browser")
 
 
 @pytest.fixture()
@@ -43,9 +31,7 @@ def console_server(tmp_path: Path) -> Iterator[tuple]:
     gw.audit.close()
 
 
-def test_console_in_headless_chromium(console_server):
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python package only)")
+def test_console_in_headless_chromium(console_server, browser):
     srv, gw = console_server
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         for i, text in enumerate(["Have a lovely day.", "Thanks, that was helpful.", "You are a worthless idiot."]):
@@ -62,34 +48,27 @@ def test_console_in_headless_chromium(console_server):
         gw.audit.flush()
         time.sleep(0.05)
 
-    artifacts = ROOT / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{srv.url}/console", wait_until="load")
-            assert page.title() == "Greenlist console"
-            policies = page.locator("#policies tr").all_inner_texts()
-            assert any("default" in row and gw.store.snapshot.pipelines["default"].version in row for row in policies)
-            assert any("candidate" in row for row in policies)
-            assert page.locator("#decisions tr").count() == 1 + 6            # header + 3 live + 3 shadow rows
-            summary = page.locator("#shadow-summary").inner_text()
-            assert "3 shadow decisions" in summary
-            differ = sum(1 for d in live_decisions.values() if d != "block")  # the candidate blocks everything
-            assert f"{differ} differ" in summary
-            assert page.locator("#shadow-diffs tr").count() == 1 + differ
-            page.screenshot(path=str(artifacts / "console.png"), full_page=True)
-            # filter: blocked, live rows only, through the form
-            page.select_option("select[name=action]", "block")
-            page.select_option("select[name=shadow]", "live")
-            page.click("#apply")
-            page.wait_for_load_state("load")
-            assert "action=block" in page.url
-            rows = page.locator("#decisions tr").all_inner_texts()[1:]
-            expected = sum(1 for d in live_decisions.values() if d == "block")
-            assert len(rows) == expected and all("block" in r and "(shadow)" not in r for r in rows)
-            page.screenshot(path=str(artifacts / "console-filtered.png"), full_page=True)
-        finally:
-            browser.close()
-    assert (artifacts / "console.png").stat().st_size > 10_000
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{srv.url}/console", wait_until="load")
+    assert page.title() == "Greenlist console"
+    policies = page.locator("#policies tr").all_inner_texts()
+    assert any("default" in row and gw.store.snapshot.pipelines["default"].version in row for row in policies)
+    assert any("candidate" in row for row in policies)
+    assert page.locator("#decisions tr").count() == 1 + 6            # header + 3 live + 3 shadow rows
+    summary = page.locator("#shadow-summary").inner_text()
+    assert "3 shadow decisions" in summary
+    differ = sum(1 for d in live_decisions.values() if d != "block")  # the candidate blocks everything
+    assert f"{differ} differ" in summary
+    assert page.locator("#shadow-diffs tr").count() == 1 + differ
+    page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+    # filter: blocked, live rows only, through the form
+    page.select_option("select[name=action]", "block")
+    page.select_option("select[name=shadow]", "live")
+    page.click("#apply")
+    page.wait_for_load_state("load")
+    assert "action=block" in page.url
+    rows = page.locator("#decisions tr").all_inner_texts()[1:]
+    expected = sum(1 for d in live_decisions.values() if d == "block")
+    assert len(rows) == expected and all("block" in r and "(shadow)" not in r for r in rows)
+    page.screenshot(path=str(ARTIFACTS / "console-filtered.png"), full_page=True)
+    assert (ARTIFACTS / "console.png").stat().st_size > 10_000

@@ -8,46 +8,35 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from tests.conftest import ROOT
-from tests.test_console import CHROMIUM_ARGS, _chromium
+from tests.conftest import ARTIFACTS
 
 MODEL = "smollm2-135m-instruct"
 
 
-def test_verify_page_in_headless_chromium(server, client):
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python package only)")
+def test_verify_page_in_headless_chromium(server, client, browser):
     text = client.post("/v1/chat/completions", json={
         "model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a fox."}],
         "max_tokens": 120, "temperature": 1.0, "seed": 11}).json()["choices"][0]["message"]["content"]
-    artifacts = ROOT / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1100})
-            page.goto(f"{server.url}/verify", wait_until="load")
-            page.fill("#text", text)
-            page.click("#go")
-            page.wait_for_selector("#result:not([hidden])")
-            assert page.inner_text("#verdict").startswith("Watermarked")
-            assert float(page.inner_text("#z").split()[0]) >= 4
-            assert page.locator("#tokens span.green").count() > page.locator("#tokens span.red").count()
-            assert page.inner_text("#tokens").replace("\n", "") == text.replace("\n", "")
-            with page.expect_download() as info:
-                page.click("#download")
-            cert = json.loads(open(info.value.path()).read())
-            assert cert["certificate"]["verdict"] == "watermarked" and cert["signature"]["algorithm"] == "Ed25519"
-            page.screenshot(path=str(artifacts / "verify-page.png"), full_page=True)
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    page.goto(f"{server.url}/verify", wait_until="load")
+    page.fill("#text", text)
+    page.click("#go")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.inner_text("#verdict").startswith("Watermarked")
+    assert float(page.inner_text("#z").split()[0]) >= 4
+    assert page.locator("#tokens span.green").count() > page.locator("#tokens span.red").count()
+    assert page.inner_text("#tokens").replace("\n", "") == text.replace("\n", "")
+    with page.expect_download() as info:
+        page.click("#download")
+    cert = json.loads(open(info.value.path()).read())
+    assert cert["certificate"]["verdict"] == "watermarked" and cert["signature"]["algorithm"] == "Ed25519"
+    page.screenshot(path=str(ARTIFACTS / "verify-page.png"), full_page=True)
 
-            page.fill("#text", "It was the best of times, it was the worst of times, it was the age of wisdom, "
-                               "it was the age of foolishness, it was the epoch of belief.")
-            page.click("#go")
-            page.wait_for_function("document.querySelector('#verdict').textContent.startsWith('No watermark')")
-            page.fill("#text", "")
-            page.click("#go")
-            page.wait_for_function("document.querySelector('#error').textContent.length > 0")
-        finally:
-            browser.close()
+    page.fill("#text", "It was the best of times, it was the worst of times, it was the age of wisdom, "
+                       "it was the age of foolishness, it was the epoch of belief.")
+    page.click("#go")
+    page.wait_for_function("document.querySelector('#verdict').textContent.startsWith('No watermark')")
+    page.fill("#text", "")
+    page.click("#go")
+    page.wait_for_function("document.querySelector('#error').textContent.length > 0")
