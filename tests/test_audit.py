@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import hashlib
 import json
 import os
@@ -238,13 +240,14 @@ def test_completions_are_audited(client, gateway):
     """The real pipeline (embedded model): prompt and output verdicts of plain and streamed completions."""
     model = gateway.backend.model_ids[0]
     msg = [{"role": "user", "content": "Name a colour."}]
+    rid1, rid2 = (f"chat-audit-{uuid.uuid4().hex}" for _ in range(2))  # unique even in a reused GREENLIST_HOME
     r = client.post("/v1/chat/completions", json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0},
-                    headers={"x-request-id": "chat-audit-1"})
-    assert r.status_code == 200 and r.json()["greenlist"]["request_id"] == "chat-audit-1"
-    with client.stream("POST", "/v1/chat/completions", headers={"x-request-id": "chat-audit-2"},
+                    headers={"x-request-id": rid1})
+    assert r.status_code == 200 and r.json()["greenlist"]["request_id"] == rid1
+    with client.stream("POST", "/v1/chat/completions", headers={"x-request-id": rid2},
                        json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0, "stream": True}) as s:
         assert s.status_code == 200 and "[DONE]" in "".join(s.iter_text())
-    for rid in ("chat-audit-1", "chat-audit-2"):
+    for rid in (rid1, rid2):
         rows = _wait_rows(gateway, 2, request_id=rid)
         assert sorted(x["direction"] for x in rows) == ["input", "output"], rows
         assert all(x["endpoint"] == "/v1/chat/completions" and x["policy"] == "default" for x in rows)

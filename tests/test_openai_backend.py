@@ -75,7 +75,9 @@ def test_upstream_500_maps_to_502(broken_upstream, home):
     from gateway.service import Gateway
     from gateway.settings import Settings
 
-    settings = Settings(backend="openai", upstream_base_url=f"{broken_upstream.url}/v1", upstream_model=MODEL)
+    # no retries and a tolerant circuit breaker: this test is about mapping the upstream's 500, not failing fast
+    settings = Settings(backend="openai", upstream_base_url=f"{broken_upstream.url}/v1", upstream_model=MODEL,
+                        upstream_retries=0, upstream_breaker_failures=10)
     with TestClient(create_app(settings, gateway=Gateway.start(settings))) as client:
         for stream in (False, True):
             resp = client.post("/v1/chat/completions", json={
