@@ -173,11 +173,17 @@ class GreenListScheme:
         need = 1 if self.seeding_scheme == "lefthash" else self.context_width - 1
         if len(context) < need:
             raise ValueError(f"{self.seeding_scheme} needs {need} context tokens, got {len(context)}")
-        vocab = np.arange(vocab_size, dtype=np.uint64)
+        vocab, vocab_hash = self._vocab(vocab_size)
         ctx = np.asarray(context[-need:], dtype=np.int64).astype(np.uint64)
         if self.seeding_scheme == "lefthash":
-            seed = mix64(ctx[-1:] ^ self._subkeys[0])
-            return self._is_green(seed, vocab)
-        fixed = self._pair(ctx[:1], ctx).min()
-        seeds = np.minimum(self._pair(ctx[:1], vocab), fixed)
-        return self._is_green(seeds, vocab)
+            seeds = mix64(ctx[-1:] ^ self._subkeys[0])
+        else:
+            fixed = self._pair(ctx[:1], ctx).min()
+            seeds = np.minimum(self._pair(ctx[:1], vocab), fixed)
+        return mix64(seeds ^ vocab_hash) < self._threshold
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - immutable, long-lived scheme; one entry per vocabulary size
+    def _vocab(self, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids ``0..vocab_size-1`` and their keyed hashes (computed once per vocabulary size)."""
+        vocab = np.arange(vocab_size, dtype=np.uint64)
+        return vocab, self._token_hash(vocab)
