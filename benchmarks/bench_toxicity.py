@@ -18,6 +18,7 @@ import re
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from guardrails.base import Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
@@ -35,7 +36,7 @@ def _texts(n: int) -> list[str]:
 
 
 def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
-            batch: int = 64, pc_weight: float | None = None) -> dict[str, float]:
+            batch: int = 64, pc_weight: float | None = None, reps: int = 3) -> dict[str, float]:
     """Time the guardrail.
 
     Args:
@@ -44,6 +45,7 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
         n_batch: OLID tweets for the batched measurement.
         batch: Texts per ``classify`` / ``moderate`` call.
         pc_weight: ``profanity_check_weight`` override.
+        reps: Repetitions of each batched measurement (best and median kept).
 
     Returns:
         ``{"p50_ms", "p95_ms", "throughput_per_s", "moderate_per_s", "n_batch",
@@ -64,18 +66,21 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
         lat.append((time.perf_counter() - t0) * 1000)
     texts = _texts(n_batch)
     g.classify(texts[:batch])
-    t0 = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        g.classify(texts[i:i + batch])
-    rate = len(texts) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        g.moderate(texts[i:i + batch])
-    mod_rate = len(texts) / (time.perf_counter() - t0)
+
+    def rate(fn: Any) -> float:
+        t0 = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            fn(texts[i:i + batch])
+        return len(texts) / (time.perf_counter() - t0)
+
+    # Other jobs share the 2 cores: repeat and keep the best and the median run.
+    runs = [rate(g.classify) for _ in range(reps)]
+    mod = [rate(g.moderate) for _ in range(reps)]
     lat.sort()
     return {"p50_ms": statistics.median(lat), "p95_ms": lat[int(0.95 * len(lat)) - 1],
-            "throughput_per_s": rate, "moderate_per_s": mod_rate, "n_batch": len(texts), "batch": batch,
-            "load": load}
+            "throughput_per_s": max(runs), "throughput_median": statistics.median(runs),
+            "moderate_per_s": max(mod), "moderate_median": statistics.median(mod),
+            "n_batch": len(texts), "batch": batch, "load": load}
 
 
 def section(rows: dict[str, dict[str, float]]) -> str:
@@ -85,12 +90,13 @@ def section(rows: dict[str, dict[str, float]]) -> str:
              "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
              "in calls of 64 texts (sorted by length inside the call, padded per 32, truncated "
              "to 64 word pieces; torch's default 2 threads).", "",
-             "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s) "
-             "| batched `moderate` incl. language detection (texts/s) | load average at start |",
+             "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s, best / median of 3) "
+             "| batched `moderate` incl. language detection (best / median) | load average at start |",
              "|---|---|---|---|---|---|"]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} "
-                     f"| {r['moderate_per_s']:.0f} | {r['load']:.1f} |")
+        lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} / "
+                     f"{r['throughput_median']:.0f} | {r['moderate_per_s']:.0f} / {r['moderate_median']:.0f} "
+                     f"| {r['load']:.1f} |")
     lines.append("")
     lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched. "
                  f"1-min load average at the end of the run: {os.getloadavg()[0]:.1f} "

@@ -81,6 +81,7 @@ class _Windowed:
         self.default_thresholds = model.default_thresholds
 
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        """Category probabilities (N dicts) for N raw texts, windowed like :class:`MiniLMHead`."""
         from guardrails.toxicity.backends import _max_by_owner, _split
 
         pieces, owner = _split(texts)

@@ -149,6 +149,7 @@ def fairness_audit(texts: list[str], labels: list[int], scores: np.ndarray, thre
     ident = np.asarray([i or "" for i in identities], dtype=object)
 
     def metrics(m: np.ndarray) -> dict[str, Any]:
+        """Metrics of the subgroup selected by mask ``m`` against its background ``~m``."""
         neg, pos = m & (y == 0), m & (y == 1)
         bneg, bpos = ~m & (y == 0), ~m & (y == 1)
         r = lambda v: None if v is None else round(v, 4)  # noqa: E731
@@ -328,6 +329,7 @@ def compare(texts: list[str], labels: list[int], old_scores: np.ndarray, new_sco
     pos = np.flatnonzero(~ok_o & ok_n)
 
     def listing(idx: np.ndarray) -> list[dict[str, Any]]:
+        """The ``show`` flips of ``idx`` with the largest score change."""
         idx = sorted(idx, key=lambda i: -abs(n[i] - o[i]))[:show]
         return [{"text": texts[i], "label": int(y[i]), "old": round(float(o[i]), 4),
                  "new": round(float(n[i]), 4)} for i in idx]
