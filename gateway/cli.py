@@ -12,6 +12,7 @@ import typer
 from gateway import cli_watermark
 from guardrails.citations.cli import app as citations_app
 from guardrails.protected.cli import app as corpus_app
+from guardrails.toxicity.cli import app as toxicity_app
 
 app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
                   add_completion=False)
@@ -25,6 +26,7 @@ app.add_typer(citations_app, name="citations")
 app.add_typer(cli_watermark.keys_app, name="watermark-keys")
 app.command("verify")(cli_watermark.verify)
 app.command("verify-certificate")(cli_watermark.verify_certificate)
+app.registered_commands.extend(toxicity_app.registered_commands)  # train-toxicity, audit-fairness, calibrate, compare-models
 
 
 @app.command()

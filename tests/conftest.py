@@ -108,6 +108,24 @@ def server(gateway) -> Iterator[ServerThread]:
         yield srv
 
 
+def generate_released(client: httpx.Client, min_tokens: int, max_tokens: int = 200,
+                      prompt: str = "Write a long story about a lighthouse keeper and a storm.") -> dict:
+    """A sampled, watermarked chat completion of at least ``min_tokens`` tokens that the guardrails released.
+
+    Sampled output can end early or trip an output guardrail (a toxicity false positive is measured
+    elsewhere); this tries a few seeds and fails the test if none qualifies.
+    """
+    for seed in range(7, 12):
+        resp = client.post("/v1/chat/completions", json={
+            "model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens, "temperature": 1.0, "seed": seed})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if body["choices"][0]["finish_reason"] != "content_filter" and body["usage"]["completion_tokens"] >= min_tokens:
+            return body
+    pytest.fail(f"no released completion of {min_tokens}+ tokens in 5 seeds")
+
+
 @pytest.fixture()
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=300) as c:

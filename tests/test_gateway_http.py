@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.conftest import generate_released
+
 MODEL = "smollm2-135m-instruct"
 TOXIC = "You are a worthless stupid idiot and I hate you, shut up you pathetic moron."
 BENIGN = "What is the capital of France?"
@@ -32,17 +34,8 @@ def test_healthz_and_models(client):
 
 
 def test_generated_text_verifies_as_watermarked(client):
-    # Sampled output can trip an output guardrail (a toxicity false positive); that is measured elsewhere, so
-    # take the first of a few seeds whose output was released.
-    for seed in (7, 8, 9):
-        resp = chat(client, "Write a long story about a lighthouse keeper and a storm.", max_tokens=200,
-                    temperature=1.0, seed=seed)
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        if body["choices"][0]["finish_reason"] != "content_filter":
-            break
+    body = generate_released(client, min_tokens=150)
     text = body["choices"][0]["message"]["content"]
-    assert body["usage"]["completion_tokens"] >= 150
     assert body["greenlist"]["watermark"]["applied"] is True
     key_id = body["greenlist"]["watermark"]["key_id"]
     verdict = client.post("/v1/watermark/verify", json={"text": text}).json()

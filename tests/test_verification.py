@@ -10,24 +10,17 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app as cli
-from tests.conftest import shared_path
+from tests.conftest import generate_released, shared_path
 from watermark.certificate import check_certificate
 from watermark.keys import KeyRing, WatermarkKey
 from watermark.verifier import Verifier
 
-MODEL = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
 def generated(client_module):
-    """About 200 watermarked tokens from the gateway (sampled; retried with another seed if the model stops early)."""
-    for seed in range(5):
-        body = client_module.post("/v1/chat/completions", json={
-            "model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
-            "max_tokens": 200, "temperature": 1.0, "seed": seed}).json()
-        if body["usage"]["completion_tokens"] >= 150:
-            return body["choices"][0]["message"]["content"]
-    pytest.fail("the model never produced 150 tokens")
+    """About 200 watermarked tokens from the gateway."""
+    return generate_released(client_module, min_tokens=150)["choices"][0]["message"]["content"]
 
 
 @pytest.fixture(scope="module")

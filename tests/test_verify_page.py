@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 
 
-from tests.conftest import ARTIFACTS
-
-MODEL = "smollm2-135m-instruct"
+from tests.conftest import ARTIFACTS, generate_released
 
 
 def test_verify_page_in_headless_chromium(server, client, browser):
-    text = client.post("/v1/chat/completions", json={
-        "model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a fox."}],
-        "max_tokens": 120, "temperature": 1.0, "seed": 11}).json()["choices"][0]["message"]["content"]
+    text = generate_released(client, min_tokens=80, max_tokens=120,
+                             prompt="Write a long story about a fox.")["choices"][0]["message"]["content"]
     page = browser.new_page(viewport={"width": 1200, "height": 1100})
     page.goto(f"{server.url}/verify", wait_until="load")
     page.fill("#text", text)
