@@ -36,5 +36,5 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         width = self.scheme.context_width
         for row in range(input_ids.shape[0]):
             mask = self.scheme.green_mask(input_ids[row, -width:].tolist(), vocab)
-            scores[row, torch.from_numpy(mask)] += self.delta
+            scores[row] += torch.from_numpy(mask).to(scores.dtype) * self.delta
         return scores
