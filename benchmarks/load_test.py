@@ -148,7 +148,7 @@ def _audit_counts(home: Path) -> dict[str, int] | None:
         return None
     try:
         with sqlite3.connect(db) as conn:
-            return dict(conn.execute("SELECT endpoint, COUNT(*) FROM decisions GROUP BY endpoint").fetchall())
+            return dict(conn.execute("SELECT endpoint, COUNT(*) FROM greenlist_decisions GROUP BY endpoint").fetchall())
     except sqlite3.Error:
         return None
 

@@ -44,6 +44,11 @@ def prompt_text(body: ChatCompletionRequest | CompletionRequest) -> str:
     return str(body.prompt)
 
 
+def _prompt_param(body: ChatCompletionRequest | CompletionRequest) -> str:
+    """The request field that holds the prompt, for error messages."""
+    return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
+
+
 def _generation_request(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest) -> GenerationRequest:
     limit = gw.settings.max_new_tokens_limit
     max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or min(gw.settings.max_new_tokens_default, limit)
@@ -101,7 +106,7 @@ async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequ
     if verdict.decision is Decision.BLOCK:
         raise APIError(
             400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
-            code="content_filter", param="messages" if isinstance(body, ChatCompletionRequest) else "prompt",
+            code="content_filter", param=_prompt_param(body),
             extra={"greenlist": {**greenlist_object(gw, pipeline, Decision.BLOCK, verdict), "request_id": ctx.request_id}},
             headers={DECISION_HEADER: Decision.BLOCK.value},
         )
@@ -121,27 +126,25 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
     ctx = trust.request_context(request)
     resolution = trust.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
     pipeline = resolution.pipeline
-    request = _generation_request(gw, pipeline, body)
+    generation_request = _generation_request(gw, pipeline, body)
     breaker = getattr(gw.backend, "breaker", None)
     if breaker is not None:
         breaker.fail_fast()  # upstream down: refuse before spending guardrail time
-    tokenizer = getattr(gw.backend, "tokenizer", None) or getattr(getattr(gw, "verifier", None), "tokenizer", None)
-    if tokenizer is not None:
-        await check_prompt_tokens(tokenizer, prompt_text(body) if isinstance(body, CompletionRequest) else
-                                  "\n".join(m.text() for m in body.messages), gw.settings.max_prompt_tokens,
-                                  "messages" if isinstance(body, ChatCompletionRequest) else "prompt")
+    whole_prompt = body.prompt if isinstance(body, CompletionRequest) else "\n".join(m.text() for m in body.messages)
+    await check_prompt_tokens(gw.verifier.tokenizer, str(whole_prompt), gw.settings.max_prompt_tokens,
+                              _prompt_param(body))
     input_verdict = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
     slot = await limiter.acquire() if limiter is not None else None
     if body.stream:
         try:
-            return await _stream(gw, pipeline, body, request, input_verdict, slot, ctx, resolution.shadow)
+            return await _stream(gw, pipeline, body, generation_request, input_verdict, slot, ctx, resolution.shadow)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
 
     try:
-        generation = await gw.backend.generate(request)
+        generation = await gw.backend.generate(generation_request)
     finally:
         if slot is not None:
             slot.release()
