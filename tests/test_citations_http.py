@@ -83,3 +83,22 @@ def test_real_and_fabricated_citation_annotated(gateway_url, record, answer):
     fake = next(c for c in cites if c["verdict"] == "not_found")
     assert FAKE_TITLE in answer[fake["span"][0]:fake["span"][1]] or "Kearns" in fake["text"]
     assert body["greenlist"]["decision"] == "allow"
+
+
+def test_database_loaded_after_start_is_used(record, tmp_path):
+    """The default policy's citation check picks up `greenlist citations load` without a restart."""
+    from guardrails import Direction
+    from guardrails.citations import CitationGuardrail, CitationGuardrailConfig
+
+    rec, rows = record
+    guard = CitationGuardrail(CitationGuardrailConfig(home=str(tmp_path)))  # nothing loaded yet
+    text = f'As shown in "{rec["title"]}" ({rec["year"]}), tags matter.'
+    assert guard.scan(text, Direction.OUTPUT).details["databases"] is None
+    data = tmp_path / "slice.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    res = CliRunner().invoke(cli, ["citations", "load", str(data), "--name", "late", "--home", str(tmp_path),
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    guard.refresh(interval_s=0)
+    details = guard.scan(text, Direction.OUTPUT).details
+    assert details["databases"] and any(c["verdict"] == "verified" for c in details["citations"]), details

@@ -23,7 +23,11 @@ refchecker / citecheck (offline, web APIs) which this replaces inline.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
+import time
 from collections import Counter
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +39,9 @@ DEFAULT_DISCLAIMER = (
     "Note: {bad} of {total} references in this answer could not be verified against the citation "
     "database and may be inaccurate or fabricated. Check them before relying on them:"
 )
+
+
+log = logging.getLogger("greenlist.citations")
 
 
 class CitationGuardrailConfig(GuardrailConfig):
@@ -99,16 +106,52 @@ class CitationGuardrail(Guardrail):
         else:
             self.db = database if database is not None else load_databases(config.databases, config.home)
         self.params = VerifyParams(title_match=config.title_match, title_close=config.title_close)
+        self._follow_disk = database is None  # pick up `greenlist citations load` without a restart
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self._signature = self._disk_signature()
+
+    def _disk_signature(self) -> tuple[tuple[str, int], ...]:
+        """Names and ``meta.json`` modification times of the databases this guardrail reads."""
+        from guardrails.citations.database import list_databases
+
+        wanted = self.config.databases
+        return tuple((m["name"], os.stat(os.path.join(m["path"], "meta.json")).st_mtime_ns)
+                     for m in list_databases(self.config.home) if wanted is None or m["name"] in wanted)
+
+    def refresh(self, interval_s: float = 1.0) -> None:
+        """Reload the databases if they changed on disk (checked at most every ``interval_s`` seconds).
+
+        A database loaded or removed with ``greenlist citations`` while the gateway runs is used from the
+        next scan on; if reloading fails, the previous databases keep serving and the error is logged.
+        """
+        if not self._follow_disk or time.monotonic() - self._checked_at < interval_s:
+            return
+        with self._lock:
+            if time.monotonic() - self._checked_at < interval_s:
+                return
+            self._checked_at = time.monotonic()
+            try:
+                signature = self._disk_signature()
+                if signature != self._signature:
+                    from guardrails.citations.database import load_databases
+
+                    self.db = load_databases(self.config.databases, self.config.home) if signature else None
+                    self._signature = signature
+            except (OSError, ValueError) as exc:
+                log.warning("citation databases changed but could not be reloaded (keeping the old ones): %s", exc)
 
     def check(self, text: str) -> list[dict[str, Any]]:
         """Extract and verify the citations of ``text``; returns their JSON objects (see :meth:`scan`)."""
         from guardrails.citations.extract import extract_citations
         from guardrails.citations.verify import verify_citations
 
-        if self.db is None:
+        self.refresh()
+        db = self.db
+        if db is None:
             return []
-        checks = verify_citations(extract_citations(text), self.db, self.params)
-        return [c.to_dict(self.db) for c in checks]
+        checks = verify_citations(extract_citations(text), db, self.params)
+        return [c.to_dict(db) for c in checks]
 
     def scan(self, text: str, direction: Direction) -> GuardrailResult:
         """Check the citations of ``text``.
@@ -121,10 +164,10 @@ class CitationGuardrail(Guardrail):
             counts verdicts. ``score`` is the share of bad checkable citations.
             ``sanitized_text`` is set for ``strip`` / ``disclaim`` when fired.
         """
+        cits = self.check(text)
         if self.db is None:
             return self.fired(0.0, {"citations": [], "databases": None,
                                     "note": "no citation database loaded (greenlist citations load FILE)"})
-        cits = self.check(text)
         counts = Counter(c["verdict"] for c in cits)
         checkable = counts["verified"] + counts["mismatch"] + counts["not_found"]
         bad = counts["mismatch"] + counts["not_found"]
