@@ -97,6 +97,7 @@ class Gateway:
 
     def _follow_default(self, snapshot: Any) -> None:
         self.pipeline = snapshot.pipelines[snapshot.default]
+        self.verifier.delta = self.pipeline.policy.watermark.delta  # reported δ follows the live default policy
 
     def resolve_policy(self, requested: str | None) -> Pipeline:
         """The pipeline for an anonymous request naming ``requested`` (None: the default policy).
