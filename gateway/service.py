@@ -97,7 +97,8 @@ class Gateway:
 
     def _follow_default(self, snapshot: Any) -> None:
         self.pipeline = snapshot.pipelines[snapshot.default]
-        self.verifier.delta = self.pipeline.policy.watermark.delta  # reported δ follows the live default policy
+        if self.verifier is not None:  # reported δ follows the live default policy
+            self.verifier.delta = self.pipeline.policy.watermark.delta
 
     def resolve_policy(self, requested: str | None) -> Pipeline:
         """The pipeline for an anonymous request naming ``requested`` (None: the default policy).
