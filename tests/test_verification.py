@@ -148,10 +148,15 @@ def test_windowed_detection_finds_pasted_paragraph(client_module, generated, hum
     assert result["windowed"]["winmax_z"] >= result["windowed"]["z_threshold"] > 4.0
 
 
-def test_windowed_human_text_has_no_spans(client_module, human):
-    texts = [" ".join(human[i:i + 6]) for i in range(0, 6 * 150, 6)]  # 150 texts of ~900 tokens
-    flagged = [verify(client_module, t, windowed=True)["windowed"]["watermarked"] for t in texts]
-    assert sum(flagged) == 0
+def test_windowed_human_text_false_positive_rate(client_module, human):
+    """WinMax is calibrated to FPR 1e-3 per text: over ~900 human texts of ~900 tokens expect about one.
+
+    At most 5 allowed: P(X >= 6) < 1e-3 for a Poisson count with mean 0.92.
+    """
+    texts = [" ".join(human[i:i + 6]) for i in range(0, len(human) - 6, 6)]
+    assert len(texts) >= 900
+    flagged = sum(verify(client_module, t, windowed=True)["windowed"]["watermarked"] for t in texts)
+    assert flagged <= 5, f"{flagged} of {len(texts)} human texts flagged by WinMax"
 
 
 def test_rotation_keeps_old_text_verifiable_with_bonferroni(gateway, generated):
