@@ -14,17 +14,21 @@ import argparse
 import csv
 import datetime as _dt
 import os
-import re
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from guardrails.base import Direction
-from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
-from guardrails.toxicity.data import shared_dir
+import sys
 
-HEADING = "## Toxicity guardrail"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.report import write_section  # noqa: E402
+from guardrails.base import Direction  # noqa: E402
+from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail  # noqa: E402
+from guardrails.toxicity.data import shared_dir  # noqa: E402
+
+TITLE = "Toxicity guardrail"
 
 
 def _texts(n: int) -> list[str]:
@@ -85,7 +89,7 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
 
 def section(rows: dict[str, dict[str, float]]) -> str:
     """Markdown section for ``rows`` = ``{label: measure() result}``."""
-    lines = [HEADING, "", f"Machine: `2-core CPU`, date {_dt.date.today().isoformat()}, "
+    lines = [f"Machine: `2-core CPU`, date {_dt.date.today().isoformat()}, "
              "`python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
              "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
              "in calls of 64 texts (sorted by length inside the call, padded per 32, truncated "
@@ -104,14 +108,6 @@ def section(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the ``## Toxicity guardrail`` section of ``path``."""
-    old = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -120,9 +116,9 @@ def main() -> None:
     rows = {"default v2 (MiniLM + logistic heads)": measure(),
             "v1 (MiniLM head + 0.3 alt-profanity-check)": measure("v1")}
     text = section(rows)
-    print(text)
+    print(f"## {TITLE}\n\n{text}")
     if args.write:
-        write_section(args.write, text)
+        write_section(TITLE, text, args.write)
 
 
 if __name__ == "__main__":

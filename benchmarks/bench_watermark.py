@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,13 +50,8 @@ GAMMA, DELTA, LENGTHS = 0.25, 2.0, (50, 100, 200)
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U), ties counted half."""
-    scores = np.concatenate([pos, neg])
-    ranks = scores.argsort().argsort().astype(float) + 1
-    for value in np.unique(scores):  # average ranks of ties
-        tie = scores == value
-        ranks[tie] = ranks[tie].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """Area under the ROC curve of scores ``pos`` (positives) against ``neg`` (negatives)."""
+    return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
 def generate(model, tok, prompts: list[str], temperature: float, new_tokens: int, batch: int) -> list[list[int]]:

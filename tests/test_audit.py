@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 
 from gateway.audit import AuditLog, make_record
 from gateway.cli import app as cli
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, free_port
 from tests.trust_fixtures import make_gateway, policy_yaml
 
 
@@ -135,9 +134,7 @@ def postgres_url() -> Iterator[str]:
         if not runuser:
             pytest.skip("runuser not found")
     data = os.path.join(base, "data")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", "greenlist", "--no-sync"], check=True,
                    capture_output=True, timeout=120)
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB"

@@ -6,7 +6,6 @@ import ast
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sysconfig
 import time
@@ -22,10 +21,9 @@ from guardrails.protected.index import Corpus, CorpusParams, list_corpora
 from guardrails.protected.matcher import Matcher
 from guardrails.protected.shingling import code_tokens, prose_tokens, shingle_hashes
 from guardrails.protected.signatures import MinHasher
+from tests.conftest import SHARED, free_port
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-if not (DATA / "protected_prose").exists():
-    DATA = Path("/work/shared/data")
+DATA = SHARED
 ALICE = DATA / "protected_prose" / "carroll-alice.txt"
 HAMLET = DATA / "protected_prose" / "shakespeare-hamlet.txt"
 NOVELS = DATA / "human_text" / "british_novels.jsonl"
@@ -263,12 +261,6 @@ def test_changed_file_replaces_old_passages(tmp_path):
 # ----------------------------------------------------------------- datasketch + Redis backend
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_datasketch_dict_backend_persists(tmp_path):
     c = Corpus.create("ds", CorpusParams.default("prose"), home=tmp_path, backend="datasketch")
     c.add_paths([ALICE])
@@ -284,7 +276,7 @@ def test_redis_backend_shared_between_replicas(tmp_path):
         pytest.skip("redis-server binary not found; install it (apt-get install redis-server) to test the "
                     "datasketch Redis storage backend")
     pytest.importorskip("redis", reason="python package 'redis' is needed for datasketch's Redis storage")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
                              "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
