@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app as cli
 from tests.conftest import ServerThread, shared_path
+from tests.test_citations import _apa
 
 MODEL = "stub-model"
 FAKE_TITLE = "Quantum Annealing of Sparse Retrieval Graphs for Multilingual Podcast Summaries"
@@ -26,11 +27,8 @@ def record():
 @pytest.fixture(scope="module")
 def answer(record):
     rec, _ = record
-    names = [f"{a.split()[-1]}, {a[0]}." for a in rec["authors"]]
-    authors = ", ".join(names[:-1]) + ", & " + names[-1]
     return ("Prior work studied this [1], but a later study disagreed [2].\n\nReferences:\n"
-            f"1. {authors} ({rec['year']}). "
-            f"{rec['title']}. {rec['venue']}.\n"
+            f"1. {_apa(rec)}\n"
             f"2. Kearns, M., & Roth, A. (2019). {FAKE_TITLE}. NeurIPS.\n")
 
 
