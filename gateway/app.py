@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     return app
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache
 def _default_toxicity() -> Any:
     from guardrails.toxicity import ToxicityGuardrail
 
