@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -91,23 +91,40 @@ def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     return out
 
 
+Precision = Literal["auto", "float32", "bfloat16"]
+
+
+def resolve_precision(precision: Precision) -> str:
+    """``"bfloat16"`` or ``"float32"``: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX)."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+
+
 class _Encoder:
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit norm) straight through ``transformers``.
 
     Same numbers as ``SentenceTransformer.encode`` on the packaged model (to
-    float32 rounding) with less per-call overhead: texts are sorted by length,
-    padded per batch of 32 and truncated to :data:`MAX_TOKENS` word pieces.
+    float32 rounding, or to bfloat16 rounding under ``bfloat16``) with less
+    per-call overhead: texts are sorted by length, padded per batch of 16 and
+    truncated to :data:`MAX_TOKENS` word pieces.
+
+    Args:
+        precision: ``float32``, or ``bfloat16`` to run the forward pass under
+            ``torch.autocast`` (on a CPU with AVX512-BF16: 2.1x the throughput;
+            embeddings keep cosine similarity >= 0.9999 with float32 on OLID
+            tweets, see ``docs/toxicity.md``).
+        batch_size: Texts per forward pass (16 measured fastest on 2 cores:
+            less padding than 32 or 64).
     """
 
-    def __init__(self, quantize: bool = False, batch_size: int = 32) -> None:
-        import torch
-
+    def __init__(self, precision: str = "float32", batch_size: int = 16) -> None:
         from guardrails.toxicity.model import load_base
 
-        model, self.tokenizer = load_base()
-        if quantize:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model
+        self.model, self.tokenizer = load_base()
+        self.precision = precision
         self.batch_size = batch_size
         self.lock = threading.Lock()  # held by callers around encode: one forward pass at a time
 
@@ -119,27 +136,29 @@ class _Encoder:
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
+        bf16 = self.precision == "bfloat16"
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(order), self.batch_size):
                 idx = order[s:s + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                      max_length=MAX_TOKENS, return_tensors="pt")
                 h = self.model(**enc).last_hidden_state
                 e = torch.nn.functional.normalize(mean_pool(h, enc["attention_mask"]), dim=-1)
-                out[idx] = e.numpy()
+                out[idx] = e.float().numpy()
         return out
 
 
 _enc_lock = threading.Lock()
-_encoders: dict[bool, _Encoder] = {}
+_encoders: dict[str, _Encoder] = {}
 
 
-def shared_encoder(quantize: bool = False) -> _Encoder:
-    """The process-wide :class:`_Encoder` (one per ``quantize`` value), loaded on first use."""
+def shared_encoder(precision: Precision = "auto") -> _Encoder:
+    """The process-wide :class:`_Encoder` for ``precision`` (see :func:`resolve_precision`), loaded on first use."""
+    resolved = resolve_precision(precision)
     with _enc_lock:
-        if quantize not in _encoders:
-            _encoders[quantize] = _Encoder(quantize=quantize)
-        return _encoders[quantize]
+        if resolved not in _encoders:
+            _encoders[resolved] = _Encoder(resolved)
+        return _encoders[resolved]
 
 
 class MiniLMHead:
@@ -153,6 +172,7 @@ class MiniLMHead:
             ``(1 - a) * head + a * predict_prob``; ``None`` takes it from the
             metadata (0.3), 0 disables it. Falls back to 0 with a warning when
             ``alt-profanity-check`` is not installed.
+        precision: Encoder precision, see :func:`resolve_precision`.
 
     Raises:
         FileNotFoundError: when the weights are missing (run
@@ -160,7 +180,7 @@ class MiniLMHead:
     """
 
     def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None,
-                 quantize: bool = False) -> None:
+                 precision: Precision = "auto") -> None:
         data = np.load(weights)
         self.W = data["W"].astype(np.float32)
         self.b = data["b"].astype(np.float32)
@@ -169,7 +189,7 @@ class MiniLMHead:
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
-        self.encoder = shared_encoder(quantize)
+        self.encoder = shared_encoder(precision)
         self._lock = threading.Lock()
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
             else float(pc_weight)
