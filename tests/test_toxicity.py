@@ -50,7 +50,7 @@ def test_toxic_vs_benign(guard):
     tox = [s["toxicity"] for s in scores]
     assert min(tox[: len(TOXIC)]) >= 0.5, tox
     assert max(tox[len(TOXIC):]) < 0.5, tox
-    assert all(set(s) == {"toxicity", "hate", "harassment", "violence", "profanity"} for s in scores)
+    assert all(set(s) == {"toxicity", "hate", "harassment", "violence", "sexual", "profanity"} for s in scores)
     assert all(0.0 <= v <= 1.0 for s in scores for v in s.values())
 
 

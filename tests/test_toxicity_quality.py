@@ -53,23 +53,49 @@ def _tsv(name: str) -> list[dict[str, str]]:
 
 def test_functional_sets_disjoint():
     train = {r["text"].lower() for r in _tsv("functional_train.tsv")}
-    held = _tsv("functional_heldout.tsv")
-    assert len(train) >= 300 and len(held) >= 150
-    assert not train & {r["text"].lower() for r in held}
+    for name in ("functional_heldout.tsv", "sexual_heldout.tsv"):
+        held = _tsv(name)
+        assert len(held) >= 50
+        assert not train & {r["text"].lower() for r in held}, name
+    assert len(train) >= 500
 
 
-def test_functional_heldout_beats_v1():
-    """The shipped default must beat the first default on the held-out functional tests."""
+def test_functional_heldout_beats_previous_defaults():
+    """The shipped default (v3) beats v1 and v2 on the held-out functional tests, negation included."""
     from sklearn.metrics import roc_auc_score
 
     held = _tsv("functional_heldout.tsv")
-    y = [int(r["toxicity"]) for r in held]
+    y = np.asarray([int(r["toxicity"]) for r in held])
     texts = [r["text"] for r in held]
-    new = [s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig()).classify(texts)]
-    old = [s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model="v1")).classify(texts)]
-    auc_new, auc_old = roc_auc_score(y, new), roc_auc_score(y, old)
-    assert auc_new >= auc_old + 0.05, (auc_new, auc_old)
-    assert auc_new >= 0.68, auc_new
+    neg = np.asarray([r["case"] == "negation" for r in held])
+    auc, neg_acc = {}, {}
+    for model in ("default", "v2", "v1"):
+        p = np.asarray([s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model=model)).classify(texts)])
+        auc[model] = roc_auc_score(y, p)
+        neg_acc[model] = float((p[neg] < 0.5).mean())
+    assert auc["default"] >= auc["v2"] + 0.04 and auc["v2"] >= auc["v1"] + 0.05, auc
+    assert auc["default"] >= 0.75, auc
+    assert neg_acc["default"] >= neg_acc["v2"] + 0.1, neg_acc
+
+
+def test_sexual_category_heldout():
+    """The sexual head (learnt from hand-written examples only) separates the held-out sexual rows."""
+    from sklearn.metrics import roc_auc_score
+
+    held = _tsv("sexual_heldout.tsv")
+    scores = ToxicityGuardrail(ToxicityConfig()).classify([r["text"] for r in held])
+    y = [int(r["sexual"]) for r in held]
+    p = [s["sexual"] for s in scores]
+    assert roc_auc_score(y, p) >= 0.9
+    benign = [s for s, r in zip(p, held) if r["case"] == "sexual_benign"]
+    assert np.mean(np.asarray(benign) < 0.5) >= 0.9  # sex education, medicine, romance pass
+
+
+def test_cue_features():
+    from guardrails.toxicity.features import cue_features
+
+    c = cue_features(["I don’t hate them.", "He said “go home”.", "Nobody here is wrong.", "They are vermin."])
+    assert c.tolist() == [[1, 0], [0, 1], [1, 0], [0, 0]]
 
 
 # --- language and categories -------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Toxicity guardrail: scores a text for toxicity, hate, harassment and profanity.
+"""Toxicity guardrail: scores a text for toxicity, hate, harassment, violence, sexual content and profanity.
 
-Default model: all-MiniLM-L6-v2 sentence embeddings (packaged offline) and one
-logistic head per category (toxicity, hate, harassment, violence, profanity),
-trained on Davidson, OLID, Jigsaw identity templates and Greenlist's own
-functional examples by :mod:`guardrails.toxicity.train`; see
+Default model (recipe v3): all-MiniLM-L6-v2 layer embeddings (packaged
+offline) with negation / reporting cues (:mod:`guardrails.toxicity.features`)
+and one logistic head per category (toxicity, hate, harassment, violence,
+sexual, profanity), trained on Davidson, OLID, Jigsaw identity templates and
+Greenlist's own functional examples by :mod:`guardrails.toxicity.train`; see
 ``docs/toxicity.md`` for data, measured numbers and limits. ``model: v1`` is
-the first default; a path to a ``.npz`` loads those heads (or tuned layers);
+the first default and ``model: v2`` the previous one; a path to a ``.npz`` loads those heads (or tuned layers);
 any other value loads a Hugging Face text-classification model.
 
 Each text's language is detected (:mod:`guardrails.toxicity.language`) and
@@ -45,7 +46,7 @@ from guardrails.base import (
 DEFAULT_THRESHOLD = 0.5
 # OpenAI moderation keys this guardrail models; "toxicity" and "profanity" are
 # Greenlist extensions returned alongside them in ``moderate``.
-OPENAI_CATEGORIES = ("hate", "harassment", "violence")
+OPENAI_CATEGORIES = ("hate", "harassment", "violence", "sexual")
 Action = Literal["block", "redact", "flag", "allow"]
 _load_lock = threading.Lock()
 
@@ -55,12 +56,16 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
                       pc_weight: float | None, precision: str) -> Any:
     from pathlib import Path
 
-    from guardrails.toxicity.backends import V1_WEIGHTS, HFClassifier, MiniLMHead
+    from guardrails.toxicity.backends import V1_WEIGHTS, V2_WEIGHTS, HFClassifier, MiniLMHead
 
     if model == "default":
         return MiniLMHead(pc_weight=pc_weight, precision=precision)
-    if model == "v1":
-        return MiniLMHead(V1_WEIGHTS, pc_weight=pc_weight, precision=precision)
+    if model == "multilingual":  # USE multilingual v3 + heads, optional package (docs/benchmarks.md)
+        from guardrails.toxicity.multilingual import MultilingualHead
+
+        return MultilingualHead()
+    if model in ("v1", "v2"):
+        return MiniLMHead(V1_WEIGHTS if model == "v1" else V2_WEIGHTS, pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():
         import numpy as np
 
@@ -236,7 +241,7 @@ class ToxicityGuardrail(Guardrail):
         Returns:
             N dicts ``{category: probability in [0, 1]}``, always with
             ``"toxicity"``; the default model also gives ``hate``,
-            ``harassment``, ``violence`` and ``profanity``.
+            ``harassment``, ``violence``, ``sexual`` and ``profanity``.
         """
         return self.backend.classify(list(texts))
 
@@ -289,8 +294,8 @@ class ToxicityGuardrail(Guardrail):
             "category_scores": {cat: float}, "language": {...}}``. Keys: the
             OpenAI categories ``hate``, ``harassment`` and ``violence`` plus
             Greenlist's ``toxicity`` and ``profanity`` (default model); a
-            Hugging Face model gives its mapped labels. ``sexual``,
-            ``self-harm`` and ``illicit`` are not modelled and are omitted.
+            Hugging Face model gives its mapped labels. ``self-harm`` and
+            ``illicit`` are not modelled and are omitted.
             ``flagged`` is true when any category is, or when the language is
             unsupported and ``on_unsupported_language`` is not ``allow``.
         """

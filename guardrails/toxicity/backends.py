@@ -1,10 +1,12 @@
 """Classifier backends of the toxicity guardrail, loaded once per process.
 
-* :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 embeddings and
-  the logistic heads in ``weights/minilm_head.npz`` (recipe v2, trained by
-  :mod:`guardrails.toxicity.train`). ``model: v1`` loads the first default
-  (``weights/v1/``), whose toxicity score is averaged with
-  ``alt-profanity-check`` (weight 0.3).
+* :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
+  embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v3, trained by
+  :mod:`guardrails.toxicity.train`). ``model: v2`` / ``model: v1`` load the
+  previous and the first default (``weights/v2/``, ``weights/v1/``, last
+  layer only); the toxicity score is averaged with ``alt-profanity-check``
+  (weight 0.15; 0.3 for v1).
 * :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
   layers (``model: <path to minilm_tuned.npz>``), an experimental alternative.
 * :class:`HFClassifier` - any Hugging Face text-classification model (hub id
@@ -27,11 +29,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from guardrails.toxicity.features import LAST_LAYER, head_inputs
 from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
 V1_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v1" / "minilm_head.npz"
+V2_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v2" / "minilm_head.npz"
 MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
@@ -128,23 +132,36 @@ class _Encoder:
         self.batch_size = batch_size
         self.lock = threading.Lock()  # held by callers around encode: one forward pass at a time
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-norm embeddings (N, 384) of ``texts``."""
+    def encode(self, texts: list[str], layers: tuple[int, ...] = (6,)) -> np.ndarray:
+        """Unit-norm mean-pooled embeddings of ``texts`` at the given layers.
+
+        Args:
+            texts: N prepared texts.
+            layers: Transformer layers to pool (1-6; 6 = the last, the usual
+                sentence embedding), concatenated in this order.
+
+        Returns:
+            float32 array (N, 384 * len(layers)).
+        """
         import torch
 
         from guardrails.toxicity.model import mean_pool
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        dim = self.model.config.hidden_size
+        out = np.zeros((len(texts), dim * len(layers)), dtype=np.float32)
         bf16 = self.precision == "bfloat16"
+        hidden_states = layers != (6,)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(order), self.batch_size):
                 idx = order[s:s + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                      max_length=MAX_TOKENS, return_tensors="pt")
-                h = self.model(**enc).last_hidden_state
-                e = torch.nn.functional.normalize(mean_pool(h, enc["attention_mask"]), dim=-1)
-                out[idx] = e.float().numpy()
+                res = self.model(**enc, output_hidden_states=hidden_states)
+                for j, layer in enumerate(layers):
+                    h = res.hidden_states[layer] if hidden_states else res.last_hidden_state
+                    e = torch.nn.functional.normalize(mean_pool(h.float(), enc["attention_mask"]), dim=-1)
+                    out[idx, j * dim:(j + 1) * dim] = e.numpy()
         return out
 
 
@@ -165,9 +182,11 @@ class MiniLMHead:
     """The default classifier: MiniLM sentence embedding -> one sigmoid per category.
 
     Args:
-        weights: Path of the ``.npz`` with ``W`` (K, 384), ``b`` (K,) and
-            ``categories`` (K,); its ``.json`` sibling holds tuned thresholds
-            and ``profanity_check_weight``.
+        weights: Path of the ``.npz`` with ``W`` (K, D), ``b`` (K,),
+            ``categories`` (K,) and optionally the feature spec ``layers`` and
+            ``cues`` (:mod:`guardrails.toxicity.features`; absent = the last
+            layer alone, D = 384); its ``.json`` sibling holds tuned
+            thresholds and ``profanity_check_weight``.
         pc_weight: Weight ``a`` of alt-profanity-check in the toxicity score,
             ``(1 - a) * head + a * predict_prob``; ``None`` takes it from the
             metadata (0.3), 0 disables it. Falls back to 0 with a warning when
@@ -185,6 +204,8 @@ class MiniLMHead:
         self.W = data["W"].astype(np.float32)
         self.b = data["b"].astype(np.float32)
         self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
+        self.layers = tuple(int(x) for x in data["layers"]) if "layers" in data.files else (LAST_LAYER,)
+        self.cues = bool(data["cues"]) if "cues" in data.files else False
         meta_path = weights.with_suffix(".json")
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
@@ -216,8 +237,9 @@ class MiniLMHead:
         pieces, owner = _split(texts)
         if pieces:
             with self.encoder.lock:
-                X = self.encoder.encode(pieces)
-            P = 1.0 / (1.0 + np.exp(-(X.astype(np.float32) @ self.W.T + self.b)))
+                X = self.encoder.encode(pieces, self.layers)
+            X = head_inputs(X, pieces, self.cues)
+            P = 1.0 / (1.0 + np.exp(-(X @ self.W.T + self.b)))
             if self._pc is not None:
                 k = self.categories.index("toxicity")
                 P[:, k] = (1 - self.pc_weight) * P[:, k] + self.pc_weight * self._pc(pieces)

