@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -47,18 +48,24 @@ def test_generated_text_verifies_as_watermarked(client):
 
 
 def test_human_paragraphs_are_not_flagged(client):
+    """Human prose gets the verdict ``not_watermarked`` and p-values that are valid under the null.
+
+    The session's key is random, so this samples the false-positive rate afresh
+    on every run: at the level α = 3.2e-5 per text, two or more of 1,000 human
+    paragraphs flagged has probability below 1e-3; at α = 0.01 the share of
+    p-values below α must not exceed α by more than sampling noise.
+    """
     from tests.conftest import shared_path
 
     rows = [json.loads(line) for line in shared_path("human_text", "british_novels.jsonl").open()]
     paragraphs = [r["text"] for r in rows if r["unit"] == "paragraph"]
     assert len(paragraphs) == 1000
-    flagged, zs = 0, []
-    for text in paragraphs:
-        v = client.post("/v1/watermark/verify", json={"text": text}).json()
-        zs.append(v["z_score"])
-        flagged += v["z_score"] >= 4.0
-    assert flagged == 0, max(zs)
+    verdicts = [client.post("/v1/watermark/verify", json={"text": text}).json() for text in paragraphs]
+    flagged = [v for v in verdicts if v["watermarked"]]
+    assert len(flagged) <= 1, flagged
+    zs = [v["z_score"] for v in verdicts]
     assert abs(sum(zs) / len(zs)) < 0.3  # centred near 0 under the null hypothesis
+    assert sum(v["p_value"] <= 0.01 for v in verdicts) <= 10 + 3 * math.sqrt(10)
 
 
 def test_too_short_text_is_not_guessed(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from watermark.detector import WatermarkDetector, p_value
+from watermark.detector import WatermarkDetector, binomial_p_value, normal_sf
 from watermark.keys import load_keyring
 from watermark.processor import WatermarkLogitsProcessor
 from watermark.scheme import GreenListScheme
@@ -74,9 +75,16 @@ def test_too_short_and_empty():
     assert empty.num_tokens_scored == 0 and empty.p_value == 1.0 and empty.watermarked is None
 
 
-def test_p_value():
-    assert p_value(0.0) == pytest.approx(0.5)
-    assert p_value(4.0) == pytest.approx(3.167e-5, rel=1e-3)
+def test_p_values():
+    assert normal_sf(0.0) == pytest.approx(0.5)
+    assert normal_sf(4.0) == pytest.approx(3.167e-5, rel=1e-3)
+    # exact tail by direct summation: P(X >= 13), X ~ Binomial(20, 0.25)
+    tail = sum(math.comb(20, k) * 0.25**k * 0.75 ** (20 - k) for k in range(13, 21))
+    assert binomial_p_value(13, 20, 0.25) == pytest.approx(tail, rel=1e-9)
+    assert binomial_p_value(0, 20, 0.25) == pytest.approx(1.0) and binomial_p_value(0, 0, 0.25) == 1.0
+    # at T = 20 the normal approximation understates the tail roughly tenfold
+    z = (13 - 5) / math.sqrt(20 * 0.25 * 0.75)
+    assert tail > 5 * normal_sf(z)
 
 
 @pytest.mark.parametrize("kind", SCHEMES)

@@ -4,9 +4,10 @@ This is what ``POST /v1/watermark/verify`` and ``greenlist verify`` run.
 
 * Normalisation before scoring (Kirchenbauer et al.'s reference normalisers):
   Unicode NFC, zero-width and bidi controls removed, homoglyphs folded.
-* Several keys (rotation): each non-retired key is tried; the best z-score is
-  reported with a Bonferroni-corrected p-value ``min(1, k · p)`` for k keys,
-  and the verdict compares that with the single-key level ``P(Z >= z_threshold)``.
+* Several keys (rotation): each non-retired key is tried; the best result is
+  reported (smallest exact binomial p-value) with a Bonferroni-corrected
+  p-value ``min(1, k · p)`` for k keys, and the verdict compares that with the
+  single-key level ``P(Z >= z_threshold)``.
 * Windowed detection (WinMax, :mod:`watermark.windowed`) finds watermarked
   spans inside mixed text, with character offsets.
 * Token-level detail (green / red / ignored per token with offsets into the
@@ -21,7 +22,7 @@ import numpy as np
 
 from guardrails.normalize import normalize
 from watermark.certificate import TEXT_NORMALIZATION, Signer, text_sha256
-from watermark.detector import Detection, WatermarkDetector, p_value
+from watermark.detector import Detection, WatermarkDetector, normal_sf
 from watermark.keys import KeyRing
 from watermark.windowed import WINMAX_FPR, watermarked_spans, winmax_threshold, winmax_z
 
@@ -77,12 +78,12 @@ class Verifier:
         enc = self.tokenizer(normalized, add_special_tokens=False, return_offsets_mapping=True)
         ids = np.asarray(enc["input_ids"], dtype=np.int64)
         detections = [d.detect(ids) for d in self.detectors]
-        best_i = int(np.argmax([d.z_score for d in detections]))
+        best_i = int(np.argmin([d.p_value for d in detections]))
         best, detector = detections[best_i], self.detectors[best_i]
         keys = len(detections)
         corrected = min(1.0, best.p_value * keys)
         too_short = best.num_tokens_scored < self.min_tokens
-        watermarked = None if too_short else corrected <= p_value(self.z_threshold)
+        watermarked = None if too_short else corrected <= normal_sf(self.z_threshold)
         result: dict[str, Any] = {
             **best.to_dict(),
             "watermarked": watermarked,
