@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
 from guardrails.base import Direction  # noqa: E402
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail  # noqa: E402
 from guardrails.toxicity.data import shared_dir  # noqa: E402
@@ -51,7 +51,7 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
         batch: Texts per ``classify`` / ``moderate`` call.
         pc_weight: ``profanity_check_weight`` override.
         reps: Repetitions of each batched measurement (best and median kept).
-        precision: Encoder precision (``auto``, ``float32``, ``bfloat16``).
+        precision: Encoder precision (``auto``, ``float32``, ``bfloat16``, ``int8``).
 
     Returns:
         ``{"p50_ms", "p95_ms", "throughput_per_s", "moderate_per_s", "n_batch",
@@ -90,16 +90,17 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
             "n_batch": len(texts), "batch": batch, "load": load}
 
 
-def precision_change(n: int = 1000) -> dict[str, float]:
-    """How much bfloat16 moves the default model's scores against float32.
+def precision_change(precision: str, n: int = 1000) -> dict[str, float]:
+    """How much ``precision`` moves the default model's scores against float32.
 
     Args:
+        precision: ``bfloat16`` or ``int8``.
         n: OLID tweets scored both ways.
 
     Returns:
         ``{"max_abs", "mean_abs"}`` of the toxicity-score difference, ``"flips"``
-        = share of tweets whose decision at 0.5 changes, and ``"auroc_fp32"`` /
-        ``"auroc_bf16"`` on the held-out functional tests.
+        = share of tweets whose toxicity decision at 0.5 changes, and
+        ``"auroc_float32"`` / ``"auroc_<precision>"`` on the held-out functional tests.
     """
     import numpy as np
     from sklearn.metrics import roc_auc_score
@@ -112,25 +113,23 @@ def precision_change(n: int = 1000) -> dict[str, float]:
                                          / "examples" / "functional_heldout.tsv")
     out: dict[str, float] = {}
     scores = {}
-    for precision in ("float32", "bfloat16"):
-        m = MiniLMHead(precision=precision)
-        scores[precision] = np.array([r["toxicity"] for r in m.classify(texts)])
+    for p in ("float32", precision):
+        m = MiniLMHead(precision=p)
+        scores[p] = np.array([r["toxicity"] for r in m.classify(texts)])
         held = [r["toxicity"] for r in m.classify(held_texts)]
-        out[f"auroc_{precision}"] = float(roc_auc_score(held_labels, held))
-    d = np.abs(scores["float32"] - scores["bfloat16"])
+        out[f"auroc_{p}"] = float(roc_auc_score(held_labels, held))
+    d = np.abs(scores["float32"] - scores[precision])
     out.update(max_abs=float(d.max()), mean_abs=float(d.mean()),
-               flips=float(np.mean((scores["float32"] >= 0.5) != (scores["bfloat16"] >= 0.5))))
+               flips=float(np.mean((scores["float32"] >= 0.5) != (scores[precision] >= 0.5))))
     return out
 
 
-def section(rows: dict[str, dict[str, float]], change: dict[str, float] | None = None) -> str:
-    """Markdown section for ``rows`` = ``{label: measure() result}`` and :func:`precision_change`."""
-    lines = [f"Machine: `2-core CPU`, date {_dt.date.today().isoformat()}, "
-             "`python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
+def section(rows: dict[str, dict[str, float]], changes: dict[str, dict[str, float]], cpu: str) -> str:
+    """Markdown section for ``rows`` = ``{label: measure() result}`` and ``{precision: precision_change()}``."""
+    lines = [f"{machine()} CPU: {cpu}. Command: `python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
              "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
-             "in calls of 64 texts (sorted by length inside the call, padded per 16, truncated "
-             "to 64 word pieces; torch's default 2 threads). `auto` precision is bfloat16 "
-             "autocast on this CPU (AVX512-BF16).", "",
+             "in calls of 64 texts (sorted by token count, padded per 16, truncated to 64 word pieces; "
+             "2 threads). float32 and int8 run on ONNX Runtime, bfloat16 on PyTorch autocast.", "",
              "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s, best / median of 3) "
              "| batched `moderate` incl. language detection (best / median) | load average at start |",
              "|---|---|---|---|---|---|"]
@@ -139,11 +138,11 @@ def section(rows: dict[str, dict[str, float]], change: dict[str, float] | None =
                      f"{r['throughput_median']:.0f} | {r['moderate_per_s']:.0f} / {r['moderate_median']:.0f} "
                      f"| {r['load']:.1f} |")
     lines.append("")
-    if change:
-        lines.append(f"bfloat16 against float32 on 1,000 OLID tweets: toxicity score change max "
+    for precision, change in changes.items():
+        lines.append(f"{precision} against float32 on 1,000 OLID tweets: toxicity score change max "
                      f"{change['max_abs']:.4f}, mean {change['mean_abs']:.5f}; decisions at 0.5 changed "
                      f"for {change['flips']:.1%}. Held-out functional AUROC {change['auroc_float32']:.3f} "
-                     f"(float32) / {change['auroc_bfloat16']:.3f} (bfloat16).")
+                     f"(float32) / {change[f'auroc_{precision}']:.3f} ({precision}).")
         lines.append("")
     lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched. "
                  f"1-min load average at the end of the run: {os.getloadavg()[0]:.1f} "
@@ -151,15 +150,31 @@ def section(rows: dict[str, dict[str, float]], change: dict[str, float] | None =
     return "\n".join(lines) + "\n"
 
 
+def _cpu() -> str:
+    """CPU model name and whether it has native bfloat16."""
+    import torch
+
+    name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                platform.processor() or "unknown")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return f"{name}, {'native bfloat16' if native else 'no native bfloat16 (AVX2)'}"
+
+
 def main() -> None:
     """Command-line entry point."""
+    from guardrails.toxicity.backends import resolve_precision
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", type=Path, help="markdown file to update, e.g. docs/benchmarks.md")
     args = ap.parse_args()
-    rows = {"default v2, precision auto (bfloat16 here)": measure(),
-            "default v2, float32": measure(precision="float32"),
-            "v1 (MiniLM head + 0.3 alt-profanity-check), auto": measure("v1")}
-    text = section(rows, precision_change())
+    auto = resolve_precision("auto")
+    rows = {f"default v3, precision auto ({auto} here)": measure()}
+    others = ["float32", "int8", "bfloat16"] if auto == "bfloat16" else ["int8"]  # emulated bf16 is very slow
+    for p in (o for o in others if o != auto):
+        rows[f"default v3, {p}"] = measure(precision=p)
+    rows["v1 (last layer + 0.3 alt-profanity-check), auto"] = measure("v1")
+    changes = {p: precision_change(p) for p in ("bfloat16", "int8") if p in others or p == auto}
+    text = section(rows, changes, _cpu())
     print(f"## {TITLE}\n\n{text}")
     if args.write:
         write_section(TITLE, text, args.write)

@@ -140,16 +140,47 @@ def test_auroc_olid_slice(guard):
     assert auc >= 0.8, auc
 
 
-@needs_data
-def test_bfloat16_matches_float32():
-    """bfloat16 autocast (the fast path) scores 200 real tweets like float32 does, to 0.02."""
+def _tweets(n: int, seed: int = 3) -> list[str]:
     with open(DATA / "olid_train.csv", newline="", encoding="utf-8") as fh:
-        texts = [r["tweet"] for r in random.Random(3).sample(list(csv.DictReader(fh)), 200)]
-    fp32, bf16 = (ToxicityGuardrail(ToxicityConfig(precision=p)).classify(texts)
-                  for p in ("float32", "bfloat16"))
-    diffs = [abs(a[c] - b[c]) for a, b in zip(fp32, bf16) for c in a]
-    assert max(diffs) < 0.02, max(diffs)
+        return [r["tweet"] for r in random.Random(seed).sample(list(csv.DictReader(fh)), n)]
+
+
+@needs_data
+@pytest.mark.parametrize(("precision", "bound"), [("bfloat16", 0.02), ("int8", 0.25)])
+def test_reduced_precision_stays_close_to_float32(precision, bound):
+    """bfloat16 autocast and int8 ONNX Runtime score 200 real tweets like float32 does, to ``bound``."""
+    texts = _tweets(200)
+    fp32, low = (ToxicityGuardrail(ToxicityConfig(precision=p)).classify(texts) for p in ("float32", precision))
+    diffs = [abs(a[c] - b[c]) for a, b in zip(fp32, low) for c in a]
+    assert max(diffs) < bound, max(diffs)
     assert max(diffs) > 0, "both runs used the same precision"
+
+
+@needs_data
+def test_onnx_float32_is_pytorch_float32():
+    """The ONNX Runtime encoder (the default on CPUs without bf16) gives PyTorch's float32 embeddings."""
+    import numpy as np
+
+    from guardrails.toxicity.backends import TorchEncoder, shared_encoder
+
+    texts = _tweets(64, seed=5) + ["", "ok"]
+    layers = (6, 2, 4)
+    onnx, torch_ = shared_encoder("float32").encode(texts, layers), TorchEncoder("float32").encode(texts, layers)
+    assert onnx.shape == (66, 3 * 384)
+    np.testing.assert_allclose(onnx, torch_, atol=1e-5)
+    assert shared_encoder("float32").encode([], layers).shape == (0, 3 * 384)
+
+
+@needs_data
+def test_profanity_fast_path_equals_library():
+    """Our vectorised alt-profanity-check gives the package's own ``predict_prob`` numbers."""
+    import numpy as np
+    import profanity_check
+
+    from guardrails.toxicity.profanity import predict_prob
+
+    texts = _tweets(500, seed=11)
+    np.testing.assert_allclose(predict_prob(texts), profanity_check.predict_prob(texts), rtol=0, atol=1e-12)
 
 
 def _tiny_model(path: Path, id2label: dict[int, str], problem_type: str | None = None) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from guardrails.toxicity import profanity
 from guardrails.toxicity.features import LAST_LAYER, head_inputs
 from guardrails.toxicity.text import prepare
 
@@ -95,11 +96,11 @@ def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     return out
 
 
-Precision = Literal["auto", "float32", "bfloat16"]
+Precision = Literal["auto", "float32", "bfloat16", "int8"]
 
 
 def resolve_precision(precision: Precision) -> str:
-    """``"bfloat16"`` or ``"float32"``: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX)."""
+    """The concrete precision: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX), else float32."""
     if precision != "auto":
         return precision
     import torch
@@ -107,7 +108,7 @@ def resolve_precision(precision: Precision) -> str:
     return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 
 
-class _Encoder:
+class TorchEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit norm) straight through ``transformers``.
 
     Same numbers as ``SentenceTransformer.encode`` on the packaged model (to
@@ -166,15 +167,26 @@ class _Encoder:
 
 
 _enc_lock = threading.Lock()
-_encoders: dict[str, _Encoder] = {}
+_encoders: dict[str, Any] = {}
 
 
-def shared_encoder(precision: Precision = "auto") -> _Encoder:
-    """The process-wide :class:`_Encoder` for ``precision`` (see :func:`resolve_precision`), loaded on first use."""
+def shared_encoder(precision: Precision = "auto") -> Any:
+    """The process-wide MiniLM encoder for ``precision``, loaded on first use.
+
+    ``bfloat16`` runs :class:`TorchEncoder` under autocast; ``float32`` and
+    ``int8`` run :class:`guardrails.toxicity.onnx_encoder.OnnxEncoder` (ONNX
+    Runtime: float32 gives PyTorch's numbers at a quarter of its one-text
+    latency on CPUs without bf16). Both have ``encode(texts, layers)`` and ``lock``.
+    """
     resolved = resolve_precision(precision)
     with _enc_lock:
         if resolved not in _encoders:
-            _encoders[resolved] = _Encoder(resolved)
+            if resolved == "bfloat16":
+                _encoders[resolved] = TorchEncoder(resolved)
+            else:
+                from guardrails.toxicity.onnx_encoder import OnnxEncoder
+
+                _encoders[resolved] = OnnxEncoder(resolved, max_tokens=MAX_TOKENS)
         return _encoders[resolved]
 
 
@@ -211,17 +223,12 @@ class MiniLMHead:
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
         self.encoder = shared_encoder(precision)
-        self._lock = threading.Lock()
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
             else float(pc_weight)
-        self._pc = None
-        if self.pc_weight > 0:
-            try:
-                from profanity_check import predict_prob
-                self._pc = predict_prob
-            except ImportError:  # documented fallback: MiniLM head alone
-                log.warning("alt-profanity-check not installed; toxicity uses the MiniLM head only")
-                self.pc_weight = 0.0
+        self._pc = profanity.load() if self.pc_weight > 0 else None
+        if self.pc_weight > 0 and self._pc is None:  # documented fallback: MiniLM head alone
+            log.warning("alt-profanity-check not installed; toxicity uses the MiniLM head only")
+            self.pc_weight = 0.0
 
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
         """Category probabilities for each text.

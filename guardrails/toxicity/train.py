@@ -92,7 +92,7 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
 def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> np.ndarray:
     """Mean-pooled MiniLM embeddings of prepared ``texts`` at ``layers``, as inference computes them, cached.
 
-    Runs the inference encoder (:class:`guardrails.toxicity.backends._Encoder`,
+    Runs the inference encoder (:class:`guardrails.toxicity.onnx_encoder.OnnxEncoder`,
     64 word pieces) in float32 so training gives the same numbers on every CPU.
 
     Returns:
@@ -179,7 +179,7 @@ def predict_heads(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def profanity_check_scores(texts: list[str]) -> np.ndarray:
     """``alt-profanity-check`` probabilities (N,) for prepared ``texts``."""
-    from profanity_check import predict_prob
+    from guardrails.toxicity.profanity import predict_prob
 
     return np.asarray(predict_prob(texts), dtype=np.float64)
 
