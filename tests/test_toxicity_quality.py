@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
-from guardrails.toxicity.audit import calibrate_threshold, compare, fairness_audit, set_policy_threshold
+from guardrails.toxicity.audit import calibrate_threshold, compare, fairness_audit, read_texts, set_policy_threshold
 from guardrails.toxicity.cli import app
 from guardrails.toxicity.data import shared_dir
 
@@ -58,6 +58,22 @@ def test_functional_sets_disjoint():
         assert len(held) >= 50
         assert not train & {r["text"].lower() for r in held}, name
     assert len(train) >= 500
+
+
+def test_identity_heldout_templates_are_unseen_and_v3_misses_fewer():
+    """Our identity counterfactuals (50 terms x 14 templates) share no sentence with any training file, and
+    the shipped default misses fewer of their toxic sentences than the first default (v1 FNR 0.29)."""
+    path = EXAMPLES / "identity_heldout.csv"
+    texts, labels = read_texts(path)
+    assert len(texts) == 700 and sum(labels) == 300
+    with open(DATA / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
+        jigsaw = {r["phrase"].lower() for r in csv.DictReader(fh)}
+    train = {r["text"].lower() for r in _tsv("functional_train.tsv")}
+    assert not {t.lower() for t in texts} & (jigsaw | train)
+    y = np.asarray(labels, dtype=bool)
+    fnr = {m: float((np.asarray([s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model=m)).classify(
+        [t for t, toxic in zip(texts, y) if toxic])]) < 0.5).mean()) for m in ("default", "v1")}
+    assert fnr["default"] <= fnr["v1"] - 0.15, fnr
 
 
 def test_functional_heldout_beats_previous_defaults():
