@@ -214,7 +214,7 @@ def test_cli_audit_fairness(tmp_path):
         r["identity"] = r["phrase"].split()[1]
     user = _write_csv(tmp_path / "user.csv", rows, ["phrase", "toxicity", "identity"])
     bad = runner.invoke(app, ["audit-fairness", "--data", str(user), "--per-term", "0", "--level", "terms",
-                              "--metric", "fpr", "--max-gap", "0", "--threshold", "0.01"])
+                              "--metric", "fpr", "--max-gap", "0", "--threshold", "0.1"])
     assert bad.exit_code == 1, bad.output
     assert "FAIL" in bad.output
 

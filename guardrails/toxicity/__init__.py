@@ -1,13 +1,15 @@
 """Toxicity guardrail: scores a text for toxicity, hate, harassment, violence, sexual content and profanity.
 
-Default model (recipe v3): all-MiniLM-L6-v2 layer embeddings (packaged
-offline) with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-and one logistic head per category (toxicity, hate, harassment, violence,
-sexual, profanity), trained on Davidson, OLID, Jigsaw identity templates and
-Greenlist's own functional examples by :mod:`guardrails.toxicity.train`; see
-``docs/toxicity.md`` for data, measured numbers and limits. ``model: v1`` is
-the first default and ``model: v2`` the previous one; a path to a ``.npz`` loads those heads (or tuned layers);
-any other value loads a Hugging Face text-classification model.
+Default model (recipe v3): layers 6, 2 and 4 of all-MiniLM-L6-v2 (packaged
+offline) with negation / reporting cues
+(:mod:`guardrails.toxicity.features`) and one logistic head per category
+(toxicity, hate, harassment, violence, sexual, profanity), trained on Davidson,
+OLID, Jigsaw identity templates and Greenlist's own functional examples by
+:mod:`guardrails.toxicity.train`; see ``docs/toxicity.md`` for data, measured
+numbers and limits. ``model: v4`` is the fast variant (layers 3 and 2 only),
+``model: v1`` / ``v2`` the earlier defaults, ``model: multilingual`` the USE-multilingual
+heads; a path to a ``.npz`` loads those heads (or tuned layers); any other
+value loads a Hugging Face text-classification model.
 
 Each text's language is detected (:mod:`guardrails.toxicity.language`) and
 recorded; a policy can route languages to other models and decide what
@@ -56,7 +58,7 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
                       pc_weight: float | None, precision: str) -> Any:
     from pathlib import Path
 
-    from guardrails.toxicity.backends import V1_WEIGHTS, V2_WEIGHTS, HFClassifier, MiniLMHead
+    from guardrails.toxicity.backends import NAMED_WEIGHTS, HFClassifier, MiniLMHead
 
     if model == "default":
         return MiniLMHead(pc_weight=pc_weight, precision=precision)
@@ -64,8 +66,8 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
         from guardrails.toxicity.multilingual import MultilingualHead
 
         return MultilingualHead()
-    if model in ("v1", "v2"):
-        return MiniLMHead(V1_WEIGHTS if model == "v1" else V2_WEIGHTS, pc_weight=pc_weight, precision=precision)
+    if model in NAMED_WEIGHTS:
+        return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():
         import numpy as np
 
@@ -102,15 +104,15 @@ def load_backend(model: str = "default", label_map: dict[str, str] | None = None
     """Return the process-wide classifier for ``model`` (loaded on first call).
 
     Args:
-        model: ``"default"`` for the packaged MiniLM + heads, ``"v1"`` for the
-            first default, a path to a weights ``.npz`` (heads or tuned
-            layers), else a Hugging Face text-classification model id or local
-            directory.
+        model: ``"default"`` for the packaged MiniLM + heads, ``"v1"`` /
+            ``"v2"`` for earlier defaults, ``"v4"`` (fast), ``"multilingual"``, a
+            path to a weights ``.npz`` (heads or tuned layers), else a Hugging
+            Face text-classification model id or local directory.
         label_map: ``{model label: category}`` overrides for Hugging Face models.
         profanity_check_weight: Default model only: weight of
-            alt-profanity-check in the toxicity score (``None`` = packaged 0.3).
-        precision: MiniLM models only: ``auto``, ``float32``, ``bfloat16`` or
-            ``int8`` (see :func:`guardrails.toxicity.backends.shared_encoder`).
+            alt-profanity-check in the toxicity score (``None`` = the weights' own, 0.15).
+        precision: MiniLM models only: ``auto``, ``float32`` or ``bfloat16``
+            (see :func:`guardrails.toxicity.backends.resolve_precision`).
 
     Returns:
         A backend with ``categories``, ``default_thresholds`` and ``classify``.
@@ -155,12 +157,10 @@ class ToxicityConfig(GuardrailConfig):
         language_min_confidence: Below this detector probability a mostly
             Latin-script text is ``"und"``.
         detect_language: ``False`` skips detection (every text is ``"und"``).
-        precision: MiniLM models: ``auto`` (bfloat16 on CPUs with native bf16,
-            else float32), ``float32`` (ONNX Runtime), ``bfloat16`` (PyTorch
-            autocast; about 2x throughput with native bf16, scores move by
-            < 0.01) or ``int8`` (ONNX Runtime dynamic quantization: about 1.5x
-            batched throughput on AVX2-only CPUs, scores move by up to 0.16;
-            opt-in, see ``docs/toxicity.md``).
+        precision: MiniLM encoder: ``auto`` (bfloat16 on CPUs with native
+            bf16, else float32), ``float32`` (ONNX Runtime, only the layers
+            the heads read) or ``bfloat16`` (PyTorch autocast; scores move by
+            < 0.01, ``docs/toxicity.md``).
     """
 
     type: Literal["toxicity"] = "toxicity"
@@ -175,7 +175,7 @@ class ToxicityConfig(GuardrailConfig):
     on_unsupported_language: Literal["flag", "block", "allow"] = "flag"
     language_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     detect_language: bool = True
-    precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
 class ToxicityGuardrail(Guardrail):

@@ -2,11 +2,12 @@
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-  and the logistic heads in ``weights/minilm_head.npz`` (recipe v3, trained by
-  :mod:`guardrails.toxicity.train`). ``model: v2`` / ``model: v1`` load the
-  previous and the first default (``weights/v2/``, ``weights/v1/``, last
-  layer only); the toxicity score is averaged with ``alt-profanity-check``
-  (weight 0.15; 0.3 for v1).
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v3: layers 6,
+  2 and 4, trained by :mod:`guardrails.toxicity.train`). ``model: v4`` is the
+  fast variant (``weights/v4/``: layers 3 and 2, so half the encoder runs);
+  ``model: v2`` / ``v1`` load the earlier defaults (``weights/v2/``,
+  ``weights/v1/``: last layer only); the toxicity score is averaged with
+  ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
 * :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
   layers (``model: <path to minilm_tuned.npz>``), an experimental alternative.
 * :class:`HFClassifier` - any Hugging Face text-classification model (hub id
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
 V1_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v1" / "minilm_head.npz"
 V2_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v2" / "minilm_head.npz"
+V4_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v4" / "minilm_head.npz"
+NAMED_WEIGHTS = {"v1": V1_WEIGHTS, "v2": V2_WEIGHTS, "v3": WEIGHTS, "v4": V4_WEIGHTS}
 MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
@@ -96,11 +99,11 @@ def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     return out
 
 
-Precision = Literal["auto", "float32", "bfloat16", "int8"]
+Precision = Literal["auto", "float32", "bfloat16"]
 
 
 def resolve_precision(precision: Precision) -> str:
-    """The concrete precision: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX), else float32."""
+    """``"bfloat16"`` or ``"float32"``: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX)."""
     if precision != "auto":
         return precision
     import torch
@@ -167,27 +170,29 @@ class TorchEncoder:
 
 
 _enc_lock = threading.Lock()
-_encoders: dict[str, Any] = {}
+_encoders: dict[tuple[str, int], Any] = {}
 
 
-def shared_encoder(precision: Precision = "auto") -> Any:
-    """The process-wide MiniLM encoder for ``precision``, loaded on first use.
+def shared_encoder(precision: Precision = "auto", depth: int = 6) -> Any:
+    """The process-wide MiniLM encoder for ``precision`` and ``depth``, loaded on first use.
 
-    ``bfloat16`` runs :class:`TorchEncoder` under autocast; ``float32`` and
-    ``int8`` run :class:`guardrails.toxicity.onnx_encoder.OnnxEncoder` (ONNX
-    Runtime: float32 gives PyTorch's numbers at a quarter of its one-text
-    latency on CPUs without bf16). Both have ``encode(texts, layers)`` and ``lock``.
+    ``bfloat16`` runs :class:`TorchEncoder` under autocast (all 6 layers);
+    ``float32`` runs the first ``depth`` layers on
+    :class:`guardrails.toxicity.onnx_encoder.OnnxEncoder` (ONNX Runtime: the
+    same numbers as PyTorch at a quarter of its one-text latency on CPUs
+    without bf16). Both have ``encode(texts, layers)`` and ``lock``.
     """
     resolved = resolve_precision(precision)
+    key = (resolved, 6 if resolved == "bfloat16" else depth)
     with _enc_lock:
-        if resolved not in _encoders:
+        if key not in _encoders:
             if resolved == "bfloat16":
-                _encoders[resolved] = TorchEncoder(resolved)
+                _encoders[key] = TorchEncoder(resolved)
             else:
                 from guardrails.toxicity.onnx_encoder import OnnxEncoder
 
-                _encoders[resolved] = OnnxEncoder(resolved, max_tokens=MAX_TOKENS)
-        return _encoders[resolved]
+                _encoders[key] = OnnxEncoder(depth=depth, max_tokens=MAX_TOKENS)
+        return _encoders[key]
 
 
 class MiniLMHead:
@@ -222,7 +227,7 @@ class MiniLMHead:
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
-        self.encoder = shared_encoder(precision)
+        self.encoder = shared_encoder(precision, depth=max(self.layers))
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
             else float(pc_weight)
         self._pc = profanity.load() if self.pc_weight > 0 else None

