@@ -153,11 +153,11 @@ def section(rows: dict[str, dict[str, float]], changes: dict[str, dict[str, floa
 
 def _cpu() -> str:
     """CPU model name and whether it has native bfloat16."""
-    import torch
+    from guardrails.toxicity.backends import resolve_precision
 
     name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 platform.processor() or "unknown")
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native = resolve_precision("auto") == "bfloat16"
     return f"{name}, {'native bfloat16' if native else 'no native bfloat16 (AVX2)'}"
 
 

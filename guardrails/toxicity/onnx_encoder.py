@@ -100,8 +100,6 @@ class OnnxEncoder:
         ValueError: for a depth outside 1-6.
     """
 
-    precision = "float32"  # the same numbers as PyTorch float32, to 1e-6
-
     def __init__(self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64,
                  threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -114,8 +112,7 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave the CPU to the LLM
-        self.model_path = model_file(depth)
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
         self.depth, self.batch_size, self.max_tokens = depth, batch_size, max_tokens
         self.lock = threading.Lock()  # held by callers around encode: one run at a time

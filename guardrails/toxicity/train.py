@@ -104,11 +104,11 @@ def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> 
     """
     from guardrails.toxicity.backends import shared_encoder
 
-    enc = shared_encoder("float32", depth=max(layers))
-    key = hashlib.sha256(("\x1e".join(texts) + repr(layers) + enc.model_path.name).encode("utf-8")).hexdigest()[:16]
+    key = hashlib.sha256(("\x1e".join(texts) + repr(layers)).encode("utf-8")).hexdigest()[:16]
     cached = _cache_dir() / f"layers_{key}.npy"
     if cached.exists():
         return np.load(cached)
+    enc = shared_encoder("float32", depth=max(layers))
     out = np.vstack([enc.encode(texts[i:i + 2048], layers) for i in range(0, len(texts), 2048)]
                     or [np.zeros((0, 384 * len(layers)), np.float32)])
     np.save(cached, out)
