@@ -157,14 +157,15 @@ def test_bfloat16_matches_float32():
 
 
 @needs_data
-def test_fast_variant_runs_three_layers_and_does_not_depend_on_the_batch():
-    """``model: v4`` computes only the 3 layers its heads read; a text scores the same alone or among 64 others."""
+def test_default_runs_three_layers_and_does_not_depend_on_the_batch():
+    """The default (v5) computes only the 3 layers its heads read, v3 all 6; a text scores the same alone or
+    among 64 others."""
     from guardrails.toxicity import load_backend
 
-    assert load_backend("v4", precision="float32").encoder.depth == 3
-    assert load_backend("default", precision="float32").encoder.depth == 6
+    assert load_backend("default", precision="float32").encoder.depth == 3
+    assert load_backend("v3", precision="float32").encoder.depth == 6
     texts = _tweets(64, seed=9)
-    guard = ToxicityGuardrail(ToxicityConfig(model="v4", precision="float32"))
+    guard = ToxicityGuardrail(ToxicityConfig(precision="float32"))
     together = guard.classify(texts)
     alone = [guard.classify([t])[0] for t in texts[:16]]
     assert max(abs(a[c] - b[c]) for a, b in zip(together, alone) for c in a) < 1e-5

@@ -51,8 +51,12 @@ def _tsv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+def _train_texts() -> set[str]:
+    return {r["text"].lower() for name in ("functional_train.tsv", "functional_train_v5.tsv") for r in _tsv(name)}
+
+
 def test_functional_sets_disjoint():
-    train = {r["text"].lower() for r in _tsv("functional_train.tsv")}
+    train = _train_texts()
     for name in ("functional_heldout.tsv", "sexual_heldout.tsv"):
         held = _tsv(name)
         assert len(held) >= 50
@@ -69,8 +73,7 @@ def test_identity_heldout_templates_are_unseen_and_v3_misses_fewer():
     assert len(texts) == 700 and sum(labels) == 300
     with open(DATA / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
         jigsaw = {r["phrase"].lower() for r in csv.DictReader(fh)}
-    train = {r["text"].lower() for r in _tsv("functional_train.tsv")}
-    assert not {t.lower() for t in texts} & (jigsaw | train)
+    assert not {t.lower() for t in texts} & (jigsaw | _train_texts())
     y = np.asarray(labels, dtype=bool)
     fnr = {m: float((np.asarray([s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model=m)).classify(
         [t for t, toxic in zip(texts, y) if toxic])]) < 0.5).mean()) for m in ("default", "v1")}
@@ -111,8 +114,12 @@ def test_sexual_category_heldout():
 def test_cue_features():
     from guardrails.toxicity.features import cue_features
 
-    c = cue_features(["I don’t hate them.", "He said “go home”.", "Nobody here is wrong.", "They are vermin."])
-    assert c.tolist() == [[1, 0], [0, 1], [1, 0], [0, 0]]
+    texts = ["I don’t hate them.", "He said “go home”.", "Nobody here is wrong.", "They are vermin.",
+             "They are nothing but vermin.", "They are no better than rats.", "Not only rude but cruel."]
+    assert cue_features(texts).tolist() == [[1, 0], [0, 1], [1, 0], [0, 0], [1, 0], [1, 0], [1, 0]]
+    assert cue_features(texts, version=2).tolist() == [[1, 0], [0, 1], [1, 0], [0, 0], [0, 0], [0, 0], [0, 0]]
+    with pytest.raises(ValueError, match="cue version"):
+        cue_features(texts, version=3)
 
 
 # --- language and categories -------------------------------------------------------------------------------------

@@ -36,10 +36,8 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-V1_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v1" / "minilm_head.npz"
-V2_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v2" / "minilm_head.npz"
-V4_WEIGHTS = Path(__file__).resolve().parent / "weights" / "v4" / "minilm_head.npz"
-NAMED_WEIGHTS = {"v1": V1_WEIGHTS, "v2": V2_WEIGHTS, "v3": WEIGHTS, "v4": V4_WEIGHTS}
+# Earlier defaults and variants, each in weights/<version>/ (see docs/toxicity.md).
+NAMED_WEIGHTS = {"v5": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v4")}}
 MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
@@ -222,7 +220,7 @@ class MiniLMHead:
         self.b = data["b"].astype(np.float32)
         self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
         self.layers = tuple(int(x) for x in data["layers"]) if "layers" in data.files else (LAST_LAYER,)
-        self.cues = bool(data["cues"]) if "cues" in data.files else False
+        self.cues = int(data["cues"]) if "cues" in data.files else 0
         meta_path = weights.with_suffix(".json")
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {

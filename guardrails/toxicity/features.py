@@ -31,26 +31,42 @@ DEFAULT_LAYERS = (LAST_LAYER, 2, 4)
 NEGATION = re.compile(
     r"\b(?:not|no|never|nobody|none|nothing|neither|nor|\w+n['’]t|cannot|dont|doesnt|isnt|arent|"
     r"wont|cant|shouldnt|wasnt|werent)\b", re.IGNORECASE)
+# Cue version 2: the same words, minus constructions in which they do not negate
+# the predicate but affirm or intensify it ("X are nothing but parasites", "no
+# better than animals", "none other than", "not only ... but"). Version 1 fired
+# on these, which pushed dehumanising comparisons toward "negated, non-toxic".
+NEGATION_V2 = re.compile(
+    r"\b(?:not(?!\s+only\b)|no(?!\s+(?:more|less|better|different|other)\s+than\b)|never|nobody|"
+    r"none(?!\s+other\s+than\b)|nothing(?!\s+(?:but|more\s+than|less\s+than|short\s+of|else\s+but)\b)|"
+    r"neither|nor|\w+n['’]t|cannot|dont|doesnt|isnt|arent|wont|cant|shouldnt|wasnt|werent)\b", re.IGNORECASE)
 REPORTING = re.compile(
     r"[\"“”«»]|\b(?:said|says|saying|say|called|calls|calling|claims?|claimed|wrote|writes|posted|"
     r"told|tells|shouted|yelled|quote|quoted|quoting|heard|repeats?|repeated)\b", re.IGNORECASE)
 
 
-def cue_features(texts: list[str]) -> np.ndarray:
+def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
     """Binary negation and reporting cues.
 
     Args:
         texts: N prepared texts (:func:`guardrails.toxicity.text.prepare`).
+        version: 1 (:data:`NEGATION`, recipes v3 and v4) or 2
+            (:data:`NEGATION_V2`, which skips "nothing but", "no better than" ...).
 
     Returns:
         float32 array (N, 2): column 0 = a negation word occurs, column 1 = a
         quotation mark or a reporting verb occurs.
+
+    Raises:
+        ValueError: for another version.
     """
-    return np.asarray([[NEGATION.search(t) is not None, REPORTING.search(t) is not None]
+    if version not in (1, 2):
+        raise ValueError(f"cue version must be 1 or 2, got {version}")
+    negation = NEGATION if version == 1 else NEGATION_V2
+    return np.asarray([[negation.search(t) is not None, REPORTING.search(t) is not None]
                        for t in texts], dtype=np.float32).reshape(len(texts), 2)
 
 
-def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: bool) -> np.ndarray:
+def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarray:
     """Assemble the head's input matrix.
 
     Args:
@@ -58,7 +74,7 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: bool) -> np.ndarr
             last layer first (as :meth:`guardrails.toxicity.onnx_encoder.OnnxEncoder.encode`
             returns them).
         texts: The N prepared texts the embeddings came from.
-        cues: Add the cue block.
+        cues: Cue version (:func:`cue_features`); 0 = no cue block.
 
     Returns:
         ``layer_emb`` when ``cues`` is false, else (N, 384 * L + 2 * 384 + 2):
@@ -66,6 +82,6 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: bool) -> np.ndarr
     """
     if not cues:
         return layer_emb
-    c = cue_features(texts)
+    c = cue_features(texts, int(cues))
     last = layer_emb[:, :384]
     return np.hstack([layer_emb, c[:, :1] * last, c[:, 1:] * last, c]).astype(np.float32)

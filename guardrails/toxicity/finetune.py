@@ -73,7 +73,8 @@ def read_functional(path: Path) -> list[dict[str, str]]:
 
 
 def build_dataset(seed: int = SEED, folder: Path | None = None,
-                  categories: tuple[str, ...] = CATEGORIES) -> dict[str, Any]:
+                  categories: tuple[str, ...] = CATEGORIES,
+                  examples: tuple[str, ...] = ("functional_train.tsv",)) -> dict[str, Any]:
     """Training rows with labels for ``categories``.
 
     Args:
@@ -81,6 +82,8 @@ def build_dataset(seed: int = SEED, folder: Path | None = None,
         folder: Shared toxicity data folder (default :func:`guardrails.toxicity.data.shared_dir`).
         categories: Label columns, a subset of ``toxicity, hate, harassment,
             violence, sexual, profanity``; ``toxicity`` first.
+        examples: Hand-written example files under ``examples/``, appended
+            as ``functional`` rows.
 
     Returns:
         ``{"texts": [...], "source": [...], "group": [...], "labels": (N, K) float
@@ -103,7 +106,7 @@ def build_dataset(seed: int = SEED, folder: Path | None = None,
         Y[np.asarray(src) == "jigsaw", col] = 0.0
     texts, groups = list(corpus.texts), list(corpus.group)
     extra = []
-    for r in read_functional(EXAMPLES / "functional_train.tsv"):
+    for r in (r for name in examples for r in read_functional(EXAMPLES / name)):
         texts.append(r["text"])
         src.append("functional")
         groups.append(f"functional:{r['case']}")

@@ -313,16 +313,20 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
 # Recipes of the default model. v2: last-layer embedding (sentence-transformers, 256 word
 # pieces), five categories, toxicity = 0.85 * head + 0.15 * alt-profanity-check. v3: layers
-# 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added (shipped
-# default). v4 (fast variant): layers 3 and 2 + cues, so only 3 of MiniLM's 6 layers run.
+# 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added. v4:
+# layers 3 and 2 + cues, so only 3 of MiniLM's 6 layers run. v5 (shipped default): v4's
+# layers with cue version 2 and the second set of hand-written examples, functional rows 7.
 CATEGORIES_V3 = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
 RECIPES: dict[str, dict[str, object]] = {
-    "v2": {"layers": None, "cues": False, "pc_weight": 0.15,
+    "v2": {"layers": None, "cues": 0, "pc_weight": 0.15,
            "categories": ("toxicity", "hate", "harassment", "violence", "profanity")},
-    "v3": {"layers": DEFAULT_LAYERS, "cues": True, "pc_weight": 0.15, "categories": CATEGORIES_V3},
-    "v4": {"layers": (3, 2), "cues": True, "pc_weight": 0.15, "categories": CATEGORIES_V3},
+    "v3": {"layers": DEFAULT_LAYERS, "cues": 1, "pc_weight": 0.15, "categories": CATEGORIES_V3},
+    "v4": {"layers": (3, 2), "cues": 1, "pc_weight": 0.15, "categories": CATEGORIES_V3},
+    "v5": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
+           "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
+           "source_weights": {**V2_WEIGHTS, "functional": 7.0}},
 }
-DEFAULT_RECIPE = "v3"
+DEFAULT_RECIPE = "v5"
 
 
 def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
@@ -330,7 +334,7 @@ def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
     spec = RECIPES[recipe]
     if spec["layers"] is None:
         return embed(texts)
-    return head_inputs(embed_layers(texts, spec["layers"]), texts, bool(spec["cues"]))
+    return head_inputs(embed_layers(texts, spec["layers"]), texts, int(spec["cues"]))
 
 
 def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
@@ -354,13 +358,14 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     cats = tuple(spec["categories"])
     pc_weight = float(spec["pc_weight"])
     np.random.seed(seed)
-    ds = build_dataset(seed, categories=cats)
+    ds = build_dataset(seed, categories=cats, examples=tuple(spec.get("examples", ("functional_train.tsv",))))
     src = np.asarray(ds["source"])
     n_corpus = int((src != "functional").sum())
     texts = [prepare(t) for t in ds["texts"]]
     X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:], recipe)])
     Y = ds["labels"]
-    row_w = np.asarray([V2_WEIGHTS[s] for s in src], dtype=np.float64)
+    source_w = dict(spec.get("source_weights", V2_WEIGHTS))
+    row_w = np.asarray([source_w[s] for s in src], dtype=np.float64)
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
     hp = [prepare(r["text"]) for r in held]
     Xh = recipe_inputs(hp, recipe)
@@ -375,7 +380,7 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
             "jigsaw_templates_en.csv": "conversationai/unintended-ml-bias-analysis @ 9c7d91aa (CC BY 4.0)",
             "functional_train.tsv": "Greenlist, hand-written templates (this repository)",
-            "rows": {s: int((src == s).sum()) for s in V2_WEIGHTS}, "source_weights": V2_WEIGHTS},
+            "rows": {s: int((src == s).sum()) for s in source_w}, "source_weights": source_w},
         "date": _dt.date.today().isoformat(),
     }
     if cv:
@@ -418,7 +423,7 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     meta["thresholds"] = {c: 0.5 for c in cats}
     out.mkdir(parents=True, exist_ok=True)
     extra = {} if spec["layers"] is None else {"layers": np.asarray(spec["layers"]),
-                                                  "cues": np.asarray(bool(spec["cues"]))}
+                                                  "cues": np.asarray(int(spec["cues"]))}
     np.savez_compressed(out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
                         categories=np.asarray(cats), **extra)
     (out / "minilm_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
