@@ -129,8 +129,8 @@ def section(rows: dict[str, dict[str, float]], changes: dict[str, dict[str, floa
     lines = [f"{machine()} CPU: {cpu}. Command: `python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
              "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
              "in calls of 64 texts (sorted by token count, padded per 16, truncated to 64 word pieces; "
-             "2 threads). float32 runs on ONNX Runtime (only the layers a head reads: 6 for the default v3, "
-             "3 for the fast variant v4), bfloat16 on PyTorch autocast (all 6 layers).", "",
+             "2 threads). float32 runs on ONNX Runtime (only the layers a head reads: 3 for the default v5, "
+             "6 for the previous default v3), bfloat16 on PyTorch autocast.", "",
              "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s, best / median of 3) "
              "| batched `moderate` incl. language detection (best / median) | load average at start |",
              "|---|---|---|---|---|---|"]
@@ -169,10 +169,10 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="markdown file to update, e.g. docs/benchmarks.md")
     args = ap.parse_args()
     auto = resolve_precision("auto")
-    rows = {f"default v3 (layers 6 + 2 + 4), auto = {auto} here": measure()}
+    rows = {f"default v5 (layers 3 + 2), auto = {auto} here": measure()}
     if auto == "bfloat16":
-        rows["default v3, float32"] = measure(precision="float32")
-    rows["v4 fast variant (layers 3 + 2), float32"] = measure("v4", precision="float32")
+        rows["default v5, float32"] = measure(precision="float32")
+    rows["v3 (previous default, layers 6 + 2 + 4), float32"] = measure("v3", precision="float32")
     rows["v1 (last layer + 0.3 alt-profanity-check), auto"] = measure("v1")
     changes = {"bfloat16": precision_change("bfloat16")} if auto == "bfloat16" else {}
     text = section(rows, changes, _cpu())

@@ -65,7 +65,7 @@ def test_functional_sets_disjoint():
 
 
 @needs_data
-def test_identity_heldout_templates_are_unseen_and_v3_misses_fewer():
+def test_identity_heldout_templates_are_unseen_and_default_misses_fewer():
     """Our identity counterfactuals (50 terms x 14 templates) share no sentence with any training file, and
     the shipped default misses fewer of their toxic sentences than the first default (v1 FNR 0.29)."""
     path = EXAMPLES / "identity_heldout.csv"
@@ -81,7 +81,7 @@ def test_identity_heldout_templates_are_unseen_and_v3_misses_fewer():
 
 
 def test_functional_heldout_beats_previous_defaults():
-    """The shipped default (v3) beats v1 and v2 on the held-out functional tests, negation included."""
+    """Each default beats the one before on the held-out functional tests (v5 > v3 > v2 > v1), negation included."""
     from sklearn.metrics import roc_auc_score
 
     held = _tsv("functional_heldout.tsv")
@@ -89,12 +89,12 @@ def test_functional_heldout_beats_previous_defaults():
     texts = [r["text"] for r in held]
     neg = np.asarray([r["case"] == "negation" for r in held])
     auc, neg_acc = {}, {}
-    for model in ("default", "v2", "v1"):
+    for model in ("default", "v3", "v2", "v1"):
         p = np.asarray([s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model=model)).classify(texts)])
         auc[model] = roc_auc_score(y, p)
         neg_acc[model] = float((p[neg] < 0.5).mean())
-    assert auc["default"] >= auc["v2"] + 0.04 and auc["v2"] >= auc["v1"] + 0.05, auc
-    assert auc["default"] >= 0.75, auc
+    assert auc["default"] >= auc["v3"] + 0.05 and auc["v3"] >= auc["v2"] + 0.04 and auc["v2"] >= auc["v1"] + 0.05, auc
+    assert auc["default"] >= 0.85, auc
     assert neg_acc["default"] >= neg_acc["v2"] + 0.1, neg_acc
 
 

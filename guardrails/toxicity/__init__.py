@@ -1,13 +1,12 @@
 """Toxicity guardrail: scores a text for toxicity, hate, harassment, violence, sexual content and profanity.
 
-Default model (recipe v3): layers 6, 2 and 4 of all-MiniLM-L6-v2 (packaged
-offline) with negation / reporting cues
+Default model (recipe v5): layers 3 and 2 of all-MiniLM-L6-v2 (packaged
+offline; only the first 3 of its 6 layers run) with negation / reporting cues
 (:mod:`guardrails.toxicity.features`) and one logistic head per category
 (toxicity, hate, harassment, violence, sexual, profanity), trained on Davidson,
 OLID, Jigsaw identity templates and Greenlist's own functional examples by
 :mod:`guardrails.toxicity.train`; see ``docs/toxicity.md`` for data, measured
-numbers and limits. ``model: v4`` is the fast variant (layers 3 and 2 only),
-``model: v1`` / ``v2`` the earlier defaults, ``model: multilingual`` the USE-multilingual
+numbers and limits. ``model: v1`` / ``v2`` / ``v3`` are the earlier defaults, ``model: multilingual`` the USE-multilingual
 heads; a path to a ``.npz`` loads those heads (or tuned layers); any other
 value loads a Hugging Face text-classification model.
 
@@ -105,7 +104,7 @@ def load_backend(model: str = "default", label_map: dict[str, str] | None = None
 
     Args:
         model: ``"default"`` for the packaged MiniLM + heads, ``"v1"`` /
-            ``"v2"`` for earlier defaults, ``"v4"`` (fast), ``"multilingual"``, a
+            ``"v2"`` / ``"v3"`` for earlier defaults, ``"multilingual"``, a
             path to a weights ``.npz`` (heads or tuned layers), else a Hugging
             Face text-classification model id or local directory.
         label_map: ``{model label: category}`` overrides for Hugging Face models.

@@ -240,7 +240,7 @@ def compare_models(
 def train_toxicity(
     out: Optional[Path] = typer.Option(None, help="output directory (default: weights/, or weights/<recipe>/)"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
-    recipe: str = typer.Option("v3", help="v3 (shipped default), v4 (fast variant), v2 (previous default) or v1 (first)"),
+    recipe: str = typer.Option("v5", help="v5 (shipped default), v3 (previous default), v2 or v1 (first)"),
 ) -> None:
     """Train the default toxicity model from the shared data (seed 0)."""
     from guardrails.toxicity.train import main

