@@ -5,8 +5,8 @@
   and the logistic heads in ``weights/minilm_head.npz`` (recipe v5: layers 3
   and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.train`).
   ``model: v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
-  layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the toxicity score is averaged with
-  ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
+  layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
+  toxicity score is averaged with ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
 * :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
   layers (``model: <path to minilm_tuned.npz>``), an experimental alternative.
 * :class:`HFClassifier` - any Hugging Face text-classification model (hub id
@@ -35,7 +35,7 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-# Earlier defaults and variants, each in weights/<version>/ (see docs/toxicity.md).
+# The default (v5) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
 NAMED_WEIGHTS = {"v5": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3")}}
 MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
