@@ -7,8 +7,9 @@ offline; only the first 3 of its 6 layers run) with negation / reporting cues
 OLID, Jigsaw identity templates and Greenlist's own functional examples by
 :mod:`guardrails.toxicity.train`; see ``docs/toxicity.md`` for data, measured
 numbers and limits. ``model: v1`` / ``v2`` / ``v3`` are the earlier defaults,
-``model: multilingual`` the USE-multilingual heads; a path to a ``.npz`` loads those heads (or tuned layers); any other
-value loads a Hugging Face text-classification model.
+``model: multilingual`` the USE-multilingual heads; a path to a ``.npz`` loads
+those heads (or tuned layers); any other value loads a Hugging Face
+text-classification model.
 
 Each text's language is detected (:mod:`guardrails.toxicity.language`) and
 recorded; a policy can route languages to other models and decide what

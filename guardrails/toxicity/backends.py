@@ -170,7 +170,7 @@ _enc_lock = threading.Lock()
 _encoders: dict[tuple[str, int], Any] = {}
 
 
-def shared_encoder(precision: Precision = "auto", depth: int = 6) -> Any:
+def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER) -> Any:
     """The process-wide MiniLM encoder for ``precision`` and ``depth``, loaded on first use.
 
     ``bfloat16`` runs :class:`TorchEncoder` under autocast (all 6 layers);
@@ -180,7 +180,7 @@ def shared_encoder(precision: Precision = "auto", depth: int = 6) -> Any:
     without bf16). Both have ``encode(texts, layers)`` and ``lock``.
     """
     resolved = resolve_precision(precision)
-    key = (resolved, 6 if resolved == "bfloat16" else depth)
+    key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth)
     with _enc_lock:
         if key not in _encoders:
             if resolved == "bfloat16":

@@ -240,12 +240,14 @@ def compare_models(
 def train_toxicity(
     out: Optional[Path] = typer.Option(None, help="output directory (default: weights/, or weights/<recipe>/)"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
-    recipe: str = typer.Option("v5", help="v5 (shipped default), v3 (previous default), v2 or v1 (first)"),
+    recipe: Optional[str] = typer.Option(None, help="v5 (shipped default, when omitted), v3 (previous default), "
+                                                    "v2 or v1 (first)"),
 ) -> None:
     """Train the default toxicity model from the shared data (seed 0)."""
     from guardrails.toxicity.train import main
 
-    main(["--recipe", recipe] + (["--out", str(out)] if out else []) + (["--no-cv"] if no_cv else []))
+    main((["--recipe", recipe] if recipe else []) + (["--out", str(out)] if out else [])
+         + (["--no-cv"] if no_cv else []))
 
 
 if __name__ == "__main__":

