@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import machine, write_section  # noqa: E402
 from guardrails.base import Direction  # noqa: E402
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail  # noqa: E402
-from guardrails.toxicity.data import shared_dir  # noqa: E402
+from guardrails.toxicity.training.data import shared_dir  # noqa: E402
 
 TITLE = "Toxicity guardrail"
 
@@ -105,7 +105,7 @@ def precision_change(precision: str, n: int = 1000) -> dict[str, float]:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from guardrails.toxicity.audit import read_texts
+    from guardrails.toxicity.training.audit import read_texts
     from guardrails.toxicity.backends import MiniLMHead
 
     texts = _texts(n)

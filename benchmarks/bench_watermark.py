@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import machine, write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
-from gateway.home import greenlist_home  # noqa: E402
+from greenlist.home import greenlist_home  # noqa: E402
 from watermark.detector import WatermarkDetector  # noqa: E402
 from watermark.keys import KeyRing, WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402

@@ -12,7 +12,7 @@ import typer
 from gateway import cli_watermark
 from guardrails.citations.cli import app as citations_app
 from guardrails.protected.cli import app as corpus_app
-from guardrails.toxicity.cli import app as toxicity_app
+from guardrails.toxicity.training.cli import app as toxicity_app
 
 app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
                   add_completion=False)

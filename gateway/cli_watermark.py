@@ -83,7 +83,7 @@ def verify_certificate(
 
 
 def _home() -> Path:
-    from gateway.home import greenlist_home
+    from greenlist.home import greenlist_home
 
     return greenlist_home()
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gateway.home import greenlist_home
+from greenlist.home import greenlist_home
 from gateway.policy import DEFAULT_POLICY_PATH
 
 

@@ -12,7 +12,7 @@ import pytest
 from guardrails import guardrail_class
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
-from guardrails.toxicity.data import shared_dir
+from guardrails.toxicity.training.data import shared_dir
 
 DATA = shared_dir()
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"shared data folder {DATA} is absent")

@@ -19,7 +19,8 @@ from sklearn.metrics import roc_auc_score
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail, load_backend
 from guardrails.toxicity import multilingual
-from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead, read_test_set
+from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead
+from guardrails.toxicity.training.multilingual import read_test_set
 
 ROWS = read_test_set()
 

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
-from guardrails.toxicity.audit import calibrate_threshold, compare, fairness_audit, read_texts, set_policy_threshold
-from guardrails.toxicity.cli import app
-from guardrails.toxicity.data import shared_dir
+from guardrails.toxicity.training.audit import calibrate_threshold, compare, fairness_audit, read_texts, set_policy_threshold
+from guardrails.toxicity.training.cli import app
+from guardrails.toxicity.training.data import shared_dir
 
 DATA = shared_dir()
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def _tsv(name: str) -> list[dict[str, str]]:
 
 def _train_texts() -> set[str]:
     """Every hand-written training sentence, of every recipe's example files."""
-    from guardrails.toxicity.train import RECIPES
+    from guardrails.toxicity.training.train import RECIPES
 
     names = {"functional_train.tsv"} | {n for spec in RECIPES.values() for n in spec.get("examples", ())}
     assert "functional_train_v5.tsv" in names

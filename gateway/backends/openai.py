@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
-from gateway.backends.resilience import RETRY_STATUSES, CircuitBreaker, backoff_s
+from gateway.backends.resilience import RETRY_STATUSES, UpstreamBreaker, backoff_s
 from gateway.errors import APIError
 
 
@@ -60,7 +60,7 @@ class OpenAIBackend(Backend):
         self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                         timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
         self.retries, self.retry_backoff_s = retries, retry_backoff_s
-        self.breaker = CircuitBreaker(breaker_failures, breaker_reset_s)
+        self.breaker = UpstreamBreaker(breaker_failures, breaker_reset_s)
         self.model = model
         self.model_ids = [model] if model else []
 
@@ -167,7 +167,7 @@ class OpenAIBackend(Backend):
 
 
 class _UpstreamStream(GenerationStream):
-    def __init__(self, response: httpx.Response, chat: bool, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, response: httpx.Response, chat: bool, breaker: UpstreamBreaker | None = None) -> None:
         self.response, self.chat, self.breaker = response, chat, breaker
 
     async def _deltas(self) -> AsyncIterator[str]:

@@ -56,7 +56,7 @@ STOPWORDS = frozenset(
 def citations_dir(home: str | Path | None = None) -> Path:
     """Directory holding all citation databases: ``<home>/citations`` (``home`` defaults to ``greenlist_home()``)."""
     if home is None:
-        from gateway.home import greenlist_home
+        from greenlist.home import greenlist_home
 
         home = greenlist_home()
     return Path(home) / DB_DIRNAME

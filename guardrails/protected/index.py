@@ -169,7 +169,7 @@ class AddReport:
 def corpora_root(home: str | Path | None = None) -> Path:
     """Directory holding all corpora: ``<home>/corpora`` (``greenlist_home()`` by default)."""
     if home is None:
-        from gateway.home import greenlist_home
+        from greenlist.home import greenlist_home
 
         base = greenlist_home()
     else:

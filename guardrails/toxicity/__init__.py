@@ -5,7 +5,7 @@ offline; only the first 3 of its 6 layers run) with negation / reporting cues
 (:mod:`guardrails.toxicity.features`) and one logistic head per category
 (toxicity, hate, harassment, violence, sexual, profanity), trained on Davidson,
 OLID, Jigsaw identity templates and Greenlist's own functional examples by
-:mod:`guardrails.toxicity.train`; see ``docs/toxicity.md`` for data, measured
+:mod:`guardrails.toxicity.training.train`; see ``docs/toxicity.md`` for data, measured
 numbers and limits. ``model: v1`` / ``v2`` / ``v3`` are the earlier defaults,
 ``model: multilingual`` the USE-multilingual heads; a path to a ``.npz`` loads
 those heads (or tuned layers); any other value loads a Hugging Face

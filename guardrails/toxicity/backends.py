@@ -3,7 +3,7 @@
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
   and the logistic heads in ``weights/minilm_head.npz`` (recipe v5: layers 3
-  and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.train`).
+  and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.training.train`).
   ``model: v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
   toxicity score is averaged with ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
@@ -209,7 +209,7 @@ class MiniLMHead:
 
     Raises:
         FileNotFoundError: when the weights are missing (run
-            ``python -m guardrails.toxicity.train``).
+            ``python -m guardrails.toxicity.training.train``).
     """
 
     def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None,

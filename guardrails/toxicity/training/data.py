@@ -40,7 +40,7 @@ def shared_dir() -> Path:
     root = os.environ.get("GREENLIST_SHARED_DATA")
     if root:
         return Path(root) / "toxicity"
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "toxicity"
+    return Path(__file__).resolve().parents[4] / "shared" / "data" / "toxicity"
 
 
 @dataclass

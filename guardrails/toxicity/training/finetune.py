@@ -1,13 +1,13 @@
 """Fine-tune the top layers of MiniLM for toxicity (an experiment; not the shipped default).
 
-``python -m guardrails.toxicity.finetune [--eval] [--n-tuned 2] [--max-rows N]``,
+``python -m guardrails.toxicity.training.finetune [--eval] [--n-tuned 2] [--max-rows N]``,
 seed 0. On the full data this needs well over 30 minutes on 2 shared CPU cores;
 the measured run (``--eval --no-final --max-rows 6000 --n-tuned 1``, about 9
 minutes) is reported in ``docs/toxicity.md``: it did not beat the logistic
 heads on the held-out functional tests, so the default stays
-:func:`guardrails.toxicity.train.train_default`. Steps:
+:func:`guardrails.toxicity.training.train.train_default`. Steps:
 
-1. Data: the shared corpora (:func:`guardrails.toxicity.data.load_corpus`:
+1. Data: the shared corpora (:func:`guardrails.toxicity.training.data.load_corpus`:
    Davidson, OLID, Jigsaw identity templates) plus Greenlist's own
    hand-written functional and counterfactual examples
    (``examples/functional_train.tsv``: negation, counter-speech, positive
@@ -22,7 +22,7 @@ heads on the held-out functional tests, so the default stays
 3. The top ``N_TUNED`` layers and a linear head (one logit per category in
    ``CATEGORIES``) are trained with AdamW and a masked, class-balanced binary
    cross-entropy (a row counts only for the categories its source labels).
-4. ``--eval`` first trains on folds 1-4 of :func:`guardrails.toxicity.train.fold_ids`
+4. ``--eval`` first trains on folds 1-4 of :func:`guardrails.toxicity.training.train.fold_ids`
    and reports fold 0 and the held-out functional set
    (``examples/functional_heldout.tsv``, written separately: different
    templates, half of its identity groups unseen) against the head-only
@@ -44,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from guardrails.toxicity.data import load_corpus
+from guardrails.toxicity.training.data import load_corpus
 from guardrails.toxicity.text import prepare
 
 SEED = 0
 CATEGORIES = ("toxicity", "hate", "harassment", "violence", "profanity")
-EXAMPLES = Path(__file__).resolve().parent / "examples"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SOURCE_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 3.0}
 N_TUNED = 2
 TRAIN_MAX_LEN = 64
@@ -79,7 +79,7 @@ def build_dataset(seed: int = SEED, folder: Path | None = None,
 
     Args:
         seed: Seed of the corpus subsampling.
-        folder: Shared toxicity data folder (default :func:`guardrails.toxicity.data.shared_dir`).
+        folder: Shared toxicity data folder (default :func:`guardrails.toxicity.training.data.shared_dir`).
         categories: Label columns, a subset of ``toxicity, hate, harassment,
             violence, sexual, profanity``; ``toxicity`` first.
         examples: Hand-written example files under ``examples/``, appended
@@ -92,7 +92,7 @@ def build_dataset(seed: int = SEED, folder: Path | None = None,
         other shared rows, and come from the functional examples otherwise.
     """
     corpus = load_corpus(folder, seed=seed)
-    from guardrails.toxicity.data import CATEGORIES as BASE
+    from guardrails.toxicity.training.data import CATEGORIES as BASE
 
     base = corpus.label_array()
     n = len(corpus.texts)
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from guardrails.toxicity.model import load_base
-    from guardrails.toxicity.train import fit_heads, fold_ids, predict_heads
+    from guardrails.toxicity.training.train import fit_heads, fold_ids, predict_heads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval", action="store_true", help="hold out fold 0 first and report")
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": _dt.date.today().isoformat(),
     }
     if args.eval:
-        from guardrails.toxicity.data import Corpus
+        from guardrails.toxicity.training.data import Corpus
 
         c = Corpus(texts=ds["texts"], source=list(src), group=ds["group"], labels=[])
         folds = fold_ids(c)
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tr, te = folds != 0, folds == 0
         report: dict[str, Any] = {}
         # head-only baselines on mean-pooled packaged embeddings (the v1 recipe)
-        from guardrails.toxicity.train import embed
+        from guardrails.toxicity.training.train import embed
 
         X = np.vstack([embed(all_texts[:n_corpus]), embed(all_texts[n_corpus:])])[keep]
         Xh = embed(held_texts)

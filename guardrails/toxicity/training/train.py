@@ -1,6 +1,6 @@
 """Train the default toxicity classifier: MiniLM sentence embeddings + logistic heads.
 
-``python -m guardrails.toxicity.train`` trains the shipped default (recipe
+``python -m guardrails.toxicity.training.train`` trains the shipped default (recipe
 ``v5``, :func:`train_default`): the shared corpora plus Greenlist's hand-written
 functional examples (``examples/functional_train.tsv`` and
 ``functional_train_v5.tsv``), Davidson weighted 0.2, functional rows 7;
@@ -15,11 +15,11 @@ held-out functional set are reported and stored in
 rows 10), ``--recipe v2`` the one before (``weights/v2/``), ``--recipe v1`` the
 first (``weights/v1/``), described below.
 
-v1: run ``python -m guardrails.toxicity.train --recipe v1`` (about 4 minutes on 2 CPU cores
+v1: run ``python -m guardrails.toxicity.training.train --recipe v1`` (about 4 minutes on 2 CPU cores
 the first time, seconds afterwards: embeddings are cached under
 ``$GREENLIST_HOME/cache/toxicity``). It
 
-1. reads the shared corpora (:mod:`guardrails.toxicity.data`),
+1. reads the shared corpora (:mod:`guardrails.toxicity.training.data`),
 2. prepares each text (:func:`guardrails.toxicity.text.prepare`) and encodes it
    with the shared all-MiniLM-L6-v2 encoder (384-dim, unit norm),
 3. compares candidates by 5-fold cross-validation (stratified by source and
@@ -39,18 +39,18 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from guardrails.toxicity.data import CATEGORIES, Corpus, load_corpus
+from greenlist.home import cache_dir
+from guardrails.toxicity.training.data import CATEGORIES, Corpus, load_corpus
 from guardrails.toxicity.features import DEFAULT_LAYERS, head_inputs
 from guardrails.toxicity.text import prepare
 
 SEED = 0
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # Weight of one row of each source relative to an OLID row, per mix.
 MIXES: dict[str, dict[str, float]] = {
     "tweets_equal": {"olid": 1.0, "davidson": 1.0, "jigsaw": 0.0},
@@ -63,13 +63,6 @@ C_REG = 1.0
 # toxicity = (1 - a) * minilm + a * profanity_check. Candidates measured: 0, 0.3, 0.5.
 PC_WEIGHTS = (0.3, 0.5)
 DEFAULT_PC_WEIGHT = 0.3
-
-
-def _cache_dir() -> Path:
-    home = Path(os.environ.get("GREENLIST_HOME") or Path.home() / ".greenlist").expanduser()
-    path = home / "cache" / "toxicity"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -85,7 +78,7 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     from guardrails.encoders import sentence_encoder
 
     key = hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest()[:16]
-    cached = _cache_dir() / f"emb_{key}.npy"
+    cached = cache_dir("toxicity") / f"emb_{key}.npy"
     if cached.exists():
         return np.load(cached)
     emb = sentence_encoder().encode(texts, batch_size=batch_size, show_progress_bar=True,
@@ -107,7 +100,7 @@ def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> 
     from guardrails.toxicity.backends import shared_encoder
 
     key = hashlib.sha256(("\x1e".join(texts) + repr(layers)).encode("utf-8")).hexdigest()[:16]
-    cached = _cache_dir() / f"layers_{key}.npy"
+    cached = cache_dir("toxicity") / f"layers_{key}.npy"
     if cached.exists():
         return np.load(cached)
     enc = shared_encoder("float32", depth=max(layers))
@@ -283,7 +276,7 @@ def identity_terms(folder: Path | None = None) -> list[str]:
     """Identity terms of Jigsaw's ``am_hate_adj`` template ("I am <term>"), sorted."""
     import csv
 
-    from guardrails.toxicity.data import shared_dir
+    from guardrails.toxicity.training.data import shared_dir
 
     with open((folder or shared_dir()) / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
         return sorted({r["phrase"].split()[-1] for r in csv.DictReader(fh)
@@ -352,7 +345,7 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     Returns:
         The metadata dict (also written to ``minilm_head.json``).
     """
-    from guardrails.toxicity.finetune import (EXAMPLES, build_dataset, functional_report,
+    from guardrails.toxicity.training.finetune import (EXAMPLES, build_dataset, functional_report,
                                               read_functional, score_split)
 
     spec = RECIPES[recipe]

@@ -15,3 +15,14 @@ def greenlist_home() -> Path:
     home = Path(os.environ.get("GREENLIST_HOME") or Path.home() / ".greenlist").expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def cache_dir(*parts: str) -> Path:
+    """Return ``$GREENLIST_HOME/cache/<parts...>``, creating it if needed (exported models, embedding caches).
+
+    Args:
+        parts: Sub-folder names, e.g. ``("toxicity",)``.
+    """
+    path = greenlist_home().joinpath("cache", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
