@@ -11,8 +11,7 @@ prompt or an output:
 3. a ``redact``-level result hands its rewritten text to the next guardrail;
 4. the verdict is the most severe decision of all results.
 
-Lexical guardrails (``toxicity`` by default, or any guardrail class with
-``deobfuscate = True``) also scan the de-obfuscated text
+Lexical guardrails (a guardrail class with ``deobfuscate = True``) also scan the de-obfuscated text
 (:func:`guardrails.normalize.deobfuscate`: "i d i o t", "1d10t") when it differs,
 and the more severe of the two results counts (``details.deobfuscated``).
 """
@@ -28,9 +27,6 @@ from typing import Any
 from gateway.policy import LoadedPolicy
 from guardrails import Decision, Direction, Guardrail, GuardrailResult, guardrail_class, most_severe
 from guardrails.normalize import deobfuscate, normalize
-
-# Guardrail types that match words, so spacing and leetspeak tricks can evade them.
-DEOBFUSCATE_TYPES = frozenset({"toxicity"})
 
 
 @dataclass
@@ -130,7 +126,7 @@ class Pipeline:
     async def _scan(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
         start = time.perf_counter()
         result = await self._scan_once(guardrail, text, direction)
-        if result.error is None and getattr(guardrail, "deobfuscate", guardrail.config.type in DEOBFUSCATE_TYPES):
+        if result.error is None and guardrail.deobfuscate:
             plain = normalize(text)
             variant = deobfuscate(plain)
             if variant != plain:

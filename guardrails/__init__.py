@@ -15,6 +15,8 @@ from guardrails.base import (
     Guardrail,
     GuardrailConfig,
     GuardrailResult,
+    Moderator,
+    ScanContext,
     most_severe,
 )
 
@@ -48,6 +50,8 @@ __all__ = [
     "Guardrail",
     "GuardrailConfig",
     "GuardrailResult",
+    "Moderator",
+    "ScanContext",
     "guardrail_class",
     "most_severe",
 ]

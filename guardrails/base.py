@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,16 +134,41 @@ class GuardrailResult:
         return out
 
 
+@dataclass
+class ScanContext:
+    """What the pipeline knows around the text being scanned, for guardrails that need more than the text.
+
+    Attributes:
+        messages: The conversation so far, OpenAI-style ``{"role", "content"}`` dicts (for an output
+            check: every turn before the reply being checked; empty for a bare text).
+        prior: Results of the guardrails that already ran on this text in this direction, by display name
+            (a cascade reads the local classifier's scores from here).
+    """
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    prior: dict[str, GuardrailResult] = field(default_factory=dict)
+
+
 class Guardrail(ABC):
     """Base class of every guardrail.
 
-    Subclasses set ``Config`` to their config model and implement :meth:`scan`.
-    ``streaming`` says whether scanning partial windows of a streamed output
-    makes sense (a citation check, for example, only runs on the whole text).
+    Subclasses set ``Config`` to their config model and implement :meth:`scan`. Class attributes declare
+    what a guardrail needs, so the gateway never has to know guardrail types by name:
+
+    * ``streaming``: scanning partial windows of a streamed output makes sense (a citation check, for
+      example, only runs on the whole text);
+    * ``deobfuscate``: the guardrail matches words, so the pipeline also scans the de-obfuscated text
+      (:func:`guardrails.normalize.deobfuscate`: "i d i o t", "1d10t") and keeps the more severe result;
+    * ``needs_context``: the pipeline calls :meth:`scan_in_context` with the conversation and the earlier
+      results instead of :meth:`scan`.
+
+    A guardrail that can answer OpenAI's ``/v1/moderations`` also implements :class:`Moderator`.
     """
 
     Config: ClassVar[type[GuardrailConfig]] = GuardrailConfig
     streaming: ClassVar[bool] = True
+    deobfuscate: ClassVar[bool] = False
+    needs_context: ClassVar[bool] = False
 
     def __init__(self, config: GuardrailConfig) -> None:
         self.config = config
@@ -156,6 +181,13 @@ class Guardrail(ABC):
     @abstractmethod
     def scan(self, text: str, direction: Direction) -> GuardrailResult:
         """Scan ``text`` coming from ``direction`` and return the finding."""
+
+    def scan_in_context(self, text: str, direction: Direction, context: ScanContext) -> GuardrailResult:
+        """Scan ``text`` knowing its conversation and the earlier results (default: :meth:`scan`).
+
+        Called instead of :meth:`scan` when the class sets ``needs_context = True``.
+        """
+        return self.scan(text, direction)
 
     def fired(self, score: float, details: dict[str, Any] | None = None,
               sanitized_text: str | None = None) -> GuardrailResult:
@@ -182,6 +214,15 @@ class Guardrail(ABC):
             details=details or {},
             sanitized_text=sanitized_text if decision is Decision.REDACT else None,
         )
+
+
+@runtime_checkable
+class Moderator(Protocol):
+    """A guardrail that computes OpenAI's moderation result (``/v1/moderations``)."""
+
+    def moderate(self, texts: str | list[str]) -> list[dict[str, Any]]:
+        """One OpenAI moderation result (``flagged``, ``categories``, ``category_scores``) per text."""
+        ...
 
 
 # Guardrail-specific actions and the decision level each maps to.
