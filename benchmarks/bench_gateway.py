@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import machine, write_section  # noqa: E402
 import torch  # noqa: E402
 
-from gateway.service import Gateway  # noqa: E402
+from gateway.state import Gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from guardrails import Direction  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402

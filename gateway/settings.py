@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from greenlist.home import greenlist_home
-from gateway.policy import DEFAULT_POLICY_PATH
+from gateway.policy.schema import DEFAULT_POLICY_PATH
 
 
 class Settings(BaseSettings):
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         verify_public: ``/v1/watermark/verify`` needs no key (then rate-limited
             per client address: ``verify_public_rate_per_min``, ``verify_public_burst``).
         max_request_bytes, max_prompt_tokens, max_text_chars, max_moderation_inputs:
-            request limits (see :mod:`gateway.limits`).
+            request limits (see :mod:`gateway.security.limits`).
         max_concurrent_generations, generation_queue_size, generation_queue_timeout_s:
             generations at once, requests allowed to wait, longest wait (then 429).
         upstream_connect_timeout_s, upstream_retries, upstream_retry_backoff_s:
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     max_new_tokens_default: int = Field(256, ge=1)
     max_new_tokens_limit: int = Field(1024, ge=1)
     torch_threads: int | None = None
-    # reliability and security (gateway/auth.py, gateway/limits.py, gateway/backends/resilience.py)
+    # reliability and security (gateway/security/auth.py, gateway/security/limits.py, gateway/backends/resilience.py)
     auth: Literal["auto", "on", "off"] = "auto"
     api_keys_file: Path | None = None
     verify_public: bool = False
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     upstream_retry_backoff_s: float = Field(0.25, ge=0)
     upstream_breaker_failures: int = Field(5, ge=1)
     upstream_breaker_reset_s: float = Field(15.0, gt=0)
-    # trust-team workflow (gateway/policy_store.py, gateway/audit.py; docs/policies.md)
+    # trust-team workflow (gateway/policy/store.py, gateway/observability/audit.py; docs/policies.md)
     policies_dir: Path | None = None
     policy_routing: Path | None = None
     policy_watch: bool = True

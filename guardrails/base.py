@@ -218,7 +218,15 @@ class Guardrail(ABC):
 
 @runtime_checkable
 class Moderator(Protocol):
-    """A guardrail that computes OpenAI's moderation result (``/v1/moderations``)."""
+    """A guardrail that computes OpenAI's moderation result (``/v1/moderations``).
+
+    Attributes:
+        name: The guardrail's display name (recorded in the audit log).
+        moderation_model: The ``model`` reported in the moderation response when the request names none.
+    """
+
+    name: str
+    moderation_model: str
 
     def moderate(self, texts: str | list[str]) -> list[dict[str, Any]]:
         """One OpenAI moderation result (``flagged``, ``categories``, ``category_scores``) per text."""

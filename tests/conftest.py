@@ -93,7 +93,7 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gateway(home):
     """One started gateway (default policy, embedded model) shared by the session."""
-    from gateway.service import Gateway
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     return Gateway.start(Settings())
@@ -102,7 +102,7 @@ def gateway(home):
 @pytest.fixture(scope="session")
 def server(gateway) -> Iterator[ServerThread]:
     """The default gateway served over HTTP."""
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     with ServerThread(create_app(gateway.settings, gateway=gateway)) as srv:
         yield srv

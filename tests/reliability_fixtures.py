@@ -111,7 +111,7 @@ def stub_upstream() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def fast_gateway(home, stub_upstream):
     """A gateway (default policy, real guardrails and watermark verifier) whose backend is the stub's ``ok`` mode."""
-    from gateway.service import Gateway
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     settings = Settings(backend="openai", upstream_base_url=f"{stub_upstream.url}/ok/v1", upstream_model=STUB_MODEL,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.audit import AuditLog, make_record
+from gateway.observability.audit import AuditLog, make_record
 from gateway.cli import app as cli
 from tests.conftest import ServerThread, free_port
 from tests.trust_fixtures import make_gateway, policy_yaml
@@ -164,7 +164,7 @@ def trust_server(tmp_path: Path) -> Iterator[tuple]:
     (policies / "default.yaml").write_text(policy_yaml("default", 1.0, shadow="strict"))
     (policies / "strict.yaml").write_text(policy_yaml("strict", 0.0, extends="default", store_text=True))
     gw = make_gateway(policies, f"sqlite:///{tmp_path / 'audit.db'}", policy_watch=False)
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     with ServerThread(create_app(gw.settings, gateway=gw)) as srv:
         yield srv, gw
@@ -222,7 +222,7 @@ def test_check_endpoint_is_audited_with_shadow_and_metrics(trust_server):
 def test_admin_routes_need_the_admin_scope():
     from types import SimpleNamespace
 
-    from gateway.admin import require_admin
+    from gateway.api.admin import require_admin
     from gateway.errors import APIError
 
     require_admin(SimpleNamespace(state=SimpleNamespace()))                      # auth off: no scopes attribute

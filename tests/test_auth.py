@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from gateway.auth import KeyStore, TokenBucket, has_scope, hash_token, is_loopback, required_scope
+from gateway.security.auth import KeyStore, TokenBucket, has_scope, hash_token, is_loopback, required_scope
 from tests.reliability_fixtures import assert_openai_error, chat_body, gateway_with
 
 
@@ -76,7 +76,7 @@ def test_keys_cli(tmp_path):
 
 
 def _app(gw, tmp_path, **settings):
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     settings = gw.settings.model_copy(update={"api_keys_file": tmp_path / "keys.json", **settings})
     app = create_app(settings, gateway=gateway_with(gw))

@@ -34,8 +34,8 @@ def answer(record):
 
 @pytest.fixture(scope="module")
 def gateway_url(record, answer, tmp_path_factory, home):
-    from gateway.app import create_app
-    from gateway.service import Gateway
+    from gateway.api.app import create_app
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     _, rows = record

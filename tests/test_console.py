@@ -24,7 +24,7 @@ def console_server(tmp_path: Path) -> Iterator[tuple]:
     (policies / "default.yaml").write_text(policy_yaml("default", 0.5, shadow="candidate"))
     (policies / "candidate.yaml").write_text(policy_yaml("candidate", 0.0, extends="default"))
     gw = make_gateway(policies, f"sqlite:///{tmp_path / 'audit.db'}", policy_watch=False)
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     with ServerThread(create_app(gw.settings, gateway=gw)) as srv:
         yield srv, gw

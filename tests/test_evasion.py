@@ -38,7 +38,7 @@ def test_normalize_undoes_unicode_tricks(variant):
 def test_toxicity_scores_obfuscated_variants_like_plain(fast_gateway):
     """Through the pipeline (which adds the de-obfuscated scan for lexical guardrails), every variant is blocked
     and its score is within 0.15 of the plain text's."""
-    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.pipeline
+    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.serving.pipeline
 
     def score(text: str) -> tuple[float, Decision]:
         verdict = asyncio.run(pipeline.check(text, Direction.INPUT))
@@ -54,6 +54,6 @@ def test_toxicity_scores_obfuscated_variants_like_plain(fast_gateway):
 
 
 def test_benign_text_with_digits_is_not_deobfuscated_into_a_block(fast_gateway):
-    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.pipeline
+    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.serving.pipeline
     verdict = asyncio.run(pipeline.check("Order 4 items by 10:30, room B-2-3, code a1b2c3.", Direction.INPUT))
     assert verdict.decision is Decision.ALLOW

@@ -17,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.app import create_app
-from gateway.policy import PolicyError, parse_policy
+from gateway.api.app import create_app
+from gateway.policy.schema import PolicyError, parse_policy
 from gateway.settings import Settings
 
 EXAMPLES = int(os.environ.get("GREENLIST_FUZZ_EXAMPLES", "60"))

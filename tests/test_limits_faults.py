@@ -12,13 +12,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.limits import GenerationLimiter
+from gateway.security.limits import GenerationLimiter
 from guardrails import Decision, Direction, Guardrail, GuardrailConfig, GuardrailResult
 from tests.reliability_fixtures import assert_openai_error, chat_body, gateway_with
 
 
 def _client(gw, **settings):
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     return TestClient(create_app(gw.settings.model_copy(update=settings), gateway=gw))
 
@@ -86,7 +86,7 @@ def test_generation_limiter_queue_then_429():
 
 
 def test_concurrent_generations_429_over_http(fast_gateway, stub_upstream):
-    from gateway.app import create_app
+    from gateway.api.app import create_app
     from tests.conftest import ServerThread
 
     gw = gateway_with(fast_gateway, "endless", stub_upstream)
@@ -182,7 +182,7 @@ def _events(resp: httpx.Response) -> list[str]:
 
 
 def test_upstream_drops_mid_stream(fast_gateway, stub_upstream):
-    from gateway.app import create_app
+    from gateway.api.app import create_app
     from tests.conftest import ServerThread
 
     gw = gateway_with(fast_gateway, "drop", stub_upstream)
@@ -197,7 +197,7 @@ def test_upstream_drops_mid_stream(fast_gateway, stub_upstream):
 
 
 def test_client_disconnect_cancels_upstream(fast_gateway, stub_upstream):
-    from gateway.app import create_app
+    from gateway.api.app import create_app
     from tests.conftest import ServerThread
 
     gw = gateway_with(fast_gateway, "endless", stub_upstream)
@@ -265,8 +265,8 @@ class FaultyGuardrail(Guardrail):
 
 def _pipeline(monkeypatch, entries_in, entries_out=()):
     import guardrails
-    from gateway.pipeline import Pipeline
-    from gateway.policy import LoadedPolicy, Policy
+    from gateway.serving.pipeline import Pipeline
+    from gateway.policy.schema import LoadedPolicy, Policy
 
     monkeypatch.setitem(guardrails.REGISTRY, "faulty", "tests.test_limits_faults:FaultyGuardrail")
     policy = Policy.model_construct(name="faults", input=list(entries_in), output=list(entries_out))
@@ -288,9 +288,9 @@ def test_guardrail_fault_applies_on_error(monkeypatch, mode, on_error):
 
 def test_guardrail_fault_over_http(monkeypatch, fast_gateway):
     """The live pipeline's own guardrails fail: the input one raises (on_error allow), the output one hangs (block)."""
-    from gateway.policy import Policy  # noqa: F401 - the policy module must stay importable
+    from gateway.policy.schema import Policy  # noqa: F401 - the policy module must stay importable
 
-    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.pipeline
+    pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.serving.pipeline
     # Replace the live entries (instances may be shared between directions and policies, so never patch them).
     inp, out = pipeline.guardrails[Direction.INPUT], pipeline.guardrails[Direction.OUTPUT]
     monkeypatch.setitem(pipeline.guardrails, Direction.INPUT, [FaultyGuardrail(

@@ -17,8 +17,8 @@ MODEL = "smollm2-135m-instruct"
 @pytest.fixture(scope="module")
 def proxy(server, home):
     """A Greenlist whose backend forwards to the session's local-model Greenlist."""
-    from gateway.app import create_app
-    from gateway.service import Gateway
+    from gateway.api.app import create_app
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     settings = Settings(backend="openai", upstream_base_url=f"{server.url}/v1", upstream_model=MODEL)
@@ -71,8 +71,8 @@ def broken_upstream():
 def test_upstream_500_maps_to_502(broken_upstream, home):
     from fastapi.testclient import TestClient
 
-    from gateway.app import create_app
-    from gateway.service import Gateway
+    from gateway.api.app import create_app
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     # no retries and a tolerant circuit breaker: this test is about mapping the upstream's 500, not failing fast

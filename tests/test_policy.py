@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse_policy
+from gateway.policy.schema import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse_policy
 
 BAD = """name: broken
 watermark:

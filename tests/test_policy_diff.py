@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app as cli
-from gateway.pipeline import Pipeline
-from gateway.policy import load_policy
-from gateway.policy_diff import diff_policies, read_replay
+from gateway.serving.pipeline import Pipeline
+from gateway.policy.schema import load_policy
+from gateway.policy.diff import diff_policies, read_replay
 from tests.trust_fixtures import policy_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_cli_gate_and_report(setup, tmp_path: Path):
 
 
 def test_replay_from_the_audit_log(setup, tmp_path: Path):
-    from gateway.audit import AuditLog, make_record
+    from gateway.observability.audit import AuditLog, make_record
 
     old, new, _ = setup
     url = f"sqlite:///{tmp_path / 'audit.db'}"

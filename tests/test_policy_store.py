@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from gateway.cli import app as cli
 from gateway.errors import APIError
-from gateway.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
-from gateway.policy_store import PolicyStore
+from gateway.policy.schema import DEFAULT_POLICY_PATH, PolicyError, load_policy
+from gateway.policy.store import PolicyStore
 from tests.conftest import ServerThread
 from tests.trust_fixtures import make_gateway, policy_yaml, write_atomic
 
@@ -177,7 +177,7 @@ def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
     write_atomic(policies / "default.yaml", policy_yaml("default", 1.0))        # v1: allows the text
     gw = make_gateway(policies, f"sqlite:///{tmp_path / 'audit.db'}", policy_watch=False)
     v1 = gw.store.default.version
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     results: list = []
     errors: list = []
@@ -232,7 +232,7 @@ def test_file_watcher_applies_a_change_without_a_request(tmp_path: Path):
     policies.mkdir()
     write_atomic(policies / "default.yaml", policy_yaml("default", 1.0))
     gw = make_gateway(policies, None, policy_watch=True)
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     with ServerThread(create_app(gw.settings, gateway=gw)) as srv:
         c = httpx.Client(base_url=srv.url, timeout=30)
@@ -255,8 +255,8 @@ def test_file_watcher_applies_a_change_without_a_request(tmp_path: Path):
 
 def test_tenant_routing_with_real_api_keys(tmp_path: Path):
     """Auth on: the auth middleware's tenant and scopes pick the policy; admin routes need the admin scope."""
-    from gateway.app import create_app
-    from gateway.auth import KeyStore
+    from gateway.api.app import create_app
+    from gateway.security.auth import KeyStore
 
     policies = tmp_path / "policies"
     policies.mkdir()

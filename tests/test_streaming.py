@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway.pipeline import Pipeline
-from gateway.policy import LoadedPolicy, StreamingPolicy, parse_policy
-from gateway.streaming import StreamGuard
+from gateway.serving.pipeline import Pipeline
+from gateway.policy.schema import LoadedPolicy, StreamingPolicy, parse_policy
+from gateway.serving.streaming import StreamGuard
 
 BENIGN = "The garden was quiet in the morning and the birds sang while we drank our tea by the window . "
 TOXIC = "You are a worthless stupid idiot and a pathetic moron , I hate you . "

@@ -113,7 +113,7 @@ def test_missing_package_raises_with_pip_command(monkeypatch):
 
 def test_default_policy_routes_covered_languages_and_flags_the_rest(head):
     """The shipped default policy sends German to the multilingual heads and flags Hindi (not covered)."""
-    from gateway.policy import DEFAULT_POLICY_PATH, load_policy
+    from gateway.policy.schema import DEFAULT_POLICY_PATH, load_policy
 
     entry = next(e for e in load_policy(DEFAULT_POLICY_PATH).policy.input if e.type == "toxicity")
     g = ToxicityGuardrail(entry)

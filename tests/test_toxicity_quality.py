@@ -204,7 +204,7 @@ def test_set_policy_threshold_keeps_yaml(tmp_path):
     assert len(changed) == 2
     diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(diff) == 2 and all("threshold: 0.8125" in b for _, b in diff)
-    from gateway.policy import load_policy
+    from gateway.policy.schema import load_policy
 
     load_policy(Path(pol))  # still a valid policy
 

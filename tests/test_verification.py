@@ -114,7 +114,7 @@ def test_detail_colours_every_token(client_module, generated):
 def test_detail_needs_scope_when_auth_is_on(gateway):
     from fastapi.testclient import TestClient
 
-    from gateway.app import create_app
+    from gateway.api.app import create_app
 
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware

@@ -49,10 +49,10 @@ class StubBackend:
 
 
 def make_gateway(policies: Path, audit_url: str | None, **settings: Any):
-    """A :class:`gateway.service.Gateway` over ``policies`` with an audit log at ``audit_url`` (None: no audit)."""
-    from gateway.audit import AuditLog
-    from gateway.policy_store import PolicyStore
-    from gateway.service import Gateway
+    """A :class:`gateway.state.Gateway` over ``policies`` with an audit log at ``audit_url`` (None: no audit)."""
+    from gateway.observability.audit import AuditLog
+    from gateway.policy.store import PolicyStore
+    from gateway.state import Gateway
     from gateway.settings import Settings
 
     s = Settings(policy=policies / "default.yaml", policies_dir=policies, audit_url=audit_url, auth="off",
@@ -60,6 +60,5 @@ def make_gateway(policies: Path, audit_url: str | None, **settings: Any):
     store = PolicyStore(policies, s.policy)
     store.load()
     audit = AuditLog(audit_url) if audit_url else None
-    gw = Gateway(s, store.default, StubBackend(), None, None, None, store=store, audit=audit)  # type: ignore[arg-type]
-    store.on_swap(gw._follow_default)
+    gw = Gateway(s, store, store.default, StubBackend(), None, None, None, audit)  # type: ignore[arg-type]
     return gw

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from greenlist.breaker import CircuitBreaker
+
 
 @dataclass
 class GenerationRequest:
@@ -82,10 +84,20 @@ class Backend(ABC):
     Attributes:
         watermarks: Whether this backend can apply the Greenlist watermark.
         model_ids: Model names served, for ``/v1/models``.
+        tokenizer: The generating model's tokenizer (a transformers tokenizer), or None when the backend
+            has none of its own (an upstream API); the gateway then loads the configured one for watermark
+            verification and prompt-token limits.
+        breaker: The circuit breaker guarding a remote upstream, or None for a local model.
     """
 
     watermarks: bool = False
     model_ids: list[str] = []
+    tokenizer: Any = None
+    breaker: CircuitBreaker | None = None
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports about this backend: its circuit state when it has a breaker."""
+        return {"circuit": self.breaker.state} if self.breaker is not None else {}
 
     @abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation:

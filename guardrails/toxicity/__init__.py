@@ -191,6 +191,7 @@ class ToxicityGuardrail(Guardrail):
 
     Config = ToxicityConfig
     streaming = True
+    moderation_model = "greenlist-toxicity"
     deobfuscate = True  # matches words: also scan the de-obfuscated text ("i d i o t", "1d10t")
 
     def __init__(self, config: ToxicityConfig) -> None:

@@ -29,7 +29,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import _send_error
+from gateway.security.auth import _send_error
 from gateway.errors import APIError
 from guardrails.normalize import replace_surrogates
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.pipeline import Pipeline
+from gateway.serving.pipeline import Pipeline
 from guardrails import Direction
 
 TEXT_COLUMNS = ("text", "prompt", "content", "tweet", "comment_text", "input")
@@ -104,11 +104,11 @@ def read_replay(source: str, *, text_column: str | None = None, label_column: st
     bv = {b.strip().lower() for b in block_values} if block_values else None
     items: list[ReplayItem] = []
     if source == "audit" or source.startswith("audit:"):
-        from gateway.audit import AuditQuery, open_engine, query_engine
+        from gateway.observability.audit import AuditQuery, open_engine, query_engine
 
         url = source[len("audit:"):] if source.startswith("audit:") else audit_url
         if not url:
-            from gateway.audit import default_audit_url
+            from gateway.observability.audit import default_audit_url
             from gateway.settings import Settings
 
             settings = Settings()

@@ -4,7 +4,7 @@ The routes call three functions:
 
 * :func:`request_context` once per request (request id, tenant, scopes, endpoint);
 * :func:`resolve` to pick the policy (and its shadow) through the gateway's
-  :class:`~gateway.policy_store.PolicyStore`;
+  :class:`~gateway.policy.store.PolicyStore`;
 * :func:`after_check` after every full-text verdict: it counts the verdict in
   the metrics, queues its audit record and, when the policy has a shadow,
   schedules the shadow policy's check of the same text in the background (its
@@ -18,10 +18,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.pipeline import Pipeline, Verdict
-from gateway.policy_store import Resolution
+from gateway.policy.store import Resolution
+from gateway.serving.pipeline import Pipeline, Verdict
+
+if TYPE_CHECKING:
+    from gateway.state import Gateway
 
 log = logging.getLogger("greenlist.trust")
 
@@ -61,17 +64,17 @@ def request_context(request: Any = None, endpoint: str | None = None) -> Request
                           endpoint or request.url.path)
 
 
-def resolve(gw: Any, ctx: RequestContext, requested: str | None, model: str | None = None) -> Resolution:
+def resolve(gw: Gateway, ctx: RequestContext, requested: str | None, model: str | None = None) -> Resolution:
     """Pick the live policy (and shadow) for a request.
 
     Args:
-        gw: The :class:`~gateway.service.Gateway`.
+        gw: The :class:`~gateway.state.Gateway`.
         ctx: The request's context.
         requested: Policy named in the body, if any.
         model: Requested model name, if any.
 
     Returns:
-        The :class:`~gateway.policy_store.Resolution`.
+        The :class:`~gateway.policy.store.Resolution`.
 
     Raises:
         gateway.errors.APIError: 403 / 404 / 503 (see :meth:`PolicyStore.resolve`).
@@ -79,7 +82,7 @@ def resolve(gw: Any, ctx: RequestContext, requested: str | None, model: str | No
     return gw.store.resolve(tenant=ctx.tenant, scopes=ctx.scopes, model=model, requested=requested)
 
 
-def after_check(gw: Any, ctx: RequestContext, pipeline: Pipeline, verdict: Verdict, text: str,
+def after_check(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, verdict: Verdict, text: str,
                 shadow: Pipeline | None = None, enforced: str | None = None) -> None:
     """Record a full-text verdict (metrics + audit) and start its shadow check. Never raises.
 
@@ -95,7 +98,7 @@ def after_check(gw: Any, ctx: RequestContext, pipeline: Pipeline, verdict: Verdi
     try:
         direction = verdict.direction.value
         body = verdict.to_dict()
-        from gateway.metrics import observe_verdict
+        from gateway.observability.metrics import observe_verdict
 
         observe_verdict(pipeline.name, body, direction)
         _audit(gw, ctx, pipeline, body, direction, text, shadow=False, enforced=enforced)
@@ -108,12 +111,12 @@ def after_check(gw: Any, ctx: RequestContext, pipeline: Pipeline, verdict: Verdi
         log.exception("audit/metrics of request %s failed", ctx.request_id)
 
 
-async def _run_shadow(gw: Any, ctx: RequestContext, shadow: Pipeline, live: Pipeline, text: str,
+async def _run_shadow(gw: Gateway, ctx: RequestContext, shadow: Pipeline, live: Pipeline, text: str,
                       live_verdict: Verdict, enforced: str) -> None:
     try:
         verdict = await shadow.check(text, live_verdict.direction)
         body = verdict.to_dict()
-        from gateway.metrics import observe_verdict
+        from gateway.observability.metrics import observe_verdict
 
         observe_verdict(shadow.name, body, verdict.direction.value, shadow=True)
         _audit(gw, ctx, shadow, body, verdict.direction.value, text, shadow=True, live=live, enforced=enforced)
@@ -125,12 +128,12 @@ async def _run_shadow(gw: Any, ctx: RequestContext, shadow: Pipeline, live: Pipe
         log.exception("shadow check of request %s failed", ctx.request_id)
 
 
-def _audit(gw: Any, ctx: RequestContext, pipeline: Pipeline, body: dict[str, Any], direction: str, text: str,
+def _audit(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, body: dict[str, Any], direction: str, text: str,
            *, shadow: bool, live: Pipeline | None = None, enforced: str | None = None) -> None:
-    audit = getattr(gw, "audit", None)
+    audit = gw.audit
     if audit is None or not pipeline.policy.audit.enabled:
         return
-    from gateway.audit import make_record
+    from gateway.observability.audit import make_record
 
     guardrails = body.get("guardrails", [])
     latency = sum(float(g.get("latency_ms", 0.0)) for g in guardrails)
@@ -142,24 +145,20 @@ def _audit(gw: Any, ctx: RequestContext, pipeline: Pipeline, body: dict[str, Any
     ))
 
 
-def audit_moderation(gw: Any, ctx: RequestContext, inputs: list[str], results: list[dict[str, Any]],
-                     latency_ms: float) -> None:
+def audit_moderation(gw: Gateway, ctx: RequestContext, guardrail: str, inputs: list[str],
+                     results: list[dict[str, Any]], latency_ms: float) -> None:
     """Audit ``/v1/moderations`` results (one row per input, policy ``moderation``). Never raises."""
     try:
-        audit = getattr(gw, "audit", None)
-        store_text = False
-        try:
-            store_text = gw.store.default.policy.audit.store_text
-        except Exception:  # noqa: BLE001
-            pass
-        from gateway.audit import make_record
-        from gateway.metrics import observe_verdict
+        audit = gw.audit
+        store_text = gw.pipeline.policy.audit.store_text
+        from gateway.observability.audit import make_record
+        from gateway.observability.metrics import observe_verdict
 
         per = latency_ms / max(1, len(inputs))
         for text, res in zip(inputs, results):
             scores = res.get("category_scores", {})
             decision = "flag" if res.get("flagged") else "allow"
-            guardrails = [{"name": "toxicity", "score": round(float(max(scores.values(), default=0.0)), 6),
+            guardrails = [{"name": guardrail, "score": round(float(max(scores.values(), default=0.0)), 6),
                            "decision": decision, "action": "flag" if res.get("flagged") else None,
                            "latency_ms": per}]
             observe_verdict("moderation", {"decision": decision, "guardrails": guardrails}, "input")
@@ -177,25 +176,3 @@ async def drain_shadow(timeout: float = 30.0) -> None:
     tasks = [t for t in list(_shadow_tasks) if not t.done()]
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
-
-
-def start_watcher(gw: Any) -> "asyncio.Task[None] | None":
-    """Start the policy-file watcher task when ``settings.policy_watch`` is on (call inside the event loop)."""
-    store = getattr(gw, "store", None)
-    if store is None or not getattr(gw.settings, "policy_watch", False):
-        return None
-    return asyncio.get_running_loop().create_task(store.watch(gw.settings.policy_watch_interval_s))
-
-
-async def shutdown(gw: Any, watcher: "asyncio.Task[None] | None") -> None:
-    """Stop the watcher, let running shadow checks finish and flush the audit log (nothing queued is lost)."""
-    if watcher is not None:
-        watcher.cancel()
-        try:
-            await watcher
-        except asyncio.CancelledError:
-            pass
-    await drain_shadow(10.0)
-    audit = getattr(gw, "audit", None)
-    if audit is not None:
-        await asyncio.to_thread(audit.flush, 30.0)

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.policy import LoadedPolicy
-from guardrails import Decision, Direction, Guardrail, GuardrailResult, guardrail_class, most_severe
+from gateway.policy.schema import LoadedPolicy
+from guardrails import Decision, Direction, Guardrail, GuardrailResult, Moderator, guardrail_class, most_severe
 from guardrails.normalize import deobfuscate, normalize
 
 
@@ -89,11 +89,11 @@ class Pipeline:
         """The policy's version (content hash)."""
         return self.loaded.version
 
-    def find(self, type_name: str) -> Guardrail | None:
-        """First guardrail of ``type_name`` in the policy (output side first), or None."""
+    def moderator(self) -> Moderator | None:
+        """First guardrail that can answer ``/v1/moderations`` (output side first), or None."""
         for direction in (Direction.OUTPUT, Direction.INPUT):
             for g in self.guardrails[direction]:
-                if g.config.type == type_name:
+                if isinstance(g, Moderator):
                     return g
         return None
 

@@ -1,7 +1,7 @@
 """Several live policies, matched to requests, reloaded safely while the gateway serves.
 
 A :class:`PolicyStore` holds one immutable :class:`PolicySnapshot`: every
-compiled :class:`~gateway.pipeline.Pipeline` of the ``policies/`` directory,
+compiled :class:`~gateway.serving.pipeline.Pipeline` of the ``policies/`` directory,
 the routing config (``policies/routing.yaml``) and the default policy. A reload
 builds a complete new snapshot off to the side (validating every file, then
 constructing the guardrails of changed policies only) and then replaces the one
@@ -36,8 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import APIError
-from gateway.pipeline import Pipeline
-from gateway.policy import LoadedPolicy, PolicyError, PolicyIssue, _line_of, load_policy
+from gateway.serving.pipeline import Pipeline
+from gateway.policy.schema import LoadedPolicy, PolicyError, PolicyIssue, _line_of, load_policy
 from guardrails import Guardrail, GuardrailConfig, guardrail_class
 
 log = logging.getLogger("greenlist.policies")
@@ -585,7 +585,7 @@ def _routing_line(path: Path, where: str) -> int | None:
 
 def _metric_reload(result: str) -> None:
     try:
-        from gateway.metrics import POLICY_RELOADS
+        from gateway.observability.metrics import POLICY_RELOADS
 
         POLICY_RELOADS.labels(result=result).inc()
     except Exception:  # noqa: BLE001 - metrics never break policy loading
@@ -594,7 +594,7 @@ def _metric_reload(result: str) -> None:
 
 def _metric_versions(snap: PolicySnapshot) -> None:
     try:
-        from gateway.metrics import set_policy_versions
+        from gateway.observability.metrics import set_policy_versions
 
         set_policy_versions(snap.versions())
     except Exception:  # noqa: BLE001

@@ -5,7 +5,7 @@
 2. Generate (watermarked when the policy and the backend allow).
 3. Check the output with the ``output`` guardrails: on the whole text, or,
    when streaming, window by window and then on the whole text
-   (:class:`gateway.streaming.StreamGuard`).
+   (:class:`gateway.serving.streaming.StreamGuard`).
 4. Answer in OpenAI's shape plus a ``greenlist`` object and an
    ``x-greenlist-decision`` header. A blocked output ends with
    ``finish_reason: "content_filter"`` and the policy's refusal message.
@@ -23,14 +23,14 @@ from typing import Any
 import anyio
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gateway import trust
+from gateway.observability import records
 from gateway.backends.base import Generation, GenerationRequest
 from gateway.errors import APIError
-from gateway.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, sse_error
-from gateway.pipeline import Pipeline, Verdict
-from gateway.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.service import Gateway
-from gateway.streaming import StreamGuard
+from gateway.security.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, sse_error
+from gateway.serving.pipeline import Pipeline, Verdict
+from gateway.api.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.state import Gateway
+from gateway.serving.streaming import StreamGuard
 from guardrails import Decision, Direction, most_severe
 
 DECISION_HEADER = "x-greenlist-decision"
@@ -98,11 +98,11 @@ def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_
 
 
 async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
-                       ctx: trust.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
+                       ctx: records.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
     """Step 1: run the input guardrails (audited; ``shadow`` checked beside); raise the content-filter error when blocked."""
     verdict = await pipeline.check(prompt_text(body), Direction.INPUT)
-    ctx = ctx or trust.request_context()
-    trust.after_check(gw, ctx, pipeline, verdict, prompt_text(body), shadow)
+    ctx = ctx or records.request_context()
+    records.after_check(gw, ctx, pipeline, verdict, prompt_text(body), shadow)
     if verdict.decision is Decision.BLOCK:
         raise APIError(
             400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
@@ -123,13 +123,12 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
         limiter: Bounds concurrent generations (429 when the wait queue is full); None for no bound.
         request: The Starlette request (tenant and scopes for policy matching and the audit log).
     """
-    ctx = trust.request_context(request)
-    resolution = trust.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
+    ctx = records.request_context(request)
+    resolution = records.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
     pipeline = resolution.pipeline
     generation_request = _generation_request(gw, pipeline, body)
-    breaker = getattr(gw.backend, "breaker", None)
-    if breaker is not None:
-        breaker.fail_fast()  # upstream down: refuse before spending guardrail time
+    if gw.backend.breaker is not None:
+        gw.backend.breaker.fail_fast()  # upstream down: refuse before spending guardrail time
     whole_prompt = body.prompt if isinstance(body, CompletionRequest) else "\n".join(m.text() for m in body.messages)
     await check_prompt_tokens(gw.verifier.tokenizer, str(whole_prompt), gw.settings.max_prompt_tokens,
                               _prompt_param(body))
@@ -149,7 +148,7 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
         if slot is not None:
             slot.release()
     output_verdict = await pipeline.check(generation.text, Direction.OUTPUT)
-    trust.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
+    records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
     decision = most_severe([input_verdict.decision, output_verdict.decision])
     if output_verdict.decision is Decision.BLOCK:
         text, finish = pipeline.policy.refusal_message, "content_filter"
@@ -184,8 +183,8 @@ def _usage(generation: Generation) -> dict[str, int]:
 
 async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
                   request: GenerationRequest, input_verdict: Verdict, slot: Any = None,
-                  ctx: trust.RequestContext | None = None, shadow: Pipeline | None = None) -> StreamingResponse:
-    ctx = ctx or trust.request_context()
+                  ctx: records.RequestContext | None = None, shadow: Pipeline | None = None) -> StreamingResponse:
+    ctx = ctx or records.request_context()
     chat = isinstance(body, ChatCompletionRequest)
     meta = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -234,7 +233,7 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
         key_id = request.watermark_delta is not None and generation.watermark_key_id or None
         greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary())
         greenlist["request_id"] = ctx.request_id
-        trust.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
+        records.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
         yield chunk(None, "content_filter" if blocked else generation.finish_reason, greenlist=greenlist)
         if include_usage:
             yield f"data: {json.dumps({**meta, 'choices': [], 'usage': _usage(generation)})}\n\n"

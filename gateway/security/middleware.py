@@ -1,6 +1,6 @@
 """Wires authentication, limits and the generation queue into the FastAPI app (one call from ``create_app``).
 
-See :mod:`gateway.auth`, :mod:`gateway.limits` and
+See :mod:`gateway.security.auth`, :mod:`gateway.security.limits` and
 :mod:`gateway.backends.resilience`; ``docs/reliability.md`` has the design
 and the measured fuzzing and load results.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.auth import AuthConfig, AuthMiddleware, KeyStore, TokenBucket, default_keys_path, warn_if_open
-from gateway.limits import BodySizeLimitMiddleware, GenerationLimiter
+from gateway.security.auth import AuthConfig, AuthMiddleware, KeyStore, TokenBucket, default_keys_path, warn_if_open
+from gateway.security.limits import BodySizeLimitMiddleware, GenerationLimiter
 from gateway.settings import Settings
 
 

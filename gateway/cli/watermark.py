@@ -36,7 +36,7 @@ def verify(
 ) -> None:
     """Verify a text against this installation's watermark keys; exit 0 if watermarked, 1 if not."""
     from gateway.backends.loading import load_tokenizer
-    from gateway.policy import load_policy
+    from gateway.policy.schema import load_policy
     from gateway.settings import Settings
     from watermark.certificate import load_signer
     from watermark.keys import load_keyring

@@ -1,16 +1,20 @@
-"""Everything a running gateway holds: settings, policy pipeline, backend, watermark keys and detector."""
+"""The running gateway's state (:class:`Gateway`): settings, live policies, backend, keys, verifier, audit log.
+
+Built once at start-up by :meth:`Gateway.start`; the API routes read it from ``app.state.gateway``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.backends.base import Backend
-from gateway.errors import APIError
-from gateway.pipeline import Pipeline
-from gateway.policy_store import PolicyStore
+from gateway.observability.audit import AuditLog
+from gateway.policy.store import PolicySnapshot, PolicyStore
+from gateway.serving.pipeline import Pipeline
 from gateway.settings import Settings
 from watermark.certificate import load_signer
 from watermark.keys import KeyRing, load_keyring
@@ -41,31 +45,33 @@ class Gateway:
 
     Attributes:
         settings: The server settings.
-        pipeline: The compiled policy.
+        store: Every live policy, routing and hot reload (:mod:`gateway.policy.store`).
+        pipeline: The default policy's compiled pipeline; follows the store across reloads.
         backend: Where completions come from.
         keyring: Watermark keys; ``keyring.active`` watermarks new text.
         scheme: Green-list scheme of the active key.
         verifier: Verifies texts against every non-retired key.
-        store: Every live policy, routing and hot reload (:mod:`gateway.policy_store`);
-            ``pipeline`` follows its default policy across reloads.
-        audit: The audit log (:mod:`gateway.audit`), or None when disabled.
+        audit: The audit log (:mod:`gateway.observability.audit`), or None when disabled.
     """
 
     settings: Settings
+    store: PolicyStore
     pipeline: Pipeline
     backend: Backend
     keyring: KeyRing
     scheme: Scheme
     verifier: Verifier
-    store: PolicyStore | None = None
-    audit: Any = None
+    audit: AuditLog | None = None
+
+    def __post_init__(self) -> None:
+        self.store.on_swap(self._follow_default)
 
     @classmethod
-    def start(cls, settings: Settings) -> "Gateway":
+    def start(cls, settings: Settings) -> Gateway:
         """Load the policy (refusing an invalid one), keys, guardrail models and the backend, warmed up.
 
         Raises:
-            gateway.policy.PolicyError: for an invalid policy file.
+            gateway.policy.schema.PolicyError: for an invalid policy file.
             RuntimeError / OSError: when a model cannot be loaded.
         """
         store = PolicyStore(settings.policies_dir or Path(settings.policy).parent, settings.policy,
@@ -75,7 +81,7 @@ class Gateway:
         keyring = load_keyring(settings.home)
         scheme = keyring.active.scheme(settings.watermark_gamma, settings.watermark_seeding_scheme)
         backend = _build_backend(settings, scheme)
-        tokenizer = getattr(backend, "tokenizer", None)
+        tokenizer = backend.tokenizer
         if tokenizer is None:
             from gateway.backends.loading import load_tokenizer
 
@@ -88,38 +94,40 @@ class Gateway:
                  settings.backend, keyring.active.key_id)
         audit = None
         if settings.audit_enabled:
-            from gateway.audit import AuditLog, default_audit_url
+            from gateway.observability.audit import default_audit_url
 
             audit = AuditLog(settings.audit_url or default_audit_url(settings.home))
-        gw = cls(settings, pipeline, backend, keyring, scheme, verifier, store=store, audit=audit)
-        store.on_swap(gw._follow_default)
-        return gw
+        return cls(settings, store, pipeline, backend, keyring, scheme, verifier, audit)
 
-    def _follow_default(self, snapshot: Any) -> None:
+    def _follow_default(self, snapshot: PolicySnapshot) -> None:
         self.pipeline = snapshot.pipelines[snapshot.default]
-        if self.verifier is not None:  # reported δ follows the live default policy
+        if self.verifier is not None:  # reported delta follows the live default policy
             self.verifier.delta = self.pipeline.policy.watermark.delta
 
-    def resolve_policy(self, requested: str | None) -> Pipeline:
-        """The pipeline for an anonymous request naming ``requested`` (None: the default policy).
+    def start_watcher(self) -> asyncio.Task[None] | None:
+        """Start the policy-file watcher task when ``settings.policy_watch`` is on (call inside the event loop).
 
-        Requests with a tenant are matched by :func:`gateway.trust.resolve`.
-
-        Raises:
-            APIError: 403 / 404 / 503 from :meth:`PolicyStore.resolve`; 404 when a request names another
-                policy on a gateway without a store.
+        Returns:
+            The task (owned by the caller's event loop; pass it to :meth:`drain`), or None when off.
         """
-        if self.store is not None:
-            return self.store.resolve(requested=requested).pipeline
-        if requested not in (None, self.pipeline.name):
-            raise APIError(404, f"unknown policy {requested!r}; this server runs {self.pipeline.name!r}",
-                           param="policy", code="policy_not_found")
-        return self.pipeline
+        if not self.settings.policy_watch:
+            return None
+        return asyncio.get_running_loop().create_task(self.store.watch(self.settings.policy_watch_interval_s))
+
+    async def drain(self, watcher: asyncio.Task[None] | None) -> None:
+        """Stop ``watcher``, let running shadow checks finish and flush the audit log (nothing queued is lost)."""
+        from gateway.observability.records import drain_shadow
+
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await drain_shadow(10.0)
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.flush, 30.0)
 
     async def aclose(self) -> None:
         """Release the backend; flush and close the audit log."""
         await self.backend.aclose()
         if self.audit is not None:
-            import asyncio
-
             await asyncio.to_thread(self.audit.close)

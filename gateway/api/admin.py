@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gateway.api.deps import gateway_of as _gw
 from gateway.errors import APIError
 
 router = APIRouter()
@@ -36,14 +37,10 @@ def require_admin(request: Request) -> None:
                        code="insufficient_scope")
 
 
-def _gw(request: Request) -> Any:
-    return request.app.state.gateway
-
-
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    """Prometheus exposition of :mod:`gateway.metrics`."""
-    from gateway.metrics import render
+    """Prometheus exposition of :mod:`gateway.observability.metrics`."""
+    from gateway.observability.metrics import render
 
     body, content_type = render()
     return Response(body, media_type=content_type)

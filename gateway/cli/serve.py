@@ -1,0 +1,41 @@
+"""``greenlist serve``: start the gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
+    policy: Optional[Path] = typer.Option(None, help="Policy file (default policies/default.yaml)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Start the gateway; it reports ready once the model is loaded and warmed up."""
+    import uvicorn
+
+    from gateway.api.app import create_app
+    from gateway.policy.schema import PolicyError, load_policy
+    from gateway.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config is not None:
+        os.environ["GREENLIST_CONFIG"] = str(config)
+    overrides = {k: v for k, v in {"host": host, "port": port, "policy": policy}.items() if v is not None}
+    settings = Settings(**overrides)
+    try:
+        load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field
+        from gateway.policy.store import PolicyStore
+
+        PolicyStore(settings.policies_dir or settings.policy.parent, settings.policy,  # ... or policy set / routing
+                    settings.policy_routing).validate()
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
