@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gateway.backends.base import Backend
 from gateway.observability.audit import AuditLog
-from gateway.policy.store import PolicySnapshot, PolicyStore
+from gateway.policy.snapshot import PolicySnapshot
+from gateway.policy.store import PolicyStore
 from gateway.serving.pipeline import Pipeline
 from gateway.settings import Settings
 from watermark.certificate import load_signer

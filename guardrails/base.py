@@ -23,6 +23,8 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from greenlist.clock import SYSTEM_CLOCK, Clock
+
 
 class Direction(str, enum.Enum):
     """Which side of the model a text comes from: the prompt or the output."""
@@ -158,13 +160,17 @@ class Guardrail(ABC):
     * ``streaming``: scanning partial windows of a streamed output makes sense (a citation check, for
       example, only runs on the whole text);
     * ``deobfuscate``: the guardrail matches words, so the pipeline also scans the de-obfuscated text
-      (:func:`guardrails.normalize.deobfuscate`: "i d i o t", "1d10t") and keeps the more severe result;
+      (:func:`greenlist.normalize.deobfuscate`: "i d i o t", "1d10t") and keeps the more severe result;
     * ``needs_context``: the pipeline calls :meth:`scan_in_context` with the conversation and the earlier
       results instead of :meth:`scan`.
 
     A guardrail that can answer OpenAI's ``/v1/moderations`` also implements :class:`Moderator`.
+
+    ``clock`` is the time source of guardrails that poll or wait (e.g. reload checks of an index on disk);
+    tests set an instance's ``clock`` to a :class:`greenlist.clock.ManualClock` instead of sleeping.
     """
 
+    clock: Clock = SYSTEM_CLOCK
     Config: ClassVar[type[GuardrailConfig]] = GuardrailConfig
     streaming: ClassVar[bool] = True
     deobfuscate: ClassVar[bool] = False

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrails.normalize import normalize
+from greenlist.normalize import normalize
 from watermark.certificate import TEXT_NORMALIZATION, Signer, text_sha256
 from watermark.detector import Detection, WatermarkDetector, normal_sf
 from watermark.keys import KeyRing

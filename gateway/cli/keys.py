@@ -13,7 +13,7 @@ keys_app = typer.Typer(help="Manage API keys (Authorization: Bearer).", no_args_
 
 
 def _store(path: Optional[Path]):
-    from gateway.security.auth import KeyStore, default_keys_path
+    from gateway.security.keys import KeyStore, default_keys_path
     from gateway.settings import Settings
 
     settings = Settings()

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway.policy.store import Resolution
+from gateway.policy.snapshot import Resolution
 from gateway.serving.pipeline import Pipeline, Verdict
 
 if TYPE_CHECKING:

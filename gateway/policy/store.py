@@ -27,208 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any, Callable
 
 from gateway.errors import APIError
+from gateway.policy.routing import ROUTING_FILE, Routing, _field_line, _name_line, _routing_line, load_routing
+from gateway.policy.schema import LoadedPolicy, PolicyError, PolicyIssue, load_policy
+from gateway.policy.snapshot import GuardrailCache, PolicySnapshot, ReloadResult, Resolution
 from gateway.serving.pipeline import Pipeline
-from gateway.policy.schema import LoadedPolicy, PolicyError, PolicyIssue, _line_of, load_policy
-from guardrails import Guardrail, GuardrailConfig, guardrail_class
+from greenlist.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("greenlist.policies")
-
-ROUTING_FILE = "routing.yaml"
-
-
-class TenantRoute(BaseModel):
-    """Routing of one tenant (or of requests without a tenant).
-
-    Attributes:
-        policy: Policy applied to the tenant's requests (``None``: by model, then default).
-        allow: Policies the tenant may name explicitly in a request body
-            (``"*"`` = any). The tenant's own policy is always allowed.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    policy: str | None = None
-    allow: list[str] = Field(default_factory=list)
-
-
-class Routing(BaseModel):
-    """The routing file: tenants, models and shadows.
-
-    Attributes:
-        tenants: ``{tenant: TenantRoute}``.
-        anonymous: Route of requests without a tenant (auth off); by default
-            any policy may be named.
-        unknown_tenant: Route of a tenant not listed in ``tenants``.
-        models: ``{model name: policy}``.
-        shadow: ``{live policy: shadow policy}``; overrides a policy's own ``shadow``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    tenants: dict[str, TenantRoute] = Field(default_factory=dict)
-    anonymous: TenantRoute = TenantRoute(allow=["*"])
-    unknown_tenant: TenantRoute = TenantRoute()
-    models: dict[str, str] = Field(default_factory=dict)
-    shadow: dict[str, str] = Field(default_factory=dict)
-
-
-def load_routing(path: Path | None) -> Routing:
-    """Read and validate a routing file (absent file: the default routing).
-
-    Raises:
-        PolicyError: with file, line and field for every problem.
-    """
-    if path is None or not path.exists():
-        return Routing()
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise PolicyError([PolicyIssue(str(path), mark.line + 1 if mark else None, "<yaml>",
-                                       str(exc).splitlines()[0])]) from None
-    if not isinstance(data, dict):
-        raise PolicyError([PolicyIssue(str(path), 1, "<root>", "the routing file must be a YAML mapping")])
-    try:
-        return Routing.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError([PolicyIssue(str(path), _line_of(node, tuple(e["loc"])),
-                                       ".".join(str(p) for p in e["loc"]) or "<root>", e["msg"])
-                           for e in exc.errors()]) from None
-
-
-class GuardrailCache:
-    """Guardrail instances shared by every policy (and kept across reloads) when their entries are identical.
-
-    Two policies with the same entry (same type and every field equal, e.g.
-    ``default``'s citation check inherited by a child) use one instance, so a
-    citation database or corpus index is loaded once; a reload rebuilds only the
-    entries that changed. Guardrails are thread-safe by contract
-    (:mod:`guardrails.base`), so sharing is safe.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, Guardrail] = {}
-        self._lock = threading.Lock()
-        self.built = 0
-
-    @staticmethod
-    def key(config: GuardrailConfig) -> str:
-        """Identity of a policy entry: its type and all its fields."""
-        return f"{config.type}:{config.model_dump_json()}"
-
-    def get(self, config: GuardrailConfig) -> Guardrail:
-        """The shared instance for ``config``, constructing it on first use.
-
-        Raises:
-            Exception: whatever the guardrail's constructor raises (nothing is cached then).
-        """
-        k = self.key(config)
-        with self._lock:
-            found = self._items.get(k)
-        if found is not None:
-            return found
-        made = guardrail_class(config.type)(config)
-        with self._lock:
-            self.built += 1
-            return self._items.setdefault(k, made)
-
-    def retain(self, pipelines: "Iterable[Pipeline]") -> None:
-        """Drop instances no pipeline in ``pipelines`` uses (after a reload went live)."""
-        keep = {self.key(g.config) for p in pipelines for gs in p.guardrails.values() for g in gs}
-        with self._lock:
-            for k in [k for k in self._items if k not in keep]:
-                del self._items[k]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@dataclass(frozen=True)
-class PolicySnapshot:
-    """One consistent set of live policies (never modified once built).
-
-    Attributes:
-        pipelines: ``{policy name: compiled pipeline}``.
-        unavailable: ``{policy name: error}`` for valid policies whose
-            guardrails could not be constructed (e.g. no citation database yet).
-        routing: The routing config.
-        default: Name of the default policy.
-        generation: 1 for the first load, +1 for each accepted reload.
-        loaded_at: Unix time the snapshot went live.
-        fingerprint: ``{file: (mtime_ns, size)}`` of the files it was built from.
-    """
-
-    pipelines: dict[str, Pipeline]
-    unavailable: dict[str, str]
-    routing: Routing
-    default: str
-    generation: int
-    loaded_at: float
-    fingerprint: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    def shadow_name(self, live: str) -> str | None:
-        """Name of the policy run in shadow beside ``live``, or None."""
-        if live in self.routing.shadow:
-            return self.routing.shadow[live]
-        pipeline = self.pipelines.get(live)
-        return pipeline.policy.shadow if pipeline is not None else None
-
-    def versions(self) -> dict[str, str]:
-        """``{policy name: version}`` of the live policies."""
-        return {name: p.version for name, p in sorted(self.pipelines.items())}
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """The policy chosen for one request.
-
-    Attributes:
-        pipeline: The live (enforced) pipeline.
-        shadow: The pipeline run in shadow, or None.
-        reason: How it was chosen: ``explicit``, ``tenant``, ``model`` or ``default``.
-        snapshot: The snapshot both came from.
-    """
-
-    pipeline: Pipeline
-    shadow: Pipeline | None
-    reason: str
-    snapshot: PolicySnapshot
-
-
-@dataclass
-class ReloadResult:
-    """Outcome of :meth:`PolicyStore.reload`.
-
-    Attributes:
-        ok: True when the new snapshot went live (or nothing changed).
-        generation: The live generation after the call.
-        changed: Policies whose version changed (added ones included).
-        removed: Policies no longer present.
-        errors: Every problem, as ``FILE:LINE: field: message``, when rejected.
-        versions: ``{policy: version}`` now live.
-    """
-
-    ok: bool
-    generation: int
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (the reload endpoint's body)."""
-        return {"ok": self.ok, "generation": self.generation, "changed": self.changed, "removed": self.removed,
-                "errors": self.errors, "versions": self.versions}
-
 
 class PolicyStore:
     """The live policies of a gateway (see the module doc).
@@ -241,14 +50,16 @@ class PolicyStore:
         routing_path: Routing file; ``None``: ``directory/routing.yaml`` if present.
         pipeline_factory: Builds a pipeline from a loaded policy (default:
             :class:`Pipeline` with guardrails from the store's :class:`GuardrailCache`).
+        clock: Time source of the watcher's polling and of snapshot timestamps (tests pass a ManualClock).
 
     Call :meth:`load` once before use.
     """
 
     def __init__(self, directory: str | Path, default_path: str | Path | None = None,
                  routing_path: str | Path | None = None,
-                 pipeline_factory: Callable[[LoadedPolicy], Pipeline] | None = None) -> None:
-        self.directory = Path(directory)
+                 pipeline_factory: Callable[[LoadedPolicy], Pipeline] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.directory, self.clock = Path(directory), clock
         self.default_path = Path(default_path) if default_path else self.directory / "default.yaml"
         self.routing_path = Path(routing_path) if routing_path else self.directory / ROUTING_FILE
         self.guardrail_cache = GuardrailCache()
@@ -332,7 +143,7 @@ class PolicyStore:
         """
         with self._lock:
             old = self.snapshot
-            self.last_attempt = time.time()
+            self.last_attempt = self.clock.time()
             try:
                 snap = self._build(old)
             except PolicyError as exc:
@@ -435,7 +246,7 @@ class PolicyStore:
         if issues:
             raise PolicyError(issues)
         generation = (old.generation + 1) if old else 1
-        return PolicySnapshot(pipelines, unavailable, routing, default_name, generation, time.time(), fingerprint)
+        return PolicySnapshot(pipelines, unavailable, routing, default_name, generation, self.clock.time(), fingerprint)
 
     def _check_references(self, loaded: dict[str, LoadedPolicy], routing: Routing) -> list[PolicyIssue]:
         issues: list[PolicyIssue] = []
@@ -531,12 +342,12 @@ class PolicyStore:
         logged and not retried until the files change again.
         """
         while True:
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep(interval_s)
             try:
                 if not self.changed_on_disk():
                     continue
                 first = self.fingerprint()
-                await asyncio.sleep(min(0.25, interval_s))
+                await self.clock.sleep(min(0.25, interval_s))
                 if self.fingerprint() != first:
                     continue  # still being written
                 await asyncio.to_thread(self.reload)
@@ -562,25 +373,6 @@ class PolicyStore:
             "last_error": self.last_error,
             "last_attempt": self.last_attempt,
         }
-
-
-def _yaml_line(path: Path, loc: tuple[Any, ...]) -> int | None:
-    try:
-        return _line_of(yaml.compose(path.read_text(encoding="utf-8", errors="replace")), loc)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _name_line(path: Path) -> int | None:
-    return _yaml_line(path, ("name",))
-
-
-def _field_line(path: Path, name: str) -> int | None:
-    return _yaml_line(path, (name,))
-
-
-def _routing_line(path: Path, where: str) -> int | None:
-    return _yaml_line(path, tuple(where.split(".")))
 
 
 def _metric_reload(result: str) -> None:

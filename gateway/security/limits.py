@@ -29,9 +29,9 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.security.auth import _send_error
 from gateway.errors import APIError
-from guardrails.normalize import replace_surrogates
+from gateway.security.auth import _send_error
+from greenlist.normalize import replace_surrogates
 
 log = logging.getLogger("greenlist.limits")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.security.auth import AuthConfig, AuthMiddleware, KeyStore, TokenBucket, default_keys_path, warn_if_open
+from gateway.security.auth import AuthConfig, AuthMiddleware, warn_if_open
+from gateway.security.keys import KeyStore, default_keys_path
 from gateway.security.limits import BodySizeLimitMiddleware, GenerationLimiter
+from gateway.security.ratelimit import TokenBucket
 from gateway.settings import Settings
 
 

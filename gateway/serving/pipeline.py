@@ -12,7 +12,7 @@ prompt or an output:
 4. the verdict is the most severe decision of all results.
 
 Lexical guardrails (a guardrail class with ``deobfuscate = True``) also scan the de-obfuscated text
-(:func:`guardrails.normalize.deobfuscate`: "i d i o t", "1d10t") when it differs,
+(:func:`greenlist.normalize.deobfuscate`: "i d i o t", "1d10t") when it differs,
 and the more severe of the two results counts (``details.deobfuscated``).
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from gateway.policy.schema import LoadedPolicy
 from guardrails import Decision, Direction, Guardrail, GuardrailResult, Moderator, guardrail_class, most_severe
-from guardrails.normalize import deobfuscate, normalize
+from greenlist.normalize import deobfuscate, normalize
 
 
 @dataclass

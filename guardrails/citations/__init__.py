@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections import Counter
 from typing import Any, ClassVar, Literal
 
@@ -108,7 +107,7 @@ class CitationGuardrail(Guardrail):
         self.params = VerifyParams(title_match=config.title_match, title_close=config.title_close)
         self._follow_disk = database is None  # pick up `greenlist citations load` without a restart
         self._lock = threading.Lock()
-        self._checked_at = time.monotonic()
+        self._checked_at = self.clock.monotonic()
         self._signature = self._disk_signature()
 
     def _disk_signature(self) -> tuple[tuple[str, int], ...]:
@@ -125,12 +124,12 @@ class CitationGuardrail(Guardrail):
         A database loaded or removed with ``greenlist citations`` while the gateway runs is used from the
         next scan on; if reloading fails, the previous databases keep serving and the error is logged.
         """
-        if not self._follow_disk or time.monotonic() - self._checked_at < interval_s:
+        if not self._follow_disk or self.clock.monotonic() - self._checked_at < interval_s:
             return
         with self._lock:
-            if time.monotonic() - self._checked_at < interval_s:
+            if self.clock.monotonic() - self._checked_at < interval_s:
                 return
-            self._checked_at = time.monotonic()
+            self._checked_at = self.clock.monotonic()
             try:
                 signature = self._disk_signature()
                 if signature != self._signature:

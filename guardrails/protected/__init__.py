@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,7 +145,7 @@ class ProtectedContentGuardrail(Guardrail):
         self._versions: dict[str, str | None] = {}
         self._reload_lock = threading.Lock()
         self._reload_thread: threading.Thread | None = None
-        self._next_check = time.monotonic() + config.reload_interval
+        self._next_check = self.clock.monotonic() + config.reload_interval
         self.matchers: dict[str, Any] = {n: self._load(n) for n in names}
 
     def _load(self, name: str) -> Any:
@@ -228,7 +227,7 @@ class ProtectedContentGuardrail(Guardrail):
     def _maybe_reload(self) -> None:
         """At most once per ``reload_interval``: notice changed corpora and reload them (``reload`` mode)."""
         cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if cfg.reload == "off" or now < self._next_check:
             return
         if not self._reload_lock.acquire(blocking=False):

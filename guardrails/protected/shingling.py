@@ -3,7 +3,7 @@
 Two token streams feed the same shingling step:
 
 * **prose** — Unicode NFKC, removal of zero-width / format characters (``Cf``),
-  homoglyph folding (all from :mod:`guardrails.normalize`), case folding, and
+  homoglyph folding (all from :mod:`greenlist.normalize`), case folding, and
   word tokens ``[^\\W_]+`` so that punctuation, underscores and whitespace
   vanish. Trivial edits (curly quotes, ``ﬁ`` ligatures, a Cyrillic "о",
   doubled spaces, upper case) therefore do not change a single shingle.
@@ -41,7 +41,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from guardrails.normalize import fold_homoglyphs
+from greenlist.normalize import fold_homoglyphs
 
 Kind = Literal["prose", "code"]
 

@@ -2,7 +2,7 @@
 
 The same function runs on the training tweets and on scanned texts so the
 classifier never sees a feature at inference time that training removed:
-Unicode normalisation (:func:`guardrails.normalize.normalize`: NFKC,
+Unicode normalisation (:func:`greenlist.normalize.normalize`: NFKC,
 zero-width removal, homoglyph folding, including lone look-alike letters in
 mostly-Latin text), HTML entities decoded, and tweet
 artefacts that only identify the *source corpus* (``RT``, ``@mentions``,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import re
 
-from guardrails.normalize import normalize
+from greenlist.normalize import normalize
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\bURL\b", re.IGNORECASE)
 _MENTION = re.compile(r"@\w+:?")

@@ -11,7 +11,9 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from gateway.security.auth import KeyStore, TokenBucket, has_scope, hash_token, is_loopback, required_scope
+from gateway.security.auth import has_scope, is_loopback, required_scope
+from gateway.security.keys import KeyStore, hash_token
+from gateway.security.ratelimit import TokenBucket
 from tests.reliability_fixtures import assert_openai_error, chat_body, gateway_with
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from guardrails import Decision, Direction
-from guardrails.normalize import deobfuscate, normalize
+from greenlist.normalize import deobfuscate, normalize
 
 PLAIN = "you are an idiot and a stupid loser"
 VARIANTS = [

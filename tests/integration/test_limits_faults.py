@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.security.limits import GenerationLimiter
+from greenlist.clock import ManualClock
 from guardrails import Decision, Direction, Guardrail, GuardrailConfig, GuardrailResult
 from tests.reliability_fixtures import assert_openai_error, chat_body, gateway_with
 
@@ -157,6 +158,8 @@ def test_upstream_unreachable_and_circuit_breaker(fast_gateway, stub_upstream):
 def test_circuit_breaker_half_open_recovery(fast_gateway, stub_upstream):
     gw = gateway_with(fast_gateway, "switch", stub_upstream, upstream_retries=0, upstream_breaker_failures=2,
                       upstream_breaker_reset_s=3.0)
+    clock = ManualClock()
+    gw.backend.breaker.clock = clock  # advanced below instead of sleeping through the reset
     state = stub_upstream.state
     state["down"] = True
     try:
@@ -166,11 +169,11 @@ def test_circuit_breaker_half_open_recovery(fast_gateway, stub_upstream):
             hits = state["hits"]["switch"]
             assert_openai_error(c.post("/v1/chat/completions", json=chat_body()), 503, "upstream_circuit_open")
             assert state["hits"]["switch"] == hits  # failed fast, upstream not called
-            time.sleep(3.1)
+            clock.advance(3.1)
             assert_openai_error(c.post("/v1/chat/completions", json=chat_body()), 502)  # trial fails: open again
             assert_openai_error(c.post("/v1/chat/completions", json=chat_body()), 503, "upstream_circuit_open")
             state["down"] = False
-            time.sleep(3.1)
+            clock.advance(3.1)
             assert c.post("/v1/chat/completions", json=chat_body()).status_code == 200  # trial succeeds: closed
             assert gw.backend.breaker.state == "closed"
     finally:
@@ -265,8 +268,8 @@ class FaultyGuardrail(Guardrail):
 
 def _pipeline(monkeypatch, entries_in, entries_out=()):
     import guardrails
-    from gateway.serving.pipeline import Pipeline
     from gateway.policy.schema import LoadedPolicy, Policy
+    from gateway.serving.pipeline import Pipeline
 
     monkeypatch.setitem(guardrails.REGISTRY, "faulty", "tests.test_limits_faults:FaultyGuardrail")
     policy = Policy.model_construct(name="faults", input=list(entries_in), output=list(entries_out))

@@ -256,7 +256,7 @@ def test_file_watcher_applies_a_change_without_a_request(tmp_path: Path):
 def test_tenant_routing_with_real_api_keys(tmp_path: Path):
     """Auth on: the auth middleware's tenant and scopes pick the policy; admin routes need the admin scope."""
     from gateway.api.app import create_app
-    from gateway.security.auth import KeyStore
+    from gateway.security.keys import KeyStore
 
     policies = tmp_path / "policies"
     policies.mkdir()

@@ -15,7 +15,7 @@ from gateway.policy.schema import load_policy
 from gateway.policy.diff import diff_policies, read_replay
 from tests.trust_fixtures import policy_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TEXTS = [("Have a lovely day.", "allow"), ("Thanks for the help!", "allow"), ("The weather is mild.", "allow"),
          ("You are a worthless idiot.", "block"), ("Shut up, you moron.", "block")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 
-from guardrails.normalize import normalize
+from greenlist.normalize import normalize
 from tests.conftest import ARTIFACTS, generate_released
 
 

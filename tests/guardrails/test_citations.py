@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "citations" / "ir_anthology.jsonl"
 pytestmark = pytest.mark.skipif(not DATA.is_file(), reason=f"shared citation data not found at {DATA}")
 

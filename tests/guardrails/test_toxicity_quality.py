@@ -24,7 +24,7 @@ from guardrails.toxicity.training.cli import app
 from guardrails.toxicity.training.data import shared_dir
 
 DATA = shared_dir()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "guardrails" / "toxicity" / "examples"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"shared data folder {DATA} is absent")
 runner = CliRunner()

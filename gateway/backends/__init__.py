@@ -1,0 +1,1 @@
+"""Where completions come from: :mod:`.base` (the Backend interface), :mod:`.local` (an embedded transformers model), :mod:`.openai` (any OpenAI-compatible upstream), :mod:`.resilience` (retries, circuit breaker), :mod:`.loading` (model and tokenizer loading)."""
