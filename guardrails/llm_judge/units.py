@@ -15,7 +15,7 @@ from typing import Any
 from guardrails.base import Direction
 from guardrails.llm_judge.formats import Role, Turn, Unit
 
-_SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s)|\n\s*\n")
+_SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+|\n\s*\n")
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -68,8 +68,9 @@ def completed_sentences(text: str) -> tuple[str, str]:
     """Split streamed text into its completed sentences and the unfinished tail.
 
     A sentence ends at ``.``, ``!``, ``?`` (or their CJK forms, optionally followed by closing quotes or
-    brackets) before whitespace, or at a blank line. A streaming integration judges only the first part
-    and keeps the tail for later, so the judge is consulted per sentence, never per token.
+    brackets) followed by whitespace (kept with the sentence), or at a blank line. A streaming integration
+    judges only the first part and keeps the tail for later, so the judge is consulted per sentence, never
+    per token.
 
     Returns:
         ``(completed, tail)`` with ``completed + tail == text``.

@@ -40,6 +40,7 @@ class Stub:
     reply: Reply = field(default=lambda path, body: {})
     requests: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     stop: asyncio.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def paths(self) -> list[str]:
         """Paths of the requests received so far."""
@@ -53,7 +54,7 @@ def _app(stub: Stub) -> Starlette:
         stub.requests.append((path, body, dict(request.headers)))
         out = stub.reply(path, body)
         if out is HANG:
-            stub.stop = stub.stop or asyncio.Event()
+            stub.stop, stub.loop = stub.stop or asyncio.Event(), asyncio.get_running_loop()
             await stub.stop.wait()
             return PlainTextResponse("late", status_code=200)
         if isinstance(out, tuple):
@@ -83,6 +84,8 @@ def serve_stub() -> Iterator[Stub]:
     try:
         yield stub
     finally:
+        if stub.stop is not None and stub.loop is not None:
+            stub.loop.call_soon_threadsafe(stub.stop.set)  # release hanging requests
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()

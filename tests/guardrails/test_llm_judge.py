@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from greenlist.clock import ManualClock
 from guardrails import Decision, Direction, GuardrailResult, ScanContext, guardrail_class
 from guardrails.llm_judge import LLMJudgeConfig, LLMJudgeGuardrail
+from guardrails.llm_judge.formats import Turn, Unit
 from guardrails.llm_judge.units import completed_sentences
 from tests.guardrails.judge_stub import HANG, Stub, chat, completion, moderation, refused_url, serve_stub
 
@@ -171,3 +172,158 @@ def test_openai_moderation_malformed_is_an_error(stub: Stub, payload: Any) -> No
     stub.reply = lambda path, body: payload
     r = judge(stub, "openai-moderation").scan("x", Direction.INPUT)
     assert r.error is not None and r.details["error_kind"] == "malformed" and r.decision is Decision.BLOCK
+
+
+# --- Failures: never a silent pass -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("on_error, decision", [("block", Decision.BLOCK), ("flag", Decision.FLAG),
+                                                ("allow", Decision.ALLOW)])
+@pytest.mark.parametrize("status, kind", [(500, "http_5xx"), (503, "http_5xx"), (429, "rate_limited"),
+                                          (401, "http_4xx")])
+def test_http_errors_recorded_as_error(stub: Stub, status: int, kind: str, on_error: str,
+                                       decision: Decision) -> None:
+    stub.reply = lambda path, body: (status, {"error": {"message": "nope"}})
+    g = judge(stub, "llama-guard", on_error=on_error)
+    r = g.scan("hello", Direction.INPUT)
+    assert r.error is not None and str(status) in r.error and r.details["error_kind"] == kind
+    assert r.decision is decision and r.action == f"on_error:{on_error}"
+    assert g.health()["errors"] == {kind: 1} and g.cache.stats()["size"] == 0  # failures are never cached
+
+
+def test_timeout_recorded_as_error(stub: Stub) -> None:
+    stub.reply = lambda path, body: HANG
+    r = judge(stub, "gpt-oss-safeguard", timeout_s=0.3, on_error="flag").scan("hello", Direction.INPUT)
+    assert r.details["error_kind"] == "timeout" and "0.3 s" in (r.error or "") and r.decision is Decision.FLAG
+
+
+def test_connection_refused_recorded_as_error() -> None:
+    r = judge(refused_url(), "openai-moderation", on_error="allow").scan("hello", Direction.INPUT)
+    assert r.details["error_kind"] == "connection" and r.error and r.decision is Decision.ALLOW
+
+
+def test_unsafe_unit_and_failed_unit_keep_the_more_severe(stub: Stub) -> None:
+    stub.reply = lambda path, body: chat('{"violation": 1, "category": "hate"}') \
+        if "slur" in body["messages"][1]["content"] else (502, "bad gateway")
+    ctx = ScanContext(messages=[{"role": "user", "content": "a slur"}, {"role": "user", "content": "other"}])
+    r = judge(stub, "gpt-oss-safeguard", on_error="allow", context_turns=0).scan_in_context("", Direction.INPUT, ctx)
+    assert r.decision is Decision.BLOCK and r.error is not None and r.details["flagged_categories"] == ["hate"]
+
+
+def test_breaker_opens_after_failures_and_resets_on_the_clock(stub: Stub) -> None:
+    clock = ManualClock()
+    stub.reply = lambda path, body: (500, "down")
+    g = judge(stub, "llama-guard", clock, breaker_failures=3, breaker_reset_s=30.0, on_error="flag")
+    for _ in range(3):
+        assert g.scan("hello", Direction.INPUT).details["error_kind"] == "http_5xx"
+    assert g.health()["status"] == "down" and g.health()["breaker"]["state"] == "open"
+    r = g.scan("hello", Direction.INPUT)
+    assert len(stub.requests) == 3  # open circuit: the judge is not called
+    assert r.details["error_kind"] == "circuit_open" and r.decision is Decision.FLAG and r.details["breaker"] == "open"
+    clock.advance(29.0)
+    assert g.scan("hello", Direction.INPUT).details["error_kind"] == "circuit_open" and len(stub.requests) == 3
+    clock.advance(1.0)
+    assert g.health()["breaker"]["state"] == "half-open" and g.health()["status"] == "degraded"
+    stub.reply = lambda path, body: completion("safe")
+    r = g.scan("hello", Direction.INPUT)
+    assert r.error is None and r.decision is Decision.ALLOW and len(stub.requests) == 4
+    assert g.health()["status"] == "ok" and g.health()["breaker"] == {"state": "closed", "consecutive_failures": 0}
+
+
+def test_failed_trial_reopens_the_circuit(stub: Stub) -> None:
+    clock = ManualClock()
+    stub.reply = lambda path, body: (429, "slow down")
+    g = judge(stub, "llama-guard", clock, breaker_failures=2, breaker_reset_s=10.0)
+    g.scan("a", Direction.INPUT), g.scan("a", Direction.INPUT)
+    clock.advance(10.0)
+    assert g.scan("a", Direction.INPUT).details["error_kind"] == "rate_limited"  # the trial call, failed
+    assert g.health()["breaker"]["state"] == "open" and len(stub.requests) == 3
+
+
+# --- Cascade -----------------------------------------------------------------------------------------------
+
+def test_cascade_outside_band_keeps_local_decision_without_asking(stub: Stub) -> None:
+    stub.reply = lambda path, body: completion("unsafe\nS1")
+    g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7]})
+    low = g.scan_in_context("hi", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.05, "hate": 0.1})))
+    high = g.scan_in_context("x", Direction.INPUT,
+                             ScanContext(prior=local({"toxicity": 0.95, "hate": 0.9}, Decision.BLOCK)))
+    assert stub.requests == []
+    assert low.decision is Decision.ALLOW and high.decision is Decision.BLOCK
+    assert low.details["judge"]["asked"] is False and low.details["cascade"]["decided_by"] == "local"
+
+
+def test_cascade_in_band_asks_and_overrides_local(stub: Stub) -> None:
+    stub.reply = lambda path, body: completion("safe")
+    g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7]})
+    r = g.scan_in_context("hmm", Direction.INPUT,
+                          ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.55}, Decision.FLAG)))
+    assert len(stub.requests) == 1 and r.decision is Decision.ALLOW
+    assert r.details["cascade"] == {"after": "toxicity", "band": [0.3, 0.7], "reason": "in band",
+                                    "decided_by": "judge", "in_band": {"harassment": 0.55},
+                                    "local_decision": "flag", "local_score": 0.2, "overrides": "toxicity"}
+
+
+def test_cascade_asks_when_local_result_missing_or_failed(stub: Stub) -> None:
+    stub.reply = lambda path, body: completion("safe")
+    g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7]})
+    assert g.scan("a", Direction.INPUT).details["cascade"]["reason"] == "local result missing"
+    failed = {"toxicity": GuardrailResult("toxicity", 0.0, Decision.ALLOW, error="timed out")}
+    r = g.scan_in_context("b", Direction.INPUT, ScanContext(prior=failed))
+    assert r.details["cascade"]["reason"] == "local guardrail failed" and len(stub.requests) == 2
+
+
+def test_fifty_turn_conversation_asks_only_about_new_turns(stub: Stub) -> None:
+    stub.reply = lambda path, body: chat('{"violation": 1, "category": "harassment"}' if "idiot" in
+                                         body["messages"][1]["content"].splitlines()[-1] else '{"violation": 0}')
+    g = judge(stub, "gpt-oss-safeguard", cascade={"after": "toxicity", "band": [0.0, 1.0]}, context_turns=1)
+    messages: list[dict[str, Any]] = []
+    for turn in range(1, 51):
+        messages.append({"role": "user", "content": f"turn {turn}: " + ("you idiot" if turn == 30 else "tell me more")})
+        before = len(stub.requests)
+        r = g.scan_in_context("\n".join(m["content"] for m in messages if m["role"] == "user"), Direction.INPUT,
+                              ScanContext(messages=list(messages), prior=local({"toxicity": 0.5})))
+        assert len(stub.requests) - before == 1, f"turn {turn}: only the new turn goes to the judge"
+        assert r.details["judge"]["cache_hits"] == turn - 1 and r.details["judge"]["units"] == turn
+        assert r.decision is (Decision.BLOCK if turn >= 30 else Decision.ALLOW), turn
+        messages.append({"role": "assistant", "content": f"answer {turn}"})
+    assert len(stub.requests) == 50 and g.health()["cache"]["hits"] == sum(range(50))
+
+
+def test_cache_hit_for_same_text_and_key_includes_model(stub: Stub) -> None:
+    stub.reply = lambda path, body: completion("safe")
+    g = judge(stub, "llama-guard")
+    g.scan("same", Direction.INPUT)
+    r = g.scan("same", Direction.INPUT)
+    assert len(stub.requests) == 1 and r.details["judge"]["cache_hits"] == 1 and r.details["judge"]["calls"] == 0
+    fingerprint, model, digest = g._key(Unit((Turn("user", "same"),)))
+    assert (fingerprint, model) == ("llama-guard:completions:3", "guard") and len(digest) == 64
+
+
+# --- Configuration and helpers ------------------------------------------------------------------------------
+
+def test_api_key_comes_from_environment(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
+    stub.reply = lambda path, body: completion("safe")
+    monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "sk-test-123")
+    judge(stub, "llama-guard", api_key_env="JUDGE_KEY_FOR_TEST").scan("hi", Direction.INPUT)
+    assert stub.requests[0][2]["authorization"] == "Bearer sk-test-123"
+    monkeypatch.delenv("JUDGE_KEY_FOR_TEST")
+    with pytest.raises(ValueError, match="JUDGE_KEY_FOR_TEST"):
+        judge(stub, "llama-guard", api_key_env="JUDGE_KEY_FOR_TEST")
+
+
+@pytest.mark.parametrize("bad", [{"api_key": "sk-inline"}, {"cascade": {"after": "t", "band": [0.8, 0.2]}},
+                                 {"format": "guardian"}, {"on_error": "redact"}, {"policy": "x"}])
+def test_config_rejects_bad_entries(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        LLMJudgeConfig(**{"base_url": "http://j/v1", "model": "m", "format": "llama-guard", **bad})
+
+
+def test_registered_and_declares_context() -> None:
+    cls = guardrail_class("llm_judge")
+    assert cls is LLMJudgeGuardrail and cls.needs_context and not cls.streaming
+
+
+def test_completed_sentences_keeps_the_unfinished_tail() -> None:
+    assert completed_sentences("One. Two! Thr") == ("One. Two! ", "Thr")
+    assert completed_sentences("no end yet") == ("", "no end yet")
+    assert completed_sentences('He said "stop." Then') == ('He said "stop." ', "Then")
