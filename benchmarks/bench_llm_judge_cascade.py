@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -72,7 +71,7 @@ def load_dev(folder: Path | None = None) -> tuple[list[str], np.ndarray]:
 def judge_answers(texts: list[str], gold: np.ndarray, seed: int = 17) -> dict[str, int]:
     """The simulated judge's answer per text: the gold label, flipped for a seeded 5% of texts."""
     out = {}
-    for t, y in zip(texts, gold):
+    for t, y in zip(texts, gold, strict=True):
         u = int(hashlib.sha256(f"{seed}:{t}".encode()).hexdigest()[:8], 16) / 2**32
         out[t] = int(y) if u < JUDGE_ACCURACY else 1 - int(y)
     return out
@@ -95,11 +94,12 @@ def run(texts: list[str], gold: np.ndarray, scores: list[dict[str, float]], answ
     """Accuracy, share judged and added-latency percentiles of the judge (``band=None``: always asked)."""
     clock = ManualClock()
     cascade = {"after": "toxicity", "band": list(band), "categories": categories} if band else None
-    cfg = LLMJudgeConfig(base_url="http://judge.invalid/v1", model="sim", format="gpt-oss-safeguard",
-                         cache_size=0, cascade=cascade, max_concurrency=1)  # type: ignore[arg-type]
+    cfg = LLMJudgeConfig.model_validate({"base_url": "http://judge.invalid/v1", "model": "sim",
+                                         "format": "gpt-oss-safeguard", "cache_size": 0, "cascade": cascade,
+                                         "max_concurrency": 1})
     g = LLMJudgeGuardrail(cfg, clock=clock, transport=judge_transport(answers, clock))
     correct, asked, added = 0, 0, []
-    for text, y, sc in zip(texts, gold, scores):
+    for text, y, sc in zip(texts, gold, scores, strict=True):
         tox = sc["toxicity"]
         prior = {"toxicity": GuardrailResult("toxicity", tox, Decision.BLOCK if tox >= LOCAL_THRESHOLD
                                              else Decision.ALLOW, details={"categories": sc})}
@@ -114,7 +114,7 @@ def run(texts: list[str], gold: np.ndarray, scores: list[dict[str, float]], answ
             "mean_ms": statistics.fmean(added)}
 
 
-def pick_band(tox: np.ndarray, gold: np.ndarray, judge: np.ndarray, judge_acc: float) -> tuple[float, float]:
+def pick_band(tox: np.ndarray, gold: np.ndarray, judge: np.ndarray) -> tuple[float, float]:
     """The band (toxicity only, 0.05 grid) with the best accuracy among those judging <= 20% of texts."""
     best: tuple[float, float, float] = (-1.0, 0.0, 0.0)
     grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
@@ -151,11 +151,11 @@ def main() -> None:
         texts, gold = texts[:args.limit], gold[:args.limit]
     from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
-    scores = ToxicityGuardrail(ToxicityConfig()).classify(texts)
+    scores = ToxicityGuardrail(ToxicityConfig.model_validate({})).classify(texts)
     answers = judge_answers(texts, gold)
     tox = np.array([s["toxicity"] for s in scores])
     jud = np.array([answers[t] for t in texts])
-    lo, hi = pick_band(tox, gold, jud, JUDGE_ACCURACY)
+    lo, hi = pick_band(tox, gold, jud)
     local = {"accuracy": float(((tox >= LOCAL_THRESHOLD).astype(int) == gold).mean()), "judged": 0.0,
              "p50_ms": 0.0, "p95_ms": 0.0, "mean_ms": 0.0}
     rows: list[tuple[str, dict[str, float]]] = [("local alone (toxicity >= 0.5)", local),

@@ -44,17 +44,19 @@ class CascadeConfig(BaseModel):
         after: Display name of the toxicity guardrail entry that runs before this one in the same
             direction; its result's ``details["categories"]`` (``{category: score in [0, 1]}``) is read
             from ``ScanContext.prior``.
-        band: ``[low, high]``: the judge is asked when any local category score ``s`` has
-            ``low <= s <= high``; otherwise the local decision stands.
-        categories: Local categories that count for the band (default: every category the local
-            guardrail reports, ``toxicity`` included).
+        band: ``[low, high]``: the judge is asked when any considered local category score ``s`` has
+            ``low <= s <= high``; otherwise the local decision stands. Default ``[0.35, 0.60]``: the band
+            that judged <= 20% of texts with the best accuracy in ``benchmarks/bench_llm_judge_cascade.py``
+            (``docs/llm_judge.md``).
+        categories: Local categories considered for the band (default ``["toxicity"]``, the overall score,
+            as benchmarked; ``null``: every category the local guardrail reports).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     after: str
-    band: tuple[float, float] = (0.2, 0.8)
-    categories: list[str] | None = None
+    band: tuple[float, float] = (0.35, 0.60)
+    categories: list[str] | None = Field(default_factory=lambda: ["toxicity"])
 
     @model_validator(mode="after")
     def _band_ordered(self) -> CascadeConfig:

@@ -254,13 +254,19 @@ def test_cascade_outside_band_keeps_local_decision_without_asking(stub: Stub) ->
 
 def test_cascade_in_band_asks_and_overrides_local(stub: Stub) -> None:
     stub.reply = lambda path, body: completion("safe")
-    g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7]})
+    g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7], "categories": None})
     r = g.scan_in_context("hmm", Direction.INPUT,
                           ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.55}, Decision.FLAG)))
     assert len(stub.requests) == 1 and r.decision is Decision.ALLOW
     assert r.details["cascade"] == {"after": "toxicity", "band": [0.3, 0.7], "reason": "in band",
                                     "decided_by": "judge", "in_band": {"harassment": 0.55},
                                     "local_decision": "flag", "local_score": 0.2, "overrides": "toxicity"}
+
+
+def test_cascade_default_considers_overall_toxicity_only(stub: Stub) -> None:
+    g = judge(stub, "llama-guard", cascade={"after": "toxicity"})
+    r = g.scan_in_context("hmm", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.5})))
+    assert stub.requests == [] and r.details["cascade"]["band"] == [0.35, 0.6]
 
 
 def test_cascade_asks_when_local_result_missing_or_failed(stub: Stub) -> None:
