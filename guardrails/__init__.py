@@ -23,6 +23,7 @@ from guardrails.base import (
 
 REGISTRY: dict[str, str] = {
     "citations": "guardrails.citations:CitationGuardrail",
+    "llm_judge": "guardrails.llm_judge:LLMJudgeGuardrail",
     "protected_content": "guardrails.protected:ProtectedContentGuardrail",
     "toxicity": "guardrails.toxicity:ToxicityGuardrail",
 }
