@@ -109,6 +109,9 @@ class GuardrailResult:
         error: Error message when the scan failed, else ``None``.
         latency_ms: Wall-clock time of the scan in milliseconds (set by the
             pipeline).
+        overrides: Display name of an earlier guardrail whose decision this
+            result replaces (a cascade's judge overrules the local classifier),
+            or ``None``.
     """
 
     name: str
@@ -119,6 +122,7 @@ class GuardrailResult:
     sanitized_text: str | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    overrides: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in the ``greenlist`` object of responses."""
@@ -133,6 +137,8 @@ class GuardrailResult:
             out["details"] = self.details
         if self.error:
             out["error"] = self.error
+        if self.overrides:
+            out["overrides"] = self.overrides
         return out
 
 
@@ -187,6 +193,16 @@ class Guardrail(ABC):
     @abstractmethod
     def scan(self, text: str, direction: Direction) -> GuardrailResult:
         """Scan ``text`` coming from ``direction`` and return the finding."""
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports about this guardrail (e.g. a remote judge's circuit); ``{}`` when nothing."""
+        return {}
+
+    @property
+    def scan_timeout_s(self) -> float:
+        """Wall-clock budget of one :meth:`scan` (default: the entry's ``timeout_s``; a guardrail that makes
+        several calls per scan widens it)."""
+        return self.config.timeout_s
 
     def scan_in_context(self, text: str, direction: Direction, context: ScanContext) -> GuardrailResult:
         """Scan ``text`` knowing its conversation and the earlier results (default: :meth:`scan`).

@@ -16,7 +16,8 @@ async def healthz(request: Request) -> dict[str, Any]:
     """Liveness and readiness: the model is loaded and warmed up once this answers."""
     g = gateway_of(request)
     return {"status": "ok", "policy": {"name": g.pipeline.name, "version": g.pipeline.version},
-            "backend": g.settings.backend, "models": g.backend.model_ids, **g.backend.health()}
+            "backend": g.settings.backend, "models": g.backend.model_ids, **g.backend.health(),
+            **({"guardrails": health} if (health := g.pipeline.health()) else {})}
 
 
 @router.get("/v1/models")

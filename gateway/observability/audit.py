@@ -69,6 +69,17 @@ def default_audit_url(home: Path) -> str:
     return f"sqlite:///{Path(home) / 'audit.db'}"
 
 
+def _slim(g: dict[str, Any]) -> dict[str, Any]:
+    """One guardrail's entry in an audit row: its result, ``outcome`` (``error`` or the decision), details."""
+    out = {k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error", "overrides") if k in g}
+    out["outcome"] = "error" if g.get("error") else g.get("decision")
+    details = g.get("details")
+    if details:
+        text = json.dumps(details, default=str)
+        out["details"] = details if len(text) <= 4000 else {"truncated": text[:4000]}
+    return out
+
+
 def make_record(*, request_id: str, tenant: str | None, endpoint: str, direction: str, policy: str,
                 policy_version: str, decision: str, guardrails: Iterable[dict[str, Any]], latency_ms: float,
                 text: str, store_text: bool = False, shadow: bool = False, live_policy: str | None = None,
@@ -83,7 +94,8 @@ def make_record(*, request_id: str, tenant: str | None, endpoint: str, direction
         policy, policy_version: The policy that produced the decision.
         decision: ``allow``, ``flag``, ``redact`` or ``block``.
         guardrails: Each guardrail's result dict (``name``, ``score``,
-            ``decision``, ``action``, ``latency_ms``, ``error``); details are dropped.
+            ``decision``, ``action``, ``latency_ms``, ``error``, ``details``); a failed scan is recorded with
+            ``outcome: "error"`` (never as a pass), and details longer than 4,000 characters of JSON are cut.
         latency_ms: Time to check the text.
         text: The checked text (hashed; stored raw only if ``store_text``).
         store_text: Keep the raw text.
@@ -96,8 +108,7 @@ def make_record(*, request_id: str, tenant: str | None, endpoint: str, direction
     Returns:
         A dict with the table's columns.
     """
-    slim = [{k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error") if k in g}
-            for g in guardrails]
+    slim = [_slim(g) for g in guardrails]
     fired = [g["name"] for g in slim if g.get("decision") not in (None, "allow")]
     return {
         "ts": time.time() if ts is None else ts,

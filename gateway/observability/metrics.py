@@ -73,7 +73,8 @@ def observe_verdict(policy: str, verdict_dict: dict[str, Any], direction: str, s
     s = "true" if shadow else "false"
     DECISIONS.labels(policy, direction, verdict_dict["decision"], s).inc()
     for g in verdict_dict.get("guardrails", []):
-        GUARDRAIL_DECISIONS.labels(policy, g["name"], g["decision"], s).inc()
+        outcome = "error" if g.get("error") else g["decision"]  # a failed scan is never counted as a pass
+        GUARDRAIL_DECISIONS.labels(policy, g["name"], outcome, s).inc()
         GUARDRAIL_LATENCY.labels(policy, g["name"]).observe(float(g.get("latency_ms", 0.0)) / 1000.0)
         if g.get("error"):
             GUARDRAIL_ERRORS.labels(policy, g["name"]).inc()

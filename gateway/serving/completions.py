@@ -44,6 +44,13 @@ def prompt_text(body: ChatCompletionRequest | CompletionRequest) -> str:
     return str(body.prompt)
 
 
+def conversation(body: ChatCompletionRequest | CompletionRequest) -> list[dict[str, Any]]:
+    """The request's turns as ``{"role", "content"}`` dicts (a text completion's prompt is one user turn)."""
+    if isinstance(body, ChatCompletionRequest):
+        return [{"role": m.role, "content": m.text()} for m in body.messages]
+    return [{"role": "user", "content": str(body.prompt)}]
+
+
 def _prompt_param(body: ChatCompletionRequest | CompletionRequest) -> str:
     """The request field that holds the prompt, for error messages."""
     return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
@@ -100,7 +107,7 @@ def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_
 async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
                        ctx: records.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
     """Step 1: run the input guardrails (audited; ``shadow`` checked beside); raise the content-filter error when blocked."""
-    verdict = await pipeline.check(prompt_text(body), Direction.INPUT)
+    verdict = await pipeline.check(prompt_text(body), Direction.INPUT, messages=conversation(body))
     ctx = ctx or records.request_context()
     records.after_check(gw, ctx, pipeline, verdict, prompt_text(body), shadow)
     if verdict.decision is Decision.BLOCK:
@@ -147,7 +154,7 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
     finally:
         if slot is not None:
             slot.release()
-    output_verdict = await pipeline.check(generation.text, Direction.OUTPUT)
+    output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=conversation(body))
     records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
     decision = most_severe([input_verdict.decision, output_verdict.decision])
     if output_verdict.decision is Decision.BLOCK:
@@ -201,7 +208,7 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
         return f"data: {json.dumps({**meta, 'choices': [choice], **extra})}\n\n"
 
     async def events() -> AsyncIterator[str]:
-        guard = StreamGuard(pipeline, pipeline.policy.streaming)
+        guard = StreamGuard(pipeline, pipeline.policy.streaming, conversation(body))
         if chat:
             yield f"data: {json.dumps({**meta, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"
         verdict: Verdict | None = None

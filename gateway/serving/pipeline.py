@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy.schema import LoadedPolicy
-from guardrails import Decision, Direction, Guardrail, GuardrailResult, Moderator, guardrail_class, most_severe
+from guardrails import (
+    Decision,
+    Direction,
+    Guardrail,
+    GuardrailResult,
+    Moderator,
+    ScanContext,
+    guardrail_class,
+    most_severe,
+)
 from greenlist.normalize import deobfuscate, normalize
 
 
@@ -89,6 +98,15 @@ class Pipeline:
         """The policy's version (content hash)."""
         return self.loaded.version
 
+    def health(self) -> dict[str, dict[str, Any]]:
+        """``{guardrail name: health}`` of the guardrails that report any (:meth:`Guardrail.health`)."""
+        out: dict[str, dict[str, Any]] = {}
+        for guardrails in self.guardrails.values():
+            for g in guardrails:
+                if report := g.health():
+                    out[g.name] = report
+        return out
+
     def moderator(self) -> Moderator | None:
         """First guardrail that can answer ``/v1/moderations`` (output side first), or None."""
         for direction in (Direction.OUTPUT, Direction.INPUT):
@@ -97,7 +115,8 @@ class Pipeline:
                     return g
         return None
 
-    async def check(self, text: str, direction: Direction, *, window: tuple[int, int] | None = None) -> Verdict:
+    async def check(self, text: str, direction: Direction, *, window: tuple[int, int] | None = None,
+                    messages: list[dict[str, Any]] | None = None) -> Verdict:
         """Run the policy's guardrails for ``direction`` on ``text``.
 
         Args:
@@ -106,31 +125,38 @@ class Pipeline:
             window: For a streaming window, ``(start, end)`` character offsets
                 of ``text`` in the whole output; only guardrails that support
                 streaming run, and redactions are not applied.
+            messages: The conversation around ``text`` (for an output: the turns before the reply), for
+                guardrails that declare ``needs_context``.
 
         Returns:
             The :class:`Verdict`.
         """
         current = text
         results: list[GuardrailResult] = []
+        context = ScanContext(messages=list(messages or []))
         for guardrail in self.guardrails[direction]:
             if window is not None and not guardrail.streaming:
                 continue
-            result = await self._scan(guardrail, current, direction)
+            result = await self._scan(guardrail, current, direction, context)
             results.append(result)
+            context.prior[guardrail.name] = result
             if window is None and result.decision is Decision.REDACT and result.sanitized_text is not None:
                 current = result.sanitized_text
         scope = ({"kind": "window", "start": window[0], "end": window[1]} if window
                  else {"kind": "full", "chars": len(text)})
-        return Verdict(direction, most_severe([r.decision for r in results]), current, results, scope)
+        overridden = {r.overrides for r in results if r.overrides}  # a cascade's judge overrules its local model
+        decision = most_severe([r.decision for r in results if r.name not in overridden])
+        return Verdict(direction, decision, current, results, scope)
 
-    async def _scan(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
+    async def _scan(self, guardrail: Guardrail, text: str, direction: Direction,
+                    context: ScanContext) -> GuardrailResult:
         start = time.perf_counter()
-        result = await self._scan_once(guardrail, text, direction)
+        result = await self._scan_once(guardrail, text, direction, context)
         if result.error is None and guardrail.deobfuscate:
             plain = normalize(text)
             variant = deobfuscate(plain)
             if variant != plain:
-                other = await self._scan_once(guardrail, variant, direction)
+                other = await self._scan_once(guardrail, variant, direction, context)
                 worse = other.decision.severity > result.decision.severity or (
                     other.decision is result.decision and other.decision is not Decision.REDACT
                     and other.score > result.score)
@@ -140,11 +166,12 @@ class Pipeline:
         result.latency_ms = (time.perf_counter() - start) * 1000.0
         return result
 
-    async def _scan_once(self, guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
+    async def _scan_once(self, guardrail: Guardrail, text: str, direction: Direction,
+                         context: ScanContext) -> GuardrailResult:
         try:
             result = await asyncio.wait_for(
-                asyncio.to_thread(_contained_scan, guardrail, text, direction), timeout=guardrail.config.timeout_s
-            )
+                asyncio.to_thread(_contained_scan, guardrail, text, direction, context),
+                timeout=guardrail.scan_timeout_s)
             if not isinstance(result, GuardrailResult):
                 raise TypeError(f"scan returned {type(result).__name__}, not a GuardrailResult")
             if not math.isfinite(float(result.score)):
@@ -161,13 +188,15 @@ class Pipeline:
         return result
 
 
-def _contained_scan(guardrail: Guardrail, text: str, direction: Direction) -> GuardrailResult:
-    """Run ``guardrail.scan`` in a worker thread; turn ``SystemExit``/``KeyboardInterrupt`` into ordinary errors.
+def _contained_scan(guardrail: Guardrail, text: str, direction: Direction, context: ScanContext) -> GuardrailResult:
+    """Run ``guardrail.scan`` (or ``scan_in_context`` when it declares ``needs_context``) in a worker thread; turn ``SystemExit``/``KeyboardInterrupt`` into ordinary errors.
 
     A ``BaseException`` that is not an ``Exception`` would otherwise cross from
     the worker thread into the event loop and stop the server.
     """
     try:
+        if guardrail.needs_context:
+            return guardrail.scan_in_context(text, direction, context)
         return guardrail.scan(text, direction)
     except Exception:
         raise

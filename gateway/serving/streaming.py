@@ -24,10 +24,12 @@ class StreamGuard:
     Args:
         pipeline: The compiled policy whose output guardrails run.
         policy: The policy's streaming settings.
+        messages: The request's turns, for guardrails that read the conversation (final check only).
     """
 
-    def __init__(self, pipeline: Pipeline, policy: StreamingPolicy) -> None:
-        self.pipeline, self.policy = pipeline, policy
+    def __init__(self, pipeline: Pipeline, policy: StreamingPolicy,
+                 messages: list[dict[str, Any]] | None = None) -> None:
+        self.pipeline, self.policy, self.messages = pipeline, policy, messages or []
         self.text = ""
         self.ends: list[int] = []  # end offset of each chunk in self.text
         self.released = 0  # chars sent to the client
@@ -70,7 +72,7 @@ class StreamGuard:
         A redaction that would change text already sent (``stream-first``) cannot
         be applied; the check records ``"retracted": false`` and nothing more is sent.
         """
-        verdict = await self.pipeline.check(self.text, Direction.OUTPUT)
+        verdict = await self.pipeline.check(self.text, Direction.OUTPUT, messages=self.messages)
         record = _record(verdict)
         self.checks.append(record)
         if verdict.decision is Decision.BLOCK:

@@ -94,6 +94,11 @@ class LLMJudgeGuardrail(Guardrail):
         """Judge a bare ``text`` (no conversation, no cascade input); see :meth:`scan_in_context`."""
         return self.scan_in_context(text, direction, ScanContext())
 
+    @property
+    def scan_timeout_s(self) -> float:
+        """Budget of one scan: up to four judge calls in sequence (ShieldGemma's four policies, one call each)."""
+        return self.config.timeout_s * 4 + 1.0
+
     def scan_in_context(self, text: str, direction: Direction, context: ScanContext) -> GuardrailResult:
         """Judge ``text`` in its conversation, or let the local decision stand (cascade).
 
@@ -211,8 +216,9 @@ class LLMJudgeGuardrail(Guardrail):
             if on_error.severity > decision.severity or not fired:
                 decision, action = most_severe([decision, on_error]), f"on_error:{on_error.value}"
             score = max(score, 1.0 if on_error is Decision.BLOCK else 0.0)
+        overrides = self.config.cascade.after if call is not None and self.config.cascade is not None else None
         return GuardrailResult(name=self.name, score=score, decision=decision, action=action, details=details,
-                               error=error)
+                               error=error, overrides=overrides)
 
     def _local_stands(self, call: CascadeCall) -> GuardrailResult:
         local = call.local
