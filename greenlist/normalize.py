@@ -22,6 +22,7 @@ import json
 import re
 import unicodedata
 from importlib.resources import files
+from typing import Literal
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -67,7 +68,7 @@ def fold_homoglyphs(text: str) -> str:
     return _WORD.sub(fold, text)
 
 
-def normalize(text: str, form: str = "NFKC") -> str:
+def normalize(text: str, form: Literal["NFC", "NFD", "NFKC", "NFKD"] = "NFKC") -> str:
     """Apply the Unicode normal form ``form``, strip invisibles and fold homoglyphs.
 
     Args:

@@ -87,7 +87,7 @@ async def console(request: Request, tenant: str = "", action: str = "", policy: 
     recent: list[dict[str, Any]] = []
     if g.audit is not None:
         await asyncio.to_thread(g.audit.flush, 5.0)
-        filters = {"tenant": tenant or None, "action": action or None, "policy": policy or None,
+        filters: dict[str, Any] = {"tenant": tenant or None, "action": action or None, "policy": policy or None,
                    "guardrail": guardrail or None, "shadow": {"live": False, "shadow": True}.get(shadow),
                    "limit": max(1, min(limit, 500))}
         rows = await asyncio.to_thread(g.audit.query, **filters)

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gw = gateway or await asyncio.to_thread(Gateway.start, settings)
+        gw = gateway if gateway is not None else await asyncio.to_thread(Gateway.start, settings)
         app.state.gateway = gw
         watcher = gw.start_watcher()  # policy hot reload
         yield

@@ -28,13 +28,13 @@ router = APIRouter()
 async def moderations(body: ModerationRequest, request: Request) -> dict[str, Any]:
     """OpenAI moderations, computed by Greenlist's moderator guardrail."""
     settings = settings_of(request)
-    check_moderation_inputs(body.input, settings.max_moderation_inputs)
+    check_moderation_inputs(body.inputs(), settings.max_moderation_inputs)
     check_text_length(body.input, settings.max_text_chars, "input")
     gw = gateway_of(request)
     moderator = _moderator(gw)
     started = time.perf_counter()
     results = await asyncio.to_thread(moderator.moderate, body.input)
-    records.audit_moderation(gw, records.request_context(request), moderator.name, body.input, results,
+    records.audit_moderation(gw, records.request_context(request), moderator.name, body.inputs(), results,
                              (time.perf_counter() - started) * 1000.0)
     return {"id": f"modr-{time.time_ns():x}", "model": body.model or moderator.moderation_model, "results": results}
 

@@ -66,6 +66,10 @@ class _Sampling(_Request):
             raise ValueError("at most 4 stop sequences")
         return [s for s in stops if s]
 
+    def stops(self) -> list[str]:
+        """The validated stop sequences (a list after validation, whatever the client sent)."""
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
 
 class ChatCompletionRequest(_Sampling):
     """Body of ``POST /v1/chat/completions``."""
@@ -88,12 +92,20 @@ class CompletionRequest(_Sampling):
             return prompt[0]
         return prompt
 
+    def prompt_text(self) -> str:
+        """The one validated prompt."""
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
 
 class ModerationRequest(_Request):
     """Body of ``POST /v1/moderations``."""
 
     input: str | list[str]
     model: str | None = None
+
+    def inputs(self) -> list[str]:
+        """The validated inputs, always a list."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)
 
     @field_validator("input")
     @classmethod

@@ -46,7 +46,7 @@ def _cache_embedded(cache: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     # The weights are dequantised already; drop the GGUF quantizer so the model saves as plain fp32.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     model.config.__dict__.pop("quantization_config", None)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
@@ -82,7 +82,7 @@ def load_causal_lm(model: str | None, home: Path) -> tuple[Any, Any, str]:
             _cache_embedded(source)
         name = EMBEDDED_MODEL_NAME
     else:
-        source, name = model, Path(model).name or model
+        source, name = Path(model), Path(model).name or model
     tokenizer = AutoTokenizer.from_pretrained(source)
     lm = AutoModelForCausalLM.from_pretrained(source, dtype="float32")
     lm.eval()

@@ -23,7 +23,8 @@ class _Cancelled(StoppingCriteria):
         self.event = event
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        stop: torch.BoolTensor = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)  # type: ignore[assignment]
+        return stop
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:

@@ -60,7 +60,7 @@ class OpenAIBackend(Backend):
         self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                         timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
         self.retries, self.retry_backoff_s = retries, retry_backoff_s
-        self.breaker = UpstreamBreaker(breaker_failures, breaker_reset_s)
+        self.breaker: UpstreamBreaker = UpstreamBreaker(breaker_failures, breaker_reset_s)
         self.model = model
         self.model_ids = [model] if model else []
 
@@ -171,7 +171,7 @@ class _UpstreamStream(GenerationStream):
         self.response, self.chat, self.breaker = response, chat, breaker
 
     async def _deltas(self) -> AsyncIterator[str]:
-        text, finish, usage = "", "stop", {}
+        text, finish, usage = "", "stop", dict[str, Any]()
         try:
             async for line in self.response.aiter_lines():
                 if not line.startswith("data:"):

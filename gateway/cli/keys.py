@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+
+from gateway.security.keys import KeyStore
 
 keys_app = typer.Typer(help="Manage API keys (Authorization: Bearer).", no_args_is_help=True)
 
 
-def _store(path: Optional[Path]):
+def _store(path: Optional[Path]) -> KeyStore:
     from gateway.security.keys import KeyStore, default_keys_path
     from gateway.settings import Settings
 
@@ -47,7 +49,7 @@ def keys_list(file: Optional[Path] = _FILE,
               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List keys (id, tenant, scopes, created, revoked); never tokens or hashes."""
     keys = _store(file).keys()
-    rows = [{"key_id": k.key_id, "tenant": k.tenant, "scopes": k.scopes, "name": k.name,
+    rows: list[dict[str, Any]] = [{"key_id": k.key_id, "tenant": k.tenant, "scopes": k.scopes, "name": k.name,
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(k.created)),
              "revoked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(k.revoked)) if k.revoked else None}
             for k in keys]

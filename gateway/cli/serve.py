@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -27,7 +27,7 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         os.environ["GREENLIST_CONFIG"] = str(config)
-    overrides = {k: v for k, v in {"host": host, "port": port, "policy": policy}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "policy": policy}.items() if v is not None}
     settings = Settings(**overrides)
     try:
         load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field

@@ -71,7 +71,7 @@ def default_audit_url(home: Path) -> str:
 
 def _slim(g: dict[str, Any]) -> dict[str, Any]:
     """One guardrail's entry in an audit row: its result, ``outcome`` (``error`` or the decision), details."""
-    out = {k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error", "overrides") if k in g}
+    out: dict[str, Any] = {k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error", "overrides") if k in g}
     out["outcome"] = "error" if g.get("error") else g.get("decision")
     details = g.get("details")
     if details:

@@ -64,7 +64,7 @@ class StreamingPolicy(BaseModel):
 
 def _entry_type() -> Any:
     configs = tuple(guardrail_class(name).Config for name in REGISTRY)
-    union = configs[0] if len(configs) == 1 else Union[configs]  # type: ignore[valid-type]
+    union = configs[0] if len(configs) == 1 else Union[configs]
     return Annotated[union, Field(discriminator="type")]
 
 

@@ -41,6 +41,7 @@ import ipaddress
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -226,7 +227,7 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def require_scope(scope: str):
+def require_scope(scope: str) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency that answers 403 unless the request's key has ``scope``.
 
     Use it on routes whose needs go beyond :data:`ROUTE_SCOPES`, e.g. a

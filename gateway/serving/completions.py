@@ -70,12 +70,12 @@ def _generation_request(gw: Gateway, pipeline: Pipeline, body: ChatCompletionReq
         model=body.model,
         messages=[{"role": m.role, "content": m.text()} for m in body.messages]
         if isinstance(body, ChatCompletionRequest) else None,
-        prompt=body.prompt if isinstance(body, CompletionRequest) else None,
+        prompt=body.prompt_text() if isinstance(body, CompletionRequest) else None,
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
-        stop=body.stop or [],
+        stop=body.stops(),
         watermark_delta=watermark.delta if watermark.enabled and gw.backend.watermarks else None,
     )
 
