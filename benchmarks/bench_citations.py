@@ -30,6 +30,8 @@ Latency: 100 distinct outputs of ~300 words (prose + 2 in-text citations +
 a 3-entry reference list: 3 real, 1 corrupted, 1 fabricated) against a
 20,000-record database (the 3,909 records plus copies with perturbed titles
 and years); cold (first scan of each text) and warm (cached embeddings).
+
+Long module: one benchmark script (data generation, runs, report) meant to be read top to bottom.
 """
 
 from __future__ import annotations

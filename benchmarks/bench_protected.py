@@ -18,6 +18,8 @@ Sections (each prints a Markdown table):
    over the same passages (speed-up and pair recall at J >= 0.5 / 0.3).
 4. guardrail — ProtectedContentGuardrail.scan latency on 300-word outputs
    against the largest synthetic index (loaded from disk like the gateway).
+
+Long module: one benchmark script (data generation, runs, report) meant to be read top to bottom.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
             if match is None:
-                continue  # pydantic adds union tags such as 'toxicity' to the path
+                continue  # pydantic adds the entry's type tag to the path
             node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]

@@ -16,8 +16,8 @@ class GuardrailCache:
     """Guardrail instances shared by every policy (and kept across reloads) when their entries are identical.
 
     Two policies with the same entry (same type and every field equal, e.g.
-    ``default``'s citation check inherited by a child) use one instance, so a
-    citation database or corpus index is loaded once; a reload rebuilds only the
+    ``default``'s entry inherited by a child) use one instance, so a database
+    or an index a guardrail loads is loaded once; a reload rebuilds only the
     entries that changed. Guardrails are thread-safe by contract
     (:mod:`guardrails.base`), so sharing is safe.
     """
@@ -66,7 +66,7 @@ class PolicySnapshot:
     Attributes:
         pipelines: ``{policy name: compiled pipeline}``.
         unavailable: ``{policy name: error}`` for valid policies whose
-            guardrails could not be constructed (e.g. no citation database yet).
+            guardrails could not be constructed (e.g. a database not loaded yet).
         routing: The routing config.
         default: Name of the default policy.
         generation: 1 for the first load, +1 for each accepted reload.

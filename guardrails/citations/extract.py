@@ -18,6 +18,8 @@ Recognised forms (spans are ``[start, end)`` offsets into the scanned text):
   reference is merged with it into one citation.
 
 Extraction is regex-based and linear in the text length; it never raises.
+
+Long module: one extractor per citation style (numeric, author-year, DOI/arXiv/URL, reference lists) sharing the span bookkeeping; split, they would share private helpers across files.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ database. Loaders turn the three supported formats into records:
 Normalisation (:func:`norm_text`, :func:`surname_key`) makes comparison
 robust to Unicode forms, accents, case, punctuation and name order
 ("Last, First" vs "First Last").
+
+Long module: the three input formats (BibTeX, CSL-JSON, JSONL) normalise into one record type; the format readers share the normalisation helpers.
 """
 
 from __future__ import annotations

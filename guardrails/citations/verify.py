@@ -35,6 +35,8 @@ Verdicts (thresholds in :class:`VerifyParams`):
 Author comparison: every record author's surname must appear in the claimed
 author text (only the first one when the list is cut with ``et al.``), and
 every capitalised word there must belong to some record author's name.
+
+Long module: the verdict logic (identifier, exact title, fuzzy title, embedding) is one decision procedure read top to bottom.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ Adding is incremental: a file whose SHA-256 is already registered is skipped
 (no-op), a changed file under the same name replaces its old passages, and new
 files only add LSH entries. Removing a document deletes its passages from the
 LSH store.
+
+Long module: the on-disk corpus store (documents, passages, LSH, versioning) is one class whose methods keep the files consistent; splitting it would expose its invariants.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ Two interchangeable stores:
 
 Both map a passage id (``int``) to candidate passage ids; both are safe for
 concurrent queries once built (queries only read).
+
+Long module: the numpy LSH store and the datasketch adapter implement one interface side by side, so their behaviour can be compared line by line.
 """
 
 from __future__ import annotations

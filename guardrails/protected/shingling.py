@@ -24,6 +24,8 @@ the user actually sent.
 Shingles are contiguous token k-grams (Broder 1997, "On the resemblance and
 containment of documents"), each hashed to an unsigned 32-bit integer: the
 input width of datasketch's default ``affine32`` MinHash scheme.
+
+Long module: prose and code normalisation feed one shingling routine; the code path (Pygments tokens, identifier placeholders) needs the prose helpers.
 """
 
 from __future__ import annotations

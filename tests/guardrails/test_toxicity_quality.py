@@ -149,7 +149,7 @@ def test_language_detection_and_unsupported():
 
 
 def test_language_routing_to_hf_model(tmp_path):
-    from tests.test_toxicity import _tiny_model
+    from tests.guardrails.test_toxicity import _tiny_model
 
     model = _tiny_model(tmp_path, {0: "non-toxic", 1: "toxic"})
     g = ToxicityGuardrail(ToxicityConfig(languages={"de": model}, threshold=0.99))

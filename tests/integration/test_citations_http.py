@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app as cli
 from tests.conftest import ServerThread, shared_path
-from tests.test_citations import _apa
+from tests.guardrails.test_citations import _apa
 
 MODEL = "stub-model"
 FAKE_TITLE = "Quantum Annealing of Sparse Retrieval Graphs for Multilingual Podcast Summaries"

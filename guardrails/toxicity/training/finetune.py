@@ -28,6 +28,8 @@ heads on the held-out functional tests, so the default stays
    templates, half of its identity groups unseen) against the head-only
    baselines; then the model is trained on everything and written to
    ``weights/minilm_tuned.npz`` / ``.json``.
+
+Long module: the fine-tuning recipe (data, encoding, training loop, evaluation, saving) reads as one script.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ the first time, seconds afterwards: embeddings are cached under
    ``weights/minilm_head.npz`` and ``weights/minilm_head.json``.
 
 Pass ``--no-cv`` to skip step 3 and ``--out DIR`` to write elsewhere.
+
+Long module: the training recipes v1-v5 share data loading, folds and head fitting; keeping them together makes each recipe reproducible from one file.
 """
 
 from __future__ import annotations
