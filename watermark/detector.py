@@ -179,7 +179,7 @@ class WatermarkDetector:
 
 def _statuses(green: np.ndarray, scored: np.ndarray, ngram_len: int) -> tuple[TokenStatus, ...]:
     out: list[TokenStatus] = []
-    for i, (g, s) in enumerate(zip(green.tolist(), scored.tolist())):
+    for i, (g, s) in enumerate(zip(green.tolist(), scored.tolist(), strict=True)):
         if i < ngram_len - 1:
             out.append("context")
         elif not s:

@@ -32,7 +32,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ class WatermarkKey:
         if self.kind == "transformers-lefthash":
             return TransformersLefthashScheme(self.key_id, int(self.hash_key or 0), int(self.vocab_size or 0), gamma)
         chosen = self.seeding_scheme or seeding_scheme
-        return GreenListScheme(self.secret or b"", self.key_id, gamma, chosen)  # type: ignore[arg-type]
+        return GreenListScheme(self.secret or b"", self.key_id, gamma, chosen)  # type: ignore[arg-type]  # checked in __post_init__
 
     def public(self) -> dict[str, Any]:
         """What may be published about the key (no secret)."""
@@ -130,12 +130,12 @@ class KeyRing:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _new_keyed_entry(seeding_scheme: str | None = None) -> tuple[str, dict[str, Any]]:
     """A fresh random keyed entry; with a scheme, its id and entry record it (``wm-{scheme}-{date}-{hex}``)."""
-    date = datetime.now(timezone.utc).strftime("%Y%m%d")
+    date = datetime.now(UTC).strftime("%Y%m%d")
     entry: dict[str, Any] = {"kind": "keyed", "secret": secrets.token_hex(32), "created": _now(), "retired": False}
     if seeding_scheme is None:
         return f"wm-{date}-{secrets.token_hex(3)}", entry

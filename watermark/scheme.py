@@ -61,9 +61,14 @@ list is never the lefthash list after some token under the same key."""
 class Scheme(Protocol):
     """What the logits processor and the detector need from a green-list scheme."""
 
-    key_id: str
-    gamma: float
-    seeding_scheme: str
+    @property
+    def key_id(self) -> str: ...  # noqa: D102
+
+    @property
+    def gamma(self) -> float: ...  # noqa: D102
+
+    @property
+    def seeding_scheme(self) -> str: ...  # noqa: D102
 
     @property
     def context_width(self) -> int: ...  # noqa: D102
@@ -157,7 +162,7 @@ class GreenListScheme:
     def _token_hash(self, tokens: np.ndarray) -> np.ndarray:
         return mix64(np.asarray(tokens, dtype=np.uint64) ^ self._subkeys[1])
 
-    def _is_green(self, seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    def _is_green(self, seeds: np.ndarray | np.uint64, tokens: np.ndarray) -> np.ndarray:
         return mix64(seeds ^ self._token_hash(tokens)) < self._threshold
 
     def _pair(self, anchor: np.ndarray, other: np.ndarray) -> np.ndarray:

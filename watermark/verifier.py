@@ -102,7 +102,7 @@ class Verifier:
             result["normalized_text"] = normalized
             result["tokens"] = [
                 {"text": normalized[s:e], "start": s, "end": e, "status": status}
-                for (s, e), status in zip(enc["offset_mapping"], best.statuses)
+                for (s, e), status in zip(enc["offset_mapping"], best.statuses, strict=True)
             ]
         if certificate:
             if self.signer is None:
