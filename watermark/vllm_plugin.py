@@ -201,19 +201,23 @@ class WatermarkAdapter:
             point and by ``--logits-processors``, which would add δ twice).
         device: The logits' device.
         is_pin_memory: Unused (part of vLLM's constructor signature).
-        config: Settings and keys; default: read from the environment.
-
-    Raises:
-        ValueError: when ``config`` is None and the environment configures no
-            valid key (the server fails at start rather than emitting
-            unwatermarked text for requests that asked for a watermark).
+        config: Settings and keys; default: read from the environment. When the
+            environment configures no valid key the processor logs an error and
+            stays inert, and :meth:`validate_params` rejects every request that
+            names a key id (so a vLLM server that merely has the package
+            installed still starts, and no request silently goes unwatermarked).
     """
 
     _engines: dict[int, weakref.ReferenceType[WatermarkAdapter]] = {}
 
     def __init__(self, vllm_config: Any = None, device: torch.device | str = "cpu", is_pin_memory: bool = False,
                  *, config: PluginConfig | None = None) -> None:
-        self.config = config or _server_config()
+        self.config: PluginConfig | None = config
+        if config is None:
+            try:
+                self.config = _server_config()
+            except (ValueError, OSError) as exc:
+                logger.error("Greenlist watermark processor inert: %s", exc)
         self.device = torch.device(device)
         self.rows: dict[int, RowState] = {}
         self.not_applied: list[str] = []  # key ids of requests whose watermark stopped (placeholders)
@@ -249,7 +253,11 @@ class WatermarkAdapter:
         key_id = extra[XARG_KEY_ID]
         if not isinstance(key_id, str) or not key_id:
             raise ValueError(f"{XARG_KEY_ID} must be a non-empty string")
-        if _server_config().key(key_id) is None:
+        try:
+            config = _server_config()
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"this vLLM server cannot watermark: {exc}") from exc
+        if config.key(key_id) is None:
             raise ValueError(f"this vLLM server holds no active watermark key {key_id!r}")
 
     def is_argmax_invariant(self) -> bool:
@@ -264,7 +272,7 @@ class WatermarkAdapter:
                 ``(index, params, prompt_tok_ids, output_tok_ids)``; ``moved``:
                 ``(a, b, MoveDirectionality)``), or None when the batch is unchanged.
         """
-        if batch_update is None or self.duplicate:
+        if batch_update is None or self.duplicate or self.config is None:
             return
         for index in batch_update.removed:
             self.rows.pop(index, None)
@@ -297,7 +305,7 @@ class WatermarkAdapter:
         Returns:
             ``logits``, modified in place.
         """
-        if not self.rows or self.duplicate:
+        if not self.rows or self.duplicate or self.config is None:
             return logits
         groups: dict[str, tuple[Scheme, list[int], list[list[int]]]] = {}
         for index, row in self.rows.items():

@@ -217,6 +217,12 @@ def test_configuration_from_environment(tmp_path, monkeypatch):
         load_plugin_config({**env, "GREENLIST_WATERMARK_GAMMA": "1.5"})
     with pytest.raises(FileNotFoundError):
         load_plugin_config({"GREENLIST_WATERMARK_KEY_FILE": str(tmp_path / "missing.json")})
+    # a server with the package installed but no key starts; requests asking for a watermark are rejected
+    adapter = WatermarkAdapter()
+    assert adapter.config is None
+    with pytest.raises(ValueError, match="cannot watermark: no watermark key"):
+        WatermarkAdapter.validate_params(DoubleParams({XARG_KEY_ID: "wm-20261203-aaaaaa"}))
+    WatermarkAdapter.validate_params(DoubleParams(None))
 
 
 def test_module_imports_without_vllm_and_builds_the_class_lazily():
