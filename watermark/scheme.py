@@ -47,8 +47,9 @@ import numpy as np
 
 SeedingScheme = Literal["lefthash", "selfhash", "robust"]
 SEEDING_SCHEMES: tuple[str, ...] = ("lefthash", "selfhash", "robust")
-CONTEXT_WIDTH: dict[str, int] = {"lefthash": 1, "selfhash": 4, "robust": 1}
-"""Tokens in one seeding window, as the local processor slices them from the end of ``input_ids``."""
+CONTEXT_WIDTH: dict[str, int] = {"lefthash": 1, "selfhash": 4, "robust": 0}
+"""Context width as reported (and as the local processor slices ``input_ids``): 1 lefthash, 4 selfhash (window
+with the candidate), 0 robust (no context)."""
 CONTEXT_NEEDED: dict[str, int] = {"lefthash": 1, "selfhash": 3, "robust": 0}
 """Tokens before the scored position that its green list depends on."""
 NGRAM_LEN: dict[str, int] = {"lefthash": 2, "selfhash": 4, "robust": 1}
@@ -140,7 +141,7 @@ class GreenListScheme:
 
     @property
     def context_width(self) -> int:
-        """Tokens the logits processor slices from the end of ``input_ids`` (1 lefthash, 4 selfhash, 1 robust)."""
+        """Context width: tokens the logits processor slices from the end of ``input_ids`` (1, 4, 0 for robust)."""
         return CONTEXT_WIDTH[self.seeding_scheme]
 
     @property
