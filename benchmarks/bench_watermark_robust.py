@@ -50,7 +50,8 @@ from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
 HUMAN_DIR = next((p / "shared" / "data" / "human_text" for p in (ROOT.parent, ROOT.parent.parent)
                   if (p / "shared" / "data" / "human_text").is_dir()), ROOT.parent / "shared" / "data" / "human_text")
 KEY = WatermarkKey("bench", secret=b"benchmark-key-0123456789abcdef!!")
-GAMMA, DELTA, LENGTHS, NEW_TOKENS = 0.25, 2.0, (50, 100, 200), 200
+LENGTHS, NEW_TOKENS = (50, 100, 200), 200
+GAMMA, DELTA = 0.25, 2.0  # defaults; --gamma / --delta override
 SCHEMES = ("selfhash", "lefthash", "robust")
 ATTACKS = (("substitute", 0.1), ("substitute", 0.3), ("delete", 0.1), ("delete", 0.3))
 
@@ -138,10 +139,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--cache", type=Path, default=None, help="generation cache (default $GREENLIST_HOME/bench)")
     parser.add_argument("--schemes", default="robust,selfhash,lefthash", help="generation order")
+    parser.add_argument("--gamma", type=float, default=0.25)
+    parser.add_argument("--delta", type=float, default=2.0)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--note", default="", help="appended to the machine line (e.g. 'CPU shared with other jobs')")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global GAMMA, DELTA  # noqa: PLW0603 - one setting for the whole run
+    GAMMA, DELTA = args.gamma, args.delta
+    suffix = "" if (GAMMA, DELTA) == (0.25, 2.0) else f"_g{GAMMA}_d{DELTA}"
     started = time.time()
     order = tuple(args.schemes.split(","))
     schemes = tuple(s for s in SCHEMES if s in order)  # table order
@@ -153,7 +159,7 @@ def main() -> None:
     rng = random.Random(0)
     prompts = [f"Continue this text: {' '.join(r['text'].split()[:40])}" for r in rng.sample(rows, args.samples)]
     vocab = [w for r in rows[:500] for w in r["text"].split()]
-    gens = {s: generate_cached(model, tok, prompts, s, args.batch, cache / f"wm_robust_{s}_{args.samples}.json")
+    gens = {s: generate_cached(model, tok, prompts, s, args.batch, cache / f"wm_robust_{s}_{args.samples}{suffix}.json")
             for s in order}
     gen_minutes = (time.time() - started) / 60
     print("scoring", flush=True)
@@ -184,7 +190,8 @@ def main() -> None:
         f"Machine: {os.cpu_count()}-core AMD EPYC (x86_64){args.note}; date 2026-12-03.",
         f"Command: `python benchmarks/bench_watermark_robust.py --samples {args.samples}` "
         f"({(time.time() - started) / 60:.0f} min, of which {gen_minutes:.0f} generating; {args.threads} torch "
-        "thread). Embedded SmolLM2-135M-Instruct, one key, γ = 0.25, δ = 2.0; for each scheme "
+        "thread). Embedded SmolLM2-135M-Instruct, one key, "
+        f"γ = {GAMMA}, δ = {DELTA}; for each scheme "
         f"{args.samples} sampled generations of {NEW_TOKENS} tokens (half at temperature 0.7, half at 1.0) "
         "continuing the same prompts drawn from human text; every text decoded, normalised and re-tokenized "
         "before scoring, as a third party would. Edits are applied to the 200-token text: words deleted, or "
