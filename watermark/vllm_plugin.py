@@ -44,7 +44,9 @@ verification, which is how the gateway learns the watermark was not applied.
 
 vLLM is imported lazily: this module imports without vLLM, and the class vLLM
 loads, :data:`GreenlistWatermarkLogitsProcessor`, is built on first access as a
-subclass of vLLM's ``LogitsProcessor`` and :class:`WatermarkAdapter`.
+subclass of the installed vLLM's ``LogitsProcessor`` and :class:`WatermarkAdapter`
+(V1 interface), or of vLLM 0.34's model-runner-V2 ``LogitsProcessor`` and
+:class:`WatermarkAdapterV2`.
 """
 
 from __future__ import annotations
@@ -341,15 +343,123 @@ class WatermarkAdapter:
         return None if row is None else row.applied
 
 
-def _build_vllm_class() -> type:
-    """``GreenlistWatermarkLogitsProcessor``: vLLM's V1 ``LogitsProcessor`` + :class:`WatermarkAdapter`.
+class WatermarkAdapterV2:
+    """The same watermark for vLLM's model-runner-V2 logits-processor interface (vLLM 0.34).
 
-    Without vLLM 0.27-style V1 classes installed, the plain :class:`WatermarkAdapter` subclass (for tests).
+    vLLM 0.34 replaced the V1 interface: ``__init__(vllm_config, req_states)``,
+    ``add_request(req_idx, sampling_params) -> bool`` per request slot (slots are
+    recycled; no removal callback) and ``apply(logits, ctx)`` where ``ctx`` maps
+    logits rows to slots (``expanded_idx_mapping``), gives each row's position
+    (``pos``) and input token (``input_ids``: the last committed token, or a draft
+    token under speculative decoding). The seeding context of a row at position
+    ``p`` is ``x[p-need+1..p]``: ``x[p]`` is the row's input token, earlier
+    tokens are the same request's earlier draft rows (``expanded_local_pos``) or
+    committed ids in ``req_states.all_token_ids``. All of it is read on the
+    device, so async scheduling's host-side placeholders do not arise; a
+    negative id is still refused (logged, row not biased, as in V1).
+
+    Unit-tested against vLLM 0.34.0's ``LogitsContext`` / ``LogitsProcRequestState``
+    classes with CPU tensors; not run in a vLLM engine.
+
+    Args:
+        vllm_config: vLLM's ``VllmConfig`` (unused).
+        req_states: vLLM's ``LogitsProcRequestState`` (``all_token_ids.gpu``:
+            ``(max_num_reqs, max_model_len)`` token ids per slot).
+        config: Settings and keys; default: the environment (inert without a key, as V1).
+    """
+
+    def __init__(self, vllm_config: Any = None, req_states: Any = None, *, config: PluginConfig | None = None) -> None:
+        self.config: PluginConfig | None = config
+        if config is None:
+            try:
+                self.config = _server_config()
+            except (ValueError, OSError) as exc:
+                logger.error("Greenlist watermark processor inert: %s", exc)
+        self.req_states = req_states
+        self.slots: dict[int, str] = {}  # request slot -> key id
+        self.not_applied: list[str] = []
+
+    validate_params = WatermarkAdapter.validate_params
+
+    def add_request(self, req_idx: int, sampling_params: Any) -> bool:
+        """Record the key id of the request entering slot ``req_idx``; True when it is to be watermarked."""
+        self.slots.pop(req_idx, None)
+        key_id = (getattr(sampling_params, "extra_args", None) or {}).get(XARG_KEY_ID)
+        if key_id is None or self.config is None or self.config.key(key_id) is None:
+            if key_id is not None:
+                logger.error("Greenlist watermark NOT APPLIED: key id %r unknown to this server", key_id)
+                self.not_applied.append(str(key_id))
+            return False
+        self.slots[req_idx] = key_id
+        return True
+
+    def apply(self, logits: torch.Tensor, ctx: Any) -> torch.Tensor:
+        """Add δ to the green list of every watermarked row, in place (``logits``: ``(rows, vocab)``)."""
+        if not self.slots or self.config is None:
+            return logits
+        row_slots = ctx.expanded_idx_mapping.tolist()
+        groups: dict[str, list[int]] = {}
+        for row, slot in enumerate(row_slots):
+            if slot in self.slots:
+                groups.setdefault(self.slots[slot], []).append(row)
+        for key_id, rows in groups.items():
+            scheme = self.config.scheme(key_id)
+            need = context_needed(scheme)
+            r = torch.tensor(rows, dtype=torch.long, device=logits.device)
+            recent, inside = self._context(r, need, ctx)
+            negative = ((recent < 0) & inside).any(dim=1)
+            if bool(negative.any()):
+                bad = [int(ctx.expanded_idx_mapping[i]) for i in r[negative].tolist()]
+                for slot in bad:
+                    self.slots.pop(slot, None)
+                    self.not_applied.append(key_id)
+                logger.error("Greenlist watermark NOT APPLIED (key %s, slots %s): negative token ids in the seeding "
+                             "context; stopped biasing these requests", key_id, bad)
+            ok = inside.all(dim=1) & ~negative  # rows too early in their sequence to be seeded wait, like V1
+            r, recent = r[ok], recent[ok]
+            if r.numel():
+                logits[r] = watermark_logits(logits[r], recent, scheme, self.config.delta)
+        return logits
+
+    def _context(self, rows: torch.Tensor, need: int, ctx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Seeding contexts ``x[p-need+1..p]`` and where they lie inside the sequence, both ``(len(rows), need)``."""
+        if need == 0:
+            empty = torch.empty(rows.numel(), 0, dtype=torch.long, device=rows.device)
+            return empty, empty.bool()
+        pos = ctx.pos[rows].long()
+        slots = ctx.expanded_idx_mapping[rows].long()
+        local = ctx.expanded_local_pos[rows].long()
+        all_ids = self.req_states.all_token_ids.gpu
+        cols, inside = [], []
+        for back in range(need - 1, -1, -1):  # oldest first
+            position = pos - back
+            committed = all_ids[slots, position.clamp(min=0)].long()
+            if back == 0:
+                token = ctx.input_ids[rows].long()
+            else:  # an earlier draft row of the same request under speculative decoding, else committed
+                draft = ctx.input_ids[(rows - back).clamp(min=0)].long()
+                token = torch.where(local >= back, draft, committed)
+            cols.append(token)
+            inside.append(position >= 0)
+        return torch.stack(cols, dim=1), torch.stack(inside, dim=1)
+
+
+def _build_vllm_class() -> type:
+    """``GreenlistWatermarkLogitsProcessor`` for the installed vLLM.
+
+    vLLM with the V1 interface (0.27-0.33, ``vllm.v1.sample.logits_processor``): its ``LogitsProcessor`` +
+    :class:`WatermarkAdapter`. vLLM 0.34+ (model runner V2): its ``LogitsProcessor`` + :class:`WatermarkAdapterV2`.
+    Without vLLM: the plain :class:`WatermarkAdapter` subclass (for tests).
     """
     try:
         from vllm.v1.sample.logits_processor import LogitsProcessor as VllmLogitsProcessor
     except ImportError:
-        return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapter,), {"__module__": __name__})
+        try:
+            from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2LogitsProcessor
+        except ImportError:
+            return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapter,), {"__module__": __name__})
+        return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapterV2, V2LogitsProcessor),
+                    {"__module__": __name__, "__doc__": WatermarkAdapterV2.__doc__})
     return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapter, VllmLogitsProcessor),
                 {"__module__": __name__, "__doc__": WatermarkAdapter.__doc__})
 

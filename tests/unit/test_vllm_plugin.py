@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,7 +101,9 @@ def check_rows(adapter: WatermarkAdapter, expected: dict[int, tuple[str, list[in
 
 def test_rows_follow_add_remove_move(api, key_file):
     BatchUpdate, Move, params = api
-    adapter = vllm_plugin.GreenlistWatermarkLogitsProcessor(object(), torch.device("cpu"), False)
+    cls = vllm_plugin.GreenlistWatermarkLogitsProcessor
+    cls = cls if issubclass(cls, WatermarkAdapter) else WatermarkAdapter  # vLLM 0.34 installed: V2 class
+    adapter = cls(object(), torch.device("cpu"), False)
     assert adapter.is_argmax_invariant() is False
     a, b, c = "wm-20261203-aaaaaa", "wm-robust-20261203-bbbbbb", "wm-lefthash-20261203-cccccc"
     out0, out1, out2 = [], [], []
@@ -226,12 +229,103 @@ def test_configuration_from_environment(tmp_path, monkeypatch):
 
 
 def test_module_imports_without_vllm_and_builds_the_class_lazily():
+    """The class vLLM loads subclasses the installed vLLM's ``LogitsProcessor`` (V1 or V2), or the adapter alone."""
+    from watermark.vllm_plugin import WatermarkAdapterV2
+
     cls = vllm_plugin.GreenlistWatermarkLogitsProcessor
-    assert issubclass(cls, WatermarkAdapter) and cls.__module__ == "watermark.vllm_plugin"
+    assert cls.__module__ == "watermark.vllm_plugin"
+    with pytest.raises(AttributeError):
+        vllm_plugin.NoSuchThing  # noqa: B018
     try:
         from vllm.v1.sample.logits_processor import LogitsProcessor
     except ImportError:
+        try:
+            from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2
+        except ImportError:
+            assert issubclass(cls, WatermarkAdapter)
+            return
+        assert issubclass(cls, V2) and issubclass(cls, WatermarkAdapterV2)  # what vLLM 0.34's loader checks
         return
-    assert issubclass(cls, LogitsProcessor)  # what vLLM checks for --logits-processors and entry points
-    with pytest.raises(AttributeError):
-        vllm_plugin.NoSuchThing  # noqa: B018
+    assert issubclass(cls, LogitsProcessor) and issubclass(cls, WatermarkAdapter)
+
+
+# --- vLLM 0.34 model-runner V2 interface -----------------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """Stand-in for vLLM's ``StagedWriteTensor`` / ``UvaBackedTensor``: the device tensor is ``.gpu``."""
+
+    gpu: torch.Tensor
+
+
+@pytest.fixture(params=["double", "vllm"])
+def v2(request):
+    """(make_ctx, make_req_states) from plain objects or from vLLM 0.34's own dataclasses."""
+    from types import SimpleNamespace
+
+    if request.param == "vllm":
+        mod = pytest.importorskip("vllm.v1.worker.gpu.sample.logits_processor",
+                                  reason="vLLM 0.34 (model runner V2 interface) not installed")
+        ctx_cls, state_cls = mod.LogitsContext, mod.LogitsProcRequestState
+    else:
+        ctx_cls = state_cls = SimpleNamespace
+
+    def make_ctx(slots, pos, input_ids, local):
+        return ctx_cls(expanded_idx_mapping=torch.tensor(slots), idx_mapping=torch.tensor(sorted(set(slots))),
+                       idx_mapping_np=np.array(sorted(set(slots))), expanded_local_pos=torch.tensor(local),
+                       input_ids=torch.tensor(input_ids), pos=torch.tensor(pos),
+                       seq_lens_upper_bound_np=np.array(pos) + 1)
+
+    def make_states(all_ids):
+        n = all_ids.shape[0]
+        return state_cls(device=torch.device("cpu"), max_num_reqs=n, vocab_size=V, all_token_ids=Staged(all_ids),
+                         prompt_len=Staged(torch.zeros(n)), prefill_len=Staged(torch.zeros(n)),
+                         total_len=Staged(torch.zeros(n)))
+
+    return make_ctx, make_states
+
+
+def test_v2_rows_contexts_and_speculative_rows(v2, key_file):
+    from watermark.vllm_plugin import WatermarkAdapterV2
+
+    make_ctx, make_states = v2
+    a, b = "wm-20261203-aaaaaa", "wm-robust-20261203-bbbbbb"
+    all_ids = torch.arange(100, 164).reshape(4, 16)  # slot s holds tokens 100+16s, 101+16s, ...
+    proc = WatermarkAdapterV2(None, make_states(all_ids))
+    assert proc.add_request(2, DoubleParams({XARG_KEY_ID: a})) is True
+    assert proc.add_request(1, DoubleParams(None)) is False
+    assert proc.add_request(0, DoubleParams({XARG_KEY_ID: b})) is True
+    # rows: slot 2 at position 5 (last committed token fed), slot 1, slot 0; then slot 2's draft row at position 6
+    draft = 7
+    ctx = make_ctx(slots=[2, 1, 0, 2], pos=[5, 3, 4, 6], local=[0, 0, 0, 1],
+                   input_ids=[int(all_ids[2, 5]), int(all_ids[1, 3]), int(all_ids[0, 4]), draft])
+    logits = torch.randn(4, V)
+    out = proc.apply(logits.clone(), ctx)
+    assert torch.equal(out[0], logits[0] + green(a, all_ids[2, 3:6].tolist()).float() * 2.0)
+    assert torch.equal(out[1], logits[1])
+    assert torch.equal(out[2], logits[2] + green(b, [], "robust").float() * 2.0)
+    # the draft row's context: committed x[4], the previous row's input x[5], its own draft token
+    assert torch.equal(out[3], logits[3] + green(a, [int(all_ids[2, 4]), int(all_ids[2, 5]), draft]).float() * 2.0)
+    # a recycled slot forgets its previous request
+    assert proc.add_request(2, DoubleParams(None)) is False
+    out = proc.apply(logits.clone(), ctx)
+    assert torch.equal(out[0], logits[0]) and torch.equal(out[3], logits[3])
+
+
+def test_v2_refuses_negative_ids_and_early_positions(v2, key_file, caplog):
+    from watermark.vllm_plugin import WatermarkAdapterV2
+
+    make_ctx, make_states = v2
+    a = "wm-20261203-aaaaaa"
+    all_ids = torch.arange(100, 164).reshape(4, 16)
+    all_ids[3, 4] = -1
+    proc = WatermarkAdapterV2(None, make_states(all_ids))
+    proc.add_request(3, DoubleParams({XARG_KEY_ID: a}))
+    proc.add_request(0, DoubleParams({XARG_KEY_ID: a}))
+    ctx = make_ctx(slots=[3, 0], pos=[5, 1], local=[0, 0], input_ids=[int(all_ids[3, 5]), int(all_ids[0, 1])])
+    logits = torch.randn(2, V)
+    with caplog.at_level(logging.ERROR, logger="greenlist.vllm"):
+        out = proc.apply(logits.clone(), ctx)
+    assert torch.equal(out, logits)  # slot 3 has a -1 in its context; slot 0 is at position 1 (< 3 tokens)
+    assert "NOT APPLIED" in caplog.text and proc.not_applied == [a] and 3 not in proc.slots and 0 in proc.slots
