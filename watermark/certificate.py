@@ -29,7 +29,7 @@ import json
 import os
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class Signer:
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Return the certificate for ``payload`` (adds ``issued_at`` and the signing key id)."""
-        payload = {**payload, "issued_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        payload = {**payload, "issued_at": datetime.now(UTC).isoformat(timespec="seconds"),
                    "signing_key_id": self.key_id}
         signature = self.private_key.sign(canonical(payload))
         return {"certificate": payload,

@@ -5,6 +5,11 @@ Kirchenbauer et al., ICML 2023, Section 4: with T scored tokens of which
 standard normal survival function of z. Following the reference
 implementation (``ignore_repeated_ngrams=True``), every distinct n-gram
 (context + token) is scored once, so repeated phrases cannot inflate z.
+For the ``robust`` (Unigram-Watermark) scheme the n-gram is the token itself,
+so each distinct token is scored once, as Zhao et al. ("Provable Robust
+Watermarking for AI-Generated Text", ICLR 2024, Section 3) prescribe: with one
+fixed green list a repeated token would otherwise count its colour again, the
+scored positions would not be independent, and the z-test would be invalid.
 
 The p-value and the verdict use the exact binomial test instead of the normal
 approximation (Fernandez et al., "Three Bricks to Consolidate Watermarks for
@@ -174,7 +179,7 @@ class WatermarkDetector:
 
 def _statuses(green: np.ndarray, scored: np.ndarray, ngram_len: int) -> tuple[TokenStatus, ...]:
     out: list[TokenStatus] = []
-    for i, (g, s) in enumerate(zip(green.tolist(), scored.tolist())):
+    for i, (g, s) in enumerate(zip(green.tolist(), scored.tolist(), strict=True)):
         if i < ngram_len - 1:
             out.append("context")
         elif not s:

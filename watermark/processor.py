@@ -35,6 +35,6 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         vocab = scores.shape[-1]
         width = self.scheme.context_width
         for row in range(input_ids.shape[0]):
-            mask = self.scheme.green_mask(input_ids[row, -width:].tolist(), vocab)
+            mask = self.scheme.green_mask(input_ids[row, input_ids.shape[1] - width:].tolist(), vocab)
             scores[row] += torch.from_numpy(mask).to(scores.dtype) * self.delta
         return scores

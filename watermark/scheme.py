@@ -15,6 +15,14 @@ Seeding schemes, as named in the reference implementation
   candidate token *c* is ``min_i H(w_0, w_i)`` over the window
   ``w = (x_{t-3}, x_{t-2}, x_{t-1}, c)``, so the candidate takes part in its
   own seed ("Reliability of Watermarks", ICLR 2024, Section 3 / Appendix A).
+* ``robust`` -- context width 0 (the candidate alone): one fixed, keyed green
+  list for every position, the Unigram-Watermark of Zhao, Ananth, Li, Wang,
+  "Provable Robust Watermarking for AI-Generated Text", ICLR 2024 (Section 3,
+  Algorithm 1). An edit changes the colour of the edited tokens only, which is
+  what makes it robust to word substitution; the price is that the one list is
+  easier to estimate from many outputs (Jovanović et al., "Watermark Stealing",
+  ICML 2024). Detection counts each distinct token once (Zhao et al., Section
+  3, Algorithm 2), see :mod:`watermark.detector`.
 
 Instead of permuting the vocabulary with a seeded RNG (``torch.randperm``),
 membership is decided per token: token *v* is green for seed *s* iff
@@ -37,17 +45,31 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-SeedingScheme = Literal["lefthash", "selfhash"]
-CONTEXT_WIDTH: dict[str, int] = {"lefthash": 1, "selfhash": 4}
-
+SeedingScheme = Literal["lefthash", "selfhash", "robust"]
+SEEDING_SCHEMES: tuple[str, ...] = ("lefthash", "selfhash", "robust")
+CONTEXT_WIDTH: dict[str, int] = {"lefthash": 1, "selfhash": 4, "robust": 0}
+"""Context width as reported (and as the local processor slices ``input_ids``): 1 lefthash, 4 selfhash (window
+with the candidate), 0 robust (no context)."""
+CONTEXT_NEEDED: dict[str, int] = {"lefthash": 1, "selfhash": 3, "robust": 0}
+"""Tokens before the scored position that its green list depends on."""
+NGRAM_LEN: dict[str, int] = {"lefthash": 2, "selfhash": 4, "robust": 1}
+"""Length of the n-gram (context + token) that decides one position's colour at detection."""
+ROBUST_SEED_TAG = 0x756E6967_72616D00
+"""Domain separation of the ``robust`` seed ("unigram\\0"): above every token id, so the fixed green
+list is never the lefthash list after some token under the same key."""
 
 
 class Scheme(Protocol):
     """What the logits processor and the detector need from a green-list scheme."""
 
-    key_id: str
-    gamma: float
-    seeding_scheme: str
+    @property
+    def key_id(self) -> str: ...  # noqa: D102
+
+    @property
+    def gamma(self) -> float: ...  # noqa: D102
+
+    @property
+    def seeding_scheme(self) -> str: ...  # noqa: D102
 
     @property
     def context_width(self) -> int: ...  # noqa: D102
@@ -81,7 +103,7 @@ class GreenListScheme:
         key: The watermark secret (at least 16 bytes). Never logged or returned.
         key_id: Public identifier of the key.
         gamma: γ, expected fraction of the vocabulary that is green, in (0, 1).
-        seeding_scheme: ``"lefthash"`` or ``"selfhash"``.
+        seeding_scheme: ``"lefthash"``, ``"selfhash"`` or ``"robust"`` (see module docstring).
 
     Raises:
         ValueError: for a short key, γ outside (0, 1) or an unknown scheme.
@@ -104,7 +126,7 @@ class GreenListScheme:
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}; the paper's default is 0.25")
         if self.seeding_scheme not in CONTEXT_WIDTH:
-            raise ValueError(f"unknown seeding scheme {self.seeding_scheme!r}; use 'lefthash' or 'selfhash'")
+            raise ValueError(f"unknown seeding scheme {self.seeding_scheme!r}; use one of {SEEDING_SCHEMES}")
 
     # --- keyed constants -------------------------------------------------
     @functools.cached_property
@@ -119,19 +141,29 @@ class GreenListScheme:
 
     @property
     def context_width(self) -> int:
-        """Tokens in one seeding window (1 for lefthash, 4 for selfhash, candidate included)."""
+        """Context width: tokens the logits processor slices from the end of ``input_ids`` (1, 4, 0 for robust)."""
         return CONTEXT_WIDTH[self.seeding_scheme]
 
     @property
+    def context_needed(self) -> int:
+        """Tokens before a position that its green list depends on (1 lefthash, 3 selfhash, 0 robust)."""
+        return CONTEXT_NEEDED[self.seeding_scheme]
+
+    @property
     def ngram_len(self) -> int:
-        """Length of the token n-gram that decides one position's colour at detection."""
-        return 2 if self.seeding_scheme == "lefthash" else 4
+        """Length of the token n-gram that decides one position's colour at detection (2, 4, 1)."""
+        return NGRAM_LEN[self.seeding_scheme]
+
+    @functools.cached_property
+    def robust_seed(self) -> np.uint64:
+        """The one seed of the ``robust`` (unigram) green list: ``H(k0 ^ ROBUST_SEED_TAG)``."""
+        return mix64(np.array([ROBUST_SEED_TAG], dtype=np.uint64) ^ self._subkeys[0])[0]
 
     # --- hashing -----------------------------------------------------------
     def _token_hash(self, tokens: np.ndarray) -> np.ndarray:
         return mix64(np.asarray(tokens, dtype=np.uint64) ^ self._subkeys[1])
 
-    def _is_green(self, seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    def _is_green(self, seeds: np.ndarray | np.uint64, tokens: np.ndarray) -> np.ndarray:
         return mix64(seeds ^ self._token_hash(tokens)) < self._threshold
 
     def _pair(self, anchor: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -149,6 +181,8 @@ class GreenListScheme:
             ``bool`` array of shape ``(n,)``: True where the token is green.
         """
         ngrams = np.asarray(ngrams, dtype=np.int64).astype(np.uint64)
+        if self.seeding_scheme == "robust":
+            return self._is_green(self.robust_seed, ngrams[:, -1])
         if self.seeding_scheme == "lefthash":
             seeds = mix64(ngrams[:, 0] ^ self._subkeys[0])
         else:
@@ -159,21 +193,25 @@ class GreenListScheme:
         """Green tokens for the next position given the preceding tokens.
 
         Args:
-            context: Token ids before the position (at least ``context_width - 1``
-                for selfhash, 1 for lefthash; only the last ones are used).
+            context: Token ids before the position (at least ``context_needed``:
+                3 for selfhash, 1 for lefthash, 0 for robust; only the last ones
+                are used).
             vocab_size: Number of logits to colour.
 
         Returns:
             ``bool`` array of shape ``(vocab_size,)``. For selfhash each
-            candidate is coloured with itself in the seeding window.
+            candidate is coloured with itself in the seeding window; for robust
+            it is the same (fixed) list whatever the context.
 
         Raises:
             ValueError: when the context is shorter than the scheme needs.
         """
-        need = 1 if self.seeding_scheme == "lefthash" else self.context_width - 1
+        need = self.context_needed
         if len(context) < need:
             raise ValueError(f"{self.seeding_scheme} needs {need} context tokens, got {len(context)}")
         vocab, vocab_hash = self._vocab(vocab_size)
+        if self.seeding_scheme == "robust":
+            return mix64(self.robust_seed ^ vocab_hash) < self._threshold
         ctx = np.asarray(context[-need:], dtype=np.int64).astype(np.uint64)
         if self.seeding_scheme == "lefthash":
             seeds = mix64(ctx[-1:] ^ self._subkeys[0])

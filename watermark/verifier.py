@@ -35,7 +35,8 @@ class Verifier:
         tokenizer: The tokenizer the watermark is defined over (a fast
             Hugging Face tokenizer, for offsets).
         tokenizer_name: Reported in results.
-        gamma: γ. seeding_scheme: ``selfhash`` or ``lefthash``.
+        gamma: γ. seeding_scheme: ``selfhash``, ``lefthash`` or ``robust``: the server's scheme, used for
+            keys that record none (a key bound to a scheme is scored with its own, see :mod:`watermark.keys`).
         z_threshold: Single-key z threshold (4.0).
         min_tokens: Fewer scored tokens gives ``too_short``.
         delta: δ used at generation (reported only; detection does not need it).
@@ -101,7 +102,7 @@ class Verifier:
             result["normalized_text"] = normalized
             result["tokens"] = [
                 {"text": normalized[s:e], "start": s, "end": e, "status": status}
-                for (s, e), status in zip(enc["offset_mapping"], best.statuses)
+                for (s, e), status in zip(enc["offset_mapping"], best.statuses, strict=True)
             ]
         if certificate:
             if self.signer is None:
@@ -127,7 +128,7 @@ class Verifier:
             if best is None or z > best[0]:
                 best = (z, i, positions, green)
         assert best is not None
-        z, _, positions, green = best
+        z, best_i, positions, green = best
         threshold = winmax_threshold(max(int(green.size), 1))
         fpr = WINMAX_FPR * keys  # Bonferroni over keys
         spans = []
@@ -135,7 +136,7 @@ class Verifier:
             for span in watermarked_spans(green, self.gamma, threshold):
                 first, last = positions[span.first], positions[span.last]
                 # a scored token's colour depends on its left context: the span starts at its seeding window
-                first = max(0, first - (self.detectors[0].scheme.ngram_len - 1))
+                first = max(0, first - (self.detectors[best_i].scheme.ngram_len - 1))
                 spans.append({"start": int(offsets[first][0]), "end": int(offsets[last][1]),
                               "z_score": span.z_score, "num_tokens": int(span.last - span.first + 1)})
         return {"winmax_z": z if np.isfinite(z) else None, "z_threshold": threshold, "fpr": fpr,
