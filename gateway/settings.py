@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         upstream_timeout_s: Read timeout for the upstream, seconds.
         watermark_gamma: γ, green-list fraction (detection must use the value
             generation used).
-        watermark_seeding_scheme: ``selfhash`` (default) or ``lefthash``.
+        watermark_seeding_scheme: ``selfhash`` (default), ``lefthash`` or ``robust`` (Unigram-Watermark: most
+            robust to edits, easier to estimate from many outputs; docs/watermark.md).
         watermark_z_threshold: z at or above which a text is called watermarked.
         watermark_min_tokens: Fewer scored tokens than this gives ``too_short``.
         max_new_tokens_default: ``max_tokens`` when the request gives none.
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     upstream_model: str | None = None
     upstream_timeout_s: float = Field(60.0, gt=0)
     watermark_gamma: float = Field(0.25, gt=0.0, lt=1.0)
-    watermark_seeding_scheme: Literal["selfhash", "lefthash"] = "selfhash"
+    watermark_seeding_scheme: Literal["selfhash", "lefthash", "robust"] = "selfhash"
     watermark_z_threshold: float = 4.0
     watermark_min_tokens: int = Field(16, ge=1)
     max_new_tokens_default: int = Field(256, ge=1)

@@ -47,6 +47,9 @@ loads, :data:`GreenlistWatermarkLogitsProcessor`, is built on first access as a
 subclass of the installed vLLM's ``LogitsProcessor`` and :class:`WatermarkAdapter`
 (V1 interface), or of vLLM 0.34's model-runner-V2 ``LogitsProcessor`` and
 :class:`WatermarkAdapterV2`.
+
+Long module: two adapters (vLLM V1 and model-runner V2) over one batched function, kept side by side so their
+state handling can be compared; each is thin.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
 from gateway.backends.loading import load_causal_lm
 from watermark.processor import WatermarkLogitsProcessor
-from watermark.scheme import GreenListScheme
+from watermark.scheme import Scheme
 
 
 class _Cancelled(StoppingCriteria):
@@ -50,7 +50,7 @@ class LocalBackend(Backend):
 
     watermarks = True
 
-    def __init__(self, model: str | None, home: Any, scheme: GreenListScheme,
+    def __init__(self, model: str | None, home: Any, scheme: Scheme,
                  served_name: str | None = None, torch_threads: int | None = None) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)

@@ -100,11 +100,18 @@ def keys_list() -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
+def keys_rotate(
+    seeding_scheme: Optional[str] = typer.Option(
+        None, help="Record a seeding scheme in the new key (selfhash, lefthash, robust); default: the server setting."),
+) -> None:
     """Create a new key and make it active; older keys keep verifying until retired. Restart or reload the server."""
     from watermark.keys import rotate
+    from watermark.scheme import SEEDING_SCHEMES
 
-    typer.echo(rotate(_home()))
+    if seeding_scheme is not None and seeding_scheme not in SEEDING_SCHEMES:
+        typer.echo(f"unknown seeding scheme {seeding_scheme!r}; use one of {', '.join(SEEDING_SCHEMES)}", err=True)
+        raise typer.Exit(2)
+    typer.echo(rotate(_home(), seeding_scheme=seeding_scheme))
 
 
 @keys_app.command("retire")
