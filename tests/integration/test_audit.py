@@ -33,7 +33,7 @@ def _rows(n: int, t0: float) -> list[dict]:
             direction="input", policy="default", policy_version="abc123def456",
             decision="block" if blocked else "allow",
             guardrails=[{"name": "toxicity", "score": 0.9 if blocked else 0.1, "decision": "block" if blocked else "allow",
-                         "action": "block" if blocked else None, "latency_ms": 3.5, "details": {"big": "dropped"}}],
+                         "action": "block" if blocked else None, "latency_ms": 3.5, "details": {"big": "kept"}}],
             latency_ms=3.5, text=f"text number {i}", store_text=(i == 4), ts=t0 + i))
     return out
 
@@ -61,7 +61,7 @@ def round_trip(url: str) -> None:
         assert r5["text"] is None and r5["text_len"] == len("text number 5")   # default: hash + length only
         assert r5["text_sha256"] == hashlib.sha256(b"text number 5").hexdigest()
         assert r5["guardrails"] == [{"name": "toxicity", "score": 0.1, "decision": "allow", "action": None,
-                                     "latency_ms": 3.5}]
+                                     "latency_ms": 3.5, "outcome": "allow", "details": {"big": "kept"}}]
         assert r5["shadow"] is False and r5["time"].endswith("Z")
     finally:
         log.close()

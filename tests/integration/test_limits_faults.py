@@ -271,7 +271,7 @@ def _pipeline(monkeypatch, entries_in, entries_out=()):
     from gateway.policy.schema import LoadedPolicy, Policy
     from gateway.serving.pipeline import Pipeline
 
-    monkeypatch.setitem(guardrails.REGISTRY, "faulty", "tests.test_limits_faults:FaultyGuardrail")
+    monkeypatch.setitem(guardrails.REGISTRY, "faulty", "tests.integration.test_limits_faults:FaultyGuardrail")
     policy = Policy.model_construct(name="faults", input=list(entries_in), output=list(entries_out))
     return Pipeline(LoadedPolicy(policy=policy, version="test", path=None))  # type: ignore[arg-type]
 
