@@ -51,13 +51,18 @@ class StreamingPolicy(BaseModel):
 
     ``buffer`` holds text back until the window containing it has passed the
     output guardrails; ``stream-first`` sends text at once and stops the
-    stream when a later check blocks. Either way the output guardrails run
-    every ``window_tokens`` tokens on the last ``window_tokens + overlap_tokens``
-    tokens, and once more on the whole text at the end.
+    stream when a later check blocks. With ``unit: sentence`` (default) the
+    output guardrails run on each newly completed sentence (with up to two
+    earlier sentences as context), so ``buffer`` releases text sentence by
+    sentence; a sentence still open after ``4 * window_tokens`` tokens is
+    checked as it stands. With ``unit: tokens`` they run every
+    ``window_tokens`` tokens on the last ``window_tokens + overlap_tokens``
+    tokens. Either way they run once more on the whole text at the end.
     """
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["buffer", "stream-first"] = "buffer"
+    unit: Literal["sentence", "tokens"] = "sentence"
     window_tokens: int = Field(24, ge=1, le=4096)
     overlap_tokens: int = Field(16, ge=0, le=4096)
 

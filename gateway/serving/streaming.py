@@ -1,21 +1,31 @@
-"""Checking streamed output as it is generated: a sliding window, then the whole text.
+"""Checking streamed output as it is generated: sentence by sentence (or token windows), then the whole text.
 
-Every ``window_tokens`` stream chunks (a chunk is one decoded piece of the
-stream: a token or a few), the output guardrails that support streaming scan
-the last ``window_tokens + overlap_tokens`` chunks. In ``buffer`` mode text is
-released only after a window containing it passed; in ``stream-first`` mode it
-is released at once and a blocking window stops the stream. When generation
-ends, all output guardrails scan the whole text once more before the rest is
-released. Every check is recorded in :attr:`StreamGuard.checks`.
+``unit: sentence`` (default): each time a sentence completes
+(:func:`greenlist.sentences.complete_sentences`), the output guardrails that
+support streaming scan it with up to two earlier sentences as context; a
+sentence still open after ``4 * window_tokens`` chunks (a chunk is one decoded
+piece of the stream: a token or a few) is scanned as it stands.
+``unit: tokens``: every ``window_tokens`` chunks they scan the last
+``window_tokens + overlap_tokens`` chunks.
+
+In ``buffer`` mode text is released only after a check containing it passed
+(so sentence by sentence); in ``stream-first`` mode it is released at once and
+a blocking check stops the stream. When generation ends, all output guardrails
+scan the whole text once more before the rest is released; guardrails that
+cache per-sentence scores only score what the streaming checks did not. Every
+check is recorded in :attr:`StreamGuard.checks`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.serving.pipeline import Pipeline, Verdict
 from gateway.policy.schema import StreamingPolicy
+from gateway.serving.pipeline import Pipeline, Verdict
+from greenlist.sentences import complete_sentences
 from guardrails import Decision, Direction
+
+CONTEXT_SENTENCES = 2  # earlier sentences scanned with each new one (windows of up to 3 sentences)
 
 
 class StreamGuard:
@@ -36,6 +46,8 @@ class StreamGuard:
         self.last_check = 0  # chunks seen at the last window check
         self.hold = False  # a window asked for redaction: hold everything until the final check
         self.checks: list[dict[str, Any]] = []
+        self.checked: list[tuple[int, int]] = []  # sentence mode: spans of the sentences checked so far
+        self.pending = 0  # sentence mode: offset where the first unchecked sentence starts
 
     def _release(self, upto: int) -> str:
         out = self.text[self.released:upto] if upto > self.released else ""
@@ -47,22 +59,43 @@ class StreamGuard:
         self.text += delta
         self.ends.append(len(self.text))
         out = self._release(len(self.text)) if self.policy.mode == "stream-first" else ""
-        if len(self.ends) - self.last_check < self.policy.window_tokens:
+        window = self._sentence_window() if self.policy.unit == "sentence" else self._token_window()
+        if window is None:
             return out, None
-        verdict = await self._check_window()
+        verdict = await self._check(*window)
         if verdict.decision is Decision.BLOCK:
             return out, verdict
         if verdict.decision is Decision.REDACT:
             self.hold = True
         if not self.hold:
-            out += self._release(len(self.text))
+            out += self._release(window[1])
         return out, None
 
-    async def _check_window(self) -> Verdict:
-        self.last_check = len(self.ends)
+    def _token_window(self) -> tuple[int, int] | None:
+        """The last ``window_tokens + overlap_tokens`` chunks, every ``window_tokens`` chunks."""
+        if len(self.ends) - self.last_check < self.policy.window_tokens:
+            return None
         first = max(0, len(self.ends) - self.policy.window_tokens - self.policy.overlap_tokens)
-        start = self.ends[first - 1] if first > 0 else 0
-        verdict = await self.pipeline.check(self.text[start:], Direction.OUTPUT, window=(start, len(self.text)))
+        return (self.ends[first - 1] if first > 0 else 0), len(self.text)
+
+    def _sentence_window(self) -> tuple[int, int] | None:
+        """Newly completed sentences with up to :data:`CONTEXT_SENTENCES` earlier ones, or None."""
+        spans, rest = complete_sentences(self.text[self.pending:])
+        if spans:
+            end = self.pending + spans[-1][1]
+            self.checked += [(self.pending + a, self.pending + b) for a, b in spans]
+            self.pending += rest
+        elif len(self.ends) - self.last_check >= 4 * self.policy.window_tokens:
+            end = len(self.text)  # a run-on sentence: check what there is, keep it open
+        else:
+            return None
+        context = self.checked[-(len(spans) + CONTEXT_SENTENCES):] if spans else self.checked[-CONTEXT_SENTENCES:]
+        start = min([a for a, _ in context] + [self.pending if not spans else end])
+        return start, end
+
+    async def _check(self, start: int, end: int) -> Verdict:
+        self.last_check = len(self.ends)
+        verdict = await self.pipeline.check(self.text[start:end], Direction.OUTPUT, window=(start, end))
         self.checks.append(_record(verdict))
         return verdict
 
@@ -88,6 +121,7 @@ class StreamGuard:
         """What was checked, for the ``greenlist`` object."""
         return {
             "mode": self.policy.mode,
+            "unit": self.policy.unit,
             "window_tokens": self.policy.window_tokens,
             "overlap_tokens": self.policy.overlap_tokens,
             "checks": self.checks,
