@@ -38,10 +38,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_watermark import perturb  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
-from gateway.home import greenlist_home  # noqa: E402
-from guardrails.normalize import normalize  # noqa: E402
+from greenlist.home import greenlist_home  # noqa: E402
+from greenlist.normalize import normalize  # noqa: E402
 from watermark.detector import WatermarkDetector  # noqa: E402
 from watermark.keys import WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
@@ -109,15 +110,6 @@ def human_windows(tok, rows: list[dict], length: int) -> list[str]:
         by_doc.setdefault(row.get("doc_id", row.get("id", "")), []).extend(
             tok(" " + row["text"], add_special_tokens=False)["input_ids"])
     return [tok.decode(ids[s:s + length]) for ids in by_doc.values() for s in range(0, len(ids) - length + 1, length)]
-
-
-def perturb(text: str, rate: float, kind: str, vocab: list[str], rng: random.Random) -> str:
-    """Delete, or substitute with a random word of ``vocab``, a share ``rate`` of the words of ``text``."""
-    words = text.split()
-    picked = set(rng.sample(range(len(words)), int(rate * len(words))))
-    if kind == "delete":
-        return " ".join(w for i, w in enumerate(words) if i not in picked)
-    return " ".join(rng.choice(vocab) if i in picked else w for i, w in enumerate(words))
 
 
 def third_party_ids(tok, texts: list[str]) -> list[list[int]]:

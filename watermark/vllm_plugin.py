@@ -157,6 +157,15 @@ def context_needed(scheme: Scheme) -> int:
     return int(getattr(scheme, "context_needed", scheme.context_width))
 
 
+def _server_config_or_none() -> PluginConfig | None:
+    """:func:`_server_config`, or None (logged: the processor stays inert) when no usable key is configured."""
+    try:
+        return _server_config()
+    except (ValueError, OSError) as exc:
+        logger.error("Greenlist watermark processor inert: %s", exc)
+        return None
+
+
 def _server_config() -> PluginConfig:
     """:func:`load_plugin_config` of ``os.environ``, cached per relevant environment."""
     names = (ENV_KEY_FILE, "GREENLIST_WATERMARK_KEY", "GREENLIST_WATERMARK_KEY_ID", "GREENLIST_WATERMARK_GAMMA",
@@ -217,12 +226,7 @@ class WatermarkAdapter:
 
     def __init__(self, vllm_config: Any = None, device: torch.device | str = "cpu", is_pin_memory: bool = False,
                  *, config: PluginConfig | None = None) -> None:
-        self.config: PluginConfig | None = config
-        if config is None:
-            try:
-                self.config = _server_config()
-            except (ValueError, OSError) as exc:
-                logger.error("Greenlist watermark processor inert: %s", exc)
+        self.config = config if config is not None else _server_config_or_none()
         self.device = torch.device(device)
         self.rows: dict[int, RowState] = {}
         self.not_applied: list[str] = []  # key ids of requests whose watermark stopped (placeholders)
@@ -372,12 +376,7 @@ class WatermarkAdapterV2:
     """
 
     def __init__(self, vllm_config: Any = None, req_states: Any = None, *, config: PluginConfig | None = None) -> None:
-        self.config: PluginConfig | None = config
-        if config is None:
-            try:
-                self.config = _server_config()
-            except (ValueError, OSError) as exc:
-                logger.error("Greenlist watermark processor inert: %s", exc)
+        self.config = config if config is not None else _server_config_or_none()
         self.req_states = req_states
         self.slots: dict[int, str] = {}  # request slot -> key id
         self.not_applied: list[str] = []
