@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gateway.security.auth import AuthConfig, AuthMiddleware, warn_if_open
 from gateway.security.keys import KeyStore, default_keys_path
-from gateway.security.limits import BodySizeLimitMiddleware, GenerationLimiter
+from gateway.security.limits import BodySizeLimitMiddleware, limiter_for
 from gateway.security.ratelimit import TokenBucket
 from gateway.settings import Settings
 
@@ -33,8 +33,9 @@ def install_reliability(app: FastAPI, settings: Settings) -> None:
     """
     config = auth_config(settings)
     app.state.auth = config
-    app.state.limiter = GenerationLimiter(settings.max_concurrent_generations, settings.generation_queue_size,
-                                          settings.generation_queue_timeout_s)
+    app.state.limiter = limiter_for(settings.backend, settings.max_concurrent_generations,
+                                    settings.max_concurrent_upstream, settings.generation_queue_size,
+                                    settings.generation_queue_timeout_s)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(AuthMiddleware, config=config)
     warn_if_open(config)
