@@ -106,7 +106,9 @@ class Gateway:
         if settings.audit_enabled:
             from gateway.observability.audit import default_audit_url
 
-            audit = AuditLog(settings.audit_url or default_audit_url(settings.home))
+            audit = AuditLog(settings.audit_url or default_audit_url(settings.home),
+                             queue_size=settings.audit_queue_size,
+                             spill_dir=settings.audit_spill_dir or settings.home / "audit-spill")
         return cls(settings, store, pipeline, backend, keyring, scheme, verifier, audit)
 
     def _follow_default(self, snapshot: PolicySnapshot) -> None:
