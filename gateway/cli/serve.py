@@ -38,4 +38,11 @@ def serve(
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    from gateway.security.shared_keys import SharedKeysError, check_shared_keys
+
+    try:
+        check_shared_keys(settings)  # one replica of several never makes keys of its own
+    except SharedKeysError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
