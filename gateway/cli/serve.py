@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 
 def serve(
-    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
-    policy: Optional[Path] = typer.Option(None, help="Policy file (default policies/default.yaml)."),
-    config: Optional[Path] = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    policy: Path | None = typer.Option(None, help="Policy file (default policies/default.yaml)."),
+    config: Path | None = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Start the gateway; it reports ready once the model is loaded and warmed up."""
