@@ -15,6 +15,9 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default 8000)."),
     policy: Path | None = typer.Option(None, help="Policy file (default policies/default.yaml)."),
     config: Path | None = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
+    backend: str | None = typer.Option(None, help="local (embedded model) or openai (an upstream: "
+                                                    "--upstream-base-url or GREENLIST_UPSTREAM_BASE_URL)."),
+    upstream_base_url: str | None = typer.Option(None, help="The openai backend's upstream, http://host:port/v1."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Start the gateway; it reports ready once the model is loaded and warmed up."""
@@ -27,7 +30,8 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         os.environ["GREENLIST_CONFIG"] = str(config)
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "policy": policy}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "policy": policy, "backend": backend,
+                                                        "upstream_base_url": upstream_base_url}.items() if v is not None}
     settings = Settings(**overrides)
     try:
         load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field
