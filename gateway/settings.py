@@ -65,6 +65,25 @@ class Settings(BaseSettings):
         upstream_breaker_failures, upstream_breaker_reset_s: consecutive
             upstream failures that open the circuit breaker, and how long it
             fails fast before letting one trial request through.
+        max_concurrent_upstream: Requests to an ``openai`` upstream at once (the local model's limit is
+            ``max_concurrent_generations``); then the queue, then 429 with ``Retry-After``.
+        secrets_dir: Shared keys made by ``greenlist secrets init DIR`` (``watermark_keys.json``,
+            ``signing_key.pem``); every replica given the same directory uses the same keys.
+        watermark_key, watermark_key_id: One watermark secret (16+ characters) and its id
+            (``None``: derived from the secret). Also ``GREENLIST_WATERMARK_KEY_FILE``.
+        watermark_key_file: A key set file (``{"active", "keys"}``), or a file holding one secret.
+        signing_key, signing_key_file: The Ed25519 certificate signing key (PEM, or base64 of 32 bytes).
+        require_shared_keys: Refuse to start without shared keys (implied by ``redis_url``).
+        redis_url: Redis shared by the replicas: rate limits, quotas, cluster-wide policy reload.
+        rate_limit_on_error: ``open`` (allow) or ``closed`` (503) when Redis cannot be reached.
+        api_key_rate_per_min, api_key_burst: Requests per minute per API key (``None``: no limit).
+        trusted_proxies: Comma-separated addresses/CIDRs of load balancers whose ``X-Forwarded-For``
+            is believed (the client is the last hop not in this list).
+        audit_queue_size: Audit records held in memory; beyond it they go to the spill file.
+        audit_spill_dir: Where records wait while the audit database is down (``None``: ``$GREENLIST_HOME/audit-spill``).
+
+    Any of these may also be read from a file: ``GREENLIST_<FIELD>_FILE`` (a mounted secret) for fields
+    that have no ``*_file`` field of their own.
     """
 
     model_config = SettingsConfigDict(env_prefix="GREENLIST_", extra="ignore")
@@ -111,6 +130,32 @@ class Settings(BaseSettings):
     policy_watch_interval_s: float = Field(2.0, gt=0)
     audit_enabled: bool = True
     audit_url: str | None = None
+    audit_queue_size: int = Field(10_000, ge=1)
+    audit_spill_dir: Path | None = None
+    # several replicas (docs/deploy.md): shared keys, Redis limits
+    max_concurrent_upstream: int = Field(64, ge=1)
+    secrets_dir: Path | None = None
+    watermark_key: str | None = Field(None, repr=False)
+    watermark_key_id: str | None = None
+    watermark_key_file: Path | None = None
+    signing_key: str | None = Field(None, repr=False)
+    signing_key_file: Path | None = None
+    require_shared_keys: bool = False
+    redis_url: str | None = Field(None, repr=False)
+    rate_limit_on_error: Literal["open", "closed"] = "open"
+    api_key_rate_per_min: float | None = Field(None, gt=0)
+    api_key_burst: int = Field(20, ge=1)
+    trusted_proxies: str = ""
+
+    @property
+    def multi_replica(self) -> bool:
+        """True when this replica is one of several (``redis_url`` set or ``require_shared_keys``)."""
+        return bool(self.redis_url) or self.require_shared_keys
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``trusted_proxies`` split on commas, blanks dropped."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def home(self) -> Path:
@@ -126,8 +171,30 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: arguments, environment, then the YAML config file."""
-        return init_settings, env_settings, _YamlFileSource(settings_cls)
+        """Precedence: arguments, environment, ``GREENLIST_*_FILE`` files, then the YAML config file."""
+        return init_settings, env_settings, _EnvFileSource(settings_cls), _YamlFileSource(settings_cls)
+
+
+class _EnvFileSource(PydanticBaseSettingsSource):
+    """``GREENLIST_<FIELD>_FILE=path``: the field's value is the file's content, stripped (mounted secrets).
+
+    Only for fields without a ``<field>_file`` field of their own (those take the path itself).
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            path = os.environ.get(f"GREENLIST_{name.upper()}_FILE")
+            if not path or f"{name}_file" in self.settings_cls.model_fields:
+                continue
+            try:
+                out[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"GREENLIST_{name.upper()}_FILE={path}: cannot read it ({exc.strerror})") from exc
+        return out
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):

@@ -15,14 +15,21 @@ from gateway.backends.base import Backend
 from gateway.observability.audit import AuditLog
 from gateway.policy.snapshot import PolicySnapshot
 from gateway.policy.store import PolicyStore
+from gateway.security.shared_keys import key_set_file, load_certificate_signer, load_watermark_keys
 from gateway.serving.pipeline import Pipeline
 from gateway.settings import Settings
-from watermark.certificate import load_signer
-from watermark.keys import KeyRing, load_keyring
+from watermark.keys import KeyRing
 from watermark.scheme import Scheme
 from watermark.verifier import Verifier
 
 log = logging.getLogger("greenlist")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None
 
 
 def _build_backend(settings: Settings, scheme: Scheme) -> Backend:
@@ -73,13 +80,15 @@ class Gateway:
 
         Raises:
             gateway.policy.schema.PolicyError: for an invalid policy file.
+            gateway.security.shared_keys.SharedKeysError: one replica of several without shared keys.
             RuntimeError / OSError: when a model cannot be loaded.
         """
         store = PolicyStore(settings.policies_dir or Path(settings.policy).parent, settings.policy,
                             settings.policy_routing)
         store.load()  # every policy file validated, guardrails built; PolicyError names file and line
         pipeline = store.default
-        keyring = load_keyring(settings.home)
+        keyring = load_watermark_keys(settings)
+        signer = load_certificate_signer(settings)
         scheme = keyring.active.scheme(settings.watermark_gamma, settings.watermark_seeding_scheme)
         backend = _build_backend(settings, scheme)
         tokenizer = backend.tokenizer
@@ -90,14 +99,16 @@ class Gateway:
         name = "HuggingFaceTB/SmolLM2-135M-Instruct" if settings.model is None else settings.model
         verifier = Verifier(keyring, tokenizer, name, settings.watermark_gamma, settings.watermark_seeding_scheme,
                             settings.watermark_z_threshold, settings.watermark_min_tokens,
-                            pipeline.policy.watermark.delta, load_signer(settings.home))
+                            pipeline.policy.watermark.delta, signer)
         log.info("policy %s@%s, backend %s, watermark key %s", pipeline.name, pipeline.version,
                  settings.backend, keyring.active.key_id)
         audit = None
         if settings.audit_enabled:
             from gateway.observability.audit import default_audit_url
 
-            audit = AuditLog(settings.audit_url or default_audit_url(settings.home))
+            audit = AuditLog(settings.audit_url or default_audit_url(settings.home),
+                             queue_size=settings.audit_queue_size,
+                             spill_dir=settings.audit_spill_dir or settings.home / "audit-spill")
         return cls(settings, store, pipeline, backend, keyring, scheme, verifier, audit)
 
     def _follow_default(self, snapshot: PolicySnapshot) -> None:
@@ -113,7 +124,42 @@ class Gateway:
         """
         if not self.settings.policy_watch:
             return None
-        return asyncio.get_running_loop().create_task(self.store.watch(self.settings.policy_watch_interval_s))
+        return asyncio.get_running_loop().create_task(self._watch(self.settings.policy_watch_interval_s))
+
+    async def _watch(self, interval_s: float) -> None:
+        """Policy files and the shared key set, polled together (rotation on a shared set reaches every replica)."""
+        path = key_set_file(self.settings)
+        if path is None:
+            await self.store.watch(interval_s)
+            return
+        policies = asyncio.get_running_loop().create_task(self.store.watch(interval_s))
+        try:
+            seen = _mtime(path)
+            while True:
+                await self.store.clock.sleep(interval_s)
+                now = _mtime(path)
+                if now != seen:
+                    seen = now
+                    self.reload_keys()
+        finally:
+            policies.cancel()
+
+    def reload_keys(self) -> bool:
+        """Re-read the shared watermark key set; verification then tries its keys (an invalid file is ignored).
+
+        Returns:
+            True when the new key set was applied. The local backend keeps generating with the key it started
+            with until restarted; verification accepts both (see ``greenlist watermark-keys rotate --no-activate``).
+        """
+        try:
+            ring = load_watermark_keys(self.settings)
+        except (OSError, ValueError) as exc:
+            log.error("watermark key set not reloaded, the last good one stays: %s", exc)
+            return False
+        self.keyring = ring
+        self.verifier.set_keyring(ring)
+        log.info("watermark keys reloaded: active %s, %d keys", ring.active.key_id, len(ring.keys))
+        return True
 
     async def drain(self, watcher: asyncio.Task[None] | None) -> None:
         """Stop ``watcher``, let running shadow checks finish and flush the audit log (nothing queued is lost)."""

@@ -95,19 +95,60 @@ class Signer:
                               "public_key": _b64(self.public_bytes), "value": _b64(signature)}}
 
 
-def load_signer(home: Path) -> Signer:
-    """Load the signing key from ``$GREENLIST_HOME/signing_key.pem`` (mode 0600), creating it on first use."""
+def create_signing_key(path: Path) -> Signer:
+    """Write a new Ed25519 signing key as PKCS#8 PEM at ``path`` (mode 0600, never overwriting).
+
+    Raises:
+        FileExistsError: when ``path`` exists.
+    """
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return signer_from_pem(pem, str(path))
+
+
+def signer_from_pem(pem: bytes, origin: str = "the signing key") -> Signer:
+    """A :class:`Signer` from an Ed25519 private key in PEM (PKCS#8), or its raw 32 bytes in base64.
+
+    Args:
+        pem: The key (``-----BEGIN PRIVATE KEY-----`` ...), or base64 of the 32-byte private seed.
+        origin: Where it came from, for error messages.
+
+    Raises:
+        ValueError: when it is not an Ed25519 private key.
+    """
+    text = pem.strip()
+    if not text.startswith(b"-----"):
+        try:
+            return Signer(Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True)))
+        except ValueError as exc:
+            raise ValueError(f"{origin}: neither a PEM Ed25519 private key nor base64 of 32 raw bytes") from exc
+    key = serialization.load_pem_private_key(text, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{origin} is not an Ed25519 private key")
+    return Signer(key)
+
+
+def load_signer(home: Path, path: Path | None = None) -> Signer:
+    """Load the signing key.
+
+    Args:
+        home: The Greenlist data directory: ``$GREENLIST_HOME/signing_key.pem`` (mode 0600) is created on
+            first use when ``path`` is None (one replica only).
+        path: A PEM file that must exist (a shared key from ``greenlist secrets init``); never created.
+
+    Raises:
+        FileNotFoundError: when ``path`` is given and missing.
+        ValueError: when the file is not an Ed25519 private key.
+    """
+    if path is not None:
+        return signer_from_pem(Path(path).read_bytes(), str(path))
     path = home / SIGNING_KEY_FILE
     if not path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key; delete it to have a new one generated")
-    return Signer(key)
+        return create_signing_key(path)
+    return signer_from_pem(path.read_bytes(), str(path))
 
 
 def check_certificate(cert: dict[str, Any], text: str, trusted_keys: list[str] | None = None) -> tuple[bool, str]:

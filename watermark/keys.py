@@ -1,12 +1,16 @@
 """Watermark keys: where the secret comes from (never from code), key ids and rotation.
 
-Order of precedence:
+Order of precedence (the gateway's settings pass these in; this module reads no environment):
 
-1. ``GREENLIST_WATERMARK_KEY`` (the secret, any string of 16+ characters) with
-   ``GREENLIST_WATERMARK_KEY_ID`` (its public id, default ``"env"``);
-2. the key file ``$GREENLIST_HOME/watermark_keys.json`` (mode 0600), created on
+1. a single secret (``GREENLIST_WATERMARK_KEY``, any string of 16+ characters) with
+   its public id (``GREENLIST_WATERMARK_KEY_ID``; default derived from the secret,
+   ``wm-env-{12 hex}``, so every replica given the same secret reports the same id);
+2. a key file named explicitly (``GREENLIST_WATERMARK_KEY_FILE``, or
+   ``$GREENLIST_SECRETS_DIR/watermark_keys.json`` made by ``greenlist secrets init``),
+   never created: a shared key set is made once, by the operator;
+3. the key file ``$GREENLIST_HOME/watermark_keys.json`` (mode 0600), created on
    first start with one random 256-bit key so that restarts keep verifying
-   earlier text.
+   earlier text (one replica only).
 
 The file holds ``{"active": ID, "keys": {ID: {...}}}``. A key is of kind
 ``keyed`` (``"secret": HEX``; Greenlist's fast keyed-hash green lists) or
@@ -15,6 +19,10 @@ lists of transformers' ``WatermarkLogitsProcessor``, for interoperability).
 Generation uses the active key; verification tries every key not ``retired``.
 Rotation (:func:`rotate`) adds a fresh key and makes it active, keeping the old
 ones verifiable until retired (:func:`retire`).
+
+**Key ids are derived from the key material**: the 6 hex digits are the start of
+SHA-256 over ``greenlist-key-id:`` + the secret (:func:`derived_suffix`), so a key id
+names its secret and cannot collide with another replica's key by chance.
 
 **Key ids record the seeding scheme.** Keys made by Greenlist get ids
 ``wm-{scheme}-{YYYYMMDD}-{6 hex}`` (e.g. ``wm-robust-20261203-a1b2c3``) and the
@@ -28,6 +36,7 @@ An operator id may record one too by starting with ``wm-{scheme}-``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -133,15 +142,53 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def derived_suffix(secret: bytes, digits: int = 6) -> str:
+    """The hex digits a key id takes from its secret: SHA-256 of ``b"greenlist-key-id:" + secret``.
+
+    Args:
+        secret: The key's secret bytes.
+        digits: How many hex digits (6 in file key ids, 12 for a key given as a single value).
+
+    Returns:
+        Lower-case hex, the same on every machine for the same secret.
+    """
+    return hashlib.sha256(b"greenlist-key-id:" + secret).hexdigest()[:digits]
+
+
 def _new_keyed_entry(seeding_scheme: str | None = None) -> tuple[str, dict[str, Any]]:
-    """A fresh random keyed entry; with a scheme, its id and entry record it (``wm-{scheme}-{date}-{hex}``)."""
+    """A fresh random keyed entry; the id's hex is derived from the secret (:func:`derived_suffix`).
+
+    With a scheme, its id and entry record it (``wm-{scheme}-{date}-{hex}``).
+    """
     date = datetime.now(UTC).strftime("%Y%m%d")
-    entry: dict[str, Any] = {"kind": "keyed", "secret": secrets.token_hex(32), "created": _now(), "retired": False}
+    secret = secrets.token_bytes(32)
+    entry: dict[str, Any] = {"kind": "keyed", "secret": secret.hex(), "created": _now(), "retired": False}
     if seeding_scheme is None:
-        return f"wm-{date}-{secrets.token_hex(3)}", entry
+        return f"wm-{date}-{derived_suffix(secret)}", entry
     if seeding_scheme not in SEEDING_SCHEMES:
         raise ValueError(f"unknown seeding scheme {seeding_scheme!r}; use one of {SEEDING_SCHEMES}")
-    return f"wm-{seeding_scheme}-{date}-{secrets.token_hex(3)}", {**entry, "seeding_scheme": seeding_scheme}
+    return f"wm-{seeding_scheme}-{date}-{derived_suffix(secret)}", {**entry, "seeding_scheme": seeding_scheme}
+
+
+def create_key_file(path: Path, seeding_scheme: str | None = None) -> str:
+    """Write a new key file with one random key at ``path`` (mode 0600); refuse to overwrite one.
+
+    Args:
+        path: The key file to create (its folder must exist).
+        seeding_scheme: Record this scheme in the key (see :func:`rotate`).
+
+    Returns:
+        The new key's id.
+
+    Raises:
+        FileExistsError: when ``path`` exists (a shared key set is never replaced by accident).
+        ValueError: for an unknown seeding scheme.
+    """
+    if Path(path).exists():
+        raise FileExistsError(f"{path} exists already; rotate keys with `greenlist watermark-keys rotate`")
+    key_id, entry = _new_keyed_entry(seeding_scheme)
+    _write(Path(path), {"active": key_id, "keys": {key_id: entry}})
+    return key_id
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -153,12 +200,21 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _read(home: Path) -> dict[str, Any]:
-    path = home / KEY_FILE
+def _key_path(location: Path) -> Path:
+    """The key file of ``location``: itself when it names a ``.json`` file, else ``location/watermark_keys.json``."""
+    location = Path(location)
+    return location if location.suffix == ".json" else location / KEY_FILE
+
+
+def _read(location: Path, create: bool = True) -> dict[str, Any]:
+    path = _key_path(location)
     if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"no watermark key file at {path}; create one with `greenlist secrets init DIR`")
         key_id, entry = _new_keyed_entry()
         _write(path, {"active": key_id, "keys": {key_id: entry}})
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def _parse(key_id: str, entry: dict[str, Any], path: Path) -> WatermarkKey:
@@ -179,25 +235,44 @@ def _parse(key_id: str, entry: dict[str, Any], path: Path) -> WatermarkKey:
     )
 
 
-def load_keyring(home: Path) -> KeyRing:
-    """Load the watermark keys (see module docstring), creating the key file if needed.
+def single_key(secret: str, key_id: str | None = None) -> KeyRing:
+    """A key ring of one keyed secret given as a value (``GREENLIST_WATERMARK_KEY``).
 
     Args:
-        home: The Greenlist data directory.
+        secret: The secret, 16+ characters.
+        key_id: Its public id; None derives ``wm-env-{12 hex}`` from the secret (:func:`derived_suffix`).
+
+    Raises:
+        ValueError: for a secret shorter than 16 characters.
+    """
+    if len(secret) < 16:
+        raise ValueError("GREENLIST_WATERMARK_KEY must be at least 16 characters; use a random 64-hex-digit string")
+    key = WatermarkKey(key_id or f"wm-env-{derived_suffix(secret.encode(), 12)}", secret.encode())
+    return KeyRing(active=key, keys=(key,))
+
+
+def load_keyring(home: Path, *, secret: str | None = None, key_id: str | None = None,
+                 key_file: Path | None = None) -> KeyRing:
+    """Load the watermark keys (see module docstring).
+
+    Args:
+        home: The Greenlist data directory (its key file is created on first use when nothing else is given).
+        secret: A single secret (``GREENLIST_WATERMARK_KEY``); wins over any file.
+        key_id: The single secret's public id (``GREENLIST_WATERMARK_KEY_ID``).
+        key_file: A key file that must exist (a shared key set; never created here).
 
     Returns:
         The key ring; ``active`` is the key used for generation.
 
     Raises:
-        ValueError: for a too-short env key, or a key file whose ``active`` id is
-            missing or retired (fix the file or set ``GREENLIST_WATERMARK_KEY``).
+        FileNotFoundError: when ``key_file`` does not exist.
+        ValueError: for a too-short secret, or a key file whose ``active`` id is
+            missing or retired (fix the file or give a secret).
     """
-    env_secret = os.environ.get("GREENLIST_WATERMARK_KEY")
-    if env_secret:
-        if len(env_secret) < 16:
-            raise ValueError("GREENLIST_WATERMARK_KEY must be at least 16 characters; use a random 64-hex-digit string")
-        key = WatermarkKey(os.environ.get("GREENLIST_WATERMARK_KEY_ID", "env"), env_secret.encode())
-        return KeyRing(active=key, keys=(key,))
+    if secret:
+        return single_key(secret, key_id)
+    if key_file is not None:
+        return read_key_file(key_file)
     _read(home)  # creates the file with one random key on first start
     return read_key_file(home / KEY_FILE)
 
@@ -228,14 +303,19 @@ def read_key_file(path: Path) -> KeyRing:
     return KeyRing(active=active, keys=keys)
 
 
-def rotate(home: Path, seeding_scheme: str | None = None) -> str:
-    """Add a fresh random ``keyed`` key and make it active; return its id. Old keys stay verifiable.
+def rotate(home: Path, seeding_scheme: str | None = None, activate: bool = True) -> str:
+    """Add a fresh random ``keyed`` key and (by default) make it active; return its id. Old keys stay verifiable.
+
+    On a key set shared by several replicas, add with ``activate=False`` first, wait until every replica
+    verifies with the new key (they re-read the file within ``policy_watch_interval_s``), then
+    :func:`activate_key` it: no replica is ever asked to verify text made with a key it has not loaded.
 
     Args:
-        home: The Greenlist data directory.
+        home: The Greenlist data directory, a secrets directory, or a key file (``.json``).
         seeding_scheme: Bind the new key to this scheme (its id and entry record
             it, e.g. ``wm-robust-20261203-a1b2c3``); None keeps the old
             behaviour (the key follows the server's seeding scheme).
+        activate: Make the new key the one generation uses.
 
     Raises:
         ValueError: for an unknown seeding scheme.
@@ -243,9 +323,24 @@ def rotate(home: Path, seeding_scheme: str | None = None) -> str:
     data = _read(home)
     key_id, entry = _new_keyed_entry(seeding_scheme)
     data["keys"][key_id] = entry
-    data["active"] = key_id
-    _write(home / KEY_FILE, data)
+    if activate:
+        data["active"] = key_id
+    _write(_key_path(home), data)
     return key_id
+
+
+def activate_key(home: Path, key_id: str) -> None:
+    """Make ``key_id`` the key generation uses (it must exist and not be retired).
+
+    Raises:
+        ValueError: for an unknown or retired key.
+    """
+    data = _read(home, create=False)
+    entry = data["keys"].get(key_id)
+    if entry is None or entry.get("retired"):
+        raise ValueError(f"no usable watermark key {key_id!r} (unknown or retired); see `greenlist watermark-keys list`")
+    data["active"] = key_id
+    _write(_key_path(home), data)
 
 
 def retire(home: Path, key_id: str) -> None:
@@ -260,7 +355,7 @@ def retire(home: Path, key_id: str) -> None:
     if key_id == data["active"]:
         raise ValueError(f"{key_id!r} is the active key; run `greenlist watermark-keys rotate` first")
     data["keys"][key_id]["retired"] = True
-    _write(home / KEY_FILE, data)
+    _write(_key_path(home), data)
 
 
 def add_transformers_key(home: Path, key_id: str, hash_key: int, vocab_size: int, activate: bool = False) -> None:
@@ -276,4 +371,4 @@ def add_transformers_key(home: Path, key_id: str, hash_key: int, vocab_size: int
                             "created": _now(), "retired": False}
     if activate:
         data["active"] = key_id
-    _write(home / KEY_FILE, data)
+    _write(_key_path(home), data)

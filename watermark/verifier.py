@@ -53,6 +53,12 @@ class Verifier:
                           for k in keyring.verifying]
         self.seeding_scheme = seeding_scheme
 
+    def set_keyring(self, keyring: KeyRing) -> None:
+        """Verify with ``keyring`` from now on (a rotated shared key set); detectors are rebuilt first."""
+        detectors = [WatermarkDetector(k.scheme(self.gamma, self.seeding_scheme), self.z_threshold, self.min_tokens)
+                     for k in keyring.verifying]
+        self.keyring, self.detectors = keyring, detectors
+
     def scheme_info(self, detector: WatermarkDetector) -> dict[str, Any]:
         """The scheme parameters reported with a result."""
         return {"gamma": self.gamma, "delta": self.delta, "seeding_scheme": detector.scheme.seeding_scheme,
@@ -78,9 +84,10 @@ class Verifier:
         normalized = normalize(text, "NFC")
         enc = self.tokenizer(normalized, add_special_tokens=False, return_offsets_mapping=True)
         ids = np.asarray(enc["input_ids"], dtype=np.int64)
-        detections = [d.detect(ids) for d in self.detectors]
+        detectors = self.detectors  # read once: a key reload may swap the list meanwhile
+        detections = [d.detect(ids) for d in detectors]
         best_i = int(np.argmin([d.p_value for d in detections]))
-        best, detector = detections[best_i], self.detectors[best_i]
+        best, detector = detections[best_i], detectors[best_i]
         keys = len(detections)
         corrected = min(1.0, best.p_value * keys)
         too_short = best.num_tokens_scored < self.min_tokens

@@ -4,7 +4,8 @@
 ``serve``              :mod:`gateway.cli.serve`
 ``policy``             :mod:`gateway.cli.policy` (check, schema, diff)
 ``audit``              :mod:`gateway.cli.audit` (query)
-``keys``               :mod:`gateway.cli.keys` (API keys)
+``keys``               :mod:`gateway.cli.keys` (API keys); ``keys export-public`` in :mod:`gateway.cli.secrets`
+``secrets``            :mod:`gateway.cli.secrets` (``init DIR``: shared keys for several replicas)
 ``verify``, ``verify-certificate``, ``watermark-keys``
                        :mod:`gateway.cli.watermark`
 guardrail commands     each guardrail package's own Typer app, listed in
@@ -22,6 +23,7 @@ from gateway.cli import watermark
 from gateway.cli.audit import audit_app
 from gateway.cli.keys import keys_app
 from gateway.cli.policy import policy_app
+from gateway.cli.secrets import export_public, secrets_app
 from gateway.cli.serve import serve
 from guardrails import COMMANDS
 
@@ -29,7 +31,9 @@ app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs."
                   add_completion=False)
 app.command("serve")(serve)
 app.add_typer(policy_app, name="policy")
+keys_app.command("export-public")(export_public)
 app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(watermark.keys_app, name="watermark-keys")
 app.command("verify")(watermark.verify)

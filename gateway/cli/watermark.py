@@ -37,9 +37,8 @@ def verify(
     """Verify a text against this installation's watermark keys; exit 0 if watermarked, 1 if not."""
     from gateway.backends.loading import load_tokenizer
     from gateway.policy.schema import load_policy
+    from gateway.security.shared_keys import load_certificate_signer, load_watermark_keys
     from gateway.settings import Settings
-    from watermark.certificate import load_signer
-    from watermark.keys import load_keyring
     from watermark.verifier import Verifier
 
     text = _read_text(file)
@@ -48,9 +47,9 @@ def verify(
         raise typer.Exit(2)
     s = Settings()
     name = "HuggingFaceTB/SmolLM2-135M-Instruct" if s.model is None else s.model
-    verifier = Verifier(load_keyring(s.home), load_tokenizer(s.model, s.home), name, s.watermark_gamma,
+    verifier = Verifier(load_watermark_keys(s), load_tokenizer(s.model, s.home), name, s.watermark_gamma,
                         s.watermark_seeding_scheme, s.watermark_z_threshold, s.watermark_min_tokens,
-                        load_policy(s.policy).policy.watermark.delta, load_signer(s.home))
+                        load_policy(s.policy).policy.watermark.delta, load_certificate_signer(s))
     result = verifier.verify(text, windowed=windowed, certificate=certificate)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -83,17 +82,21 @@ def verify_certificate(
 
 
 def _home() -> Path:
-    from greenlist.home import greenlist_home
+    """Where the key set lives: the shared one (``GREENLIST_SECRETS_DIR``, a key set file) or ``$GREENLIST_HOME``."""
+    from gateway.security.shared_keys import key_set_file
+    from gateway.settings import Settings
 
-    return greenlist_home()
+    settings = Settings()
+    return key_set_file(settings) or settings.home
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List watermark key ids, kinds and status (never the secrets)."""
-    from watermark.keys import load_keyring
+    from gateway.security.shared_keys import load_watermark_keys
+    from gateway.settings import Settings
 
-    ring = load_keyring(_home())
+    ring = load_watermark_keys(Settings())
     for key in ring.keys:
         mark = "active" if key.key_id == ring.active.key_id else ("retired" if key.retired else "verifying")
         typer.echo(f"{key.key_id}\t{key.kind}\t{mark}\t{key.created}")
@@ -103,15 +106,32 @@ def keys_list() -> None:
 def keys_rotate(
     seeding_scheme: Optional[str] = typer.Option(
         None, help="Record a seeding scheme in the new key (selfhash, lefthash, robust); default: the server setting."),
+    activate: bool = typer.Option(True, help="Make the new key active now; with several replicas add it with "
+                                              "--no-activate, wait one poll interval, then `activate` it."),
 ) -> None:
-    """Create a new key and make it active; older keys keep verifying until retired. Restart or reload the server."""
+    """Create a new key (active unless --no-activate); older keys keep verifying until retired.
+
+    Running replicas re-read a shared key set (GREENLIST_SECRETS_DIR) within policy_watch_interval_s.
+    """
     from watermark.keys import rotate
     from watermark.scheme import SEEDING_SCHEMES
 
     if seeding_scheme is not None and seeding_scheme not in SEEDING_SCHEMES:
         typer.echo(f"unknown seeding scheme {seeding_scheme!r}; use one of {', '.join(SEEDING_SCHEMES)}", err=True)
         raise typer.Exit(2)
-    typer.echo(rotate(_home(), seeding_scheme=seeding_scheme))
+    typer.echo(rotate(_home(), seeding_scheme=seeding_scheme, activate=activate))
+
+
+@keys_app.command("activate")
+def keys_activate(key_id: str) -> None:
+    """Make a key (added with `rotate --no-activate`) the one new text is watermarked with."""
+    from watermark.keys import activate_key
+
+    try:
+        activate_key(_home(), key_id)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("retire")

@@ -12,10 +12,16 @@ WAL mode, so readers such as ``greenlist audit query`` never block the
 writer), PostgreSQL (or anything SQLAlchemy speaks) by URL (setting
 ``audit_url``, e.g. ``postgresql+psycopg://user@host/db``).
 
-Writes never block the event loop: :meth:`AuditLog.record` puts the row on a
-queue and a background thread inserts in batches. :meth:`AuditLog.flush`
-waits until everything queued is committed; :meth:`AuditLog.close` flushes
-and stops the thread (the app calls it on shutdown, so nothing is lost).
+Writes never block the event loop and nothing is lost: :meth:`AuditLog.record` puts the row on a bounded
+queue (``audit_queue_size``) and a background thread inserts in batches. When the database is slow or down
+(an insert fails), or the queue is full, rows go to a local append-only spill file
+(:mod:`gateway.observability.spill`); while anything is spilled, new batches are spilled behind it, so the
+order is kept, and the spill is replayed in order once the database answers again. Every row carries a
+unique ``record_id`` and inserts skip ids already present (``ON CONFLICT DO NOTHING`` on PostgreSQL and
+SQLite), so a replay interrupted half-way never duplicates a record. :meth:`AuditLog.flush` waits until
+everything is committed; :meth:`AuditLog.close` commits or spills what is queued and stops the thread (the
+app calls it on shutdown). Back-pressure is visible in ``/metrics`` (``greenlist_audit_queue_depth``,
+``greenlist_audit_spilled_total``, ``greenlist_audit_replayed_total``, ``greenlist_audit_spill_pending``).
 """
 
 from __future__ import annotations
@@ -26,40 +32,20 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
-                        select)
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from gateway.observability.audit_db import _default_spill_dir, _idempotent_insert, decisions, open_engine
+from gateway.observability.metrics import AUDIT_QUEUE_DEPTH, AUDIT_REPLAYED, AUDIT_SPILL_PENDING, AUDIT_SPILLED
+from gateway.observability.spill import SpillFile
+
 log = logging.getLogger("greenlist.audit")
-
-metadata = MetaData()
-
-decisions = Table(
-    "greenlist_decisions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("ts", Float, nullable=False, index=True),
-    Column("request_id", String(64), index=True),
-    Column("tenant", String(200), index=True),
-    Column("endpoint", String(100)),
-    Column("direction", String(16)),
-    Column("policy", String(200), index=True),
-    Column("policy_version", String(32)),
-    Column("shadow", Boolean, nullable=False, default=False),
-    Column("live_policy", String(200)),
-    Column("decision", String(16), index=True),
-    Column("enforced", String(16)),
-    Column("guardrails", Text),
-    Column("fired", Text),
-    Column("latency_ms", Float),
-    Column("text_sha256", String(64)),
-    Column("text_len", Integer),
-    Column("text", Text),
-)
 
 _COLUMNS = [c.name for c in decisions.columns]
 
@@ -111,6 +97,7 @@ def make_record(*, request_id: str, tenant: str | None, endpoint: str, direction
     slim = [_slim(g) for g in guardrails]
     fired = [g["name"] for g in slim if g.get("decision") not in (None, "allow")]
     return {
+        "record_id": uuid.uuid4().hex,
         "ts": time.time() if ts is None else ts,
         "request_id": request_id,
         "tenant": tenant,
@@ -160,51 +147,70 @@ class AuditQuery:
 
 
 class AuditLog:
-    """Asynchronous, batched writer plus reader of the audit table.
+    """Asynchronous, batched, loss-free writer plus reader of the audit table (see the module doc).
 
     Args:
         url: SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://...``).
         batch_size: Most rows inserted per transaction.
+        queue_size: Rows held in memory (``audit_queue_size``); beyond it rows are spilled at once.
+        spill_dir: This process's spill directory (``None``: beside a SQLite file, else a temporary folder).
+        retry_s: Seconds between attempts to reach a database that failed.
 
     Raises:
-        sqlalchemy.exc.SQLAlchemyError: when the database cannot be reached or
-            the table cannot be created.
+        sqlalchemy.exc.SQLAlchemyError: when the database cannot be reached at start or the table cannot be
+            created.
     """
 
-    def __init__(self, url: str, batch_size: int = 200) -> None:
-        self.url = url
-        self.batch_size = batch_size
-        self.engine = _engine(url)
-        metadata.create_all(self.engine)
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    def __init__(self, url: str, batch_size: int = 200, queue_size: int = 10_000, spill_dir: Path | None = None,
+                 retry_s: float = 1.0) -> None:
+        self.url, self.batch_size, self.retry_s = url, batch_size, retry_s
+        self.engine = open_engine(url)
+        self.spill = SpillFile(spill_dir or _default_spill_dir(url))
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
         self._closed = False
+        self._busy = threading.Event()  # set while the writer holds rows taken off the queue
         self.written = 0
-        self.failed = 0
+        self.failed = 0  # kept for compatibility: rows are spilled, never dropped, so this stays 0
+        self.spilled = 0
+        self._down_until = 0.0
         self._thread = threading.Thread(target=self._run, name="greenlist-audit", daemon=True)
         self._thread.start()
 
     def record(self, row: dict[str, Any]) -> None:
-        """Queue one row (see :func:`make_record`); returns at once, never raises."""
+        """Queue one row (see :func:`make_record`); returns at once, never raises; spills when the queue is full."""
+        row.setdefault("record_id", uuid.uuid4().hex)
         if self._closed:
-            log.warning("audit log closed; dropping a record of request %s", row.get("request_id"))
+            self._spill([row])
             return
-        self._queue.put(row)
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self._spill([row])
+        AUDIT_QUEUE_DEPTH.set(self._queue.qsize())
+
+    @property
+    def pending(self) -> int:
+        """Rows not yet in the database: queued in memory plus waiting in the spill file."""
+        return self._queue.qsize() + self.spill.pending + (1 if self._busy.is_set() else 0)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued row is committed.
+        """Wait until every queued and spilled row is committed.
 
         Returns:
-            True when the queue drained within ``timeout`` seconds.
+            True when everything reached the database within ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        while self._queue.unfinished_tasks or self.spill.pending:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 return False
             time.sleep(0.01)
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush, stop the writer thread and release the engine (idempotent)."""
+        """Commit what is queued (or spill it when the database is down), stop the writer, release the engine.
+
+        Idempotent. Spilled rows stay on disk and are replayed by the next start.
+        """
         if self._closed:
             return
         self._closed = True
@@ -212,42 +218,92 @@ class AuditLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
+    def _spill(self, rows: list[dict[str, Any]]) -> None:
+        n = self.spill.append(rows)
+        self.spilled += n
+        AUDIT_SPILLED.inc(n)
+        AUDIT_SPILL_PENDING.set(self.spill.pending)
+
+    def _take(self) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``batch_size`` rows from the queue (waiting at most ``retry_s`` for the first); True at stop."""
+        try:
+            item = self._queue.get(timeout=self.retry_s)
+        except queue.Empty:
+            return [], False
+        self._busy.set()
+        batch = [item] if item is not None else []
+        stop = item is None
+        while not stop and len(batch) < self.batch_size:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                stop = True
+            else:
+                batch.append(nxt)
+        return batch, stop
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item] if item is not None else []
-            stop = item is None
-            while not stop and len(batch) < self.batch_size:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                else:
-                    batch.append(nxt)
+            batch, stop = self._take()
             try:
-                if batch:
-                    self._insert(batch)
+                self._write_or_spill(batch)
             finally:
+                self._busy.clear()
                 for _ in range(len(batch) + (1 if stop else 0)):
                     self._queue.task_done()
+                AUDIT_QUEUE_DEPTH.set(self._queue.qsize())
             if stop:
+                self._drain_on_stop()
                 return
 
-    def _insert(self, batch: list[dict[str, Any]]) -> None:
-        for attempt in range(3):
+    def _write_or_spill(self, batch: list[dict[str, Any]]) -> None:
+        """Replay the spill first (order), then insert ``batch``; on any failure spill it behind the rest."""
+        if self.spill.pending and time.monotonic() >= self._down_until:
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(decisions.insert(), batch)
-                self.written += len(batch)
-                return
-            except Exception:  # noqa: BLE001 - retry, then log; the gateway keeps serving
-                if attempt == 2:
-                    self.failed += len(batch)
-                    log.exception("audit log: %d records could not be written", len(batch))
-                else:
-                    time.sleep(0.2 * (attempt + 1))
+                replayed = self.spill.replay(self._insert)
+                AUDIT_REPLAYED.inc(replayed)
+                if replayed:
+                    log.info("audit log: %d spilled records replayed to the database", replayed)
+            except Exception as exc:  # noqa: BLE001 - the database is still down: try again later
+                self._mark_down(exc)
+            AUDIT_SPILL_PENDING.set(self.spill.pending)
+        if not batch:
+            return
+        if self.spill.pending or time.monotonic() < self._down_until:
+            self._spill(batch)
+            return
+        try:
+            self._insert(batch)
+        except Exception as exc:  # noqa: BLE001 - spill, the gateway keeps serving
+            self._mark_down(exc)
+            self._spill(batch)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning("audit database unavailable (%s); spilling to %s", type(exc).__name__, self.spill.path)
+        self._down_until = time.monotonic() + self.retry_s
+
+    def _drain_on_stop(self) -> None:
+        """At close: one last attempt to replay and commit; whatever cannot be written stays spilled."""
+        rest: list[dict[str, Any]] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                rest.append(item)
+            self._queue.task_done()
+        self._down_until = 0.0
+        self._write_or_spill(rest)
+
+    def _insert(self, batch: list[dict[str, Any]]) -> None:
+        """Insert ``batch`` in one transaction, skipping record ids already present; raises on failure."""
+        with self.engine.begin() as conn:
+            conn.execute(_idempotent_insert(self.engine), batch)
+        self.written += len(batch)
 
     def query(self, q: AuditQuery | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Rows matching the filters, newest first (blocking; call from a thread in async code).
@@ -293,28 +349,3 @@ def query_engine(engine: Engine, q: AuditQuery) -> list[dict[str, Any]]:
         row["shadow"] = bool(row["shadow"])
         row["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["ts"])) + f".{int(row['ts'] % 1 * 1000):03d}Z"
     return rows
-
-
-def open_engine(url: str) -> Engine:
-    """A SQLAlchemy engine for ``url`` (SQLite in WAL mode) with the audit table created."""
-    engine = _engine(url)
-    metadata.create_all(engine)
-    return engine
-
-
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)

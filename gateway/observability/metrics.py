@@ -13,6 +13,11 @@ metric                                             labels
 ``greenlist_watermark_verifications_total``        ``verdict`` (watermarked, not_watermarked, too_short)
 ``greenlist_policy_reloads_total``                 ``result`` (``applied``, ``rejected``)
 ``greenlist_policy_info``                          ``policy``, ``version`` (1 for each live version)
+``greenlist_rate_limit_store_errors_total``        ``limit`` (Redis unreachable; ``rate_limit_on_error`` decides)
+``greenlist_audit_queue_depth``                    records waiting in memory for the audit database
+``greenlist_audit_spilled_total``                  records written to the spill file (database slow or down)
+``greenlist_audit_replayed_total``                 spilled records later written to the database
+``greenlist_audit_spill_pending``                  records in the spill file not yet replayed
 =================================================  ===========================================================
 
 All metrics live in one process-wide registry, :data:`REGISTRY`.
@@ -47,6 +52,15 @@ POLICY_RELOADS = Counter("greenlist_policy_reloads", "Policy reload attempts tha
                          ["result"], registry=REGISTRY)
 POLICY_INFO = Gauge("greenlist_policy_info", "Live policy versions (1 per live version)", ["policy", "version"],
                     registry=REGISTRY)
+
+RATE_LIMIT_ERRORS = Counter("greenlist_rate_limit_store_errors", "Rate-limit store (Redis) failures", ["limit"],
+                            registry=REGISTRY)
+AUDIT_QUEUE_DEPTH = Gauge("greenlist_audit_queue_depth", "Audit records waiting in memory", registry=REGISTRY)
+AUDIT_SPILLED = Counter("greenlist_audit_spilled", "Audit records written to the spill file", registry=REGISTRY)
+AUDIT_REPLAYED = Counter("greenlist_audit_replayed", "Spilled audit records written to the database",
+                         registry=REGISTRY)
+AUDIT_SPILL_PENDING = Gauge("greenlist_audit_spill_pending", "Audit records in the spill file not yet replayed",
+                            registry=REGISTRY)
 
 _KNOWN = ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/guardrails/check", "/v1/models",
           "/healthz", "/metrics", "/console", "/admin/policies", "/admin/policies/reload", "/admin/audit")

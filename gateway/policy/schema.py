@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from guardrails import REGISTRY, guardrail_class
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+def _default_policy_path() -> Path:
+    """``policies/default.yaml`` of a checkout, else the copy inside the installed package (``bundled_policies``)."""
+    checkout = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+    if checkout.exists():
+        return checkout
+    from importlib.resources import files
+
+    return Path(str(files("gateway").joinpath("bundled_policies", "default.yaml")))
+
+
+DEFAULT_POLICY_PATH = _default_policy_path()
 
 
 class WatermarkPolicy(BaseModel):

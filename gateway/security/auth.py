@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import APIError, error_body
 from gateway.security.keys import ALL_SCOPES, KeyStore
-from gateway.security.ratelimit import TokenBucket
+from gateway.security.ratelimit import RateLimiter, RateLimitUnavailable, TokenBucket, client_address
 
 log = logging.getLogger("greenlist.auth")
 
@@ -114,14 +114,19 @@ class AuthConfig:
         host: Address the server listens on (``auto`` turns auth on beyond loopback).
         store: The key store.
         verify_public: Whether ``/v1/watermark/verify`` accepts anonymous calls.
-        bucket: Rate limiter for anonymous verification.
+        bucket: Rate limiter for anonymous verification, per client address (in-process or Redis).
+        key_limiter: Rate limiter per API key (``api_key_rate_per_min``), or None for no limit.
+        trusted_proxies: Addresses/CIDRs whose ``X-Forwarded-For`` is believed (see
+            :func:`gateway.security.ratelimit.client_address`).
     """
 
     mode: str
     host: str
     store: KeyStore
     verify_public: bool = False
-    bucket: TokenBucket = field(default_factory=lambda: TokenBucket(1.0, 20))
+    bucket: RateLimiter = field(default_factory=lambda: TokenBucket(1.0, 20))
+    key_limiter: RateLimiter | None = None
+    trusted_proxies: list[str] = field(default_factory=list)
 
     def enabled(self) -> bool:
         """Whether requests need a key right now."""
@@ -140,9 +145,11 @@ class AuthConfig:
         return "API keys configured" if self.store.has_active() else "loopback and no API keys configured"
 
 
-def _client_address(scope: Scope) -> str:
+def _client_address(scope: Scope, trusted: list[str]) -> str:
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
+    forwarded = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"x-forwarded-for"), None)
+    return client_address(peer, forwarded, trusted)
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -190,14 +197,7 @@ class AuthMiddleware:
         if token is None and (path in PUBLIC_PATHS or scope.get("method") == "OPTIONS"):
             return Principal(PUBLIC_TENANT, frozenset())
         if token is None and self.config.verify_public and path == "/v1/watermark/verify":
-            wait = self.config.bucket.take(_client_address(scope))
-            if wait > 0:
-                retry = max(1, math.ceil(wait))
-                raise APIError(429, f"rate limit for anonymous verification exceeded (verify_public_rate_per_min); "
-                               f"retry in {retry} s or send an API key with scope 'verify'",
-                               type="rate_limit_error", code="rate_limit_exceeded",
-                               headers={"Retry-After": str(retry)})
-            return Principal(PUBLIC_TENANT, frozenset({"verify"}))
+            return Principal(PUBLIC_TENANT, frozenset({"verify"}))  # rate-limited by address in limit()
         if not token:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>' (create one with "
                            "'greenlist keys create --tenant NAME')", type="invalid_request_error",
@@ -212,6 +212,30 @@ class AuthMiddleware:
                            f"(it has {sorted(scopes)})", type="permission_error", code="insufficient_scope")
         return Principal(key.tenant, scopes, key.key_id)
 
+    async def limit(self, scope: Scope, principal: Principal) -> None:
+        """Apply the rate limit of the request: per address for anonymous verification, else per API key.
+
+        Raises:
+            APIError: 429 ``rate_limit_exceeded`` with ``Retry-After``; 503 ``rate_limit_unavailable`` when the
+                shared store is down and ``rate_limit_on_error`` is ``closed``.
+        """
+        if principal.key_id is None and principal.tenant == PUBLIC_TENANT and "verify" in principal.scopes:
+            limiter, client = self.config.bucket, "addr:" + _client_address(scope, self.config.trusted_proxies)
+            setting, hint = "verify_public_rate_per_min", " or send an API key with scope 'verify'"
+        elif principal.key_id is not None and self.config.key_limiter is not None:
+            limiter, client, setting, hint = self.config.key_limiter, "key:" + principal.key_id, "api_key_rate_per_min", ""
+        else:
+            return
+        try:
+            wait = await limiter.acquire(client)
+        except RateLimitUnavailable as exc:
+            raise APIError(503, f"{exc}; rate_limit_on_error=closed refuses requests until it is back",
+                           type="server_error", code="rate_limit_unavailable", headers={"Retry-After": "1"}) from None
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise APIError(429, f"rate limit exceeded ({setting}); retry in {retry} s{hint}",
+                           type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(retry)})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] != "http":
@@ -219,6 +243,7 @@ class AuthMiddleware:
             return
         try:
             principal = self.principal(scope)
+            await self.limit(scope, principal)
         except APIError as exc:
             await _send_error(send, exc)
             return

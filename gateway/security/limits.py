@@ -12,7 +12,12 @@ limit                          status  ``code``
 ``max_text_chars``             400     ``text_too_long``
 ``max_moderation_inputs``      400     ``too_many_inputs``
 ``max_concurrent_generations`` 429     ``too_many_concurrent_generations`` (+ ``Retry-After``)
+``max_concurrent_upstream``    429     ``too_many_concurrent_generations`` (+ ``Retry-After``)
 =============================  ======  ==============================
+
+The local model gets ``max_concurrent_generations`` (default 2: it shares this machine's CPU or GPU); an
+``openai`` upstream (vLLM batches dozens of requests) gets ``max_concurrent_upstream`` (default 64), see
+:func:`limiter_for`.
 """
 
 from __future__ import annotations
@@ -139,10 +144,12 @@ class GenerationLimiter:
         capacity: Generations running at once (``max_concurrent_generations``).
         max_queue: Requests allowed to wait (``generation_queue_size``).
         max_wait_s: Longest wait (``generation_queue_timeout_s``).
+        setting: The setting that sets ``capacity``, named in refusals.
     """
 
-    def __init__(self, capacity: int, max_queue: int, max_wait_s: float) -> None:
-        self.capacity, self.max_queue, self.max_wait_s = capacity, max_queue, max_wait_s
+    def __init__(self, capacity: int, max_queue: int, max_wait_s: float,
+                 setting: str = "max_concurrent_generations") -> None:
+        self.capacity, self.max_queue, self.max_wait_s, self.setting = capacity, max_queue, max_wait_s, setting
         self._sem: asyncio.Semaphore | None = None
         self.active = 0
         self.waiting = 0
@@ -162,7 +169,7 @@ class GenerationLimiter:
     def _refuse(self, why: str) -> APIError:
         self.rejected += 1
         retry = self.retry_after()
-        return APIError(429, f"too many concurrent generations: {why} (max_concurrent_generations="
+        return APIError(429, f"too many concurrent generations: {why} ({self.setting}="
                         f"{self.capacity}, generation_queue_size={self.max_queue}, generation_queue_timeout_s="
                         f"{self.max_wait_s:g}); retry after {retry} s",
                         type="rate_limit_error", code="too_many_concurrent_generations",
@@ -191,6 +198,21 @@ class GenerationLimiter:
         self.active -= 1
         self._mean_s = 0.8 * self._mean_s + 0.2 * held_s
         self._semaphore().release()
+
+
+def limiter_for(backend: str, local_capacity: int, upstream_capacity: int, max_queue: int,
+                max_wait_s: float) -> GenerationLimiter:
+    """The generation limiter of a backend: ``local_capacity`` for ``local``, ``upstream_capacity`` otherwise.
+
+    Args:
+        backend: ``local`` or ``openai`` (the ``backend`` setting).
+        local_capacity: ``max_concurrent_generations``.
+        upstream_capacity: ``max_concurrent_upstream``.
+        max_queue, max_wait_s: ``generation_queue_size``, ``generation_queue_timeout_s``.
+    """
+    if backend == "local":
+        return GenerationLimiter(local_capacity, max_queue, max_wait_s)
+    return GenerationLimiter(upstream_capacity, max_queue, max_wait_s, setting="max_concurrent_upstream")
 
 
 class Slot:

@@ -78,9 +78,8 @@ def test_key_ids_record_the_scheme(tmp_path, monkeypatch):
     # the server still says selfhash: the robust key is scored as robust, the old key as before
     schemes = {k.key_id: k.scheme(0.25, "selfhash").seeding_scheme for k in ring.verifying}
     assert schemes == {old.key_id: "selfhash", new_id: "robust"}
-    monkeypatch.setenv("GREENLIST_WATERMARK_KEY", "x" * 32)
-    monkeypatch.setenv("GREENLIST_WATERMARK_KEY_ID", "wm-lefthash-ops-1")
-    assert load_keyring(tmp_path).active.scheme(0.25, "selfhash").seeding_scheme == "lefthash"
+    single = load_keyring(tmp_path, secret="x" * 32, key_id="wm-lefthash-ops-1")
+    assert single.active.scheme(0.25, "selfhash").seeding_scheme == "lefthash"
     with pytest.raises(ValueError, match="seeding scheme"):
         rotate(tmp_path, seeding_scheme="minhash")
     with pytest.raises(ValueError, match="seeding scheme"):

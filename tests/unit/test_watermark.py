@@ -120,11 +120,11 @@ def test_keyring_created_private_and_stable(tmp_path, monkeypatch):
     assert len(first.active.secret) == 32
 
 
-def test_keyring_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("GREENLIST_WATERMARK_KEY", "a-long-enough-secret-value")
-    monkeypatch.setenv("GREENLIST_WATERMARK_KEY_ID", "prod-1")
-    ring = load_keyring(tmp_path)
+def test_keyring_from_a_single_secret(tmp_path):
+    ring = load_keyring(tmp_path, secret="a-long-enough-secret-value", key_id="prod-1")
     assert ring.active.key_id == "prod-1" and not (tmp_path / "watermark_keys.json").exists()
-    monkeypatch.setenv("GREENLIST_WATERMARK_KEY", "short")
+    derived = load_keyring(tmp_path, secret="a-long-enough-secret-value").active.key_id
+    assert derived.startswith("wm-env-") and derived == load_keyring(tmp_path / "x", secret="a-long-enough-secret-value").active.key_id
+    assert derived != load_keyring(tmp_path, secret="another-long-secret-value").active.key_id
     with pytest.raises(ValueError, match="16 characters"):
-        load_keyring(tmp_path)
+        load_keyring(tmp_path, secret="short")
