@@ -50,6 +50,11 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
         from guardrails.toxicity.multilingual import MultilingualHead
 
         return MultilingualHead()
+    if model == "multilingual-v2":  # heads trained on in-language data (training/multilingual_v2.py)
+        from guardrails.toxicity.multilingual import MultilingualHead
+
+        return MultilingualHead(Path(__file__).resolve().parent / "weights" / "multilingual_v2"
+                                / "multilingual_head.npz")
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():

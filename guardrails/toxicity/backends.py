@@ -36,7 +36,7 @@ from guardrails.toxicity.text import prepare
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
 # The default (v5) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
-NAMED_WEIGHTS = {"v5": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3")}}
+NAMED_WEIGHTS = {"v5": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v6")}}
 MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 

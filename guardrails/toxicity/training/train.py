@@ -319,6 +319,12 @@ RECIPES: dict[str, dict[str, object]] = {
     "v5": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
            "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
            "source_weights": {**V2_WEIGHTS, "functional": 7.0}},
+    # v6: v5 + the train splits of HatemojiBuild (adversarial hate with contrast perturbations) and MLMA
+    # English (noisy: weight 0.3), + hand-written untargeted profanity (harassment 0) and insults.
+    "v6": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
+           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}},
 }
 DEFAULT_RECIPE = "v5"
 
@@ -354,13 +360,24 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     np.random.seed(seed)
     examples = tuple(spec.get("examples", ("functional_train.tsv",)))
     ds = build_dataset(seed, categories=cats, examples=examples)
-    src = np.asarray(ds["source"])
-    n_corpus = int((src != "functional").sum())
-    texts = [prepare(t) for t in ds["texts"]]
-    X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:], recipe)])
-    Y = ds["labels"]
+    n_corpus = sum(s != "functional" for s in ds["source"])
+    n_base = len(ds["texts"])
     source_w = dict(spec.get("source_weights", V2_WEIGHTS))
-    row_w = np.asarray([source_w[s] for s in src], dtype=np.float64)
+    extra_w = np.zeros(0)
+    if spec.get("extra_sets"):
+        from guardrails.toxicity.training.extra import extra_rows
+
+        et, es, eg, ey, extra_w = extra_rows(dict(spec["extra_sets"]), cats)  # type: ignore[arg-type]
+        ds["texts"] += et
+        ds["source"] += es
+        ds["group"] += eg
+        ds["labels"] = np.vstack([ds["labels"], ey])
+    src = np.asarray(ds["source"])
+    texts = [prepare(t) for t in ds["texts"]]
+    X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:n_base], recipe)]
+                  + ([recipe_inputs(texts[n_base:], recipe)] if len(texts) > n_base else []))
+    Y = ds["labels"]
+    row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
     hp = [prepare(r["text"]) for r in held]
     Xh = recipe_inputs(hp, recipe)
@@ -375,13 +392,16 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
             "jigsaw_templates_en.csv": "conversationai/unintended-ml-bias-analysis @ 9c7d91aa (CC BY 4.0)",
             **{name: "Greenlist, hand-written templates (this repository)" for name in examples},
-            "rows": {s: int((src == s).sum()) for s in source_w}, "source_weights": source_w},
+            **{f"toxicity_extra/{k}.csv": "train split only (see guardrails/toxicity/training/splits.py)"
+               for k in spec.get("extra_sets", {})},  # type: ignore[attr-defined]
+            "rows": {s: int((src == s).sum()) for s in sorted(set(src))}, "source_weights": source_w,
+            "extra_set_weights": spec.get("extra_sets", {})},
         "date": _dt.date.today().isoformat(),
     }
     if cv:
         c = Corpus(texts=ds["texts"], source=list(src), group=ds["group"], labels=[])
         folds = fold_ids(c, 5, seed)
-        folds[src == "functional"] = np.arange(len(src) - n_corpus) % 5
+        folds[src == "functional"] = np.arange(int((src == "functional").sum())) % 5
         P = np.zeros(Y.shape)
         for f in range(5):
             W, b = fit_heads(X[folds != f], Y[folds != f], row_w[folds != f])
