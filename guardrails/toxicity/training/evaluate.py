@@ -50,12 +50,34 @@ def _policy_languages() -> dict[str, str]:
 
 
 def guardrail(model: str) -> Any:
-    """A guardrail scoring everything with ``model`` (``shipped``: the default policy's language routing)."""
+    """A guardrail scoring everything with ``model`` (no language routing, no cache)."""
     from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
-    if model == "shipped":
-        return ToxicityGuardrail(ToxicityConfig(languages=_policy_languages(), cache_size=0))
     return ToxicityGuardrail(ToxicityConfig(model=model, detect_language=False, cache_size=0))
+
+
+def english_only(model: str) -> bool:
+    """Whether ``model`` is an English MiniLM model (scored on English rows and prose only)."""
+    return not model.startswith("multilingual")
+
+
+def shipped_scores(rows: list[Row], english: str, scores: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Scores of the default policy's routing, composed from per-model scores (no model runs again).
+
+    Each row's language is detected as the guardrail does; languages in ``policies/default.yaml`` take the
+    scores of their model, ``en`` / ``und`` those of ``english``; others count as unsupported (flagged, so
+    ``_model`` = ``unsupported`` and :func:`blocked` treats them as blocked).
+    """
+    from guardrails.toxicity.language import detect_language
+    from guardrails.toxicity.text import prepare
+
+    routes = _policy_languages()
+    out = []
+    for i, r in enumerate(rows):
+        lang, _ = detect_language(prepare(r.text), 0.5)
+        model = routes.get(lang, english if lang in ("en", "und") else "unsupported")
+        out.append({**scores[model][i], "_model": model} if model in scores else {"_model": "unsupported"})
+    return out
 
 
 def score_texts(model: str, texts: list[str], log_every: int = 500) -> list[dict[str, float]]:
@@ -96,6 +118,8 @@ def blocked(scores: dict[str, Any], th: dict[str, Any]) -> bool:
     ``th`` is ``{category: threshold}``, or ``{model: {category: threshold}}`` for routed scores (each score
     row names its ``_model``).
     """
+    if scores.get("_model") == "unsupported":
+        return True  # the default policy flags a language no model covers
     th = th.get(str(scores.get("_model")), th) if isinstance(next(iter(th.values()), None), dict) else th
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
 
@@ -165,8 +189,11 @@ def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[
     return out
 
 
-def identity_fpr(model: str, th: dict[str, float]) -> dict[str, Any]:
-    """Per-identity false-positive rate (blocked) on the non-toxic Jigsaw templates (Dixon et al. 2018)."""
+def identity_fpr(model: str, th: dict[str, float], per_term_n: int = 40) -> dict[str, Any]:
+    """Per-identity false-positive rate (blocked) on non-toxic Jigsaw templates (Dixon et al. 2018).
+
+    A seeded sample of ``per_term_n`` non-toxic template sentences per identity term is scored.
+    """
     import csv
 
     from guardrails.toxicity.training.audit import identity_term
@@ -175,7 +202,14 @@ def identity_fpr(model: str, th: dict[str, float]) -> dict[str, Any]:
     terms = identity_terms()
     with open(data_root() / "toxicity" / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["toxicity"] == "nontoxic"]
-    rows = [r for r in rows if identity_term(r["phrase"], terms)]
+    from guardrails.toxicity.training.splits import _bucket
+
+    per_term: dict[str, list[dict[str, str]]] = {}
+    for r in sorted(rows, key=lambda r: _bucket(r["phrase"])):
+        t = identity_term(r["phrase"], terms)
+        if t and len(per_term.setdefault(t, [])) < per_term_n:
+            per_term[t].append(r)
+    rows = [r for v in per_term.values() for r in v]
     scores = score_texts(model, [r["phrase"] for r in rows], log_every=5000)
     per: dict[str, list[bool]] = {}
     for r, s in zip(rows, scores, strict=True):
@@ -192,20 +226,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from guardrails.toxicity.training.contrastive import evaluate_contrastive
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="default,multilingual,shipped")
+    ap.add_argument("--models", default="v5,v6,multilingual,multilingual-v2")
+    ap.add_argument("--shipped", default="v6,multilingual-v2",
+                    help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run)")
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "toxicity_eval.json")
     args = ap.parse_args(argv)
     rows = evaluation_rows(args.per_group)
     models = args.models.split(",")
-    scores = {m: score_texts(m, [r.text for r in rows]) for m in models}
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for m in models:
+        keep = [i for i, r in enumerate(rows) if not english_only(m) or r.language == "en"]
+        got = dict(zip(keep, score_texts(m, [rows[i].text for i in keep]), strict=True))
+        scores[m] = [got.get(i, {"_model": "not_scored"}) for i in range(len(rows))]
+    if args.shipped:
+        english, multi = args.shipped.split(",")
+        scores["shipped"] = shipped_scores(rows, english, {english: scores[english], multi: scores[multi]})
+        models.append("shipped")
     presets = json.loads(PRESETS_FILE.read_text()) if PRESETS_FILE.exists() else {}
     if args.calibrate:
-        langs = {"default": {"en"}, "multilingual": {r.language for r in rows} - {"en"}}
         for m in models:
-            if m in langs:
-                presets[m] = calibrate(rows, scores[m], langs[m])
+            if m != "shipped":
+                langs = {"en"} if english_only(m) else {r.language for r in rows} - {"en"}
+                presets[m] = calibrate(rows, scores[m], langs)
         PRESETS_FILE.write_text(json.dumps(presets, indent=1) + "\n")
         from guardrails.toxicity.config import _presets_file
 
@@ -215,10 +259,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         th: dict[str, Any] = preset_thresholds(m, "balanced") or {c: 0.5 for c in BLOCKING}
         if m == "shipped":
             th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING}
-                  for n in {"default", *_policy_languages().values()}}
+                  for n in args.shipped.split(",")}
         res = report(m, rows, scores[m], th)
-        res["identity_fpr"] = identity_fpr(m, th.get("default", th))
-        res["contrastive"] = evaluate_contrastive(guardrail(m), th.get("default", th))
+        en_model, en_th = (args.shipped.split(",")[0], th[args.shipped.split(",")[0]]) if m == "shipped" else (m, th)
+        res["identity_fpr"] = identity_fpr(en_model, en_th)
+        res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
         if m in presets:
             res["presets"] = preset_table(rows, scores[m], presets[m])
         out["models"][m] = res
