@@ -152,7 +152,7 @@ class ToxicityGuardrail(Guardrail):
             th.update(preset_thresholds(self._models.get(route, cfg.model), cfg.strictness))
         th.update(cfg.categories)
         if cfg.toxicity_fires:
-            th["toxicity"] = cfg.threshold
+            th["toxicity"] = float(cfg.threshold)  # type: ignore[arg-type]  # not None when toxicity_fires
         return th
 
     def _firing(self, categories: Any) -> dict[str, str]:
@@ -298,8 +298,8 @@ class ToxicityGuardrail(Guardrail):
             texts: One text or N texts.
 
         Returns:
-            N dicts ``{"flagged", "categories": {cat: bool}, "category_scores": {cat: float}, "language",
-            "span"}``. ``flagged`` is true when an OpenAI category (hate, harassment, violence, sexual,
+            N dicts ``{"flagged", "categories": {cat: bool}, "category_scores": {cat: float}, "language"}``
+            (the highest-scoring span is in :meth:`scan`'s details). ``flagged`` is true when an OpenAI category (hate, harassment, violence, sexual,
             self-harm) reaches its threshold, or the language is unsupported and ``on_unsupported_language``
             is not ``allow``; Greenlist's extra keys ``profanity`` and ``toxicity`` are reported but never flag.
         """
@@ -309,11 +309,8 @@ class ToxicityGuardrail(Guardrail):
             th = self._thresholds[lang["route"] if lang["route"] in self.routes else "default"]
             flags = {c: s >= th.get(c, 0.5) for c, s in ts.scores.items()}
             unsupported = lang["route"] == "unsupported" and self.config.on_unsupported_language != "allow"
-            top = max((c for c in ts.scores if c in OPENAI_CATEGORIES), key=ts.scores.__getitem__, default=None)
-            span = ts.span(top) if top else None
             out.append({"flagged": any(flags.get(c, False) for c in OPENAI_CATEGORIES) or unsupported,
-                        "categories": flags, "category_scores": dict(ts.scores), "language": lang,
-                        "span": None if span is None else {"start": span[0], "end": span[1], "category": top}})
+                        "categories": flags, "category_scores": dict(ts.scores), "language": lang})
         return out
 
 

@@ -68,7 +68,8 @@ class ToxicityConfig(GuardrailConfig):
             ``category_actions`` entry (default ``flag``), and on the overall ``toxicity`` score only when
             ``threshold`` is set explicitly. ``None`` (no preset): ``threshold`` on ``toxicity`` plus the
             categories listed in ``categories`` / ``category_actions``, each at the model's default threshold.
-        threshold: Overall toxicity probability at or above which the guardrail fires (see ``strictness``).
+        threshold: Overall toxicity probability at or above which the guardrail fires (see ``strictness``);
+            ``null`` = the overall score never fires (only the categories do).
         action: ``block``, ``redact`` (replaces only the offending sentences), ``flag`` or ``allow``.
         model: ``"default"`` (packaged MiniLM + heads), ``v1``-``v3``, ``multilingual``, a ``.npz`` path, or a
             Hugging Face text-classification model id / local path.
@@ -91,7 +92,7 @@ class ToxicityConfig(GuardrailConfig):
 
     type: Literal["toxicity"] = "toxicity"
     strictness: Literal["strict", "balanced", "permissive"] | None = None
-    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    threshold: float | None = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     model: str = "default"
     categories: dict[str, float] = Field(default_factory=dict)
     block_categories: list[str] = Field(default_factory=lambda: list(OPENAI_CATEGORIES))
@@ -133,8 +134,9 @@ class ToxicityConfig(GuardrailConfig):
 
     @property
     def toxicity_fires(self) -> bool:
-        """Whether the overall ``toxicity`` score makes the guardrail fire (no preset, or explicit threshold)."""
-        return self.strictness is None or "threshold" in self.model_fields_set
+        """Whether the overall ``toxicity`` score makes the guardrail fire: a threshold that is not ``null``, and
+        either no preset or a threshold set explicitly."""
+        return self.threshold is not None and (self.strictness is None or "threshold" in self.model_fields_set)
 
 
 __all__ = ["ToxicityConfig", "preset_thresholds", "OPENAI_CATEGORIES", "KNOWN_CATEGORIES", "STRICTNESS",

@@ -182,9 +182,10 @@ def calibrate(
     res = calibrate_threshold(toxicity_scores(guard, texts), target_fpr,
                               toxicity_scores(guard, tox_texts) if tox_texts else None)
     res["previous_threshold"] = guard.config.threshold
-    if tox_texts:
+    if tox_texts:  # a null threshold (the overall score does not fire under a preset) keeps no recall
         prev = toxicity_scores(guard, tox_texts)
-        res["recall_at_previous"] = round(float((prev >= guard.config.threshold).mean()), 4)
+        prev_t = 1.01 if guard.config.threshold is None else guard.config.threshold
+        res["recall_at_previous"] = round(float((prev >= prev_t).mean()), 4)
     if policy is not None:
         dirs = ("input", "output") if direction == "both" else (direction,)
         try:

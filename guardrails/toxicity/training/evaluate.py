@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if m != "shipped":
                 langs = {"en"} if english_only(m) else {r.language for r in rows} - {"en"}
                 presets[m] = calibrate(rows, scores[m], langs)
+        english = args.shipped.split(",")[0]
+        if english in presets:  # `model: default` is the shipped English model
+            presets["default"] = {**presets[english], "calibrated_as": english}
         PRESETS_FILE.write_text(json.dumps(presets, indent=1) + "\n")
         from guardrails.toxicity.config import _presets_file
 
