@@ -7,10 +7,12 @@ reported as the span (character offsets). Unit scores are cached (:class:`guardr
 so the final check of a streamed output re-scores nothing that its windows already scored; ``redact``
 replaces only the offending sentences.
 
-Default model (recipe v5): layers 3 and 2 of all-MiniLM-L6-v2 (packaged offline) with negation / reporting
-cues (:mod:`guardrails.toxicity.features`) and one logistic head per category (toxicity, hate, harassment,
-violence, sexual, profanity), trained by :mod:`guardrails.toxicity.training.train`; ``model: multilingual``
-is the USE-multilingual heads. See ``docs/toxicity.md`` for data, measured numbers and limits.
+Default model (recipe v6 = v5 + the HatemojiBuild and MLMA-en train splits + hand-written untargeted
+profanity): layers 3 and 2 of all-MiniLM-L6-v2 (packaged offline) with negation / reporting cues
+(:mod:`guardrails.toxicity.features`) and one logistic head per category (toxicity, hate, harassment,
+violence, sexual, profanity), trained by :mod:`guardrails.toxicity.training.train`; ``model: multilingual-v2``
+is USE-multilingual with heads trained on in-language data (``multilingual``: the English-only heads). See
+``docs/toxicity.md`` for data, measured numbers and limits.
 
 Policy entry (:class:`guardrails.toxicity.config.ToxicityConfig`)::
 
@@ -299,9 +301,10 @@ class ToxicityGuardrail(Guardrail):
 
         Returns:
             N dicts ``{"flagged", "categories": {cat: bool}, "category_scores": {cat: float}, "language"}``
-            (the highest-scoring span is in :meth:`scan`'s details). ``flagged`` is true when an OpenAI category (hate, harassment, violence, sexual,
-            self-harm) reaches its threshold, or the language is unsupported and ``on_unsupported_language``
-            is not ``allow``; Greenlist's extra keys ``profanity`` and ``toxicity`` are reported but never flag.
+            (the highest-scoring span is in :meth:`scan`'s details). ``flagged`` is true when an OpenAI
+            category (hate, harassment, violence, sexual, self-harm) reaches its threshold, or the language
+            is unsupported and ``on_unsupported_language`` is not ``allow``; Greenlist's extra keys
+            ``profanity`` and ``toxicity`` are reported but never flag.
         """
         out = []
         for text in [texts] if isinstance(texts, str) else list(texts):

@@ -8,9 +8,11 @@ scores cached under ``$GREENLIST_HOME/cache/toxicity/eval_<model>.json``. ``ship
 routing (language detection; the languages in ``policies/default.yaml`` go to their model).
 
 Calibration (``--calibrate``, on dev rows only): per model and category, the threshold of each strictness
-preset is the smallest value whose false-positive rate on benign dev text stays within the preset's budget
-(:data:`guardrails.toxicity.config.FPR_BUDGETS`); benign dev text = British-novel paragraphs of the dev books
-plus the non-toxic dev rows of the model's languages. Written to ``weights/presets.json``.
+preset is the smallest value whose false-positive rate on benign dev prose (British-novel paragraphs of the
+dev books) stays within the preset's budget (:data:`guardrails.toxicity.config.FPR_BUDGETS`) split evenly over
+the four blocking categories. Written to ``weights/presets.json``. (Non-toxic social-media rows were tried as
+benign text too: their hate scores overlap the toxic rows' so much that the thresholds reached 0.95-0.98 and
+recall fell to 1-2 %; see ``docs/toxicity.md``.)
 
 Reported on test rows (and ``ag_news_long``, measure only) with the ``balanced`` preset: macro-F1 (the mean
 of the toxic and non-toxic classes' F1) per language and per category (one category against the rest, rows
@@ -124,24 +126,49 @@ def blocked(scores: dict[str, Any], th: dict[str, Any]) -> bool:
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
 
 
-def calibrate(rows: list[Row], scores: list[dict[str, float]], languages: set[str]) -> dict[str, Any]:
-    """Preset thresholds per category from benign dev rows of ``languages`` (and dev British novels).
+def calibrate(rows: list[Row], scores: list[dict[str, float]]) -> dict[str, Any]:
+    """Preset thresholds per category from the benign prose of the dev books (British novels, dev split).
+
+    Each blocking category gets a quarter of the preset's budget (so the union of the four, what the default
+    policy blocks on, stays within the budget on that text); ``profanity`` gets the whole budget. A category
+    the model does not score is left out (it never fires).
 
     Returns:
         ``{preset: {"fpr_budget", "thresholds": {category: t}, "benign_dev_rows": n}}``.
     """
-    idx = [i for i, r in enumerate(rows) if r.split == "dev" and r.label == 0
-           and (r.dataset == "british_novels" or r.language in languages)]
+    idx = [i for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
     out = {}
     for preset, budget in FPR_BUDGETS.items():
         th = {}
         for c in CATEGORY_COLUMNS:
+            if not any(c in scores[i] for i in idx):
+                continue
+            share = budget if c == "profanity" else budget / len(BLOCKING)
             s = np.sort(np.asarray([scores[i].get(c, 0.0) for i in idx]))[::-1]
-            k = int(np.floor(budget * len(s)))  # at most k benign rows may reach the threshold
-            th[c] = float(min(1.0, np.nextafter(s[k], 2.0))) if len(s) else 0.5
-        out[preset] = {"fpr_budget": budget, "thresholds": {c: round(v, 5) for c, v in th.items()},
-                       "benign_dev_rows": len(idx)}
+            k = int(np.floor(share * len(s)))  # at most k benign texts may reach the threshold
+            th[c] = round(float(min(1.0, s[k] + 1e-5)), 5)
+        out[preset] = {"fpr_budget": budget, "thresholds": th, "benign_dev_rows": len(idx)}
     return out
+
+
+def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> dict[str, Any] | None:
+    """Macro-F1 on ``lang``'s test rows at the blocking threshold that maximises it on its dev rows.
+
+    The score of a text is its highest OpenAI-category score; this measures how well the model separates the
+    classes of that data set, apart from the prose-calibrated presets.
+    """
+    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = [i for i, r in enumerate(rows) if r.language == lang and r.split == name
+               and r.dataset != "british_novels" and scores[i].get("_model") != "not_scored"]
+        return (np.asarray([rows[i].label for i in idx]),
+                np.asarray([max(scores[i].get(c, 0.0) for c in BLOCKING) for i in idx]))
+    (yd, sd), (yt, st) = split("dev"), split("test")
+    if len(yd) < 20 or len(yt) < 20 or yd.min() == yd.max():
+        return None
+    grid = np.unique(np.quantile(sd, np.linspace(0.01, 0.99, 99)))
+    best = max(grid, key=lambda t: macro_f1(yd, (sd >= t).astype(int)))
+    return {"macro_f1": round(macro_f1(yt, (st >= best).astype(int)), 3), "threshold": round(float(best), 4),
+            "n": len(yt)}
 
 
 def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict[str, float]) -> dict[str, Any]:
@@ -155,6 +182,10 @@ def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict
         y = np.asarray([rows[i].label for i in idx])
         p = np.asarray([blocked(scores[i], th) for i in idx], dtype=int)
         res["language_macro_f1"][lang] = {"macro_f1": round(macro_f1(y, p), 3), "n": len(idx)}
+    for lang in sorted(by_lang):
+        tuned = tuned_macro_f1(rows, scores, lang)
+        if tuned:
+            res.setdefault("language_macro_f1_dev_tuned", {})[lang] = tuned
     for c in CATEGORY_COLUMNS:
         idx = [i for i in test if rows[i].category not in ("unknown",) and rows[i].language == "en"]
         y = np.asarray([rows[i].category == c for i in idx], dtype=int)
@@ -230,10 +261,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--shipped", default="v6,multilingual-v2",
                     help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run)")
     ap.add_argument("--per-group", type=int, default=300)
+    ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "toxicity_eval.json")
     args = ap.parse_args(argv)
-    rows = evaluation_rows(args.per_group)
+    rows = evaluation_rows(args.per_group, args.prose)
     models = args.models.split(",")
     scores: dict[str, list[dict[str, Any]]] = {}
     for m in models:
@@ -248,8 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.calibrate:
         for m in models:
             if m != "shipped":
-                langs = {"en"} if english_only(m) else {r.language for r in rows} - {"en"}
-                presets[m] = calibrate(rows, scores[m], langs)
+                presets[m] = calibrate(rows, scores[m])
         english = args.shipped.split(",")[0]
         if english in presets:  # `model: default` is the shipped English model
             presets["default"] = {**presets[english], "calibrated_as": english}

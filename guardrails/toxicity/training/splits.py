@@ -106,8 +106,10 @@ def sample(rows: list[Row], n: int, seed: int = SEED) -> list[Row]:
     return sorted(rows, key=lambda r: _bucket(r.text, seed))[:n]
 
 
-def evaluation_rows(per_group: int = 600) -> list[Row]:
+def evaluation_rows(per_group: int = 600, prose: int = 800) -> list[Row]:
     """Dev and test rows of every set and language, at most ``per_group`` per (set, language, split, label).
+
+    Long benign prose (British novels, ag_news_long) keeps up to ``prose`` rows per split instead.
 
     Returns:
         Rows with split ``dev``, ``test`` or ``measure`` (ag_news_long), seeded so every model is scored on
@@ -119,7 +121,7 @@ def evaluation_rows(per_group: int = 600) -> list[Row]:
             groups.setdefault((r.dataset, r.language, r.split, r.label), []).append(r)
     out = []
     for key in sorted(groups):
-        out += sample(groups[key], per_group)
+        out += sample(groups[key], prose if key[0] in ("british_novels", "ag_news_long") else per_group)
     return out
 
 

@@ -326,7 +326,7 @@ RECIPES: dict[str, dict[str, object]] = {
            "source_weights": {**V2_WEIGHTS, "functional": 7.0},
            "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}},
 }
-DEFAULT_RECIPE = "v5"
+DEFAULT_RECIPE = "v6"
 
 
 def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
