@@ -6,7 +6,7 @@ whole-text check of a streamed answer whose sentences were already scored (warm 
 ``--n`` requests, in milliseconds; each request uses a different answer (sentences drawn from a pool of
 benign sentences, with a request number added so no two answers share a sentence).
 
-    python3 benchmarks/bench_toxicity_latency.py [--n 60] [--context 3]
+    python3 -m benchmarks.bench_toxicity_latency [--n 60] [--context 3] [--precision float32]
 """
 
 from __future__ import annotations
@@ -57,11 +57,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--context", type=int, default=None, help="override context_sentences")
+    ap.add_argument("--precision", default=None, help="override precision: auto | float32 | bfloat16")
     args = ap.parse_args()
     policy = yaml.safe_load(open("policies/default.yaml", encoding="utf-8"))
     entries = {d: next(e for e in policy[d] if e["type"] == "toxicity") for d in ("input", "output")}
     if args.context:
         entries = {d: {**e, "context_sentences": args.context} for d, e in entries.items()}
+    if args.precision:
+        entries = {d: {**e, "precision": args.precision} for d, e in entries.items()}
     gin, gout = (ToxicityGuardrail(ToxicityConfig(**entries[d])) for d in ("input", "output"))
     gin.scan("warm up", Direction.INPUT)
     gout.scan(answer(-1), Direction.OUTPUT)
