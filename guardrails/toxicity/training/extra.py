@@ -61,4 +61,23 @@ def extra_rows(sets: dict[str, float], categories: tuple[str, ...],
         np.asarray(weights, dtype=np.float64)
 
 
-__all__ = ["extra_rows"]
+def prose_rows(paragraphs: int, categories: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Benign negatives from the *train* books of British novels: the scoring units of ``paragraphs`` paragraphs.
+
+    Each paragraph is cut into the units the guardrail scores (sentences and windows of adjacent sentences,
+    :func:`guardrails.toxicity.sentences.scoring_units`), every category labelled 0, so the heads see the
+    shape of long benign text they are applied to. Dev and test books are never used.
+
+    Returns:
+        ``(unit texts, labels (N, K) of zeros)``.
+    """
+    from guardrails.toxicity.sentences import scoring_units
+    from guardrails.toxicity.training.splits import load_novels, sample
+
+    texts = []
+    for r in sample([r for r in load_novels() if r.split == "train"], paragraphs):
+        texts += [r.text[a:b] for a, b in scoring_units(r.text)]
+    return texts, np.zeros((len(texts), len(categories)), dtype=np.float32)
+
+
+__all__ = ["extra_rows", "prose_rows"]

@@ -5,7 +5,8 @@ Rows come from ``shared/data/toxicity_extra`` (see its MANIFEST.md for label map
 (hatemoji_build train/dev/test, hatexplain dev/test, germeval2018 train/test, cold train/dev/test,
 poleval2019 train/test); a set with a train split but no dev split gets a dev split of 15 % of its train
 rows (seed 13); sets without splits (mlma, told_br) get 70 / 15 / 15 % train / dev / test by a seeded hash
-of the text. British novels are split by book (half the books dev, half test), so no book is on both sides.
+of the text. British novels are split by book (half the books test; the other half split again into train
+and dev books), so no book is on two sides.
 ``ag_news_long`` is research / non-commercial data: ``split = "measure"``, used to measure only, never to
 train or calibrate.
 """
@@ -91,12 +92,14 @@ def load_extra(sets: tuple[str, ...] = EXTRA_SETS) -> list[Row]:
 
 
 def load_novels() -> list[Row]:
-    """British-novel paragraphs (benign prose), split by book: a seeded half of the books is dev."""
+    """British-novel paragraphs (benign prose), split by book: a seeded half of the books is test, the rest is
+    split into train and dev books by a second seeded hash."""
     rows = []
     with open(data_root() / "human_text" / "british_novels.jsonl", encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            split = "dev" if _bucket(r["doc_id"]) < 0.5 else "test"
+            split = "test" if _bucket(r["doc_id"]) >= 0.5 else "dev" if _bucket(r["doc_id"], SEED + 1) < 0.5 \
+                else "train"
             rows.append(Row(r["text"], "en", 0, "none", "british_novels", split))
     return rows
 

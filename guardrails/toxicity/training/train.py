@@ -325,6 +325,12 @@ RECIPES: dict[str, dict[str, object]] = {
            "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
            "source_weights": {**V2_WEIGHTS, "functional": 7.0},
            "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}},
+    # v7: v6 + benign prose negatives: the sentence / window units of 300 paragraphs of the *train* books of
+    # British novels (splits.py; dev and test books unseen), weight 1.
+    "v7": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
+           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}, "prose_paragraphs": 300},
 }
 DEFAULT_RECIPE = "v6"
 
@@ -372,10 +378,20 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
         ds["source"] += es
         ds["group"] += eg
         ds["labels"] = np.vstack([ds["labels"], ey])
+    n_extra = len(ds["texts"])  # embedded in its own chunk, so v6's cached embeddings are reused
+    if spec.get("prose_paragraphs"):
+        from guardrails.toxicity.training.extra import prose_rows
+
+        pt, py = prose_rows(int(spec["prose_paragraphs"]), cats)  # type: ignore[call-overload]
+        ds["texts"] += pt
+        ds["source"] += ["british_novels_train"] * len(pt)
+        ds["group"] += ["british_novels_train"] * len(pt)
+        ds["labels"] = np.vstack([ds["labels"], py])
+        extra_w = np.concatenate([extra_w, np.ones(len(pt))])
     src = np.asarray(ds["source"])
     texts = [prepare(t) for t in ds["texts"]]
-    X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:n_base], recipe)]
-                  + ([recipe_inputs(texts[n_base:], recipe)] if len(texts) > n_base else []))
+    bounds = [0, n_corpus, n_base, n_extra, len(texts)]
+    X = np.vstack([recipe_inputs(texts[a:b], recipe) for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
     Y = ds["labels"]
     row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
