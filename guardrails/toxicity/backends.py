@@ -2,7 +2,7 @@
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-  and the logistic heads in ``weights/minilm_head.npz`` (recipe v6: layers 3
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v7: layers 3
   and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.training.train`).
   ``model: v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
@@ -35,8 +35,8 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-# The default (v6) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
-NAMED_WEIGHTS = {"v6": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5")}}
+# The default (v7) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
+NAMED_WEIGHTS = {"v7": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6")}}
 # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next one
 MAX_TOKENS = 64
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted

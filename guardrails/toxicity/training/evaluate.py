@@ -257,14 +257,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from guardrails.toxicity.training.contrastive import evaluate_contrastive
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="v5,v6,multilingual,multilingual-v2")
-    ap.add_argument("--shipped", default="v6,multilingual-v2",
-                    help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run)")
+    ap.add_argument("--models", default="v5,v6,v7,multilingual,multilingual-v2")
+    ap.add_argument("--shipped", default=None,
+                    help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
+                         "default: train.DEFAULT_RECIPE,multilingual-v2")
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "toxicity_eval.json")
     args = ap.parse_args(argv)
+    if args.shipped is None:
+        from guardrails.toxicity.training.train import DEFAULT_RECIPE
+
+        args.shipped = f"{DEFAULT_RECIPE},multilingual-v2"
     rows = evaluation_rows(args.per_group, args.prose)
     models = args.models.split(",")
     scores: dict[str, list[dict[str, Any]]] = {}

@@ -332,7 +332,7 @@ RECIPES: dict[str, dict[str, object]] = {
            "source_weights": {**V2_WEIGHTS, "functional": 7.0},
            "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}, "prose_paragraphs": 300},
 }
-DEFAULT_RECIPE = "v6"
+DEFAULT_RECIPE = "v7"
 
 
 def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
