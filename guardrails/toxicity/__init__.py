@@ -1,55 +1,42 @@
-"""Toxicity guardrail: scores a text for toxicity, hate, harassment, violence, sexual content and profanity.
+"""Toxicity guardrail: sentence-level scores for hate, harassment, violence, sexual content and profanity.
 
-Default model (recipe v5): layers 3 and 2 of all-MiniLM-L6-v2 (packaged
-offline; only the first 3 of its 6 layers run) with negation / reporting cues
-(:mod:`guardrails.toxicity.features`) and one logistic head per category
-(toxicity, hate, harassment, violence, sexual, profanity), trained on Davidson,
-OLID, Jigsaw identity templates and Greenlist's own functional examples by
-:mod:`guardrails.toxicity.training.train`; see ``docs/toxicity.md`` for data, measured
-numbers and limits. ``model: v1`` / ``v2`` / ``v3`` are the earlier defaults,
-``model: multilingual`` the USE-multilingual heads; a path to a ``.npz`` loads
-those heads (or tuned layers); any other value loads a Hugging Face
-text-classification model.
+Every token of a scanned text is scored: a short text (<= 40 words) is one unit, a longer one is split into
+sentences (``blingfire``, :mod:`guardrails.toxicity.sentences`) and each sentence and each window of 2-3
+adjacent sentences is scored; the maximum per category is the text's score and the unit that reached it is
+reported as the span (character offsets). Unit scores are cached (:class:`guardrails.toxicity.scorer.UnitCache`)
+so the final check of a streamed output re-scores nothing that its windows already scored; ``redact``
+replaces only the offending sentences.
 
-Each text's language is detected (:mod:`guardrails.toxicity.language`) and
-recorded; a policy can route languages to other models and decide what
-happens to languages no configured model covers.
+Default model (recipe v7 = v5 + the HatemojiBuild and MLMA-en train splits + hand-written untargeted profanity
++ benign prose sentences from British-novel train books): layers 3 and 2 of all-MiniLM-L6-v2 (packaged
+offline) with negation / reporting cues (:mod:`guardrails.toxicity.features`) and one logistic head per
+category (toxicity, hate, harassment, violence, sexual, profanity), trained by
+:mod:`guardrails.toxicity.training.train`; ``model: multilingual-v2`` is USE-multilingual with heads trained
+on in-language data (``multilingual``: the English-only heads). See ``docs/toxicity.md`` for data, measured
+numbers and limits.
 
-Importing this module is cheap (pydantic only); models load when a
-:class:`ToxicityGuardrail` is constructed and are shared per process.
-
-Policy entry::
+Policy entry (:class:`guardrails.toxicity.config.ToxicityConfig`)::
 
     - type: toxicity
-      threshold: 0.5          # on the overall toxicity probability
-      action: block
-      categories: {hate: 0.4} # optional per-category thresholds (also fire)
-      category_actions: {violence: block, profanity: flag}
-      languages: {de: "some/xlm-r-toxicity-model"}   # per-language routing
-      on_unsupported_language: flag   # flag | block | allow
+      strictness: balanced    # strict | balanced | permissive: calibrated per-category thresholds
+      action: block           # on hate, harassment, violence, sexual
+      category_actions: {profanity: flag}
+      categories: {hate: 0.4} # explicit thresholds override the preset
+      languages: {de: multilingual}
+      on_unsupported_language: flag
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from guardrails.base import Decision, Direction, Guardrail, GuardrailResult, action_decision
+from guardrails.toxicity.config import OPENAI_CATEGORIES, ToxicityConfig, preset_thresholds
+from guardrails.toxicity.scorer import TextScores, UnitCache, offending_sentences, redact_spans, score_text
+from guardrails.toxicity.sentences import complete_sentences
 
-from guardrails.base import (
-    Direction,
-    Guardrail,
-    GuardrailConfig,
-    GuardrailResult,
-    action_decision,
-)
-
-DEFAULT_THRESHOLD = 0.5
-# OpenAI moderation keys this guardrail models; "toxicity" and "profanity" are
-# Greenlist extensions returned alongside them in ``moderate``.
-OPENAI_CATEGORIES = ("hate", "harassment", "violence", "sexual")
-Action = Literal["block", "redact", "flag", "allow"]
 _load_lock = threading.Lock()
 
 
@@ -66,6 +53,11 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
         from guardrails.toxicity.multilingual import MultilingualHead
 
         return MultilingualHead()
+    if model == "multilingual-v2":  # heads trained on in-language data (training/multilingual_v2.py)
+        from guardrails.toxicity.multilingual import MultilingualHead
+
+        return MultilingualHead(Path(__file__).resolve().parent / "weights" / "multilingual_v2"
+                                / "multilingual_head.npz")
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():
@@ -96,7 +88,7 @@ class _Windowed:
 
         P = self.model.predict(pieces) if pieces else np.zeros((0, len(self.categories)))
         out = _max_by_owner(P, owner, len(texts))
-        return [{c: float(v) for c, v in zip(self.categories, row)} for row in out]
+        return [{c: float(v) for c, v in zip(self.categories, row, strict=False)} for row in out]
 
 
 def load_backend(model: str = "default", label_map: dict[str, str] | None = None,
@@ -122,71 +114,18 @@ def load_backend(model: str = "default", label_map: dict[str, str] | None = None
                                  profanity_check_weight if model == "default" else None, precision)
 
 
-class ToxicityConfig(GuardrailConfig):
-    """Policy entry of the toxicity guardrail.
-
-    Attributes:
-        type: Always ``"toxicity"``.
-        threshold: Fires when the overall toxicity probability is at or above
-            it. Default 0.5: the heads are class-balanced, and 0.5 is within
-            0.05 of the F1-optimal cross-validated threshold on OLID + Jigsaw
-            (``docs/toxicity.md``).
-        action: ``block``, ``redact``, ``flag`` or ``allow``.
-        model: ``"default"`` (packaged MiniLM + logistic heads) or a Hugging
-            Face text-classification model id / local path.
-        categories: Optional ``{category: threshold}``. A listed category also
-            makes the guardrail fire when its score reaches its threshold;
-            unlisted categories use the model's default thresholds for
-            ``flagged_categories`` only.
-        label_map: ``{model label: category}`` overrides for Hugging Face models.
-        profanity_check_weight: MiniLM-head models only: toxicity =
-            ``(1 - w) * MiniLM head + w * alt-profanity-check``; ``None`` uses
-            the weights' own value (0 for the default, 0.3 for ``v1``).
-        category_actions: ``{category: action}``; a category that reaches its
-            threshold applies its own action (the most severe one wins);
-            categories without one use ``action``.
-        languages: ``{ISO 639-1 code: model}``: texts detected in that language
-            are scored by that model (any value ``model`` accepts, e.g. a
-            multilingual Hugging Face toxicity model) instead of ``model``.
-        supported_languages: Languages ``model`` covers (default ``["en"]``);
-            undetermined texts (``"und"``: short or unclear) count as supported.
-        on_unsupported_language: For a text in a language neither ``model``
-            nor ``languages`` covers: ``flag`` / ``block`` apply that decision
-            (the default model still scores it and the scores are reported),
-            ``allow`` only records it.
-        language_min_confidence: Below this detector probability a mostly
-            Latin-script text is ``"und"``.
-        detect_language: ``False`` skips detection (every text is ``"und"``).
-        precision: MiniLM encoder: ``auto`` (bfloat16 on CPUs with native
-            bf16, else float32), ``float32`` (ONNX Runtime, only the layers
-            the heads read) or ``bfloat16`` (PyTorch autocast; scores move by
-            < 0.01, ``docs/toxicity.md``).
-    """
-
-    type: Literal["toxicity"] = "toxicity"
-    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
-    model: str = "default"
-    categories: dict[str, float] = Field(default_factory=dict)
-    label_map: dict[str, str] = Field(default_factory=dict)
-    profanity_check_weight: float | None = Field(None, ge=0.0, le=1.0)
-    category_actions: dict[str, Action] = Field(default_factory=dict)
-    languages: dict[str, str] = Field(default_factory=dict)
-    supported_languages: list[str] = Field(default_factory=lambda: ["en"])
-    on_unsupported_language: Literal["flag", "block", "allow"] = "flag"
-    language_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    detect_language: bool = True
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
-
-
 class ToxicityGuardrail(Guardrail):
-    """Scores texts for toxicity (and hate / harassment / profanity) and fires on a threshold.
+    """Scores every sentence of a text for toxicity categories and fires per category threshold.
 
     Args:
-        config: A :class:`ToxicityConfig`.
+        config: A :class:`~guardrails.toxicity.config.ToxicityConfig`.
+
+    Attributes:
+        cache: The guardrail's :class:`~guardrails.toxicity.scorer.UnitCache` (``hits`` / ``misses`` counters).
 
     Raises:
-        FileNotFoundError: default weights missing; ``OSError``/``ValueError``
-            from transformers when a Hugging Face model cannot be loaded.
+        FileNotFoundError: default weights missing; ``OSError``/``ValueError`` from transformers when a
+            Hugging Face model cannot be loaded.
     """
 
     Config = ToxicityConfig
@@ -196,14 +135,44 @@ class ToxicityGuardrail(Guardrail):
 
     def __init__(self, config: ToxicityConfig) -> None:
         super().__init__(config)
+        self.config: ToxicityConfig = config
         self.backend = load_backend(config.model, config.label_map, config.profanity_check_weight,
                                     config.precision)
         self.routes = {lang: load_backend(m, config.label_map, precision=config.precision)
                        for lang, m in config.languages.items()}
-        self.thresholds: dict[str, float] = dict(self.backend.default_thresholds)
-        self.thresholds.update(config.categories)
-        self.thresholds["toxicity"] = config.threshold
+        self.cache = UnitCache(config.cache_size)
+        self._models = {"default": config.model, **config.languages}
+        self._thresholds = {r: self._route_thresholds(r) for r in ("default", *self.routes)}
+        self.thresholds: dict[str, float] = self._thresholds["default"]
 
+    # -- thresholds and firing categories -------------------------------------------------------------
+    def _backend(self, route: str) -> Any:
+        return self.routes.get(route, self.backend)
+
+    def _route_thresholds(self, route: str) -> dict[str, float]:
+        cfg = self.config
+        th = {c: float(v) for c, v in self._backend(route).default_thresholds.items()}
+        if cfg.strictness:
+            th.update(preset_thresholds(self._models.get(route, cfg.model), cfg.strictness))
+        th.update(cfg.categories)
+        if cfg.toxicity_fires:
+            th["toxicity"] = float(cfg.threshold)  # type: ignore[arg-type]  # not None when toxicity_fires
+        return th
+
+    def _firing(self, categories: Any) -> dict[str, str]:
+        """``{category: action}`` of the categories that make the guardrail fire for a backend's categories."""
+        cfg = self.config
+        fire: dict[str, str] = {}
+        if cfg.strictness:
+            fire.update({c: cfg.category_actions.get(c, cfg.action) for c in cfg.block_categories})
+            fire["profanity"] = cfg.category_actions.get("profanity", "flag")
+        if cfg.toxicity_fires:
+            fire["toxicity"] = cfg.category_actions.get("toxicity", cfg.action)
+        for c in (*cfg.categories, *cfg.category_actions):
+            fire[c] = cfg.category_actions.get(c, cfg.action)
+        return {c: a for c, a in fire.items() if c in categories}
+
+    # -- language ---------------------------------------------------------------------------------------
     def language(self, text: str) -> tuple[str, float]:
         """Detected ``(language code or "und", probability)`` of ``text``."""
         if not self.config.detect_language:
@@ -220,96 +189,133 @@ class ToxicityGuardrail(Guardrail):
             return "default"
         return "unsupported"
 
-    def _score(self, texts: list[str]) -> list[tuple[dict[str, float], dict[str, Any]]]:
-        """Scores and language info per text, each text sent to its route's backend."""
-        info = []
-        for t in texts:
-            lang, prob = self.language(t)
-            info.append({"code": lang, "confidence": round(prob, 4), "route": self._route(lang)})
-        out: list[Any] = [None] * len(texts)
-        groups: dict[str, list[int]] = {}
-        for i, inf in enumerate(info):
-            groups.setdefault(inf["route"], []).append(i)
-        for route, idx in groups.items():
-            backend = self.routes[route] if route in self.routes else self.backend
-            for i, sc in zip(idx, backend.classify([texts[i] for i in idx])):
-                out[i] = sc
-        return [(out[i], info[i]) for i in range(len(texts))]
-
-    def classify(self, texts: list[str]) -> list[dict[str, float]]:
-        """Category probabilities for a batch (default model only, no language routing).
+    def score(self, text: str) -> tuple[TextScores, dict[str, Any]]:
+        """Unit-level scores of ``text`` on the model its language routes to.
 
         Args:
-            texts: N texts (normalised internally: NFKC, zero-width removal,
-                homoglyph folding).
+            text: Any text (each unit is normalised internally: NFKC, zero-width removal, homoglyphs).
 
         Returns:
-            N dicts ``{category: probability in [0, 1]}``, always with
-            ``"toxicity"``; the default model also gives ``hate``,
-            ``harassment``, ``violence``, ``sexual`` and ``profanity``.
+            ``(TextScores, language info {"code", "confidence", "route"})``; the scores are the maximum per
+            category over the text's units (:func:`guardrails.toxicity.scorer.score_text`).
         """
-        return self.backend.classify(list(texts))
+        lang, prob = self.language(text)
+        route = self._route(lang)
+        model_route = route if route in self.routes else "default"
+        ts = score_text(text, self._backend(model_route), self._models[model_route], self.cache,
+                        self.config.context_sentences)
+        return ts, {"code": lang, "confidence": round(prob, 4), "route": route}
 
-    def _flagged(self, scores: dict[str, float]) -> list[str]:
-        return [c for c, s in scores.items() if s >= self.thresholds.get(c, 0.5)]
-
-    def _decide(self, scores: dict[str, float], lang: dict[str, Any]) -> GuardrailResult:
-        flagged = self._flagged(scores)
-        details: dict[str, Any] = {"categories": {c: round(s, 6) for c, s in scores.items()},
-                                   "flagged_categories": flagged, "language": lang}
-        result = self.fired(scores.get("toxicity", 0.0), details)
-        actions = [self.config.category_actions.get(c, self.config.action) for c in flagged
-                   if c == "toxicity" or c in self.config.categories or c in self.config.category_actions]
-        if lang["route"] == "unsupported" and self.config.on_unsupported_language != "allow":
-            details["unsupported_language"] = True
-            actions.append(self.config.on_unsupported_language)
-        elif lang["route"] == "unsupported":
-            details["unsupported_language"] = True
-        if actions:
-            worst = max(actions, key=lambda a: action_decision(a).severity)
-            if result.action is None or action_decision(worst).severity > result.decision.severity:
-                result.action = worst
-                result.decision = action_decision(worst)
-        return result
-
-    def scan(self, text: str, direction: Direction) -> GuardrailResult:
-        """Score one text.
-
-        Returns:
-            A result with ``score`` = overall toxicity probability and
-            ``details = {"categories": {name: score}, "flagged_categories": [...],
-            "language": {"code", "confidence", "route"}}`` (plus
-            ``"unsupported_language": true`` when no model covers it). It fires
-            when toxicity >= ``threshold``, when a category listed in
-            ``categories`` or ``category_actions`` reaches its threshold (with
-            that category's action), or per ``on_unsupported_language``; the
-            most severe action wins.
-        """
-        scores, lang = self._score([text])[0]
-        return self._decide(scores, lang)
-
-    def moderate(self, texts: list[str]) -> list[dict[str, Any]]:
-        """OpenAI-moderation-shaped results for a batch (with language routing).
+    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        """Category probabilities for a batch of whole texts (default model, no routing, no sentence units).
 
         Args:
             texts: N texts.
 
         Returns:
-            N dicts ``{"flagged": bool, "categories": {cat: bool},
-            "category_scores": {cat: float}, "language": {...}}``. Keys: the
-            OpenAI categories ``hate``, ``harassment`` and ``violence`` plus
-            Greenlist's ``toxicity`` and ``profanity`` (default model); a
-            Hugging Face model gives its mapped labels. ``self-harm`` and
-            ``illicit`` are not modelled and are omitted.
-            ``flagged`` is true when any category is, or when the language is
-            unsupported and ``on_unsupported_language`` is not ``allow``.
+            N dicts ``{category: probability in [0, 1]}``, always with ``"toxicity"``.
+        """
+        return self.backend.classify(list(texts))
+
+    # -- decisions --------------------------------------------------------------------------------------
+    def complete_sentences(self, text: str) -> tuple[list[tuple[int, int]], int]:
+        """Complete sentences of a streamed buffer, for sentence-by-sentence release (cheap: no model call).
+
+        Returns:
+            ``(spans, remainder_start)``, see :func:`guardrails.toxicity.sentences.complete_sentences`. The
+            gateway scans ``text[:remainder_start]`` and releases it when that passes; the scores of its
+            sentences are cached, so the final whole-text check only scores what came after.
+        """
+        return complete_sentences(text)
+
+    def _decide(self, text: str, ts: TextScores, lang: dict[str, Any]) -> GuardrailResult:
+        cfg = self.config
+        route = lang["route"] if lang["route"] in self.routes else "default"
+        th = self._thresholds[route]
+        scores = ts.scores
+        firing = self._firing(scores)
+        flagged = [c for c, s in scores.items() if s >= th.get(c, 0.5)]
+        hits = [c for c in flagged if c in firing]
+        details: dict[str, Any] = {"categories": {c: round(s, 6) for c, s in scores.items()},
+                                   "flagged_categories": flagged, "language": lang, "units": len(ts.units)}
+        top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9),
+                      default=None)
+        span = ts.span(hits[0] if len(hits) == 1 else top_cat) if top_cat else None
+        if hits:
+            top_cat = max(hits, key=lambda c: scores[c] - th.get(c, 0.5))
+            span = ts.span(top_cat)
+        if span is not None:
+            details["span"] = {"start": span[0], "end": span[1], "category": top_cat,
+                               "score": round(scores.get(top_cat, 0.0), 6)}
+        actions = [firing[c] for c in hits]
+        if lang["route"] == "unsupported":
+            details["unsupported_language"] = True
+            if cfg.on_unsupported_language != "allow":
+                actions.append(cfg.on_unsupported_language)
+        score = scores.get("toxicity", 0.0) if cfg.strictness is None else \
+            max((scores.get(c, 0.0) for c in firing), default=0.0)
+        if not actions:
+            return GuardrailResult(name=self.name, score=score, details=details)
+        worst = max(actions, key=lambda a: action_decision(a).severity)
+        result = GuardrailResult(name=self.name, score=score, decision=action_decision(worst), action=worst,
+                                 details=details)
+        if result.decision is Decision.REDACT:
+            red = [c for c in hits if firing[c] in ("redact", "block")] or hits
+            spans = offending_sentences(text, ts, th, red, self._backend(route), self._models[route], self.cache)
+            result.sanitized_text = redact_spans(text, spans)
+            details["redacted_spans"] = [list(s) for s in spans]
+        return result
+
+    def scan(self, text: str, direction: Direction) -> GuardrailResult:
+        """Score one text sentence by sentence and decide.
+
+        Returns:
+            A result with ``score`` (overall toxicity without a preset; with one, the highest score among the
+            firing categories) and ``details = {"categories", "flagged_categories", "language", "units",
+            "span": {"start", "end", "category", "score"}}`` (span: the unit with the highest score relative
+            to its threshold, character offsets into ``text``), plus ``"redacted_spans"`` under ``redact`` and
+            ``"unsupported_language": true`` when no model covers the language. The most severe firing
+            action wins; under ``redact`` ``sanitized_text`` replaces only the offending sentences.
+        """
+        ts, lang = self.score(text)
+        return self._decide(text, ts, lang)
+
+    def redact(self, text: str) -> tuple[str, list[tuple[int, int]]]:
+        """``text`` with the sentences that reach a firing category's threshold replaced by ``[removed]``.
+
+        Returns:
+            ``(sanitized text, removed sentence spans)``; the text unchanged and ``[]`` when nothing fires.
+        """
+        ts, lang = self.score(text)
+        route = lang["route"] if lang["route"] in self.routes else "default"
+        th = self._thresholds[route]
+        cats = [c for c in self._firing(ts.scores) if ts.scores.get(c, 0.0) >= th.get(c, 0.5)]
+        if not cats:
+            return text, []
+        spans = offending_sentences(text, ts, th, cats, self._backend(route), self._models[route], self.cache)
+        return redact_spans(text, spans), spans
+
+    def moderate(self, texts: str | list[str]) -> list[dict[str, Any]]:
+        """OpenAI-moderation-shaped results (``/v1/moderations``), sentence-level, with language routing.
+
+        Args:
+            texts: One text or N texts.
+
+        Returns:
+            N dicts ``{"flagged", "categories": {cat: bool}, "category_scores": {cat: float}, "language"}``
+            (the highest-scoring span is in :meth:`scan`'s details). ``flagged`` is true when an OpenAI
+            category (hate, harassment, violence, sexual, self-harm) reaches its threshold, or the language
+            is unsupported and ``on_unsupported_language`` is not ``allow``; Greenlist's extra keys
+            ``profanity`` and ``toxicity`` are reported but never flag.
         """
         out = []
-        for scores, lang in self._score(list(texts)):
-            flags = {c: s >= self.thresholds.get(c, 0.5) for c, s in scores.items()}
+        for text in [texts] if isinstance(texts, str) else list(texts):
+            ts, lang = self.score(text)
+            th = self._thresholds[lang["route"] if lang["route"] in self.routes else "default"]
+            flags = {c: s >= th.get(c, 0.5) for c, s in ts.scores.items()}
             unsupported = lang["route"] == "unsupported" and self.config.on_unsupported_language != "allow"
-            out.append({"flagged": any(flags.values()) or unsupported, "categories": flags,
-                        "category_scores": dict(scores), "language": lang})
+            out.append({"flagged": any(flags.get(c, False) for c in OPENAI_CATEGORIES) or unsupported,
+                        "categories": flags, "category_scores": dict(ts.scores), "language": lang})
         return out
 
 

@@ -2,7 +2,7 @@
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-  and the logistic heads in ``weights/minilm_head.npz`` (recipe v5: layers 3
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v7: layers 3
   and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.training.train`).
   ``model: v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
@@ -35,9 +35,10 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-# The default (v5) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
-NAMED_WEIGHTS = {"v5": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3")}}
-MAX_TOKENS = 64  # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next window
+# The default (v7) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
+NAMED_WEIGHTS = {"v7": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6")}}
+# word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next one
+MAX_TOKENS = 64
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
 
 
@@ -91,7 +92,7 @@ def _split(texts: list[str]) -> tuple[list[str], list[int]]:
 def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     """Per text, the maximum over its windows of ``scores`` (pieces, K) -> (n, K); 0 if none."""
     out = np.zeros((n, scores.shape[1]), dtype=np.float64)
-    for row, i in zip(scores, owner):
+    for row, i in zip(scores, owner, strict=True):
         np.maximum(out[i], row, out=out[i])
     return out
 
@@ -255,7 +256,7 @@ class MiniLMHead:
         else:
             P = np.zeros((0, len(self.categories)))
         out = _max_by_owner(P, owner, len(texts))
-        return [{c: float(v) for c, v in zip(self.categories, row)} for row in out]
+        return [{c: float(v) for c, v in zip(self.categories, row, strict=True)} for row in out]
 
 
 # Lower-cased model label -> Greenlist / OpenAI category. Labels in _NEGATIVE
@@ -339,6 +340,6 @@ class HFClassifier:
         if idx:
             with self._lock:
                 preds = self.pipe([prepared[i] for i in idx], truncation=True, batch_size=32)
-            for i, p in zip(idx, preds):
+            for i, p in zip(idx, preds, strict=True):
                 out[i] = self._to_categories(p)
         return out

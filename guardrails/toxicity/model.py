@@ -47,6 +47,9 @@ def load_base(num_threads: int | None = None) -> tuple[Any, Any]:
 
     if num_threads:
         torch.set_num_threads(num_threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr (CLI JSON output stays clean)
     path = str(packaged_minilm_path())
     model = AutoModel.from_pretrained(path, attn_implementation="eager")
     model.eval()

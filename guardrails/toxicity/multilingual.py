@@ -130,4 +130,4 @@ class MultilingualHead:
         X = embed(pieces)
         P = 1.0 / (1.0 + np.exp(-(X @ self.W.T + self.b))) if pieces else np.zeros((0, len(self.categories)))
         out = _max_by_owner(P, owner, len(texts))
-        return [{c: float(v) for c, v in zip(self.categories, row)} for row in out]
+        return [{c: float(v) for c, v in zip(self.categories, row, strict=True)} for row in out]

@@ -111,7 +111,8 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave the CPU to the LLM
+        # idle threads leave the CPU to the LLM
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
         self.depth, self.batch_size, self.max_tokens = depth, batch_size, max_tokens

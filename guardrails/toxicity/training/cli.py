@@ -182,9 +182,10 @@ def calibrate(
     res = calibrate_threshold(toxicity_scores(guard, texts), target_fpr,
                               toxicity_scores(guard, tox_texts) if tox_texts else None)
     res["previous_threshold"] = guard.config.threshold
-    if tox_texts:
+    if tox_texts:  # a null threshold (the overall score does not fire under a preset) keeps no recall
         prev = toxicity_scores(guard, tox_texts)
-        res["recall_at_previous"] = round(float((prev >= guard.config.threshold).mean()), 4)
+        prev_t = 1.01 if guard.config.threshold is None else guard.config.threshold
+        res["recall_at_previous"] = round(float((prev >= prev_t).mean()), 4)
     if policy is not None:
         dirs = ("input", "output") if direction == "both" else (direction,)
         try:
@@ -240,14 +241,25 @@ def compare_models(
 def train_toxicity(
     out: Optional[Path] = typer.Option(None, help="output directory (default: weights/, or weights/<recipe>/)"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
-    recipe: Optional[str] = typer.Option(None, help="v5 (shipped default, when omitted), v3 (previous default), "
-                                                    "v2 or v1 (first)"),
+    recipe: Optional[str] = typer.Option(None, help="the shipped default recipe when omitted (train.DEFAULT_RECIPE); "
+                                                    "v6, v5, v3, v2 or v1"),
+    multilingual: bool = typer.Option(True, help="also train the multilingual v2 heads (weights/multilingual_v2/)"),
+    evaluate: bool = typer.Option(False, help="then score the dev/test splits, calibrate the strictness presets "
+                                              "(weights/presets.json) and write docs/toxicity_eval.json"),
 ) -> None:
-    """Train the default toxicity model from the shared data (seed 0)."""
+    """Train the shipped toxicity models from the shared data, on CPU (and optionally evaluate + calibrate)."""
     from guardrails.toxicity.training.train import main
 
     main((["--recipe", recipe] if recipe else []) + (["--out", str(out)] if out else [])
          + (["--no-cv"] if no_cv else []))
+    if multilingual:
+        from guardrails.toxicity.training.multilingual_v2 import train
+
+        train()
+    if evaluate:
+        from guardrails.toxicity.training.evaluate import main as evaluate_main
+
+        evaluate_main(["--calibrate"])
 
 
 if __name__ == "__main__":

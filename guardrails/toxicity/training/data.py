@@ -40,7 +40,9 @@ def shared_dir() -> Path:
     root = os.environ.get("GREENLIST_SHARED_DATA")
     if root:
         return Path(root) / "toxicity"
-    return Path(__file__).resolve().parents[4] / "shared" / "data" / "toxicity"
+    from guardrails.toxicity.training.splits import data_root  # walks up from the repo (git worktrees)
+
+    return data_root() / "toxicity"
 
 
 @dataclass

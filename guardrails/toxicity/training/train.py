@@ -321,8 +321,20 @@ RECIPES: dict[str, dict[str, object]] = {
     "v5": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
            "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
            "source_weights": {**V2_WEIGHTS, "functional": 7.0}},
+    # v6: v5 + the train splits of HatemojiBuild (adversarial hate with contrast perturbations) and MLMA
+    # English (noisy: weight 0.3), + hand-written untargeted profanity (harassment 0) and insults.
+    "v6": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
+           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}},
+    # v7: v6 + benign prose negatives: the sentence / window units of 300 paragraphs of the *train* books of
+    # British novels (splits.py; dev and test books unseen), weight 1.
+    "v7": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
+           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}, "prose_paragraphs": 300},
 }
-DEFAULT_RECIPE = "v5"
+DEFAULT_RECIPE = "v7"
 
 
 def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
@@ -356,13 +368,34 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     np.random.seed(seed)
     examples = tuple(spec.get("examples", ("functional_train.tsv",)))
     ds = build_dataset(seed, categories=cats, examples=examples)
-    src = np.asarray(ds["source"])
-    n_corpus = int((src != "functional").sum())
-    texts = [prepare(t) for t in ds["texts"]]
-    X = np.vstack([recipe_inputs(texts[:n_corpus], recipe), recipe_inputs(texts[n_corpus:], recipe)])
-    Y = ds["labels"]
+    n_corpus = sum(s != "functional" for s in ds["source"])
+    n_base = len(ds["texts"])
     source_w = dict(spec.get("source_weights", V2_WEIGHTS))
-    row_w = np.asarray([source_w[s] for s in src], dtype=np.float64)
+    extra_w = np.zeros(0)
+    if spec.get("extra_sets"):
+        from guardrails.toxicity.training.extra import extra_rows
+
+        et, es, eg, ey, extra_w = extra_rows(dict(spec["extra_sets"]), cats)  # type: ignore[arg-type]
+        ds["texts"] += et
+        ds["source"] += es
+        ds["group"] += eg
+        ds["labels"] = np.vstack([ds["labels"], ey])
+    n_extra = len(ds["texts"])  # embedded in its own chunk, so v6's cached embeddings are reused
+    if spec.get("prose_paragraphs"):
+        from guardrails.toxicity.training.extra import prose_rows
+
+        pt, py = prose_rows(int(spec["prose_paragraphs"]), cats)  # type: ignore[call-overload]
+        ds["texts"] += pt
+        ds["source"] += ["british_novels_train"] * len(pt)
+        ds["group"] += ["british_novels_train"] * len(pt)
+        ds["labels"] = np.vstack([ds["labels"], py])
+        extra_w = np.concatenate([extra_w, np.ones(len(pt))])
+    src = np.asarray(ds["source"])
+    texts = [prepare(t) for t in ds["texts"]]
+    bounds = [0, n_corpus, n_base, n_extra, len(texts)]
+    X = np.vstack([recipe_inputs(texts[a:b], recipe) for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
+    Y = ds["labels"]
+    row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
     hp = [prepare(r["text"]) for r in held]
     Xh = recipe_inputs(hp, recipe)
@@ -377,13 +410,16 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
             "jigsaw_templates_en.csv": "conversationai/unintended-ml-bias-analysis @ 9c7d91aa (CC BY 4.0)",
             **{name: "Greenlist, hand-written templates (this repository)" for name in examples},
-            "rows": {s: int((src == s).sum()) for s in source_w}, "source_weights": source_w},
+            **{f"toxicity_extra/{k}.csv": "train split only (see guardrails/toxicity/training/splits.py)"
+               for k in spec.get("extra_sets", {})},  # type: ignore[attr-defined]
+            "rows": {s: int((src == s).sum()) for s in sorted(set(src))}, "source_weights": source_w,
+            "extra_set_weights": spec.get("extra_sets", {})},
         "date": _dt.date.today().isoformat(),
     }
     if cv:
         c = Corpus(texts=ds["texts"], source=list(src), group=ds["group"], labels=[])
         folds = fold_ids(c, 5, seed)
-        folds[src == "functional"] = np.arange(len(src) - n_corpus) % 5
+        folds[src == "functional"] = np.arange(int((src == "functional").sum())) % 5
         P = np.zeros(Y.shape)
         for f in range(5):
             W, b = fit_heads(X[folds != f], Y[folds != f], row_w[folds != f])

@@ -1,0 +1,316 @@
+"""One-command evaluation of the toxicity models and calibration of the strictness presets.
+
+    python -m guardrails.toxicity.training.evaluate [--models default,multilingual,shipped] [--calibrate]
+
+For each model: every row of :func:`guardrails.toxicity.training.splits.evaluation_rows` is scored the way the
+guardrail scores traffic (sentence units, maximum per category, :func:`guardrails.toxicity.scorer.score_text`),
+scores cached under ``$GREENLIST_HOME/cache/toxicity/eval_<model>.json``. ``shipped`` is the default policy's
+routing (language detection; the languages in ``policies/default.yaml`` go to their model).
+
+Calibration (``--calibrate``, on dev rows only): per model and category, the threshold of each strictness
+preset is the smallest value whose false-positive rate on benign dev prose (British-novel paragraphs of the
+dev books) stays within the preset's budget (:data:`guardrails.toxicity.config.FPR_BUDGETS`) split evenly over
+the four blocking categories. Written to ``weights/presets.json``. (Non-toxic social-media rows were tried as
+benign text too: their hate scores overlap the toxic rows' so much that the thresholds reached 0.95-0.98 and
+recall fell to 1-2 %; see ``docs/toxicity.md``.)
+
+Reported on test rows (and ``ag_news_long``, measure only) with the ``balanced`` preset: macro-F1 (the mean
+of the toxic and non-toxic classes' F1) per language and per category (one category against the rest, rows
+of known category), false-block rate on long benign prose (a text is blocked when an OpenAI category reaches
+its threshold), per-identity FPR on the non-toxic Jigsaw templates, and the contrastive suite's accuracy per
+phenomenon (:mod:`guardrails.toxicity.training.contrastive`). Each preset's FPR on benign prose and recall
+per category go to the same JSON (``docs/toxicity.md`` is written from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrails.toxicity.config import FPR_BUDGETS, OPENAI_CATEGORIES, PRESETS_FILE
+from guardrails.toxicity.training.splits import Row, data_root, evaluation_rows
+
+BLOCKING = ("hate", "harassment", "violence", "sexual")
+CATEGORY_COLUMNS = (*BLOCKING, "profanity")
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _policy_languages() -> dict[str, str]:
+    import yaml
+
+    policy = yaml.safe_load((REPO / "policies" / "default.yaml").read_text("utf-8"))
+    for entry in policy.get("output", []):
+        if entry.get("type") == "toxicity":
+            return dict(entry.get("languages", {}))
+    return {}
+
+
+def guardrail(model: str) -> Any:
+    """A guardrail scoring everything with ``model`` (no language routing, no cache)."""
+    from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
+
+    return ToxicityGuardrail(ToxicityConfig(model=model, detect_language=False, cache_size=0))
+
+
+def english_only(model: str) -> bool:
+    """Whether ``model`` is an English MiniLM model (scored on English rows and prose only)."""
+    return not model.startswith("multilingual")
+
+
+def shipped_scores(rows: list[Row], english: str, scores: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Scores of the default policy's routing, composed from per-model scores (no model runs again).
+
+    Each row's language is detected as the guardrail does; languages in ``policies/default.yaml`` take the
+    scores of their model, ``en`` / ``und`` those of ``english``; others count as unsupported (flagged, so
+    ``_model`` = ``unsupported`` and :func:`blocked` treats them as blocked).
+    """
+    from guardrails.toxicity.language import detect_language
+    from guardrails.toxicity.text import prepare
+
+    routes = _policy_languages()
+    out = []
+    for i, r in enumerate(rows):
+        lang, _ = detect_language(prepare(r.text), 0.5)
+        model = routes.get(lang, english if lang in ("en", "und") else "unsupported")
+        out.append({**scores[model][i], "_model": model} if model in scores else {"_model": "unsupported"})
+    return out
+
+
+def score_texts(model: str, texts: list[str], log_every: int = 500) -> list[dict[str, float]]:
+    """Text-level category scores of ``texts`` under ``model``, through a JSON cache of earlier runs."""
+    from greenlist.home import cache_dir
+
+    path = cache_dir("toxicity") / f"eval_{model}.json"
+    store: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+    todo = [i for i, k in enumerate(keys) if k not in store]
+    if todo:
+        g = guardrail(model)
+        t0 = time.perf_counter()
+        for n, i in enumerate(todo):
+            ts, lang = g.score(texts[i])
+            store[keys[i]] = {**{c: round(v, 5) for c, v in ts.scores.items()},
+                              "_model": g.config.languages.get(lang["route"], g.config.model)}
+            if log_every and n % log_every == log_every - 1:
+                print(f"{model}: {n + 1}/{len(todo)} in {time.perf_counter() - t0:.0f} s", flush=True)
+                path.write_text(json.dumps(store))
+        path.write_text(json.dumps(store))
+    return [store[k] for k in keys]
+
+
+def _f1(y: np.ndarray, p: np.ndarray) -> float:
+    tp, fp, fn = int(((p == 1) & (y == 1)).sum()), int(((p == 1) & (y == 0)).sum()), int(((p == 0) & (y == 1)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+
+
+def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean of the positive and the negative class's F1 (Sokolova & Lapalme 2009)."""
+    return (_f1(y, p) + _f1(1 - y, 1 - p)) / 2
+
+
+def blocked(scores: dict[str, Any], th: dict[str, Any]) -> bool:
+    """Whether an OpenAI category reaches its threshold (what the default policy blocks).
+
+    ``th`` is ``{category: threshold}``, or ``{model: {category: threshold}}`` for routed scores (each score
+    row names its ``_model``).
+    """
+    if scores.get("_model") == "unsupported":
+        return True  # the default policy flags a language no model covers
+    th = th.get(str(scores.get("_model")), th) if isinstance(next(iter(th.values()), None), dict) else th
+    return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
+
+
+def calibrate(rows: list[Row], scores: list[dict[str, float]]) -> dict[str, Any]:
+    """Preset thresholds per category from the benign prose of the dev books (British novels, dev split).
+
+    Each blocking category gets a quarter of the preset's budget (so the union of the four, what the default
+    policy blocks on, stays within the budget on that text); ``profanity`` gets the whole budget. A category
+    the model does not score is left out (it never fires).
+
+    Returns:
+        ``{preset: {"fpr_budget", "thresholds": {category: t}, "benign_dev_rows": n}}``.
+    """
+    idx = [i for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
+    out = {}
+    for preset, budget in FPR_BUDGETS.items():
+        th = {}
+        for c in CATEGORY_COLUMNS:
+            if not any(c in scores[i] for i in idx):
+                continue
+            share = budget if c == "profanity" else budget / len(BLOCKING)
+            s = np.sort(np.asarray([scores[i].get(c, 0.0) for i in idx]))[::-1]
+            k = int(np.floor(share * len(s)))  # at most k benign texts may reach the threshold
+            th[c] = round(float(min(1.0, s[k] + 1e-5)), 5)
+        out[preset] = {"fpr_budget": budget, "thresholds": th, "benign_dev_rows": len(idx)}
+    return out
+
+
+def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> dict[str, Any] | None:
+    """Macro-F1 on ``lang``'s test rows at the blocking threshold that maximises it on its dev rows.
+
+    The score of a text is its highest OpenAI-category score; this measures how well the model separates the
+    classes of that data set, apart from the prose-calibrated presets.
+    """
+    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = [i for i, r in enumerate(rows) if r.language == lang and r.split == name
+               and r.dataset != "british_novels" and scores[i].get("_model") != "not_scored"]
+        return (np.asarray([rows[i].label for i in idx]),
+                np.asarray([max(scores[i].get(c, 0.0) for c in BLOCKING) for i in idx]))
+    (yd, sd), (yt, st) = split("dev"), split("test")
+    if len(yd) < 20 or len(yt) < 20 or yd.min() == yd.max():
+        return None
+    grid = np.unique(np.quantile(sd, np.linspace(0.01, 0.99, 99)))
+    best = max(grid, key=lambda t: macro_f1(yd, (sd >= t).astype(int)))
+    return {"macro_f1": round(macro_f1(yt, (st >= best).astype(int)), 3), "threshold": round(float(best), 4),
+            "n": len(yt)}
+
+
+def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict[str, float]) -> dict[str, Any]:
+    """Test-set metrics of one model at thresholds ``th`` (see the module docstring)."""
+    res: dict[str, Any] = {"model": model, "thresholds": th, "language_macro_f1": {}, "category_macro_f1": {}}
+    test = [i for i, r in enumerate(rows) if r.split == "test" and r.dataset != "british_novels"]
+    by_lang: dict[str, list[int]] = {}
+    for i in test:
+        by_lang.setdefault(rows[i].language, []).append(i)
+    for lang, idx in sorted(by_lang.items()):
+        y = np.asarray([rows[i].label for i in idx])
+        p = np.asarray([blocked(scores[i], th) for i in idx], dtype=int)
+        res["language_macro_f1"][lang] = {"macro_f1": round(macro_f1(y, p), 3), "n": len(idx)}
+    for lang in sorted(by_lang):
+        tuned = tuned_macro_f1(rows, scores, lang)
+        if tuned:
+            res.setdefault("language_macro_f1_dev_tuned", {})[lang] = tuned
+    for c in CATEGORY_COLUMNS:
+        idx = [i for i in test if rows[i].category not in ("unknown",) and rows[i].language == "en"]
+        y = np.asarray([rows[i].category == c for i in idx], dtype=int)
+        if y.sum() >= 10:
+            t = th.get("default", th) if isinstance(th.get("default"), dict) else th
+            p = np.asarray([scores[i].get(c, 0.0) >= t.get(c, 0.5) for i in idx], dtype=int)
+            res["category_macro_f1"][c] = {"macro_f1": round(macro_f1(y, p), 3), "positives": int(y.sum())}
+    for name, split in (("ag_news_long", "measure"), ("british_novels", "test")):
+        idx = [i for i, r in enumerate(rows) if r.dataset == name and r.split == split]
+        res[f"false_block_{name}"] = {"rate": round(float(np.mean([blocked(scores[i], th) for i in idx])), 4),
+                                      "n": len(idx)}
+    return res
+
+
+def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[str, Any]) -> dict[str, Any]:
+    """Per preset: false-block rate on test benign prose and recall per category on English test rows."""
+    out = {}
+    for name, p in presets.items():
+        th = p["thresholds"]
+        prose = [i for i, r in enumerate(rows) if (r.dataset, r.split) in (("british_novels", "test"),
+                                                                             ("ag_news_long", "measure"))]
+        rec = {}
+        for c in CATEGORY_COLUMNS:
+            idx = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1 and r.category == c]
+            if idx:
+                rec[c] = {"recall": round(float(np.mean([scores[i].get(c, 0.0) >= th[c] for i in idx])), 3),
+                          "n": len(idx)}
+        toxic = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1]
+        out[name] = {"fpr_budget": p["fpr_budget"], "prose_false_block": round(float(np.mean(
+            [blocked(scores[i], th) for i in prose])), 4), "prose_n": len(prose), "recall": rec,
+            "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3)}
+    return out
+
+
+def identity_fpr(model: str, th: dict[str, float], per_term_n: int = 40) -> dict[str, Any]:
+    """Per-identity false-positive rate (blocked) on non-toxic Jigsaw templates (Dixon et al. 2018).
+
+    A seeded sample of ``per_term_n`` non-toxic template sentences per identity term is scored.
+    """
+    import csv
+
+    from guardrails.toxicity.training.audit import identity_term
+    from guardrails.toxicity.training.train import identity_terms
+
+    terms = identity_terms()
+    with open(data_root() / "toxicity" / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["toxicity"] == "nontoxic"]
+    from guardrails.toxicity.training.splits import _bucket
+
+    per_term: dict[str, list[dict[str, str]]] = {}
+    for r in sorted(rows, key=lambda r: _bucket(r["phrase"])):
+        t = identity_term(r["phrase"], terms)
+        if t and len(per_term.setdefault(t, [])) < per_term_n:
+            per_term[t].append(r)
+    rows = [r for v in per_term.values() for r in v]
+    scores = score_texts(model, [r["phrase"] for r in rows], log_every=5000)
+    per: dict[str, list[bool]] = {}
+    for r, s in zip(rows, scores, strict=True):
+        per.setdefault(identity_term(r["phrase"], terms) or "", []).append(blocked(s, th))
+    fpr = {t: round(float(np.mean(v)), 3) for t, v in sorted(per.items())}
+    worst = max(fpr, key=fpr.__getitem__)
+    return {"overall": round(float(np.mean([x for v in per.values() for x in v])), 4), "worst_term": worst,
+            "worst_fpr": fpr[worst], "per_term": fpr, "n": len(rows)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Score, calibrate (``--calibrate``) and report; prints and writes ``--out`` JSON."""
+    from guardrails.toxicity.config import preset_thresholds
+    from guardrails.toxicity.training.contrastive import evaluate_contrastive
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="v5,v6,v7,multilingual,multilingual-v2")
+    ap.add_argument("--shipped", default=None,
+                    help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
+                         "default: train.DEFAULT_RECIPE,multilingual-v2")
+    ap.add_argument("--per-group", type=int, default=300)
+    ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "toxicity_eval.json")
+    args = ap.parse_args(argv)
+    if args.shipped is None:
+        from guardrails.toxicity.training.train import DEFAULT_RECIPE
+
+        args.shipped = f"{DEFAULT_RECIPE},multilingual-v2"
+    rows = evaluation_rows(args.per_group, args.prose)
+    models = args.models.split(",")
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for m in models:
+        keep = [i for i, r in enumerate(rows) if not english_only(m) or r.language == "en"]
+        got = dict(zip(keep, score_texts(m, [rows[i].text for i in keep]), strict=True))
+        scores[m] = [got.get(i, {"_model": "not_scored"}) for i in range(len(rows))]
+    if args.shipped:
+        english, multi = args.shipped.split(",")
+        scores["shipped"] = shipped_scores(rows, english, {english: scores[english], multi: scores[multi]})
+        models.append("shipped")
+    presets = json.loads(PRESETS_FILE.read_text()) if PRESETS_FILE.exists() else {}
+    if args.calibrate:
+        for m in models:
+            if m != "shipped":
+                presets[m] = calibrate(rows, scores[m])
+        english = args.shipped.split(",")[0]
+        if english in presets:  # `model: default` is the shipped English model
+            presets["default"] = {**presets[english], "calibrated_as": english}
+        PRESETS_FILE.write_text(json.dumps(presets, indent=1) + "\n")
+        from guardrails.toxicity.config import _presets_file
+
+        _presets_file.cache_clear()
+    out: dict[str, Any] = {"rows": len(rows), "models": {}}
+    for m in models:
+        th: dict[str, Any] = preset_thresholds(m, "balanced") or {c: 0.5 for c in BLOCKING}
+        if m == "shipped":
+            th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING}
+                  for n in args.shipped.split(",")}
+        res = report(m, rows, scores[m], th)
+        en_model, en_th = (args.shipped.split(",")[0], th[args.shipped.split(",")[0]]) if m == "shipped" else (m, th)
+        res["identity_fpr"] = identity_fpr(en_model, en_th)
+        res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
+        if m in presets:
+            res["presets"] = preset_table(rows, scores[m], presets[m])
+        out["models"][m] = res
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({m: {k: v for k, v in r.items() if k != "identity_fpr"} for m, r in out["models"].items()},
+                     indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
