@@ -15,8 +15,8 @@ gives a result with ``error`` set, ``details["error_kind"]`` naming the failure,
 
 Cost control: verdicts are cached by (format, model, text hash); each entry has its own concurrency limit
 and circuit breaker; with a cascade only texts the local classifier is unsure about reach the judge.
-``streaming = False``: the judge never runs on per-token windows; a streaming integration should judge
-completed sentences only (:func:`guardrails.llm_judge.units.completed_sentences`).
+``streaming = False``: the judge never runs on the per-sentence (or per-token) checks of a streamed output,
+only on its whole text once generation ends.
 """
 
 from __future__ import annotations

@@ -9,13 +9,11 @@ user turn, as Llama Guard's response classification expects).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from guardrails.base import Direction
 from guardrails.llm_judge.formats import Role, Turn, Unit
 
-_SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+|\n\s*\n")
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -62,20 +60,3 @@ def build_units(text: str, direction: Direction, messages: list[dict[str, Any]],
     if last_user is not None:
         start = min(start, last_user)
     return [Unit(tuple(turns[max(0, start):]) + (Turn("assistant", text),))]
-
-
-def completed_sentences(text: str) -> tuple[str, str]:
-    """Split streamed text into its completed sentences and the unfinished tail.
-
-    A sentence ends at ``.``, ``!``, ``?`` (or their CJK forms, optionally followed by closing quotes or
-    brackets) followed by whitespace (kept with the sentence), or at a blank line. A streaming integration
-    judges only the first part and keeps the tail for later, so the judge is consulted per sentence, never
-    per token.
-
-    Returns:
-        ``(completed, tail)`` with ``completed + tail == text``.
-    """
-    end = 0
-    for m in _SENTENCE_END.finditer(text):
-        end = m.end()
-    return text[:end], text[end:]

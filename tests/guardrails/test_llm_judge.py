@@ -18,7 +18,6 @@ from greenlist.clock import ManualClock
 from guardrails import Decision, Direction, GuardrailResult, ScanContext, guardrail_class
 from guardrails.llm_judge import LLMJudgeConfig, LLMJudgeGuardrail
 from guardrails.llm_judge.formats import Turn, Unit
-from guardrails.llm_judge.units import completed_sentences
 from tests.guardrails.judge_stub import HANG, Stub, chat, completion, moderation, refused_url, serve_stub
 
 
@@ -327,9 +326,3 @@ def test_config_rejects_bad_entries(bad: dict[str, Any]) -> None:
 def test_registered_and_declares_context() -> None:
     cls = guardrail_class("llm_judge")
     assert cls is LLMJudgeGuardrail and cls.needs_context and not cls.streaming
-
-
-def test_completed_sentences_keeps_the_unfinished_tail() -> None:
-    assert completed_sentences("One. Two! Thr") == ("One. Two! ", "Thr")
-    assert completed_sentences("no end yet") == ("", "no end yet")
-    assert completed_sentences('He said "stop." Then') == ('He said "stop." ', "Then")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -136,14 +135,11 @@ def test_cache_final_check_does_not_rescore_streamed_sentences():
             released = rest
     assert 0 < released < len(text)
     misses = g.cache.misses
-    t0 = time.perf_counter()
-    g.scan(text, Direction.OUTPUT)  # the final check after the last token
-    final_ms = (time.perf_counter() - t0) * 1000
+    g.scan(text, Direction.OUTPUT)  # the final check after the last token (its time: benchmarks, not tests)
     units = scoring_units(text)
     tail = [u for u in units if u[1] > released]  # units that reach into the text never released
     new_units = g.cache.misses - misses
     assert new_units <= len(tail) < len(units) / 3, "the final check re-scored sentences the stream had scored"
-    assert final_ms < 250
     # a different text sharing sentences re-scores only the new ones
     before_h, before_m = g.cache.hits, g.cache.misses
     g.scan(text + " " + TOXIC_SENTENCE, Direction.OUTPUT)
