@@ -1,4 +1,9 @@
-"""Request bodies, in OpenAI's shapes where OpenAI has them (unknown fields are ignored, as OpenAI does)."""
+"""Request bodies, in OpenAI's shapes where OpenAI has them.
+
+Chat and text completion bodies keep every field the client sent (``extra="allow"``): the ``openai`` backend
+forwards them upstream as received (:mod:`gateway.backends.fields`), the local backend rejects by name the ones
+it cannot honour. Nothing is silently dropped. ``null`` means "default" wherever OpenAI says so.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +30,17 @@ class StreamOptions(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One chat message; ``content`` is a string or a list of text parts."""
+    """One chat message; ``content`` is a string or a list of text parts.
 
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    Assistant turns may carry ``tool_calls``; tool turns carry the ``tool_call_id`` they answer. Other fields
+    (``name``, ``refusal``, ...) are kept and forwarded.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The message's text (text parts joined by newlines)."""
@@ -39,13 +50,17 @@ class ChatMessage(BaseModel):
 
 
 class _Sampling(_Request):
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="null or absent: 1.0")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="null or absent: 1.0")
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     stop: str | list[str] | None = None
-    n: int = 1
+    n: int | None = 1
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -53,8 +68,8 @@ class _Sampling(_Request):
 
     @field_validator("n")
     @classmethod
-    def _one_choice(cls, n: int) -> int:
-        if n != 1:
+    def _one_choice(cls, n: int | None) -> int:
+        if n not in (None, 1):
             raise ValueError("only n=1 is supported; send several requests for several choices")
         return n
 
@@ -70,18 +85,33 @@ class _Sampling(_Request):
         """The validated stop sequences (a list after validation, whatever the client sent)."""
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
+    def sampling(self) -> tuple[float, float]:
+        """``(temperature, top_p)`` with OpenAI's defaults (1.0) for null or absent values."""
+        return (1.0 if self.temperature is None else self.temperature, 1.0 if self.top_p is None else self.top_p)
+
 
 class ChatCompletionRequest(_Sampling):
     """Body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
 
 
 class CompletionRequest(_Sampling):
     """Body of ``POST /v1/completions`` (one prompt string)."""
 
     prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None
 
     @field_validator("prompt")
     @classmethod

@@ -27,10 +27,25 @@ class _Cancelled(StoppingCriteria):
         return stop
 
 
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` before the first occurrence of any stop string; return ``(text, found)``."""
     hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return (text[: min(hits)], True) if hits else (text, False)
+
+
+SUPPORTED_FIELDS = frozenset({
+    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
+    "n", "stream", "stream_options", "user",
+})
+"""Request fields the local backend honours; any other field with a non-default value is refused by name
+(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md)."""
 
 
 class LocalBackend(Backend):
@@ -49,6 +64,7 @@ class LocalBackend(Backend):
     """
 
     watermarks = True
+    supported_fields = SUPPORTED_FIELDS
 
     def __init__(self, model: str | None, home: Any, scheme: GreenListScheme,
                  served_name: str | None = None, torch_threads: int | None = None) -> None:
@@ -69,7 +85,8 @@ class LocalBackend(Backend):
     # --- preparation -----------------------------------------------------------
     def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
         if request.messages is not None:
-            enc = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
+            messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
+            enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                      return_tensors="pt", return_dict=True)
             return enc["input_ids"]
         return self.tokenizer(request.prompt or "", return_tensors="pt")["input_ids"]
