@@ -68,7 +68,7 @@ class _Sampling(_Request):
 
     @field_validator("n")
     @classmethod
-    def _one_choice(cls, n: int | None) -> int:
+    def _one_choice(cls, n: int | None) -> int | None:
         if n not in (None, 1):
             raise ValueError("only n=1 is supported; send several requests for several choices")
         return n
@@ -161,3 +161,47 @@ class CheckRequest(_Request):
     text: str
     direction: Literal["input", "output"] = "output"
     policy: str | None = None
+
+
+class ResponsesRequest(_Request):
+    """Body of ``POST /v1/responses`` (OpenAI Responses API; translated to a chat completion).
+
+    Fields not listed are kept: forwarded where the chat completion has them, refused by name otherwise
+    (:mod:`gateway.serving.responses`).
+    """
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: str | None = None
+    store: bool | None = Field(None, description="keep the response for previous_response_id and GET (default true)")
+    stream: bool | None = False
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_output_tokens: int | None = Field(None, ge=1)
+    metadata: dict[str, str] | None = None
+    text: dict[str, Any] | None = None
+    user: str | None = None
+    greenlist: GreenlistOptions | None = None
+
+
+class MessagesRequest(_Request):
+    """Body of ``POST /v1/messages`` (Anthropic Messages API; translated to a chat completion)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool | None = False
+    temperature: float | None = Field(None, ge=0.0, le=1.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    metadata: dict[str, Any] | None = None
+    greenlist: GreenlistOptions | None = None

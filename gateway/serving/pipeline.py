@@ -162,13 +162,15 @@ class Pipeline:
                            messages: list[dict[str, Any]] | None = None) -> tuple[Verdict, bool]:
         """:meth:`check` a full text, reusing the verdict of an identical text checked before.
 
-        The key is the SHA-256 of direction and text (the conversation around it is not part of the key, so a
-        50-turn agent conversation scores each old turn once). Verdicts with a guardrail error are not kept.
+        The key is the SHA-256 of direction, the guardrail instances and the text (the conversation around it is
+        not part of the key, so a 50-turn agent conversation scores each old turn once). Verdicts with a guardrail
+        error are not kept.
 
         Returns:
             ``(verdict, cached)``.
         """
-        key = hashlib.sha256(f"{direction.value}\0{text}".encode()).hexdigest()
+        guardrails = ",".join(str(id(g)) for g in self.guardrails[direction])
+        key = hashlib.sha256(f"{direction.value}\0{guardrails}\0{text}".encode()).hexdigest()
         if (hit := self._cache.get(key)) is not None:
             self._cache.move_to_end(key)
             return hit, True
