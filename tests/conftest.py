@@ -133,3 +133,4 @@ def client(server) -> Iterator[httpx.Client]:
 
 
 from tests.reliability_fixtures import fast_gateway, stub_upstream  # noqa: E402,F401 - reliability tests (issue 7)
+from tests.agent_fixtures import agent_gateway, agent_stub, stub_state  # noqa: E402,F401 - agent API tests (issue 18)

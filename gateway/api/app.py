@@ -5,6 +5,7 @@ router module            endpoints
 =======================  =============================================================
 :mod:`.completions`      ``/v1/chat/completions``, ``/v1/completions``
 :mod:`.responses`        ``/v1/responses``, ``/v1/responses/{id}``
+:mod:`.messages`         ``/v1/messages`` (Anthropic shape)
 :mod:`.moderations`      ``/v1/moderations``
 :mod:`.watermark`        ``/v1/watermark/verify``, ``/v1/watermark/keys``, ``/verify``
 :mod:`.guardrails`       ``/v1/guardrails/check``
@@ -24,7 +25,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import admin, completions, guardrails, health, moderations, responses, watermark
+from gateway.api import admin, completions, guardrails, health, messages, moderations, responses, watermark
 from gateway.errors import install_error_handlers
 from gateway.observability.metrics import MetricsMiddleware
 from gateway.security.middleware import install_reliability
@@ -60,6 +61,6 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     install_error_handlers(app)
     install_reliability(app, settings)  # auth, body-size limit, generation queue
     app.add_middleware(MetricsMiddleware)  # outermost: counts every response, 401s included
-    for module in (health, completions, responses, moderations, watermark, guardrails, admin):
+    for module in (health, completions, responses, messages, moderations, watermark, guardrails, admin):
         app.include_router(module.router)
     return app

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.agent_fixtures import PROTECTED, STUB_MODEL, agent_gateway, agent_stub, stub_state  # noqa: F401
+from tests.agent_fixtures import PROTECTED, STUB_MODEL
 
 TOXIC = "You are a worthless stupid idiot and everyone hates you, you disgusting moron."
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.agent_fixtures import STUB_MODEL, agent_gateway, agent_stub, stub_state  # noqa: F401
+from tests.agent_fixtures import STUB_MODEL
 
 openai = pytest.importorskip("openai")
 
