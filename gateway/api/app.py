@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.api import admin, completions, guardrails, health, messages, moderations, responses, watermark
+from gateway.api.openapi import install_docs
 from gateway.errors import install_error_handlers
 from gateway.observability.metrics import MetricsMiddleware
 from gateway.security.middleware import install_reliability
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         if gateway is None:
             await gw.aclose()
 
-    app = FastAPI(title="Greenlist", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Greenlist", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Guardrail and watermarking gateway for LLMs (OpenAI-compatible).")
     app.state.settings = settings
     install_error_handlers(app)
@@ -63,4 +64,5 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.add_middleware(MetricsMiddleware)  # outermost: counts every response, 401s included
     for module in (health, completions, responses, messages, moderations, watermark, guardrails, admin):
         app.include_router(module.router)
+    install_docs(app)  # /docs and /redoc with local assets; the OpenAPI schema documents every real response
     return app
