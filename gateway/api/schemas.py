@@ -7,25 +7,27 @@ it cannot honour. Nothing is silently dropped. ``null`` means "default" wherever
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a JSON value of the wrong type is refused (400) as the OpenAPI schema says, never coerced ("1" -> 1)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class GreenlistOptions(BaseModel):
     """The optional ``greenlist`` field of a request body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     policy: str | None = Field(None, description="Policy to apply, where the API key allows it")
 
 
 class StreamOptions(BaseModel):
     """OpenAI ``stream_options``."""
 
+    model_config = ConfigDict(strict=True)
     include_usage: bool = False
 
 
@@ -36,7 +38,7 @@ class ChatMessage(BaseModel):
     (``name``, ``refusal``, ...) are kept and forwarded.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
@@ -50,12 +52,12 @@ class ChatMessage(BaseModel):
 
 
 class _Sampling(_Request):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="null or absent: 1.0")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="null or absent: 1.0")
-    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
+    seed: int | None = Field(None, ge=-(2**53), le=2**53)
     stop: str | list[str] | None = None
     n: int | None = 1
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
@@ -107,7 +109,7 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """Body of ``POST /v1/completions`` (one prompt string)."""
 
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool | None = None
     suffix: str | None = None
@@ -130,7 +132,7 @@ class CompletionRequest(_Sampling):
 class ModerationRequest(_Request):
     """Body of ``POST /v1/moderations``."""
 
-    input: str | list[str]
+    input: str | Annotated[list[str], Field(min_length=1)]
     model: str | None = None
 
     def inputs(self) -> list[str]:
@@ -170,7 +172,7 @@ class ResponsesRequest(_Request):
     (:mod:`gateway.serving.responses`).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
     instructions: str | None = None
@@ -189,13 +191,21 @@ class ResponsesRequest(_Request):
     greenlist: GreenlistOptions | None = None
 
 
+class AnthropicMessage(BaseModel):
+    """One Messages API turn: ``content`` a string or a list of blocks (``text``, ``tool_use``, ``tool_result``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
 class MessagesRequest(_Request):
     """Body of ``POST /v1/messages`` (Anthropic Messages API; translated to a chat completion)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None

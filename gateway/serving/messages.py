@@ -90,7 +90,7 @@ def to_chat(body: MessagesRequest, raw: dict[str, Any]) -> tuple[ChatCompletionR
     reject_unsupported({k: v for k, v in raw.items() if k not in _TRANSLATED}, ())
     messages = [{"role": "system", "content": _text_of(body.system, "system")}] if body.system else []
     for i, message in enumerate(body.messages):
-        messages.extend(_message(i, message))
+        messages.extend(_message(i, message.model_dump()))
     chat: dict[str, Any] = {"model": body.model, "messages": messages, "max_tokens": body.max_tokens,
                             "stream": bool(body.stream)}
     for name in ("temperature", "top_p"):
