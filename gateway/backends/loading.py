@@ -90,12 +90,25 @@ def load_causal_lm(model: str | None, home: Path) -> tuple[Any, Any, str]:
 
 
 def load_tokenizer(model: str | None, home: Path) -> Any:
-    """Tokenizer of ``model`` (see :func:`load_causal_lm`), without loading the weights when cached."""
+    """Tokenizer of ``model`` (see :func:`load_causal_lm`), never loading the model's weights.
+
+    For the embedded model it comes from the fp32 cache when a local-backend start made one, else straight
+    from the GGUF file's tokenizer metadata (cached as ``$GREENLIST_HOME/models/<name>-tokenizer``), so a
+    gateway with the ``openai`` backend does not dequantise the whole model only to count and verify tokens.
+    """
     from transformers import AutoTokenizer
 
     if model is None:
-        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32"
+        full = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32"
+        if (full / "tokenizer.json").exists():
+            return AutoTokenizer.from_pretrained(full)
+        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-tokenizer"
         if not (source / "tokenizer.json").exists():
-            _cache_embedded(source)
+            gguf = embedded_gguf_path()
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            source.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=source.name + ".", dir=source.parent))
+            tokenizer.save_pretrained(tmp)
+            tmp.rename(source)
         return AutoTokenizer.from_pretrained(source)
     return AutoTokenizer.from_pretrained(model)

@@ -94,7 +94,8 @@ class OnnxEncoder:
         depth: Transformer layers computed (the largest layer a head reads).
         batch_size: Texts per run.
         max_tokens: Word pieces kept per text.
-        threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
+        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use; torch is not imported,
+            so a gateway without a torch model stays small).
 
     Raises:
         ValueError: for a depth outside 1-6.
@@ -103,13 +104,12 @@ class OnnxEncoder:
     def __init__(self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64,
                  threads: int | None = None) -> None:
         import onnxruntime as ort
-        import torch
         from transformers import AutoTokenizer
 
         from guardrails.encoders import packaged_minilm_path
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave the CPU to the LLM
         self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
