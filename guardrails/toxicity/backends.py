@@ -103,9 +103,13 @@ def resolve_precision(precision: Precision) -> str:
     """``"bfloat16"`` or ``"float32"``: ``auto`` picks bfloat16 when the CPU has native bf16 (AVX512-BF16 / AMX)."""
     if precision != "auto":
         return precision
-    import torch
+    try:  # the CPU flags, read without importing torch (a float32 gateway never needs it)
+        flags = Path("/proc/cpuinfo").read_text().split()
+        return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    except OSError:
+        import torch
 
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 
 
 class TorchEncoder:
