@@ -105,9 +105,11 @@ class Backend(ABC):
         breaker: The circuit breaker guarding a remote upstream, or None for a local model.
         supported_fields: The request fields this backend honours (others are refused by name), or None for a
             backend that forwards the whole body (:mod:`gateway.backends.fields`).
+        unsupported_reasons: Why some fields are refused (the error message names the reason).
     """
 
     supported_fields: frozenset[str] | None = None
+    unsupported_reasons: dict[str, str] = {}
     watermarks: bool = False
     model_ids: list[str] = []
     tokenizer: Any = None

@@ -32,12 +32,15 @@ def _is_default(name: str, value: Any) -> bool:
     return value is None or any(value == d and type(value) is type(d) for d in _DEFAULTS.get(name, ()))
 
 
-def reject_unsupported(raw: Mapping[str, Any], supported: Collection[str]) -> None:
+def reject_unsupported(raw: Mapping[str, Any], supported: Collection[str],
+                       reasons: Mapping[str, str] | None = None) -> None:
     """Refuse a request that sets a field the backend cannot honour.
 
     Args:
         raw: The request body as the client sent it.
         supported: The fields the backend honours.
+        reasons: Why a field is not supported, where the backend knows (e.g. "the model's chat template has
+            no tool support"), used as the error message.
 
     Raises:
         APIError: 400 ``unsupported_parameter`` with ``param`` naming the first such field (in body order).
@@ -45,8 +48,9 @@ def reject_unsupported(raw: Mapping[str, Any], supported: Collection[str]) -> No
     for name, value in raw.items():
         if name in supported or name in GREENLIST_OWNED or _is_default(name, value):
             continue
-        raise APIError(400, f"{name!r} is not supported by this server's backend; remove it or use an upstream "
-                            "that supports it (see docs/api.md)", param=name, code="unsupported_parameter")
+        reason = (reasons or {}).get(name) or "it is not supported by this server's backend"
+        raise APIError(400, f"{name!r}: {reason}; remove it or use an upstream that supports it (see docs/api.md)",
+                       param=name, code="unsupported_parameter")
 
 
 def upstream_body(raw: Mapping[str, Any], *, model: str, stream: bool, max_tokens: int,

@@ -45,7 +45,9 @@ SUPPORTED_FIELDS = frozenset({
     "n", "stream", "stream_options", "user",
 })
 """Request fields the local backend honours; any other field with a non-default value is refused by name
-(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md)."""
+(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``,
+``response_format`` and ``logprobs`` are not among them yet: the embedded SmolLM2-135M-Instruct's chat template
+has no tool support, and constrained decoding is not wired in."""
 
 
 class LocalBackend(Backend):
@@ -73,6 +75,9 @@ class LocalBackend(Backend):
         self.model, self.tokenizer, name = load_causal_lm(model, home)
         self.model_ids = [served_name or name]
         self.scheme = scheme
+        if "tools" not in (getattr(self.tokenizer, "chat_template", None) or ""):
+            reason = f"the model {name!r} cannot call tools (its chat template has no tool support)"
+            self.unsupported_reasons = {f: reason for f in ("tools", "tool_choice", "parallel_tool_calls")}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:

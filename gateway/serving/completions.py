@@ -82,7 +82,7 @@ def _prompt_param(body: Body) -> str:
 def _generation_request(gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[str, Any],
                         messages: list[dict[str, Any]]) -> GenerationRequest:
     if gw.backend.supported_fields is not None:
-        reject_unsupported(raw, gw.backend.supported_fields)
+        reject_unsupported(raw, gw.backend.supported_fields, gw.backend.unsupported_reasons)
     limit = gw.settings.max_new_tokens_limit
     max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or min(gw.settings.max_new_tokens_default, limit)
     if max_tokens > limit:
