@@ -112,25 +112,10 @@ def make_agent_stub() -> FastAPI:
 AGENT_POLICY = """name: agent
 input:
   roles: [user, tool, assistant]
-  guardrails:
-    - type: toxicity
-      threshold: 0.5
-      action: block
-      timeout_s: 60
-    - type: protected_content
-      home: {home}
-      action: {protected_action}
-      apply_to_prompts: true
-      timeout_s: 60
-output:
-  - type: toxicity
-    threshold: 0.5
-    action: block
-    timeout_s: 60
-  - type: protected_content
-    home: {home}
-    action: block
-    timeout_s: 60
+  guardrails: [{{type: toxicity, timeout_s: 60}},
+               {{type: protected_content, home: "{home}", action: {protected_action}, apply_to_prompts: true,
+                 timeout_s: 60}}]
+output: [{{type: toxicity, timeout_s: 60}}, {{type: protected_content, home: "{home}", action: block, timeout_s: 60}}]
 """
 
 
@@ -153,12 +138,9 @@ def write_policies(folder: Path, corpus_home: Path) -> Path:
 @pytest.fixture(scope="session")
 def agent_stub() -> Iterator[Any]:
     """The recording stub upstream on loopback; ``agent_stub.state`` holds ``bodies`` and ``script``."""
-    from tests.conftest import ServerThread
+    from tests.reliability_fixtures import serve_stub
 
-    app = make_agent_stub()
-    with ServerThread(app) as srv:
-        srv.state = app.state.data  # type: ignore[attr-defined]
-        yield srv
+    yield from serve_stub(make_agent_stub())
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@
 ``(kind, data)`` events (text deltas, tool-call starts and argument pieces, errors) while a
 :class:`ChatOutcome` accumulates what a final answer needs (text, tool calls, finish reason, usage, the
 ``greenlist`` object). The Responses and Messages translators (:mod:`gateway.serving.responses`,
-:mod:`gateway.serving.messages`) render the events in their own streaming shapes.
+:mod:`gateway.serving.messages`) render the events in their own streaming shapes; :func:`chat_request` is the
+other half they share (their translated body, validated as a chat completion request).
 """
 
 from __future__ import annotations
@@ -13,7 +14,27 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from gateway.api.schemas import ChatCompletionRequest
 from gateway.backends.toolcalls import ToolCallAssembler
+from gateway.errors import APIError
+
+
+def chat_request(chat: dict[str, Any], raw: dict[str, Any], param: str) -> ChatCompletionRequest:
+    """Validate a translated body as a chat completion request (with the client's ``greenlist`` options).
+
+    Turns on ``stream_options.include_usage`` for a stream (the translated APIs report usage).
+
+    Raises:
+        APIError: 400 ``invalid_value`` naming ``param`` (the translated API's field) when it is not valid.
+    """
+    if chat.get("stream"):
+        chat["stream_options"] = {"include_usage": True}
+    try:
+        return ChatCompletionRequest.model_validate({**chat, "greenlist": raw.get("greenlist")})
+    except ValidationError as exc:
+        raise APIError(400, f"{param}: {exc.errors()[0]['msg']}", param=param, code="invalid_value") from None
 
 
 @dataclass

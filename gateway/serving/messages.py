@@ -17,12 +17,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
-
 from gateway.api.schemas import ChatCompletionRequest, MessagesRequest
 from gateway.backends.fields import reject_unsupported
 from gateway.errors import APIError
-from gateway.serving.chunks import ChatOutcome, read_chunks
+from gateway.serving.chunks import ChatOutcome, chat_request, read_chunks
 from gateway.serving.completions import ChatStream
 
 _TRANSLATED = {"model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "stream",
@@ -104,13 +102,7 @@ def to_chat(body: MessagesRequest, raw: dict[str, Any]) -> tuple[ChatCompletionR
             for t in body.tools]
     if body.tool_choice:
         chat["tool_choice"] = _tool_choice(body.tool_choice)
-    if body.stream:
-        chat["stream_options"] = {"include_usage": True}
-    try:
-        request = ChatCompletionRequest.model_validate({**chat, "greenlist": raw.get("greenlist")})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise APIError(400, f"messages: {first['msg']}", param="messages", code="invalid_value") from None
+    request = chat_request(chat, raw, "messages")
     return request, chat
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy.schema import LoadedPolicy
+from greenlist.normalize import deobfuscate, normalize
 from guardrails import (
     Decision,
     Direction,
@@ -37,7 +38,6 @@ from guardrails import (
     guardrail_class,
     most_severe,
 )
-from greenlist.normalize import deobfuscate, normalize
 
 
 @dataclass

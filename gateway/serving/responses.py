@@ -19,12 +19,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
-
 from gateway.api.schemas import ChatCompletionRequest, ResponsesRequest
 from gateway.backends.fields import reject_unsupported
 from gateway.errors import APIError
-from gateway.serving.chunks import ChatOutcome, read_chunks
+from gateway.serving.chunks import ChatOutcome, chat_request, read_chunks
 from gateway.serving.completions import ChatStream
 from gateway.serving.response_store import ResponseStore
 
@@ -130,13 +128,7 @@ def to_chat(body: ResponsesRequest, raw: dict[str, Any], store: ResponseStore) -
         chat["response_format"] = fmt
     if body.max_output_tokens is not None:
         chat["max_tokens"] = body.max_output_tokens
-    if body.stream:
-        chat["stream_options"] = {"include_usage": True}
-    try:
-        request = ChatCompletionRequest.model_validate({**chat, "greenlist": raw.get("greenlist")})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise APIError(400, f"input: {first['msg']}", param="input", code="invalid_value") from None
+    request = chat_request(chat, raw, "input")
     return request, chat, conversation
 
 

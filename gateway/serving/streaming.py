@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.serving.pipeline import Pipeline, Verdict
 from gateway.policy.schema import StreamingPolicy
+from gateway.serving.pipeline import Pipeline, Verdict
 from guardrails import Decision, Direction
 
 
