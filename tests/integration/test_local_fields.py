@@ -51,3 +51,20 @@ def test_prompt_shorter_than_watermark_context(client, stream):
     assert verified.status_code == 200, verified.text
     print(verified.json()["verdict"], verified.json()["z_score"], verified.json()["num_tokens_scored"])
     assert verified.json()["watermarked"] is True  # the verifier agrees with what generation seeded
+
+
+def test_logprobs_in_openai_shape(client):
+    resp = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 6, "logprobs": True, "top_logprobs": 2})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    content = body["choices"][0]["logprobs"]["content"]
+    assert len(content) == body["usage"]["completion_tokens"]
+    for entry in content:
+        assert entry["logprob"] <= 0 and entry["bytes"] == list(entry["token"].encode())
+        assert len(entry["top_logprobs"]) == 2
+        assert entry["top_logprobs"][0]["token"] == entry["token"]  # greedy: the drawn token is the most likely
+    for body, param in (({**CHAT, "logprobs": True, "stream": True}, "logprobs"),):
+        err = client.post("/v1/chat/completions", json=body).json()["error"]
+        assert err["param"] == param and err["code"] == "unsupported_parameter"
+    err = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "logprobs": 2}).json()["error"]
+    assert err["param"] == "logprobs"
