@@ -93,8 +93,8 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gateway(home):
     """One started gateway (default policy, embedded model) shared by the session."""
-    from gateway.state import Gateway
     from gateway.settings import Settings
+    from gateway.state import Gateway
 
     return Gateway.start(Settings())
 
@@ -132,4 +132,5 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
+from tests.agent_fixtures import agent_gateway, agent_stub, stub_state  # noqa: E402,F401 - agent API tests (issue 18)
 from tests.reliability_fixtures import fast_gateway, stub_upstream  # noqa: E402,F401 - reliability tests (issue 7)

@@ -97,22 +97,26 @@ def make_stub() -> FastAPI:
     return stub
 
 
-@pytest.fixture(scope="session")
-def stub_upstream() -> Iterator[Any]:
-    """The stub upstream on loopback; ``stub_upstream.state`` is its scriptable state."""
+def serve_stub(app: FastAPI) -> Iterator[Any]:
+    """Serve a stub app on loopback for a fixture; the server's ``state`` is the app's ``state.data``."""
     from tests.conftest import ServerThread
 
-    app = make_stub()
     with ServerThread(app) as srv:
         srv.state = app.state.data  # type: ignore[attr-defined]
         yield srv
 
 
 @pytest.fixture(scope="session")
+def stub_upstream() -> Iterator[Any]:
+    """The stub upstream on loopback; ``stub_upstream.state`` is its scriptable state."""
+    yield from serve_stub(make_stub())
+
+
+@pytest.fixture(scope="session")
 def fast_gateway(home, stub_upstream):
     """A gateway (default policy, real guardrails and watermark verifier) whose backend is the stub's ``ok`` mode."""
-    from gateway.state import Gateway
     from gateway.settings import Settings
+    from gateway.state import Gateway
 
     settings = Settings(backend="openai", upstream_base_url=f"{stub_upstream.url}/ok/v1", upstream_model=STUB_MODEL,
                         upstream_retry_backoff_s=0.01)

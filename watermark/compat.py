@@ -19,7 +19,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 TRANSFORMERS_DEFAULT_HASH_KEY = 15485863
 
@@ -54,6 +53,8 @@ class TransformersLefthashScheme:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - the scheme is immutable and long-lived
     def _green_ids(self, previous: int) -> np.ndarray:
+        import torch  # imported on first use: a gateway without this key kind never loads torch for it
+
         rng = torch.Generator()
         rng.manual_seed((self.hash_key * previous) % (2**64 - 1))
         perm = torch.randperm(self.vocab_size, generator=rng)

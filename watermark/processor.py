@@ -31,9 +31,16 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         self.delta = float(delta)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """Bias ``scores`` (shape ``(batch, vocab)``) given ``input_ids`` (shape ``(batch, length)``)."""
+        """Bias ``scores`` (shape ``(batch, vocab)``) given ``input_ids`` (shape ``(batch, length)``).
+
+        A position with fewer tokens before it than the scheme seeds from (a text completion of a one-token
+        prompt such as "Hi") is left unbiased: the detector does not score those positions either (it scores
+        token ``i`` of a text only from ``i >= ngram_len - 1``), so generation and verification agree.
+        """
         vocab = scores.shape[-1]
         width = self.scheme.context_width
+        if input_ids.shape[1] < self.scheme.ngram_len - 1:
+            return scores
         for row in range(input_ids.shape[0]):
             mask = self.scheme.green_mask(input_ids[row, input_ids.shape[1] - width:].tolist(), vocab)
             scores[row] += torch.from_numpy(mask).to(scores.dtype) * self.delta

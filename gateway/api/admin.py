@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.api.deps import gateway_of as _gw
@@ -62,9 +62,10 @@ async def reload_policies(request: Request) -> JSONResponse:
 
 
 @router.get("/admin/audit")
-async def audit_rows(request: Request, since: float | None = None, tenant: str | None = None,
-                     action: str | None = None, guardrail: str | None = None, policy: str | None = None,
-                     shadow: bool | None = None, request_id: str | None = None, limit: int = 100) -> dict[str, Any]:
+async def audit_rows(request: Request, since: float | None = Query(None, ge=0, le=1e11, description="Unix time"),
+                     tenant: str | None = None, action: str | None = None, guardrail: str | None = None,
+                     policy: str | None = None, shadow: bool | None = None, request_id: str | None = None,
+                     limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     """Recent audit rows, newest first, filtered like ``greenlist audit query`` (admin)."""
     require_admin(request)
     audit = _gw(request).audit
@@ -72,7 +73,7 @@ async def audit_rows(request: Request, since: float | None = None, tenant: str |
         raise APIError(404, "the audit log is disabled (audit_enabled=false)", code="audit_disabled")
     await asyncio.to_thread(audit.flush, 5.0)
     rows = await asyncio.to_thread(audit.query, since=since, tenant=tenant, action=action, guardrail=guardrail,
-                                   policy=policy, shadow=shadow, request_id=request_id, limit=min(limit, 1000))
+                                   policy=policy, shadow=shadow, request_id=request_id, limit=limit)
     return {"object": "list", "data": rows}
 
 

@@ -4,6 +4,8 @@
 router module            endpoints
 =======================  =============================================================
 :mod:`.completions`      ``/v1/chat/completions``, ``/v1/completions``
+:mod:`.responses`        ``/v1/responses``, ``/v1/responses/{id}``
+:mod:`.messages`         ``/v1/messages`` (Anthropic shape)
 :mod:`.moderations`      ``/v1/moderations``
 :mod:`.watermark`        ``/v1/watermark/verify``, ``/v1/watermark/keys``, ``/verify``
 :mod:`.guardrails`       ``/v1/guardrails/check``
@@ -23,7 +25,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import admin, completions, guardrails, health, moderations, watermark
+from gateway.api import admin, completions, guardrails, health, messages, moderations, responses, watermark
+from gateway.api.openapi import install_docs
 from gateway.errors import install_error_handlers
 from gateway.observability.metrics import MetricsMiddleware
 from gateway.security.middleware import install_reliability
@@ -53,12 +56,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         if gateway is None:
             await gw.aclose()
 
-    app = FastAPI(title="Greenlist", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Greenlist", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Guardrail and watermarking gateway for LLMs (OpenAI-compatible).")
     app.state.settings = settings
     install_error_handlers(app)
     install_reliability(app, settings)  # auth, body-size limit, generation queue
     app.add_middleware(MetricsMiddleware)  # outermost: counts every response, 401s included
-    for module in (health, completions, moderations, watermark, guardrails, admin):
+    for module in (health, completions, responses, messages, moderations, watermark, guardrails, admin):
         app.include_router(module.router)
+    install_docs(app)  # /docs and /redoc with local assets; the OpenAPI schema documents every real response
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from greenlist.breaker import CircuitBreaker
 
@@ -25,6 +25,9 @@ class GenerationRequest:
         seed: Seed for reproducible sampling, or None.
         stop: Strings that end generation (not included in the output).
         watermark_delta: δ to apply, or None for no watermark.
+        body: The client's request body as received (Greenlist-owned fields included; see
+            :mod:`gateway.backends.fields`), or None for an internal request. The ``openai`` backend forwards it;
+            the local backend reads the fields it supports (``tools``, ``response_format``, ``logprobs``) from it.
     """
 
     model: str
@@ -36,6 +39,7 @@ class GenerationRequest:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     watermark_delta: float | None = None
+    body: dict[str, Any] | None = None
 
 
 @dataclass
@@ -44,21 +48,32 @@ class Generation:
 
     Attributes:
         text: Generated text (stop strings removed).
-        finish_reason: ``stop`` (end of turn or stop string) or ``length``.
+        finish_reason: ``stop`` (end of turn or stop string), ``length`` or ``tool_calls``; an upstream's own
+            value passes through unchanged.
         prompt_tokens, completion_tokens: Token counts for ``usage``.
         watermark_key_id: Id of the key the text was watermarked with, or None
             when no watermark was applied.
+        tool_calls: The tool calls in OpenAI's shape (``[{"id", "type": "function", "function": {"name",
+            "arguments"}}]``), or None.
+        logprobs: The choice's ``logprobs`` object in OpenAI's shape, or None.
     """
 
     text: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     watermark_key_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+StreamDelta = str | dict[str, Any]
+"""One item of a :class:`GenerationStream`: a text delta, or a dict of other chat delta fields
+(``{"tool_calls": [...]}`` in OpenAI's streamed shape, passed through unchanged)."""
 
 
 class GenerationStream(ABC):
-    """Async iterator of text deltas; ``result`` is set once it is exhausted.
+    """Async iterator of deltas (:data:`StreamDelta`); ``result`` is set once it is exhausted.
 
     ``aclose()`` cancels the generation (client disconnected, or a guardrail
     stopped the stream) and frees the backend for the next request.
@@ -66,12 +81,12 @@ class GenerationStream(ABC):
 
     result: Generation | None = None
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[StreamDelta]:
         return self._deltas()
 
     @abstractmethod
-    def _deltas(self) -> AsyncIterator[str]:
-        """Yield text deltas; set ``self.result`` at the end."""
+    def _deltas(self) -> AsyncIterator[StreamDelta]:
+        """Yield deltas; set ``self.result`` at the end."""
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -88,8 +103,13 @@ class Backend(ABC):
             has none of its own (an upstream API); the gateway then loads the configured one for watermark
             verification and prompt-token limits.
         breaker: The circuit breaker guarding a remote upstream, or None for a local model.
+        supported_fields: The request fields this backend honours (others are refused by name), or None for a
+            backend that forwards the whole body (:mod:`gateway.backends.fields`).
+        unsupported_reasons: Why some fields are refused (the error message names the reason).
     """
 
+    supported_fields: frozenset[str] | None = None
+    unsupported_reasons: dict[str, str] = {}
     watermarks: bool = False
     model_ids: list[str] = []
     tokenizer: Any = None

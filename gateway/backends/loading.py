@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,13 +91,67 @@ def load_causal_lm(model: str | None, home: Path) -> tuple[Any, Any, str]:
     return lm, tokenizer, name
 
 
+class TokenizerFile:
+    """A fast tokenizer read straight from its ``tokenizer.json`` with the ``tokenizers`` library.
+
+    It answers the one call the gateway makes of a tokenizer (``tokenizer(text, add_special_tokens=...,
+    return_offsets_mapping=...)`` -> ``{"input_ids", "offset_mapping"}``) with the same ids and offsets as the
+    transformers fast tokenizer built on the same file, without importing transformers (which imports torch:
+    ~250 MiB that a gateway with the ``openai`` backend does not need).
+
+    Args:
+        path: The ``tokenizer.json`` file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.path = path
+        self.backend = Tokenizer.from_file(str(path))
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False,
+                 **_: Any) -> dict[str, Any]:
+        """Encode ``text``: ``{"input_ids": [...]}`` (and ``"offset_mapping"`` when asked)."""
+        encoding = self.backend.encode(text, add_special_tokens=add_special_tokens)
+        out: dict[str, Any] = {"input_ids": list(encoding.ids)}
+        if return_offsets_mapping:
+            out["offset_mapping"] = list(encoding.offsets)
+        return out
+
+
+_EXTRACT = """
+import sys
+from pathlib import Path
+from transformers import AutoTokenizer
+gguf, target = Path(sys.argv[1]), sys.argv[2]
+AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(target)
+"""
+
+
 def load_tokenizer(model: str | None, home: Path) -> Any:
-    """Tokenizer of ``model`` (see :func:`load_causal_lm`), without loading the weights when cached."""
+    """Tokenizer of ``model`` (see :func:`load_causal_lm`), never loading the model's weights.
+
+    For the embedded model: a :class:`TokenizerFile` over the fp32 cache's ``tokenizer.json`` when a
+    local-backend start made one, else over one extracted once from the GGUF file's metadata (in a child
+    process, cached as ``$GREENLIST_HOME/models/<name>-tokenizer``), so a gateway with the ``openai`` backend
+    neither dequantises the model nor imports torch. Another model: its transformers tokenizer.
+    """
+    if model is None:
+        full = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32" / "tokenizer.json"
+        if full.exists():
+            return TokenizerFile(full)
+        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-tokenizer"
+        if not (source / "tokenizer.json").exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=source.name + ".", dir=source.parent))
+            try:
+                subprocess.run([sys.executable, "-c", _EXTRACT, str(embedded_gguf_path()), str(tmp)], check=True,
+                               capture_output=True, timeout=600)
+                tmp.rename(source)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return TokenizerFile(source / "tokenizer.json")
     from transformers import AutoTokenizer
 
-    if model is None:
-        source = home / "models" / f"{EMBEDDED_MODEL_NAME}-fp32"
-        if not (source / "tokenizer.json").exists():
-            _cache_embedded(source)
-        return AutoTokenizer.from_pretrained(source)
     return AutoTokenizer.from_pretrained(model)

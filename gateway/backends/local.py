@@ -12,6 +12,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
 from gateway.backends.loading import load_causal_lm
+from gateway.errors import APIError
 from watermark.processor import WatermarkLogitsProcessor
 from watermark.scheme import Scheme
 
@@ -27,10 +28,28 @@ class _Cancelled(StoppingCriteria):
         return stop
 
 
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` before the first occurrence of any stop string; return ``(text, found)``."""
     hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return (text[: min(hits)], True) if hits else (text, False)
+
+
+SUPPORTED_FIELDS = frozenset({
+    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
+    "n", "stream", "stream_options", "user", "logprobs", "top_logprobs",
+})
+"""Request fields the local backend honours; any other field with a non-default value is refused by name
+(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``,
+``response_format`` are not among them yet: the embedded SmolLM2-135M-Instruct's chat template has no tool
+support, and constrained decoding is not wired in. ``logprobs`` / ``top_logprobs`` (chat, not streamed) are the
+log-probabilities of the distribution each token was drawn from: after the watermark's δ and the temperature."""
 
 
 class LocalBackend(Backend):
@@ -49,6 +68,7 @@ class LocalBackend(Backend):
     """
 
     watermarks = True
+    supported_fields = SUPPORTED_FIELDS
 
     def __init__(self, model: str | None, home: Any, scheme: Scheme,
                  served_name: str | None = None, torch_threads: int | None = None) -> None:
@@ -57,6 +77,9 @@ class LocalBackend(Backend):
         self.model, self.tokenizer, name = load_causal_lm(model, home)
         self.model_ids = [served_name or name]
         self.scheme = scheme
+        if "tools" not in (getattr(self.tokenizer, "chat_template", None) or ""):
+            reason = f"the model {name!r} cannot call tools (its chat template has no tool support)"
+            self.unsupported_reasons = {f: reason for f in ("tools", "tool_choice", "parallel_tool_calls")}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -69,7 +92,8 @@ class LocalBackend(Backend):
     # --- preparation -----------------------------------------------------------
     def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
         if request.messages is not None:
-            enc = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
+            messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
+            enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                      return_tensors="pt", return_dict=True)
             return enc["input_ids"]
         return self.tokenizer(request.prompt or "", return_tensors="pt")["input_ids"]
@@ -94,11 +118,35 @@ class LocalBackend(Backend):
         return ids, kwargs
 
     def _run(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None) -> torch.Tensor:
+        new_ids, _ = self._run_scored(ids, kwargs, seed)
+        return new_ids
+
+    def _run_scored(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None,
+                    scores: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        if scores:
+            kwargs = {**kwargs, "output_scores": True, "return_dict_in_generate": True}
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(ids, **kwargs)
-        return out[0, ids.shape[1]:]
+        if scores:
+            return out.sequences[0, ids.shape[1]:], out.scores
+        return out[0, ids.shape[1]:], None
+
+    def _logprobs(self, new_ids: torch.Tensor, scores: tuple[torch.Tensor, ...], top: int) -> dict[str, Any]:
+        """OpenAI's ``logprobs`` object: per generated token its log-probability and the ``top`` most likely."""
+        content = []
+        for token, step in zip(new_ids.tolist(), scores, strict=False):
+            logp = torch.log_softmax(step[0].float(), dim=-1)
+            best = torch.topk(logp, top) if top else None
+            content.append({**self._token_entry(token, float(logp[token])), "top_logprobs": [
+                self._token_entry(int(i), float(v)) for v, i in zip(best.values, best.indices, strict=True)]
+                if best is not None else []})
+        return {"content": content, "refusal": None}
+
+    def _token_entry(self, token: int, logprob: float) -> dict[str, Any]:
+        text = self.tokenizer.decode([token])
+        return {"token": text, "logprob": logprob if logprob > -1e30 else -9999.0, "bytes": list(text.encode())}
 
     def _finish(self, request: GenerationRequest, prompt_len: int, new_ids: torch.Tensor) -> Generation:
         text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), request.stop)
@@ -116,11 +164,26 @@ class LocalBackend(Backend):
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate the whole completion in a worker thread."""
         ids, kwargs = self._prepare(request, threading.Event())
-        new_ids = await asyncio.to_thread(self._run, ids, kwargs, request.seed)
-        return self._finish(request, ids.shape[1], new_ids)
+        body = request.body or {}
+        wants = bool(body.get("logprobs"))
+        if wants and request.messages is None:
+            raise APIError(400, "'logprobs': supported by the local backend on chat completions only",
+                           param="logprobs", code="unsupported_parameter")
+        new_ids, scores = await asyncio.to_thread(self._run_scored, ids, kwargs, request.seed, wants)
+        generation = self._finish(request, ids.shape[1], new_ids)
+        if scores is not None:
+            generation.logprobs = self._logprobs(new_ids, scores, int(body.get("top_logprobs") or 0))
+        return generation
 
     async def stream(self, request: GenerationRequest) -> GenerationStream:
-        """Start generation in a worker thread and stream its text."""
+        """Start generation in a worker thread and stream its text.
+
+        Raises:
+            APIError: 400 for ``logprobs`` on a stream (supported without ``stream`` only).
+        """
+        if (request.body or {}).get("logprobs"):
+            raise APIError(400, "'logprobs': supported by the local backend without stream only", param="logprobs",
+                           code="unsupported_parameter")
         return _LocalStream(self, request)
 
 

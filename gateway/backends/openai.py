@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 
-from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream, StreamDelta
+from gateway.backends.fields import upstream_body
 from gateway.backends.resilience import RETRY_STATUSES, UpstreamBreaker, backoff_s
+from gateway.backends.toolcalls import ToolCallAssembler
 from gateway.errors import APIError
 
 
@@ -65,6 +67,10 @@ class OpenAIBackend(Backend):
         self.model_ids = [model] if model else []
 
     def _body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        path = "/chat/completions" if request.messages is not None else "/completions"
+        if request.body is not None:  # forward the client's body as received (gateway.backends.fields)
+            return path, upstream_body(request.body, model=self.model or request.model, stream=stream,
+                                       max_tokens=request.max_tokens, messages=request.messages)
         body: dict[str, Any] = {
             "model": self.model or request.model,
             "max_tokens": request.max_tokens,
@@ -89,17 +95,19 @@ class OpenAIBackend(Backend):
         try:
             data = response.json()
             choice = data["choices"][0]
-            text = choice["message"]["content"] if request.messages is not None else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            message = choice["message"] if request.messages is not None else {"content": choice["text"]}
+            usage = data.get("usage") or {}
+            return Generation(
+                text=message.get("content") or "",
+                finish_reason=str(choice.get("finish_reason") or "stop"),
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                tool_calls=message.get("tool_calls") or None,
+                logprobs=choice.get("logprobs") or None,
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(502, "upstream returned a malformed completion", type="upstream_error",
                                 code="upstream_malformed") from None
-        usage = data.get("usage") or {}
-        return Generation(
-            text=text or "",
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-        )
 
     async def stream(self, request: GenerationRequest) -> GenerationStream:
         """Open a streamed request upstream (errors before the first byte raise here)."""
@@ -170,8 +178,9 @@ class _UpstreamStream(GenerationStream):
     def __init__(self, response: httpx.Response, chat: bool, breaker: UpstreamBreaker | None = None) -> None:
         self.response, self.chat, self.breaker = response, chat, breaker
 
-    async def _deltas(self) -> AsyncIterator[str]:
+    async def _deltas(self) -> AsyncIterator[StreamDelta]:
         text, finish, usage = "", "stop", dict[str, Any]()
+        calls = ToolCallAssembler()
         try:
             async for line in self.response.aiter_lines():
                 if not line.startswith("data:"):
@@ -182,11 +191,15 @@ class _UpstreamStream(GenerationStream):
                 event = json.loads(payload)
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
-                    delta = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+                    fields = choice.get("delta") or {}
+                    delta = fields.get("content") if self.chat else choice.get("text")
                     finish = choice.get("finish_reason") or finish
                     if delta:
                         text += delta
                         yield delta
+                    if self.chat and fields.get("tool_calls"):
+                        calls.add(fields["tool_calls"])
+                        yield {"tool_calls": fields["tool_calls"]}
         except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:  # broken, or malformed events
             if self.breaker is not None and isinstance(exc, httpx.HTTPError):
                 self.breaker.failure()
@@ -196,9 +209,10 @@ class _UpstreamStream(GenerationStream):
                                 ) from None
         finally:
             await self.response.aclose()
-        self.result = Generation(text=text, finish_reason="length" if finish == "length" else "stop",
+        self.result = Generation(text=text, finish_reason=str(finish),
                                  prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                                 completion_tokens=int(usage.get("completion_tokens", 0)))
+                                 completion_tokens=int(usage.get("completion_tokens", 0)),
+                                 tool_calls=calls.result())
 
     async def aclose(self) -> None:
         await self.response.aclose()

@@ -77,6 +77,9 @@ class StreamingPolicy(BaseModel):
     overlap_tokens: int = Field(16, ge=0, le=4096)
 
 
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
 def _entry_type() -> Any:
     configs = tuple(guardrail_class(name).Config for name in REGISTRY)
     union = configs[0] if len(configs) == 1 else Union[configs]
@@ -95,7 +98,11 @@ class Policy(BaseModel):
         refusal_message: Text returned when a prompt or output is blocked.
         watermark: Watermark settings.
         streaming: Checking of streamed output.
-        input: Guardrails run on prompts, in order.
+        input: Guardrails run on prompts, in order. Either a list of guardrails, or a mapping
+            ``{roles: [...], guardrails: [...]}`` that also says which chat roles are checked.
+        input_roles: Chat roles whose messages the input guardrails check, each message on its own
+            (default ``user`` and ``tool``; add ``system``/``developer`` and ``assistant`` to check those turns
+            too, e.g. an assistant turn a client could have forged). Set through ``input.roles``.
         output: Guardrails run on outputs, in order; a guardrail that rewrites
             the text (``redact``) hands the rewritten text to the next one.
         extends: Name of a base policy (a file ``NAME.yaml`` beside this one,
@@ -117,7 +124,22 @@ class Policy(BaseModel):
     watermark: WatermarkPolicy = WatermarkPolicy()
     streaming: StreamingPolicy = StreamingPolicy()
     input: list[GuardrailEntry] = []  # type: ignore[valid-type]
+    input_roles: list[Role] = Field(["user", "tool"], description="chat roles the input guardrails check (input.roles)")
     output: list[GuardrailEntry] = []  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _input_mapping(cls, data: Any) -> Any:
+        """Accept ``input: {roles: [...], guardrails: [...]}`` beside the plain list form."""
+        if isinstance(data, dict) and isinstance(data.get("input"), dict):
+            block = dict(data["input"])
+            unknown = sorted(set(block) - {"roles", "guardrails"})
+            if unknown:
+                raise ValueError(f"input: unknown keys {unknown}; expected roles and guardrails")
+            data = {**data, "input": block.get("guardrails") or []}
+            if "roles" in block:
+                data["input_roles"] = block["roles"]
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Policy":

@@ -59,10 +59,13 @@ PUBLIC_TENANT = "public"
 # Routes anyone may call, authenticated or not.
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
                           "/verify", "/v1/watermark/keys"})
+PUBLIC_PREFIXES = ("/static/docs/",)  # the interactive docs' own assets (gateway.api.openapi)
 # (path, exact?, scope): first match wins; anything else needs ``admin``.
 ROUTE_SCOPES: tuple[tuple[str, bool, str | None], ...] = (
     ("/v1/chat/completions", True, "generate"),
     ("/v1/completions", True, "generate"),
+    ("/v1/responses", False, "generate"),  # POST /v1/responses and GET /v1/responses/{id}
+    ("/v1/messages", True, "generate"),
     ("/v1/moderations", True, "moderate"),
     ("/v1/guardrails/check", True, "moderate"),
     ("/v1/watermark/verify", True, "verify"),
@@ -194,7 +197,7 @@ class AuthMiddleware:
             return Principal(DEFAULT_TENANT, ALL_SCOPES)
         token = _bearer(scope)
         needed = required_scope(path)
-        if token is None and (path in PUBLIC_PATHS or scope.get("method") == "OPTIONS"):
+        if token is None and (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or scope.get("method") == "OPTIONS"):
             return Principal(PUBLIC_TENANT, frozenset())
         if token is None and self.config.verify_public and path == "/v1/watermark/verify":
             return Principal(PUBLIC_TENANT, frozenset({"verify"}))  # rate-limited by address in limit()
@@ -207,7 +210,7 @@ class AuthMiddleware:
             raise APIError(401, "invalid or revoked API key", type="invalid_request_error", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
         scopes = frozenset(key.scopes)
-        if path not in PUBLIC_PATHS and not has_scope(scopes, needed):
+        if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES) and not has_scope(scopes, needed):
             raise APIError(403, f"this API key lacks the scope {needed!r} needed for {path} "
                            f"(it has {sorted(scopes)})", type="permission_error", code="insufficient_scope")
         return Principal(key.tenant, scopes, key.key_id)

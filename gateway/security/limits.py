@@ -316,11 +316,16 @@ class GuardedStreamingResponse(StreamingResponse):
                         log.exception("stream cleanup callback failed")
 
 
-def sse_error(exc: BaseException) -> str:
-    """An OpenAI-style ``data: {"error": ...}`` SSE event for a failure after streaming started."""
+def stream_error(exc: BaseException) -> dict[str, Any]:
+    """The OpenAI-style ``{"error": ...}`` object for a failure after streaming started."""
     if isinstance(exc, APIError):
         err = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
     else:
         err = {"message": "internal error while streaming; it has been logged", "type": "server_error",
                "param": None, "code": "stream_error"}
-    return f"data: {json.dumps({'error': err})}\n\n"
+    return {"error": err}
+
+
+def sse_error(exc: BaseException) -> str:
+    """An OpenAI-style ``data: {"error": ...}`` SSE event for a failure after streaming started."""
+    return f"data: {json.dumps(stream_error(exc))}\n\n"

@@ -1,14 +1,21 @@
 """The request pipeline of ``/v1/chat/completions`` and ``/v1/completions``, top to bottom.
 
-1. Resolve the policy; check the prompt with its ``input`` guardrails. A
-   blocked prompt gets HTTP 400 with ``code: "content_filter"``.
-2. Generate (watermarked when the policy and the backend allow).
-3. Check the output with the ``output`` guardrails: on the whole text, or,
-   when streaming, window by window and then on the whole text
-   (:class:`gateway.serving.streaming.StreamGuard`).
-4. Answer in OpenAI's shape plus a ``greenlist`` object and an
-   ``x-greenlist-decision`` header. A blocked output ends with
-   ``finish_reason: "content_filter"`` and the policy's refusal message.
+1. Resolve the policy; refuse fields the backend cannot honour (:mod:`gateway.backends.fields`); check each
+   message the policy's ``input.roles`` names with its ``input`` guardrails
+   (:func:`gateway.serving.conversation.check_messages`). A blocked prompt gets HTTP 400 with
+   ``code: "content_filter"``; a redacted message is sent redacted.
+2. Generate (watermarked when the policy and the backend allow); the ``openai`` backend forwards the client's
+   body as received.
+3. Check the output with the ``output`` guardrails: the text (whole, or, when streaming, window by window and
+   then whole: :class:`gateway.serving.streaming.StreamGuard`) and each tool call's arguments
+   (:func:`gateway.serving.conversation.check_tool_calls`; streamed tool-call deltas are held until checked).
+4. Answer in OpenAI's shape plus a ``greenlist`` object (on the last chunk of a stream) and an
+   ``x-greenlist-decision`` header. A blocked output ends with ``finish_reason: "content_filter"`` and the
+   policy's refusal message.
+
+:func:`serve` returns the answer as data (a completion dict, or a :class:`ChatStream` of chunk dicts) so the
+Responses and Messages APIs translate it (:mod:`gateway.serving.responses`, :mod:`gateway.serving.messages`);
+:func:`complete` renders it for ``/v1/chat/completions`` and ``/v1/completions``.
 """
 
 from __future__ import annotations
@@ -17,46 +24,65 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gateway.observability import records
-from gateway.backends.base import Generation, GenerationRequest
-from gateway.errors import APIError
-from gateway.security.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, sse_error
-from gateway.serving.pipeline import Pipeline, Verdict
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.state import Gateway
+from gateway.backends.base import Generation, GenerationRequest
+from gateway.backends.fields import reject_unsupported
+from gateway.errors import APIError
+from gateway.observability import records
+from gateway.security.limits import GenerationLimiter, GuardedStreamingResponse, check_prompt_tokens, stream_error
+from gateway.serving.conversation import check_messages, check_tool_calls, content_text
+from gateway.serving.pipeline import Pipeline, Verdict
 from gateway.serving.streaming import StreamGuard
+from gateway.state import Gateway
 from guardrails import Decision, Direction, most_severe
 
 DECISION_HEADER = "x-greenlist-decision"
 log = logging.getLogger("greenlist.completions")
 
 
-def prompt_text(body: ChatCompletionRequest | CompletionRequest) -> str:
-    """The text the input guardrails check: the user-side messages (not assistant turns) or the prompt."""
+Body = ChatCompletionRequest | CompletionRequest
+
+
+@dataclass
+class ChatStream:
+    """A streamed answer as data: chunk dicts in OpenAI's shape (``chat.completion.chunk`` or
+    ``text_completion``), an ``{"error": ...}`` dict when generation failed after the first chunk; the last chunk
+    carries the ``greenlist`` object.
+
+    Attributes:
+        chunks: The chunks (no ``[DONE]`` marker).
+        decision: The input decision (the ``x-greenlist-decision`` header of a stream).
+        on_close: Called when the client goes away or the stream ends (stop generating, free the slot).
+    """
+
+    chunks: AsyncIterator[dict[str, Any]]
+    decision: Decision
+    on_close: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def conversation(body: Body) -> list[dict[str, Any]]:
+    """The request's turns as chat message dicts (a text completion's prompt is one user turn)."""
     if isinstance(body, ChatCompletionRequest):
-        return "\n".join(m.text() for m in body.messages if m.role != "assistant")
-    return str(body.prompt)
+        return [m.model_dump(exclude_unset=True) for m in body.messages]
+    return [{"role": "user", "content": body.prompt_text()}]
 
 
-def conversation(body: ChatCompletionRequest | CompletionRequest) -> list[dict[str, Any]]:
-    """The request's turns as ``{"role", "content"}`` dicts (a text completion's prompt is one user turn)."""
-    if isinstance(body, ChatCompletionRequest):
-        return [{"role": m.role, "content": m.text()} for m in body.messages]
-    return [{"role": "user", "content": str(body.prompt)}]
-
-
-def _prompt_param(body: ChatCompletionRequest | CompletionRequest) -> str:
+def _prompt_param(body: Body) -> str:
     """The request field that holds the prompt, for error messages."""
     return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
 
 
-def _generation_request(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest) -> GenerationRequest:
+def _generation_request(gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[str, Any],
+                        messages: list[dict[str, Any]]) -> GenerationRequest:
+    if gw.backend.supported_fields is not None:
+        reject_unsupported(raw, gw.backend.supported_fields, gw.backend.unsupported_reasons)
     limit = gw.settings.max_new_tokens_limit
     max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or min(gw.settings.max_new_tokens_default, limit)
     if max_tokens > limit:
@@ -66,17 +92,19 @@ def _generation_request(gw: Gateway, pipeline: Pipeline, body: ChatCompletionReq
         raise APIError(404, f"model {body.model!r} not found; this server serves {gw.backend.model_ids}",
                        param="model", code="model_not_found")
     watermark = pipeline.policy.watermark
+    temperature, top_p = body.sampling()
+    chat = isinstance(body, ChatCompletionRequest)
     return GenerationRequest(
         model=body.model,
-        messages=[{"role": m.role, "content": m.text()} for m in body.messages]
-        if isinstance(body, ChatCompletionRequest) else None,
-        prompt=body.prompt_text() if isinstance(body, CompletionRequest) else None,
+        messages=messages if chat else None,
+        prompt=None if chat else content_text(messages[0]),
         max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
+        temperature=temperature,
+        top_p=top_p,
         seed=body.seed,
         stop=body.stops(),
         watermark_delta=watermark.delta if watermark.enabled and gw.backend.watermarks else None,
+        body={**raw, "prompt": content_text(messages[0])} if not chat else raw,
     )
 
 
@@ -104,12 +132,19 @@ def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_
     return out
 
 
-async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
-                       ctx: records.RequestContext | None = None, shadow: Pipeline | None = None) -> Verdict:
-    """Step 1: run the input guardrails (audited; ``shadow`` checked beside); raise the content-filter error when blocked."""
-    verdict = await pipeline.check(prompt_text(body), Direction.INPUT, messages=conversation(body))
+async def check_prompt(gw: Gateway, pipeline: Pipeline, body: Body, ctx: records.RequestContext | None = None,
+                       shadow: Pipeline | None = None) -> tuple[Verdict, list[dict[str, Any]]]:
+    """Step 1: run the input guardrails on each checked message (audited; ``shadow`` checked beside).
+
+    Returns:
+        ``(verdict, messages to send)`` (redactions applied).
+
+    Raises:
+        APIError: 400 ``content_filter`` when a message is blocked.
+    """
+    verdict, messages = await check_messages(pipeline, conversation(body))
     ctx = ctx or records.request_context()
-    records.after_check(gw, ctx, pipeline, verdict, prompt_text(body), shadow)
+    records.after_check(gw, ctx, pipeline, verdict, verdict.text, shadow)
     if verdict.decision is Decision.BLOCK:
         raise APIError(
             400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
@@ -117,29 +152,60 @@ async def check_prompt(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequ
             extra={"greenlist": {**greenlist_object(gw, pipeline, Decision.BLOCK, verdict), "request_id": ctx.request_id}},
             headers={DECISION_HEADER: Decision.BLOCK.value},
         )
-    return verdict
+    return verdict, messages
 
 
-async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
-                   limiter: GenerationLimiter | None = None, request: Any = None) -> JSONResponse | StreamingResponse:
-    """Serve one completion request, streamed or not.
+async def complete(gw: Gateway, body: Body, limiter: GenerationLimiter | None = None, request: Any = None,
+                   raw: dict[str, Any] | None = None) -> JSONResponse | StreamingResponse:
+    """Serve one ``/v1/chat/completions`` or ``/v1/completions`` request, streamed or not (see :func:`serve`)."""
+    result = await serve(gw, body, raw, limiter, request)
+    if isinstance(result, dict):
+        return JSONResponse(result, headers={DECISION_HEADER: result["greenlist"]["decision"]})
+    return sse_response(result, (f"data: {json.dumps(c)}\n\n" async for c in result.chunks))
+
+
+def sse_response(result: ChatStream, events: AsyncIterator[str], done: bool = True) -> StreamingResponse:
+    """Render server-sent ``events`` of ``result`` (with a final ``data: [DONE]`` when ``done``)."""
+
+    async def framed() -> AsyncIterator[str]:
+        async for event in events:
+            yield event
+        if done:
+            yield "data: [DONE]\n\n"
+
+    return GuardedStreamingResponse(framed(), media_type="text/event-stream", on_close=result.on_close,
+                                    headers={DECISION_HEADER: result.decision.value, "cache-control": "no-cache"})
+
+
+async def serve(gw: Gateway, body: Body, raw: dict[str, Any] | None = None, limiter: GenerationLimiter | None = None,
+                request: Any = None) -> dict[str, Any] | ChatStream:
+    """Serve one completion request, streamed or not, as data.
 
     Args:
         gw: The gateway.
-        body: The request body.
+        body: The validated request body.
+        raw: The body as the client sent it (forwarded upstream; checked against the backend's supported fields);
+            default: the validated body's fields that were set.
         limiter: Bounds concurrent generations (429 when the wait queue is full); None for no bound.
         request: The Starlette request (tenant and scopes for policy matching and the audit log).
+
+    Returns:
+        The completion body (OpenAI's shape plus ``greenlist``), or a :class:`ChatStream`.
+
+    Raises:
+        APIError: 400 (blocked prompt, unsupported field, limits), 404 (model), 429, 502/503/504 (upstream).
     """
+    raw = raw if raw is not None else body.model_dump(exclude_unset=True)
     ctx = records.request_context(request)
     resolution = records.resolve(gw, ctx, body.greenlist.policy if body.greenlist else None, body.model)
     pipeline = resolution.pipeline
-    generation_request = _generation_request(gw, pipeline, body)
+    _generation_request(gw, pipeline, body, raw, conversation(body))  # refuse a bad request before any scan
     if gw.backend.breaker is not None:
         gw.backend.breaker.fail_fast()  # upstream down: refuse before spending guardrail time
-    whole_prompt = body.prompt if isinstance(body, CompletionRequest) else "\n".join(m.text() for m in body.messages)
-    await check_prompt_tokens(gw.verifier.tokenizer, str(whole_prompt), gw.settings.max_prompt_tokens,
-                              _prompt_param(body))
-    input_verdict = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
+    whole_prompt = "\n".join(content_text(m) for m in conversation(body))
+    await check_prompt_tokens(gw.verifier.tokenizer, whole_prompt, gw.settings.max_prompt_tokens, _prompt_param(body))
+    input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
+    generation_request = _generation_request(gw, pipeline, body, raw, messages)
     slot = await limiter.acquire() if limiter is not None else None
     if body.stream:
         try:
@@ -154,24 +220,32 @@ async def complete(gw: Gateway, body: ChatCompletionRequest | CompletionRequest,
     finally:
         if slot is not None:
             slot.release()
-    output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=conversation(body))
+    output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
     records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
+    calls = generation.tool_calls
+    if calls:
+        output_verdict, calls = await check_tool_calls(pipeline, calls, output_verdict, messages)
     decision = most_severe([input_verdict.decision, output_verdict.decision])
     if output_verdict.decision is Decision.BLOCK:
-        text, finish = pipeline.policy.refusal_message, "content_filter"
+        text, finish, calls = pipeline.policy.refusal_message, "content_filter", None
     else:
         text, finish = output_verdict.text, generation.finish_reason
     greenlist = greenlist_object(gw, pipeline, decision, input_verdict, output_verdict, generation.watermark_key_id)
     greenlist["request_id"] = ctx.request_id
-    return JSONResponse(_completion_body(body, text, finish, generation, greenlist),
-                        headers={DECISION_HEADER: decision.value})
+    return _completion_body(body, text, finish, generation, greenlist, calls)
 
 
-def _completion_body(body: ChatCompletionRequest | CompletionRequest, text: str, finish: str,
-                     generation: Generation, greenlist: dict[str, Any]) -> dict[str, Any]:
+def _completion_body(body: Body, text: str, finish: str, generation: Generation, greenlist: dict[str, Any],
+                     calls: list[dict[str, Any]] | None) -> dict[str, Any]:
     chat = isinstance(body, ChatCompletionRequest)
-    choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
-              if chat else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None})
+    logprobs = generation.logprobs if finish != "content_filter" else None
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+        if calls:
+            message["tool_calls"] = calls
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}
     return {
         "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
         "object": "chat.completion" if chat else "text_completion",
@@ -188,32 +262,38 @@ def _usage(generation: Generation) -> dict[str, int]:
             "total_tokens": generation.prompt_tokens + generation.completion_tokens}
 
 
-async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest | CompletionRequest,
-                  request: GenerationRequest, input_verdict: Verdict, slot: Any = None,
-                  ctx: records.RequestContext | None = None, shadow: Pipeline | None = None) -> StreamingResponse:
+async def _stream(gw: Gateway, pipeline: Pipeline, body: Body, request: GenerationRequest, input_verdict: Verdict,
+                  slot: Any = None, ctx: records.RequestContext | None = None,
+                  shadow: Pipeline | None = None) -> ChatStream:
     ctx = ctx or records.request_context()
     chat = isinstance(body, ChatCompletionRequest)
     meta = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": body.model}
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    messages = request.messages or conversation(body)
     stream = await gw.backend.stream(request)  # upstream errors surface here, before any byte is sent
 
-    def chunk(text: str | None, finish: str | None = None, **extra: Any) -> str:
+    def chunk(text: str | None, finish: str | None = None, fields: dict[str, Any] | None = None,
+              **extra: Any) -> dict[str, Any]:
         if chat:
             delta: dict[str, Any] = {"content": text} if text is not None else {}
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            choice = {"index": 0, "delta": {**delta, **(fields or {})}, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        return f"data: {json.dumps({**meta, 'choices': [choice], **extra})}\n\n"
+        return {**meta, "choices": [choice], **extra}
 
-    async def events() -> AsyncIterator[str]:
-        guard = StreamGuard(pipeline, pipeline.policy.streaming, conversation(body))
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        guard = StreamGuard(pipeline, pipeline.policy.streaming, messages)
         if chat:
-            yield f"data: {json.dumps({**meta, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"
+            yield chunk("", fields={"role": "assistant"})
         verdict: Verdict | None = None
+        held: list[dict[str, Any]] = []  # tool-call deltas, sent once the arguments passed the output guardrails
         try:
             async for delta in stream:
+                if isinstance(delta, dict):
+                    held.append(delta)
+                    continue
                 released, verdict = await guard.feed(delta)
                 if released:
                     yield chunk(released)
@@ -226,26 +306,32 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: ChatCompletionRequest |
         except Exception as exc:  # noqa: BLE001 - headers are sent: report in the stream, never a broken 500
             if not isinstance(exc, APIError):
                 log.exception("generation failed while streaming")
-            yield sse_error(exc)
-            yield "data: [DONE]\n\n"
+            yield stream_error(exc)
             return
         finally:
             with anyio.CancelScope(shield=True):  # the client may have left: still stop the generation
                 await stream.aclose()
         generation = stream.result or Generation(guard.text, "stop", 0, 0)
+        if generation.tool_calls and verdict.decision is not Decision.BLOCK:
+            verdict, _ = await check_tool_calls(pipeline, generation.tool_calls, verdict, messages)
         blocked = verdict.decision is Decision.BLOCK
         if blocked:
             yield chunk(pipeline.policy.refusal_message)
+        else:
+            for fields in held:
+                yield chunk(None, fields=fields)
         decision = most_severe([input_verdict.decision, verdict.decision])
         key_id = request.watermark_delta is not None and generation.watermark_key_id or None
         greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary())
         greenlist["request_id"] = ctx.request_id
         records.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
-        yield chunk(None, "content_filter" if blocked else generation.finish_reason, greenlist=greenlist)
+        final = chunk(None, "content_filter" if blocked else generation.finish_reason)
         if include_usage:
-            yield f"data: {json.dumps({**meta, 'choices': [], 'usage': _usage(generation)})}\n\n"
-        yield "data: [DONE]\n\n"
+            yield final
+            final = {**meta, "choices": [], "usage": _usage(generation)}
+        yield {**final, "greenlist": greenlist}  # the greenlist object rides on the last chunk
 
-    on_close = [stream.aclose] + ([slot.release] if slot is not None else [])
-    return GuardedStreamingResponse(events(), media_type="text/event-stream", on_close=on_close,
-                                    headers={DECISION_HEADER: input_verdict.decision.value, "cache-control": "no-cache"})
+    on_close: list[Callable[[], Awaitable[None] | None]] = [stream.aclose]
+    if slot is not None:
+        on_close.append(slot.release)
+    return ChatStream(events(), input_verdict.decision, on_close)

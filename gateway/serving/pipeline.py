@@ -19,12 +19,15 @@ and the more severe of the two results counts (``details.deobfuscated``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy.schema import LoadedPolicy
+from greenlist.normalize import deobfuscate, normalize
 from guardrails import (
     Decision,
     Direction,
@@ -35,7 +38,6 @@ from guardrails import (
     guardrail_class,
     most_severe,
 )
-from greenlist.normalize import deobfuscate, normalize
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Verdict:
         results: One result per guardrail that ran, in policy order.
         scope: What was checked, e.g. ``{"kind": "full", "chars": 812}`` or a
             streaming window ``{"kind": "window", "start": 0, "end": 240}``.
+        items: Per-item records when several texts were checked as one (``{"messages": [...]}``,
+            ``{"tool_calls": [...]}``; see :mod:`gateway.serving.conversation`).
     """
 
     direction: Direction
@@ -57,12 +61,15 @@ class Verdict:
     results: list[GuardrailResult] = field(default_factory=list)
     scope: dict[str, Any] = field(default_factory=dict)
 
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON form used in the ``greenlist`` object."""
+        """JSON form used in the ``greenlist`` object (with ``messages`` / ``tool_calls`` when checked per item)."""
         return {
             "decision": self.decision.value,
             "scope": self.scope,
             "guardrails": [r.to_dict() for r in self.results],
+            **self.items,
         }
 
 
@@ -79,7 +86,10 @@ class Pipeline:
             an unreadable index); the gateway refuses to start with it.
     """
 
+    CACHE_SIZE = 4096
+
     def __init__(self, loaded: LoadedPolicy, build: Any = None) -> None:
+        self._cache: OrderedDict[str, Verdict] = OrderedDict()
         self.loaded = loaded
         self.policy = loaded.policy
         build = build or (lambda c: guardrail_class(c.type)(c))
@@ -147,6 +157,29 @@ class Pipeline:
         overridden = {r.overrides for r in results if r.overrides}  # a cascade's judge overrules its local model
         decision = most_severe([r.decision for r in results if r.name not in overridden])
         return Verdict(direction, decision, current, results, scope)
+
+    async def check_cached(self, text: str, direction: Direction,
+                           messages: list[dict[str, Any]] | None = None) -> tuple[Verdict, bool]:
+        """:meth:`check` a full text, reusing the verdict of an identical text checked before.
+
+        The key is the SHA-256 of direction, the guardrail instances and the text (the conversation around it is
+        not part of the key, so a 50-turn agent conversation scores each old turn once). Verdicts with a guardrail
+        error are not kept.
+
+        Returns:
+            ``(verdict, cached)``.
+        """
+        guardrails = ",".join(str(id(g)) for g in self.guardrails[direction])
+        key = hashlib.sha256(f"{direction.value}\0{guardrails}\0{text}".encode()).hexdigest()
+        if (hit := self._cache.get(key)) is not None:
+            self._cache.move_to_end(key)
+            return hit, True
+        verdict = await self.check(text, direction, messages=messages)
+        if all(r.error is None for r in verdict.results):
+            self._cache[key] = verdict
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return verdict, False
 
     async def _scan(self, guardrail: Guardrail, text: str, direction: Direction,
                     context: ScanContext) -> GuardrailResult:

@@ -94,7 +94,8 @@ class OnnxEncoder:
         depth: Transformer layers computed (the largest layer a head reads).
         batch_size: Texts per run.
         max_tokens: Word pieces kept per text.
-        threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
+        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use; torch is not imported,
+            so a gateway without a torch model stays small).
 
     Raises:
         ValueError: for a depth outside 1-6.
@@ -103,18 +104,22 @@ class OnnxEncoder:
     def __init__(self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64,
                  threads: int | None = None) -> None:
         import onnxruntime as ort
-        import torch
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
         from guardrails.encoders import packaged_minilm_path
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
+        # the tokenizers library straight from tokenizer.json (the ids transformers' fast tokenizer gives, without
+        # importing transformers and, through it, torch)
+        self.tokenizer = Tokenizer.from_file(str(packaged_minilm_path() / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_tokens)
+        self.pad_token_id = self.tokenizer.token_to_id("[PAD]") or 0
         self.depth, self.batch_size, self.max_tokens = depth, batch_size, max_tokens
         self.lock = threading.Lock()  # held by callers around encode: one run at a time
 
@@ -134,10 +139,10 @@ class OnnxEncoder:
         """
         if max(layers) > self.depth:
             raise ValueError(f"layer {max(layers)} requested from an encoder of depth {self.depth}")
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"] if texts else []
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
         order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)
-        pad = self.tokenizer.pad_token_id or 0
+        pad = self.pad_token_id
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
             width = max(len(ids[i]) for i in idx)

@@ -292,3 +292,16 @@ def test_cli_loads_bibtex(tmp_path):
     g = CitationGuardrail(CitationGuardrailConfig(databases=["mine"], home=str(tmp_path)))
     c = _only(g, "References\n[1] J. Doe, \u201cSparse Lexical Retrieval Revisited,\u201d in Proc. X, 2020.\n")
     assert c["verdict"] == "verified" and c["match"]["id"] == "k"
+
+
+def test_default_policy_disclaims_fabricated_citations(home, guard):
+    """The shipped default policy appends the notice when an output cites a work not found in a loaded database."""
+    from gateway.policy.schema import DEFAULT_POLICY_PATH, load_policy
+
+    entry = next(e for e in load_policy(DEFAULT_POLICY_PATH).policy.output if e.type == "citations")
+    assert entry.action == "disclaim"
+    g = CitationGuardrail(entry.model_copy(update={"home": str(home)}), database=guard.db)
+    text, _, _ = _mixed_text(_pick(_rows()))
+    res = g.scan(text, Direction.OUTPUT)
+    assert res.decision is Decision.REDACT and FABRICATED_TITLE in res.sanitized_text[len(text.rstrip()):]
+    assert "could not be verified" in res.sanitized_text

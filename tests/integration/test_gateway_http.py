@@ -111,8 +111,9 @@ def test_stream_is_checked_and_ends_with_done(client):
     assert lines[-1] == "data: [DONE]"
     events = [json.loads(l[6:]) for l in lines[:-1]]
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
-    final = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]][-1]
-    streaming = final["greenlist"]["streaming"]
+    assert [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]][-1]["choices"][0]["finish_reason"]
+    assert "greenlist" in events[-1] and all("greenlist" not in e for e in events[:-1])  # on the last chunk
+    streaming = events[-1]["greenlist"]["streaming"]
     assert streaming["mode"] == "buffer" and streaming["checks"][-1]["kind"] == "full"
     assert any(c["kind"] == "window" for c in streaming["checks"])  # 80 tokens > one 24-chunk window
     assert streaming["released_chars"] == len(text)

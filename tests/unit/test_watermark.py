@@ -128,3 +128,19 @@ def test_keyring_from_a_single_secret(tmp_path):
     assert derived != load_keyring(tmp_path, secret="another-long-secret-value").active.key_id
     with pytest.raises(ValueError, match="16 characters"):
         load_keyring(tmp_path, secret="short")
+
+
+
+def test_processor_with_prompt_shorter_than_context_leaves_scores_alone():
+    """A one-token prompt ("Hi" as a text completion) used to raise inside generate (HTTP 500)."""
+    import torch
+
+    from watermark.processor import WatermarkLogitsProcessor
+    from watermark.scheme import GreenListScheme
+
+    scheme = GreenListScheme(b"k" * 32, "k1", 0.25, "selfhash")
+    processor = WatermarkLogitsProcessor(scheme, 2.0)
+    scores = torch.zeros(1, 50)
+    assert torch.equal(processor(torch.tensor([[7]]), scores.clone()), scores)  # too short: unbiased
+    biased = processor(torch.tensor([[7, 8, 9]]), scores.clone())  # enough context: green tokens get +delta
+    assert set(biased.unique().tolist()) == {0.0, 2.0}
