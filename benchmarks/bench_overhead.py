@@ -260,6 +260,9 @@ def litellm_target(litellm: str, stub_url: str, work: Path) -> Target:
               api_key: sk-stub
         litellm_settings:
           telemetry: false
+        general_settings:
+          # no auth, like Greenlist on loopback without API keys (auth: auto); LiteLLM refuses that by default
+          dangerously_permit_weak_or_unset_master_key: true
         """))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
            "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"}
