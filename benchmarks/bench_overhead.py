@@ -97,6 +97,7 @@ output: []
 
 # --------------------------------------------------------------------------------------------------- the stub
 
+
 def stub_app(answer: str) -> Any:
     """A bare ASGI app: an OpenAI-compatible upstream that answers every completion at once with ``answer``."""
     completion_tokens = round(len(answer.split()) * 1.3)
@@ -118,8 +119,10 @@ def stub_app(answer: str) -> Any:
                 break
         path = scope["path"].rstrip("/")
         if scope["method"] == "GET" and path.endswith("/models"):
-            out: dict[str, Any] = {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
-                                                               "owned_by": "stub"}]}
+            out: dict[str, Any] = {
+                "object": "list",
+                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}],
+            }
         elif scope["method"] == "GET":
             out = {"status": "ok"}
         else:
@@ -131,13 +134,28 @@ def stub_app(answer: str) -> Any:
                 await _respond(send, 400, {"error": {"message": "the stub does not stream", "type": "invalid"}})
                 return
             chat = path.endswith("/chat/completions")
-            choice = ({"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop",
-                       "logprobs": None} if chat else
-                      {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None})
-            out = {"id": "chatcmpl-stub", "object": "chat.completion" if chat else "text_completion",
-                   "created": int(time.time()), "model": request.get("model", MODEL), "choices": [choice],
-                   "usage": {"prompt_tokens": 50, "completion_tokens": completion_tokens,
-                             "total_tokens": 50 + completion_tokens}}
+            choice = (
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+                if chat
+                else {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
+            )
+            out = {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": request.get("model", MODEL),
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": 50,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": 50 + completion_tokens,
+                },
+            }
         await _respond(send, 200, out)
 
     return app
@@ -145,8 +163,13 @@ def stub_app(answer: str) -> Any:
 
 async def _respond(send: Any, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -158,6 +181,7 @@ def serve_stub(port: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the targets
+
 
 @dataclass
 class Target:
@@ -233,25 +257,69 @@ def greenlist_target(name: str, policy: Path, stub_url: str, work: Path, py_spy:
     port = free_port()
     home = work / f"home-{name}"
     home.mkdir()
-    env = {**os.environ, "GREENLIST_HOME": str(home), "GREENLIST_BACKEND": "openai",
-           "GREENLIST_UPSTREAM_BASE_URL": stub_url, "GREENLIST_UPSTREAM_MODEL": MODEL,
-           "GREENLIST_POLICY_WATCH": "false"}
+    env = {
+        **os.environ,
+        "GREENLIST_HOME": str(home),
+        "GREENLIST_BACKEND": "openai",
+        "GREENLIST_UPSTREAM_BASE_URL": stub_url,
+        "GREENLIST_UPSTREAM_MODEL": MODEL,
+        "GREENLIST_POLICY_WATCH": "false",
+    }
     env.pop("GREENLIST_CONFIG", None)
-    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--policy", str(policy),
-           "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--policy",
+        str(policy),
+        "--log-level",
+        "warning",
+    ]
     if py_spy:
-        cmd = ["py-spy", "record", "--format", "speedscope", "--rate", "250", "--output",
-               str(Path(py_spy).resolve()), "--"] + cmd
+        fmt = {".txt": "raw", ".svg": "flamegraph"}.get(Path(py_spy).suffix, "speedscope")
+        cmd = [
+            "py-spy",
+            "record",
+            "--threads",
+            "--format",
+            fmt,
+            "--rate",
+            "200",
+            "--output",
+            str(Path(py_spy).resolve()),
+            "--",
+        ] + cmd
     log = work / f"{name}.log"
     base = f"http://127.0.0.1:{port}"
     return Target(name, f"{base}/v1/chat/completions", MODEL, f"{base}/healthz", spawn(cmd, env, log), log)
+
+
+def float32_policy(text: str) -> str:
+    """The policy ``text`` with ``precision: float32`` on every toxicity entry (ONNX Runtime encoder).
+
+    ``precision: auto`` (the default) picks bfloat16 PyTorch autocast over all six MiniLM layers on CPUs with
+    native bfloat16 (AVX512-BF16 / AMX) and ONNX Runtime over only the layers the head reads elsewhere.
+    """
+    import yaml
+
+    policy = yaml.safe_load(text)
+    policy["name"] = f"{policy.get('name', 'policy')}-fp32"
+    for direction in ("input", "output"):
+        for entry in policy.get(direction) or []:
+            if entry.get("type") == "toxicity":
+                entry["precision"] = "float32"
+    return yaml.safe_dump(policy, sort_keys=False)
 
 
 def litellm_target(litellm: str, stub_url: str, work: Path) -> Target:
     """Start LiteLLM's proxy (``litellm --config``) with one ``openai/`` model pointing at the stub."""
     port = free_port()
     config = work / "litellm.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         model_list:
           - model_name: {MODEL}
             litellm_params:
@@ -263,18 +331,31 @@ def litellm_target(litellm: str, stub_url: str, work: Path) -> Target:
         general_settings:
           # no auth, like Greenlist on loopback without API keys (auth: auto); LiteLLM refuses that by default
           dangerously_permit_weak_or_unset_master_key: true
-        """))
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-           "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"}
+        """)
+    )
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_SCHEMA_UPDATE": "true",
+    }
     env.pop("PYTHONPATH", None)
     log = work / "litellm.log"
     cmd = [litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
-    return Target("litellm", f"{base}/v1/chat/completions", MODEL, f"{base}/health/liveliness",
-                  spawn(cmd, env, log, cwd=work), log)
+    return Target(
+        "litellm",
+        f"{base}/v1/chat/completions",
+        MODEL,
+        f"{base}/health/liveliness",
+        spawn(cmd, env, log, cwd=work),
+        log,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- measurement
+
 
 def call(client: httpx.Client, target: Target, prompt: str) -> tuple[float, httpx.Response]:
     """One non-streamed chat completion; (milliseconds, response)."""
@@ -315,18 +396,23 @@ def measure(direct: Target, targets: list[Target], rounds: int, warmup: int) -> 
             for t in everyone:
                 ms, response = call(clients[t.name], t, PROMPTS[i % len(PROMPTS)])
                 if response.status_code != 200:
-                    raise RuntimeError(f"warm-up request to {t.name} failed: {response.status_code} "
-                                       f"{response.text[:300]}")
+                    raise RuntimeError(
+                        f"warm-up request to {t.name} failed: {response.status_code} {response.text[:300]}"
+                    )
         for r in range(rounds):
             prompt = PROMPTS[r % len(PROMPTS)]
-            order = everyone[r % len(everyone):] + everyone[:r % len(everyone)]
+            order = everyone[r % len(everyone) :] + everyone[: r % len(everyone)]
             for t in order:
                 ms, response = call(clients[t.name], t, prompt)
                 record(t, ms, response)
             if (r + 1) % 50 == 0:
                 print(f"  {r + 1}/{rounds} rounds", file=sys.stderr)
         for t in targets:
-            t.added = [lat - d for lat, d in zip(t.latencies, direct.latencies) if lat is not None and d is not None]
+            t.added = [
+                lat - d
+                for lat, d in zip(t.latencies, direct.latencies, strict=True)
+                if lat is not None and d is not None
+            ]
     finally:
         for c in clients.values():
             c.close()
@@ -343,6 +429,7 @@ def pct(values: list[float], q: float) -> float:
 
 # ------------------------------------------------------------------------------------------------- reporting
 
+
 def summarize(direct: Target, targets: list[Target]) -> dict[str, Any]:
     """p50/p95 of total and added latency per target, the LiteLLM ratio and Greenlist's guardrail breakdown."""
     direct_ms = [x for x in direct.latencies if x is not None]
@@ -351,10 +438,20 @@ def summarize(direct: Target, targets: list[Target]) -> dict[str, Any]:
     for t in targets:
         ok = [x for x in t.latencies if x is not None]
         vs_median = [x - direct_p50 for x in ok]
-        rows.append({"target": t.name, "n": len(ok), "p50": pct(ok, 0.5), "p95": pct(ok, 0.95),
-                     "added_p50": pct(t.added, 0.5), "added_p95": pct(t.added, 0.95),
-                     "added_vs_median_p50": pct(vs_median, 0.5), "added_vs_median_p95": pct(vs_median, 0.95),
-                     "errors": t.errors, "decisions": t.decisions})
+        rows.append(
+            {
+                "target": t.name,
+                "n": len(ok),
+                "p50": pct(ok, 0.5),
+                "p95": pct(ok, 0.95),
+                "added_p50": pct(t.added, 0.5),
+                "added_p95": pct(t.added, 0.95),
+                "added_vs_median_p50": pct(vs_median, 0.5),
+                "added_vs_median_p95": pct(vs_median, 0.95),
+                "errors": t.errors,
+                "decisions": t.decisions,
+            }
+        )
     by_name = {r["target"]: r for r in rows}
     out: dict[str, Any] = {"rows": rows}
     if "litellm" in by_name and "greenlist-default" in by_name:
@@ -365,25 +462,31 @@ def summarize(direct: Target, targets: list[Target]) -> dict[str, Any]:
     for t in targets:
         if t.guardrails:
             breakdown[t.name] = {name: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for name, v in t.guardrails.items()}
-            breakdown[t.name]["all guardrails (sum per request)"] = {"p50": pct(t.guardrail_sums, 0.5),
-                                                                     "p95": pct(t.guardrail_sums, 0.95)}
+            breakdown[t.name]["all guardrails (sum per request)"] = {
+                "p50": pct(t.guardrail_sums, 0.5),
+                "p95": pct(t.guardrail_sums, 0.95),
+            }
     out["guardrails"] = breakdown
     return out
 
 
 def table(summary: dict[str, Any]) -> str:
     """The markdown table of :func:`summarize`'s rows."""
-    lines = ["| target | n | total p50 (ms) | total p95 (ms) | added p50 (ms) | added p95 (ms) | added p50 / p95 vs "
-             "median direct (ms) | decisions / errors |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | n | total p50 (ms) | total p95 (ms) | added p50 (ms) | added p95 (ms) | added p50 / p95 vs "
+        "median direct (ms) | decisions / errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["rows"]:
         if "added_p50" not in r:
             lines.append(f"| {r['target']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | – | – | – | – |")
             continue
         notes = ", ".join(f"{k} {v}" for k, v in {**r["decisions"], **r["errors"]}.items()) or "–"
-        lines.append(f"| {r['target']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | **{r['added_p50']:.1f}** | "
-                     f"**{r['added_p95']:.1f}** | {r['added_vs_median_p50']:.1f} / {r['added_vs_median_p95']:.1f} | "
-                     f"{notes} |")
+        lines.append(
+            f"| {r['target']} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | **{r['added_p50']:.1f}** | "
+            f"**{r['added_p95']:.1f}** | {r['added_vs_median_p50']:.1f} / {r['added_vs_median_p95']:.1f} | "
+            f"{notes} |"
+        )
     return "\n".join(lines)
 
 
@@ -401,12 +504,16 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
     rows = {r["target"]: r for r in summary["rows"]}
     out = []
     if (d := rows.get("greenlist-default")) is not None:
-        out.append(f"Greenlist default: added p50 {d['added_p50']:.1f} ms (target <= 30: "
-                   f"{'met' if d['added_p50'] <= 30 else 'NOT met'}), added p95 {d['added_p95']:.1f} ms "
-                   f"(target <= 60: {'met' if d['added_p95'] <= 60 else 'NOT met'})")
+        out.append(
+            f"Greenlist default: added p50 {d['added_p50']:.1f} ms (target <= 30: "
+            f"{'met' if d['added_p50'] <= 30 else 'NOT met'}), added p95 {d['added_p95']:.1f} ms "
+            f"(target <= 60: {'met' if d['added_p95'] <= 60 else 'NOT met'})"
+        )
     if (ratio := summary.get("ratio_default_vs_litellm")) is not None:
-        out.append(f"Greenlist default added p50 / LiteLLM added p50 = {ratio:.2f}x (target <= 1.5x: "
-                   f"{'met' if ratio <= 1.5 else 'NOT met'})")
+        out.append(
+            f"Greenlist default added p50 / LiteLLM added p50 = {ratio:.2f}x (target <= 1.5x: "
+            f"{'met' if ratio <= 1.5 else 'NOT met'})"
+        )
     if (ratio := summary.get("ratio_none_vs_litellm")) is not None:
         out.append(f"Greenlist without guardrails added p50 / LiteLLM added p50 = {ratio:.2f}x")
     return out
@@ -429,62 +536,94 @@ def litellm_version(litellm: str) -> str:
     """The installed LiteLLM version (from its venv's python), or "?"."""
     python = Path(litellm).with_name("python")
     try:
-        return subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-                              capture_output=True, text=True, timeout=60).stdout.strip() or "?"
+        return (
+            subprocess.run(
+                [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
+            or "?"
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "?"
 
 
 def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     """The markdown of the docs/benchmarks.md section (tables and run facts; the reading is added by hand)."""
-    load = (f"1-min load average {meta['load_before'][0]:.2f} before the run and {meta['load_after'][0]:.2f} after "
-            f"(5-min {meta['load_before'][1]:.2f} / {meta['load_after'][1]:.2f}) on {meta['cpus']} cores")
-    shared = (" The cores were shared with other jobs during the run (load above the core count), so absolute "
-              "numbers are pessimistic; the targets were measured interleaved in one run so they share that noise."
-              if max(meta["load_before"][0], meta["load_after"][0]) > meta["cpus"] * 0.75 else "")
-    return "\n\n".join([
-        f"Machine: {meta['cpus']}-core {meta['cpu']} ({meta['arch']}), {meta['mem_gib']} GiB RAM, Python "
-        f"{meta['python']}, no GPU; date {meta['date']}; commit `{meta['commit']}`; LiteLLM {meta['litellm']}. "
-        f"{load}.{shared}",
-        f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall).",
-        "Setup: a stub OpenAI-compatible upstream answers every non-streamed chat completion at once with the same "
-        f"150-word answer ({meta['answer_words']} words of benign prose); prompts are ~200 characters "
-        f"({meta['prompt_chars']} characters on average). Each round sends one request to every target, "
-        "sequentially (one in flight), in an order that rotates from round to round, all with the round's prompt; "
-        f"{meta['warmup']} warm-up rounds first. *Added* = the request's latency minus the direct call's latency in "
-        "the same round (paired); the next column subtracts the median direct latency instead. Client: httpx, "
-        "keep-alive connection per target. Targets: `direct` = the stub; `litellm` = LiteLLM's proxy "
-        "(`litellm --config`, an `openai/` model at the stub); `greenlist-none` = `python3 -m gateway.cli serve "
-        "--policy <no guardrails>` with `GREENLIST_BACKEND=openai`; `greenlist-default` = the same with "
-        "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
-        "citations with no database loaded; audit log on, as by default).",
-        table(summary),
-        "\n".join(f"* {line}" for line in verdict_lines(summary)),
-        "Greenlist's own per-guardrail time (`latency_ms` of each guardrail in the response's `greenlist` object; "
-        "it includes the hand-off to the worker thread):",
-        breakdown_table(summary),
-    ])
+    load = (
+        f"1-min load average {meta['load_before'][0]:.2f} before the run and {meta['load_after'][0]:.2f} after "
+        f"(5-min {meta['load_before'][1]:.2f} / {meta['load_after'][1]:.2f}) on {meta['cpus']} cores"
+    )
+    shared = (
+        " The cores were shared with other jobs during the run (load above the core count), so absolute "
+        "numbers are pessimistic; the targets were measured interleaved in one run so they share that noise."
+        if max(meta["load_before"][0], meta["load_after"][0]) > meta["cpus"] * 0.75
+        else ""
+    )
+    return "\n\n".join(
+        [
+            f"Machine: {meta['cpus']}-core {meta['cpu']} ({meta['arch']}), {meta['mem_gib']} GiB RAM, Python "
+            f"{meta['python']}, no GPU; date {meta['date']}; commit `{meta['commit']}`; LiteLLM {meta['litellm']}. "
+            f"{load}.{shared}",
+            f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall).",
+            "Setup: a stub OpenAI-compatible upstream answers every non-streamed chat completion at once with the same "
+            f"150-word answer ({meta['answer_words']} words of benign prose); prompts are ~200 characters "
+            f"({meta['prompt_chars']} characters on average). Each round sends one request to every target, "
+            "sequentially (one in flight), in an order that rotates from round to round, all with the round's prompt; "
+            f"{meta['warmup']} warm-up rounds first. *Added* = the request's latency minus the direct call's latency in "
+            "the same round (paired); the next column subtracts the median direct latency instead. Client: httpx, "
+            "keep-alive connection per target. Targets: `direct` = the stub; `litellm` = LiteLLM's proxy "
+            "(`litellm --config`, an `openai/` model at the stub); `greenlist-none` = `python3 -m gateway.cli serve "
+            "--policy <no guardrails>` with `GREENLIST_BACKEND=openai`; `greenlist-default` = the same with "
+            "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
+            "citations with no database loaded; audit log on, as by default).",
+            table(summary),
+            "\n".join(f"* {line}" for line in verdict_lines(summary)),
+            "Greenlist's own per-guardrail time (`latency_ms` of each guardrail in the response's `greenlist` object; "
+            "it includes the hand-off to the worker thread):",
+            breakdown_table(summary),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Targets: direct, litellm, greenlist-none, greenlist-default.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Targets: direct (always), litellm, greenlist-none, greenlist-default, "
+        "greenlist-default-fp32 (the default policy with precision: float32 on its "
+        "toxicity entries).",
+    )
     parser.add_argument("--requests", type=int, default=200, help="measured requests per target (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="warm-up rounds before measuring (default 10)")
-    parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm",
-                        help="LiteLLM's `litellm` executable in its own venv (skipped when absent)")
-    parser.add_argument("--targets", default="litellm,greenlist-none,greenlist-default",
-                        help="comma-separated targets besides the direct call (default: all three)")
-    parser.add_argument("--policy", type=Path, default=ROOT / "policies" / "default.yaml",
-                        help="policy of the greenlist-default target (default policies/default.yaml)")
+    parser.add_argument(
+        "--litellm",
+        default="/tmp/litellm-venv/bin/litellm",
+        help="LiteLLM's `litellm` executable in its own venv (skipped when absent)",
+    )
+    parser.add_argument(
+        "--targets",
+        default="litellm,greenlist-none,greenlist-default,greenlist-default-fp32",
+        help="comma-separated targets besides the direct call (default: all four)",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=ROOT / "policies" / "default.yaml",
+        help="policy of the greenlist-default target (default policies/default.yaml)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for each server")
-    parser.add_argument("--py-spy", metavar="OUT.json", help="record greenlist-default with py-spy (speedscope "
-                        "file); needs `py-spy` on PATH; perturbs that target's latency")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="record greenlist-default with py-spy (OUT.txt: collapsed "
+        "stacks, OUT.svg: flame graph, else speedscope JSON); needs `py-spy` on PATH; perturbs that "
+        "target's latency",
+    )
     parser.add_argument("--json", type=Path, help="write the summary and raw latencies to this file")
-    parser.add_argument("--write-doc", action="store_true",
-                        help=f'write the section "{SECTION}" of docs/benchmarks.md')
+    parser.add_argument("--write-doc", action="store_true", help=f'write the section "{SECTION}" of docs/benchmarks.md')
     parser.add_argument("--date", default=date.today().isoformat(), help="date written in the doc")
     parser.add_argument("--serve-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -493,13 +632,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default"}
+    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default", "greenlist-default-fp32"}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
     if "litellm" in wanted and not (Path(args.litellm).is_file() and os.access(args.litellm, os.X_OK)):
-        print(f"LiteLLM not found at {args.litellm}: skipping the litellm target (install it in its own venv: "
-              "python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]')",
-              file=sys.stderr)
+        print(
+            f"LiteLLM not found at {args.litellm}: skipping the litellm target (install it in its own venv: "
+            "python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]')",
+            file=sys.stderr,
+        )
         wanted.remove("litellm")
 
     load_before = os.getloadavg()
@@ -507,10 +648,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     stub_port = free_port()
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
-    stub_proc = spawn([sys.executable, str(Path(__file__).resolve()), "--serve-stub", str(stub_port)],
-                      dict(os.environ), work / "stub.log")
-    direct = Target("direct", f"{stub_url}/chat/completions", MODEL, f"{stub_url}/models", stub_proc,
-                    work / "stub.log")
+    stub_proc = spawn(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-stub", str(stub_port)],
+        dict(os.environ),
+        work / "stub.log",
+    )
+    direct = Target("direct", f"{stub_url}/chat/completions", MODEL, f"{stub_url}/models", stub_proc, work / "stub.log")
     targets: list[Target] = []
     try:
         wait_ready(direct, 60)
@@ -526,11 +669,19 @@ def main(argv: list[str] | None = None) -> int:
             policy = work / "default" / args.policy.name
             shutil.copy(args.policy, policy)
             targets.append(greenlist_target("greenlist-default", policy, stub_url, work, args.py_spy))
+        if "greenlist-default-fp32" in wanted:
+            (work / "default-fp32").mkdir()
+            policy = work / "default-fp32" / args.policy.name
+            policy.write_text(float32_policy(args.policy.read_text()))
+            targets.append(greenlist_target("greenlist-default-fp32", policy, stub_url, work))
         for t in targets:
             wait_ready(t, args.startup_timeout)
             print(f"{t.name} ready ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-        print(f"warm-up {args.warmup} rounds, then {args.requests} measured rounds over "
-              f"{', '.join(t.name for t in [direct, *targets])}", file=sys.stderr)
+        print(
+            f"warm-up {args.warmup} rounds, then {args.requests} measured rounds over "
+            f"{', '.join(t.name for t in [direct, *targets])}",
+            file=sys.stderr,
+        )
         measure(direct, targets, args.requests, args.warmup)
     finally:
         for t in targets:
@@ -539,27 +690,51 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     summary = summarize(direct, targets)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "?"
-    meta = {"cpu": cpu_model(), "cpus": os.cpu_count(), "arch": os.uname().machine, "python": sys.version.split()[0],
-            "mem_gib": _mem_gib(), "date": args.date, "commit": commit,
-            "litellm": litellm_version(args.litellm) if any(t.name == "litellm" for t in targets) else "not run",
-            "load_before": load_before, "load_after": load_after, "wall_s": time.monotonic() - started,
-            "warmup": args.warmup, "answer_words": len(ANSWER.split()),
-            "prompt_chars": round(statistics.mean(len(p) for p in PROMPTS)),
-            "command": "python3 benchmarks/bench_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    commit = (
+        subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        or "?"
+    )
+    meta = {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "arch": os.uname().machine,
+        "python": sys.version.split()[0],
+        "mem_gib": _mem_gib(),
+        "date": args.date,
+        "commit": commit,
+        "litellm": litellm_version(args.litellm) if any(t.name == "litellm" for t in targets) else "not run",
+        "load_before": load_before,
+        "load_after": load_after,
+        "wall_s": time.monotonic() - started,
+        "warmup": args.warmup,
+        "answer_words": len(ANSWER.split()),
+        "prompt_chars": round(statistics.mean(len(p) for p in PROMPTS)),
+        "command": "python3 benchmarks/bench_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     print(table(summary))
     print()
     for line in verdict_lines(summary):
         print(line)
     print()
     print(breakdown_table(summary))
-    print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} cores); "
-          f"logs in {work}")
+    print(
+        f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} cores); "
+        f"logs in {work}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "meta": meta, "raw": {
-            t.name: {"latencies": t.latencies, "added": t.added, "guardrails": t.guardrails}
-            for t in [direct, *targets]}}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "meta": meta,
+                    "raw": {
+                        t.name: {"latencies": t.latencies, "added": t.added, "guardrails": t.guardrails}
+                        for t in [direct, *targets]
+                    },
+                },
+                indent=1,
+            )
+        )
     if args.write_doc:
         from benchmarks.report import write_section
 
