@@ -618,9 +618,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy",
         metavar="OUT",
-        help="record greenlist-default with py-spy (OUT.txt: collapsed "
+        help="record one Greenlist target with py-spy (OUT.txt: collapsed "
         "stacks, OUT.svg: flame graph, else speedscope JSON); needs `py-spy` on PATH; perturbs that "
         "target's latency",
+    )
+    parser.add_argument(
+        "--py-spy-target",
+        default="greenlist-default",
+        help="the Greenlist target --py-spy records (default greenlist-default)",
     )
     parser.add_argument("--json", type=Path, help="write the summary and raw latencies to this file")
     parser.add_argument("--write-doc", action="store_true", help=f'write the section "{SECTION}" of docs/benchmarks.md')
@@ -655,6 +660,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     direct = Target("direct", f"{stub_url}/chat/completions", MODEL, f"{stub_url}/models", stub_proc, work / "stub.log")
     targets: list[Target] = []
+
+    def spy(name: str) -> str | None:
+        return args.py_spy if name == args.py_spy_target else None
+
     try:
         wait_ready(direct, 60)
         if "litellm" in wanted:
@@ -662,18 +671,21 @@ def main(argv: list[str] | None = None) -> int:
         if "greenlist-none" in wanted:
             (work / "none").mkdir()
             (work / "none" / "no-guardrails.yaml").write_text(NO_GUARDRAIL_POLICY)
-            targets.append(greenlist_target("greenlist-none", work / "none" / "no-guardrails.yaml", stub_url, work))
+            policy = work / "none" / "no-guardrails.yaml"
+            targets.append(greenlist_target("greenlist-none", policy, stub_url, work, spy("greenlist-none")))
         if "greenlist-default" in wanted:
             # alone in its folder, so the server loads this policy only (policies/ also holds routing and others)
             (work / "default").mkdir()
             policy = work / "default" / args.policy.name
             shutil.copy(args.policy, policy)
-            targets.append(greenlist_target("greenlist-default", policy, stub_url, work, args.py_spy))
+            targets.append(greenlist_target("greenlist-default", policy, stub_url, work, spy("greenlist-default")))
         if "greenlist-default-fp32" in wanted:
             (work / "default-fp32").mkdir()
             policy = work / "default-fp32" / args.policy.name
             policy.write_text(float32_policy(args.policy.read_text()))
-            targets.append(greenlist_target("greenlist-default-fp32", policy, stub_url, work))
+            targets.append(
+                greenlist_target("greenlist-default-fp32", policy, stub_url, work, spy("greenlist-default-fp32"))
+            )
         for t in targets:
             wait_ready(t, args.startup_timeout)
             print(f"{t.name} ready ({time.monotonic() - started:.0f} s)", file=sys.stderr)
