@@ -587,6 +587,20 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     )
 
 
+def kept_reading(doc: Path = ROOT / "docs" / "benchmarks.md") -> str:
+    """The hand-written ``### Reading`` subsection of the section already in ``doc`` (kept across reruns), or ""."""
+    if not doc.exists():
+        return ""
+    text = doc.read_text()
+    start = text.find(f"## {SECTION}\n")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end >= 0 else len(text)]
+    at = section.find("\n### Reading")
+    return "\n" + section[at:].rstrip() if at >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -750,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_doc:
         from benchmarks.report import write_section
 
-        write_section(SECTION, doc_body(summary, meta))
+        write_section(SECTION, doc_body(summary, meta) + kept_reading())
         print(f'wrote "{SECTION}" in docs/benchmarks.md', file=sys.stderr)
     return 0
 
