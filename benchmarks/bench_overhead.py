@@ -69,19 +69,19 @@ PROMPTS = [
     "I have been baking yeasted bread for a year and would like to try sourdough. Could you explain how to keep "
     "a starter alive and what the main steps are, from mixing the dough to baking the finished loaf?",
     "My sourdough loaves come out flat and dense even though the starter bubbles nicely. What are the usual "
-    "reasons for this, and how should I change the way I fold, shape and proof the dough next time?",
+    "reasons for this, and how should I change the way I fold, shape and proof the dough the next time I bake?",
     "Could you walk me through a simple weekend sourdough schedule for a beginner, including when to feed the "
-    "starter, when to mix, how long to proof and at what temperature I should bake the bread?",
+    "starter, when to mix, how long to proof and at what temperature I should bake the finished bread?",
     "A friend gave me some of her sourdough starter. How do I look after it in a small flat, how often should I "
-    "feed it, and how can I tell when it is strong enough to raise a good loaf of bread?",
+    "feed it, and how can I tell when it is strong enough to raise a good loaf of bread at home?",
     "What is the difference between baking sourdough in a covered cast iron pot and on an open baking stone, and "
-    "which method gives a better crust for a home baker who has an ordinary electric oven?",
+    "which method gives a better crust for a home baker who only has an ordinary electric oven?",
     "Please describe how to shape a round sourdough loaf so that it holds its form, and explain why bakers "
     "often leave the shaped dough to proof overnight in the refrigerator before baking it the next day.",
     "I would like to bake bread with my children this weekend. Can you describe the sourdough process in plain "
-    "words, with the steps in order and a rough idea of how long each of the steps will take?",
+    "words, with the steps in order and a rough idea of how long each of these steps will usually take?",
     "Why do recipes tell you to let sourdough bread cool for an hour before cutting it? I usually slice it "
-    "straight from the oven and the inside seems a bit gummy. Is that the real reason for it, then?",
+    "straight from the oven and the inside seems a bit gummy. Is that the real reason for the advice, then?",
 ]
 
 NO_GUARDRAIL_POLICY = """\
