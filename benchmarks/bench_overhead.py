@@ -519,6 +519,21 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def bf16_note() -> str:
+    """Whether this CPU has native bfloat16, hence what the toxicity guardrail's ``precision: auto`` runs."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    if native:
+        return (
+            f"native bfloat16 ({', '.join(native)}): the toxicity guardrail's `precision: auto` runs PyTorch "
+            "bfloat16 autocast over all six MiniLM layers"
+        )
+    return "no native bfloat16: `precision: auto` runs ONNX Runtime float32 over the layers the head reads"
+
+
 def cpu_model() -> str:
     """``lscpu``'s model name (or ``platform.processor()``)."""
     try:
@@ -563,7 +578,8 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     )
     return "\n\n".join(
         [
-            f"Machine: {meta['cpus']}-core {meta['cpu']} ({meta['arch']}), {meta['mem_gib']} GiB RAM, Python "
+            f"Machine: {meta['cpus']}-core {meta['cpu']} ({meta['arch']}; {meta.get('bf16', '?')}), "
+            f"{meta['mem_gib']} GiB RAM, Python "
             f"{meta['python']}, no GPU; date {meta['date']}; commit `{meta['commit']}`; LiteLLM {meta['litellm']}. "
             f"{load}.{shared}",
             f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall).",
@@ -577,7 +593,9 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "(`litellm --config`, an `openai/` model at the stub); `greenlist-none` = `python3 -m gateway.cli serve "
             "--policy <no guardrails>` with `GREENLIST_BACKEND=openai`; `greenlist-default` = the same with "
             "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
-            "citations with no database loaded; audit log on, as by default).",
+            "citations with no database loaded; audit log on, as by default); `greenlist-default-fp32` = the default "
+            "policy with `precision: float32` added to its two toxicity entries (ONNX Runtime float32 over the "
+            "first three layers, the encoder `auto` picks on CPUs without native bfloat16).",
             table(summary),
             "\n".join(f"* {line}" for line in verdict_lines(summary)),
             "Greenlist's own per-guardrail time (`latency_ms` of each guardrail in the response's `greenlist` object; "
@@ -599,6 +617,24 @@ def kept_reading(doc: Path = ROOT / "docs" / "benchmarks.md") -> str:
     section = text[start : end if end >= 0 else len(text)]
     at = section.find("\n### Reading")
     return "\n" + section[at:].rstrip() if at >= 0 else ""
+
+
+def report(summary: dict[str, Any], meta: dict[str, Any], write_doc: bool) -> None:
+    """Print the summary tables; with ``write_doc`` also write them into docs/benchmarks.md."""
+    print(table(summary))
+    print()
+    for line in verdict_lines(summary):
+        print(line)
+    print()
+    print(breakdown_table(summary))
+    print(
+        f"\nload average before {meta['load_before'][0]:.2f}, after {meta['load_after'][0]:.2f} ({meta['cpus']} cores)"
+    )
+    if write_doc:
+        from benchmarks.report import write_section
+
+        write_section(SECTION, doc_body(summary, meta) + kept_reading())
+        print(f'wrote "{SECTION}" in docs/benchmarks.md', file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,10 +680,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the summary and raw latencies to this file")
     parser.add_argument("--write-doc", action="store_true", help=f'write the section "{SECTION}" of docs/benchmarks.md')
     parser.add_argument("--date", default=date.today().isoformat(), help="date written in the doc")
+    parser.add_argument(
+        "--from-json", type=Path, metavar="FILE", help="print (and with --write-doc write) the results of a --json file"
+    )
     parser.add_argument("--serve-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_stub:
         serve_stub(args.serve_stub)
+        return 0
+
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        report(saved["summary"], saved["meta"], args.write_doc)
         return 0
 
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -722,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     meta = {
         "cpu": cpu_model(),
+        "bf16": bf16_note(),
         "cpus": os.cpu_count(),
         "arch": os.uname().machine,
         "python": sys.version.split()[0],
@@ -737,16 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_chars": round(statistics.mean(len(p) for p in PROMPTS)),
         "command": "python3 benchmarks/bench_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    print(table(summary))
-    print()
-    for line in verdict_lines(summary):
-        print(line)
-    print()
-    print(breakdown_table(summary))
-    print(
-        f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} cores); "
-        f"logs in {work}"
-    )
+    print(f"logs in {work}", file=sys.stderr)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -761,11 +797,7 @@ def main(argv: list[str] | None = None) -> int:
                 indent=1,
             )
         )
-    if args.write_doc:
-        from benchmarks.report import write_section
-
-        write_section(SECTION, doc_body(summary, meta) + kept_reading())
-        print(f'wrote "{SECTION}" in docs/benchmarks.md', file=sys.stderr)
+    report(summary, meta, args.write_doc)
     return 0
 
 
