@@ -23,6 +23,9 @@ One command::
 
 Targets (issue #16): Greenlist with the default policy adds <= 30 ms p50 and <= 60 ms p95 over the direct call,
 and its added p50 is at most 1.5x LiteLLM proxy's in the same run.
+
+Long module: one self-contained command (stub upstream, server start-up, measurement, doc writing) that others can
+run with nothing but this file; the parts are separated by comment rules.
 """
 
 from __future__ import annotations
