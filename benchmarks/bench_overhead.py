@@ -760,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in targets:
             stop(t.proc)
         stop(stub_proc)
+        for home in work.glob("home-*"):  # ~0.5 GiB each (the embedded model converted at start-up); logs stay
+            shutil.rmtree(home, ignore_errors=True)
     load_after = os.getloadavg()
 
     summary = summarize(direct, targets)
