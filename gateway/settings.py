@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         upstream_breaker_failures, upstream_breaker_reset_s: consecutive
             upstream failures that open the circuit breaker, and how long it
             fails fast before letting one trial request through.
+        upstream_watermark: ``vllm-plugin`` when the upstream vLLM server runs Greenlist's logits processor with
+            the same key set (docs/vllm.md): requests name the active key id, and ``watermark.applied`` is true
+            only when the returned text verifies with it. ``none`` (default): upstream text is not watermarked.
         max_concurrent_upstream: Requests to an ``openai`` upstream at once (the local model's limit is
             ``max_concurrent_generations``); then the queue, then 429 with ``Retry-After``.
         secrets_dir: Shared keys made by ``greenlist secrets init DIR`` (``watermark_keys.json``,
@@ -123,6 +126,7 @@ class Settings(BaseSettings):
     upstream_retry_backoff_s: float = Field(0.25, ge=0)
     upstream_breaker_failures: int = Field(5, ge=1)
     upstream_breaker_reset_s: float = Field(15.0, gt=0)
+    upstream_watermark: Literal["none", "vllm-plugin"] = "none"
     # trust-team workflow (gateway/policy/store.py, gateway/observability/audit.py; docs/policies.md)
     policies_dir: Path | None = None
     policy_routing: Path | None = None

@@ -39,7 +39,8 @@ def _build_backend(settings: Settings, scheme: Scheme) -> Backend:
         return OpenAIBackend(settings.upstream_base_url, settings.upstream_api_key, settings.upstream_model,
                              settings.upstream_timeout_s, settings.upstream_connect_timeout_s,
                              settings.upstream_retries, settings.upstream_retry_backoff_s,
-                             settings.upstream_breaker_failures, settings.upstream_breaker_reset_s)
+                             settings.upstream_breaker_failures, settings.upstream_breaker_reset_s,
+                             settings.upstream_watermark)
     from gateway.backends.local import LocalBackend
 
     backend = LocalBackend(settings.model, settings.home, scheme, settings.served_model_name, settings.torch_threads)

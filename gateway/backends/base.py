@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from greenlist.breaker import CircuitBreaker
 
@@ -25,6 +25,8 @@ class GenerationRequest:
         seed: Seed for reproducible sampling, or None.
         stop: Strings that end generation (not included in the output).
         watermark_delta: δ to apply, or None for no watermark.
+        watermark_key_id: Id of the key to watermark with (the active key), named to an upstream that applies
+            the watermark itself (the vLLM plugin); None for no watermark.
         body: The client's request body as received (Greenlist-owned fields included; see
             :mod:`gateway.backends.fields`), or None for an internal request. The ``openai`` backend forwards it;
             the local backend reads the fields it supports (``tools``, ``response_format``, ``logprobs``) from it.
@@ -39,6 +41,7 @@ class GenerationRequest:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     watermark_delta: float | None = None
+    watermark_key_id: str | None = None
     body: dict[str, Any] | None = None
 
 
@@ -53,6 +56,7 @@ class Generation:
         prompt_tokens, completion_tokens: Token counts for ``usage``.
         watermark_key_id: Id of the key the text was watermarked with, or None
             when no watermark was applied.
+        watermark_note: Why a requested watermark is not confirmed (an upstream's text that did not verify).
         tool_calls: The tool calls in OpenAI's shape (``[{"id", "type": "function", "function": {"name",
             "arguments"}}]``), or None.
         logprobs: The choice's ``logprobs`` object in OpenAI's shape, or None.
@@ -63,6 +67,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     watermark_key_id: str | None = None
+    watermark_note: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: dict[str, Any] | None = None
 
@@ -106,6 +111,9 @@ class Backend(ABC):
         supported_fields: The request fields this backend honours (others are refused by name), or None for a
             backend that forwards the whole body (:mod:`gateway.backends.fields`).
         unsupported_reasons: Why some fields are refused (the error message names the reason).
+        confirms_watermark: ``applied`` when the backend applies the watermark itself (the local model),
+            ``verify`` when an upstream applies it (the vLLM plugin) and the gateway confirms it by verifying
+            the returned text.
     """
 
     supported_fields: frozenset[str] | None = None
@@ -114,6 +122,7 @@ class Backend(ABC):
     model_ids: list[str] = []
     tokenizer: Any = None
     breaker: CircuitBreaker | None = None
+    confirms_watermark: Literal["applied", "verify"] = "applied"
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports about this backend: its circuit state when it has a breaker."""

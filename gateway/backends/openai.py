@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -33,6 +33,9 @@ def _upstream_error(status: int, body: str) -> UpstreamError:
     return UpstreamError(code, f"upstream error ({status}): {message}", type="upstream_error", code="upstream_error")
 
 
+VLLM_KEY_ARG = "greenlist_watermark_key_id"  # the vLLM plugin's per-request argument (watermark/vllm_plugin.py)
+
+
 class OpenAIBackend(Backend):
     """Forwards generation to an OpenAI-compatible ``/v1`` API.
 
@@ -46,6 +49,9 @@ class OpenAIBackend(Backend):
             used (see :mod:`gateway.backends.resilience`).
         retry_backoff_s: Base of the exponential backoff between retries.
         breaker_failures, breaker_reset_s: Circuit breaker threshold and open time.
+        upstream_watermark: ``vllm-plugin``: the upstream runs Greenlist's vLLM logits processor
+            (docs/vllm.md); requests name the active key id in ``vllm_xargs`` and the gateway confirms the
+            watermark by verifying the returned text. ``none``: the upstream's text is not watermarked.
 
     Raises:
         ValueError: when ``base_url`` is missing (set ``GREENLIST_UPSTREAM_BASE_URL``).
@@ -55,7 +61,8 @@ class OpenAIBackend(Backend):
 
     def __init__(self, base_url: str | None, api_key: str | None = None, model: str | None = None,
                  timeout_s: float = 60.0, connect_timeout_s: float = 5.0, retries: int = 2,
-                 retry_backoff_s: float = 0.25, breaker_failures: int = 5, breaker_reset_s: float = 15.0) -> None:
+                 retry_backoff_s: float = 0.25, breaker_failures: int = 5, breaker_reset_s: float = 15.0,
+                 upstream_watermark: Literal["none", "vllm-plugin"] = "none") -> None:
         if not base_url:
             raise ValueError("the openai backend needs an upstream: set GREENLIST_UPSTREAM_BASE_URL (e.g. http://host:8000/v1)")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -65,8 +72,18 @@ class OpenAIBackend(Backend):
         self.breaker: UpstreamBreaker = UpstreamBreaker(breaker_failures, breaker_reset_s)
         self.model = model
         self.model_ids = [model] if model else []
+        if upstream_watermark == "vllm-plugin":
+            self.watermarks, self.confirms_watermark = True, "verify"
 
     def _body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        path, body = self._plain_body(request, stream)
+        if self.confirms_watermark == "verify" and request.watermark_key_id is not None:
+            xargs = body.get("vllm_xargs")
+            body["vllm_xargs"] = {**(xargs if isinstance(xargs, dict) else {}),  # the key id, never the key
+                                  VLLM_KEY_ARG: request.watermark_key_id}
+        return path, body
+
+    def _plain_body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         path = "/chat/completions" if request.messages is not None else "/completions"
         if request.body is not None:  # forward the client's body as received (gateway.backends.fields)
             return path, upstream_body(request.body, model=self.model or request.model, stream=stream,

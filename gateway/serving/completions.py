@@ -40,6 +40,7 @@ from gateway.security.limits import GenerationLimiter, GuardedStreamingResponse,
 from gateway.serving.conversation import check_messages, check_tool_calls, content_text
 from gateway.serving.pipeline import Pipeline, Verdict
 from gateway.serving.streaming import StreamGuard
+from gateway.serving.upstream_watermark import confirm_upstream_watermark
 from gateway.state import Gateway
 from guardrails import Decision, Direction, most_severe
 
@@ -104,21 +105,22 @@ def _generation_request(gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[s
         seed=body.seed,
         stop=body.stops(),
         watermark_delta=watermark.delta if watermark.enabled and gw.backend.watermarks else None,
+        watermark_key_id=gw.keyring.active.key_id if watermark.enabled and gw.backend.watermarks else None,
         body={**raw, "prompt": content_text(messages[0])} if not chat else raw,
     )
 
 
 def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_verdict: Verdict,
                      output_verdict: Verdict | None = None, key_id: str | None = None,
-                     streaming: dict[str, Any] | None = None) -> dict[str, Any]:
+                     streaming: dict[str, Any] | None = None, watermark_note: str | None = None) -> dict[str, Any]:
     """The ``greenlist`` object every response carries."""
     policy = pipeline.policy
     if key_id:
         watermark = {"applied": True, "key_id": key_id, "delta": policy.watermark.delta}
     else:
-        reason = ("disabled by policy" if not policy.watermark.enabled
-                  else "upstream backend output is not watermarked" if not gw.backend.watermarks
-                  else "no text generated")
+        reason = watermark_note or ("disabled by policy" if not policy.watermark.enabled
+                                    else "upstream backend output is not watermarked" if not gw.backend.watermarks
+                                    else "no text generated")
         watermark = {"applied": False, "key_id": None, "reason": reason}
     out: dict[str, Any] = {
         "policy": {"name": pipeline.name, "version": pipeline.version},
@@ -220,6 +222,7 @@ async def serve(gw: Gateway, body: Body, raw: dict[str, Any] | None = None, limi
     finally:
         if slot is not None:
             slot.release()
+    generation = await confirm_upstream_watermark(gw, generation_request, generation)
     output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
     records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
     calls = generation.tool_calls
@@ -230,7 +233,8 @@ async def serve(gw: Gateway, body: Body, raw: dict[str, Any] | None = None, limi
         text, finish, calls = pipeline.policy.refusal_message, "content_filter", None
     else:
         text, finish = output_verdict.text, generation.finish_reason
-    greenlist = greenlist_object(gw, pipeline, decision, input_verdict, output_verdict, generation.watermark_key_id)
+    greenlist = greenlist_object(gw, pipeline, decision, input_verdict, output_verdict, generation.watermark_key_id,
+                                 watermark_note=generation.watermark_note)
     greenlist["request_id"] = ctx.request_id
     return _completion_body(body, text, finish, generation, greenlist, calls)
 
@@ -321,8 +325,10 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: Body, request: Generati
             for fields in held:
                 yield chunk(None, fields=fields)
         decision = most_severe([input_verdict.decision, verdict.decision])
+        generation = await confirm_upstream_watermark(gw, request, generation)
         key_id = request.watermark_delta is not None and generation.watermark_key_id or None
-        greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary())
+        greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary(),
+                                     generation.watermark_note)
         greenlist["request_id"] = ctx.request_id
         records.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
         final = chunk(None, "content_filter" if blocked else generation.finish_reason)
