@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
-from gateway.home import greenlist_home  # noqa: E402
-from guardrails.normalize import normalize  # noqa: E402
+from greenlist.home import greenlist_home  # noqa: E402
+from greenlist.normalize import normalize  # noqa: E402
 from watermark.detector import WatermarkDetector  # noqa: E402
 from watermark.keys import WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402

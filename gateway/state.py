@@ -10,6 +10,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.backends.base import Backend
 from gateway.observability.audit import AuditLog
@@ -23,6 +24,36 @@ from watermark.scheme import Scheme
 from watermark.verifier import Verifier
 
 log = logging.getLogger("greenlist")
+
+
+EMBEDDED_TOKENIZER_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def build_verifier(settings: Settings, delta: float, tokenizer: Any = None) -> Verifier:
+    """The verifier of ``/v1/watermark/verify``: keys from ``settings.home``, the served model's tokenizer.
+
+    One construction for the server, ``greenlist verify`` and ``greenlist scan``, so they give the same verdicts.
+
+    Args:
+        settings: Server settings (home, model, γ, seeding scheme, z threshold, minimum tokens).
+        delta: δ of the default policy (reported in results only).
+        tokenizer: The backend's tokenizer when it has one; None loads ``settings.model``'s
+            (:func:`gateway.backends.loading.load_tokenizer`, no weights).
+
+    Returns:
+        A :class:`~watermark.verifier.Verifier` over every non-retired key, with the signer when one exists.
+
+    Raises:
+        OSError / ValueError: when the key file or the tokenizer cannot be read.
+    """
+    if tokenizer is None:
+        from gateway.backends.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.model, settings.home)
+    name = EMBEDDED_TOKENIZER_NAME if settings.model is None else settings.model
+    return Verifier(load_keyring(settings.home), tokenizer, name, settings.watermark_gamma,
+                    settings.watermark_seeding_scheme, settings.watermark_z_threshold, settings.watermark_min_tokens,
+                    delta, load_signer(settings.home))
 
 
 def _build_backend(settings: Settings, scheme: Scheme) -> Backend:
@@ -82,15 +113,7 @@ class Gateway:
         keyring = load_keyring(settings.home)
         scheme = keyring.active.scheme(settings.watermark_gamma, settings.watermark_seeding_scheme)
         backend = _build_backend(settings, scheme)
-        tokenizer = backend.tokenizer
-        if tokenizer is None:
-            from gateway.backends.loading import load_tokenizer
-
-            tokenizer = load_tokenizer(settings.model, settings.home)
-        name = "HuggingFaceTB/SmolLM2-135M-Instruct" if settings.model is None else settings.model
-        verifier = Verifier(keyring, tokenizer, name, settings.watermark_gamma, settings.watermark_seeding_scheme,
-                            settings.watermark_z_threshold, settings.watermark_min_tokens,
-                            pipeline.policy.watermark.delta, load_signer(settings.home))
+        verifier = build_verifier(settings, pipeline.policy.watermark.delta, backend.tokenizer)
         log.info("policy %s@%s, backend %s, watermark key %s", pipeline.name, pipeline.version,
                  settings.backend, keyring.active.key_id)
         audit = None

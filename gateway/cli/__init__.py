@@ -5,6 +5,7 @@
 ``policy``             :mod:`gateway.cli.policy` (check, schema, diff)
 ``audit``              :mod:`gateway.cli.audit` (query)
 ``keys``               :mod:`gateway.cli.keys` (API keys)
+``scan``               :mod:`gateway.cli.scan` (datasets through verify / moderate / guardrails)
 ``verify``, ``verify-certificate``, ``watermark-keys``
                        :mod:`gateway.cli.watermark`
 guardrail commands     each guardrail package's own Typer app, listed in
@@ -22,12 +23,14 @@ from gateway.cli import watermark
 from gateway.cli.audit import audit_app
 from gateway.cli.keys import keys_app
 from gateway.cli.policy import policy_app
+from gateway.cli.scan import scan
 from gateway.cli.serve import serve
 from guardrails import COMMANDS
 
 app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
                   add_completion=False)
 app.command("serve")(serve)
+app.command("scan")(scan)
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")

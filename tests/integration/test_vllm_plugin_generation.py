@@ -39,7 +39,7 @@ class Params:
 @pytest.fixture(scope="module")
 def lm():
     from gateway.backends.loading import load_causal_lm
-    from gateway.home import greenlist_home
+    from greenlist.home import greenlist_home
 
     torch.set_num_threads(1)
     model, tok, _ = load_causal_lm(None, greenlist_home())
