@@ -18,7 +18,9 @@ import pytest
 import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared beside the clone (a git worktree one level deeper finds it one level further up)
+SHARED = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()),
+              ROOT.parent / "shared" / "data")
 
 
 def shared_path(*parts: str) -> Path:

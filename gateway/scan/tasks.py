@@ -144,14 +144,9 @@ def build_task(spec: TaskSpec) -> RowTask:
 
         moderator = pipeline.moderator() or default_moderator()
 
-        def moderate(texts: list[str]) -> list[dict[str, Any]]:
-            try:
-                results = moderator.moderate(texts)  # one batch, as /v1/moderations does for a list input
-            except Exception:  # noqa: BLE001 - retry one by one so only the bad rows carry the error
-                return _each("moderate", texts, lambda t: moderator.moderate([t])[0], _moderate_flat)
-            return [_row("moderate", r, None, _moderate_flat) for r in results]
-
-        return moderate
+        # one text per call, as /v1/moderations scores a single input: a batch pads its texts together, which
+        # moves scores by ~1e-4 and could flip a verdict at the threshold
+        return lambda texts: _each("moderate", texts, lambda t: moderator.moderate([t])[0], _moderate_flat)
     from guardrails import Direction
 
     direction = Direction(spec.direction)
