@@ -11,9 +11,7 @@ import json
 import os
 import random
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -35,17 +33,12 @@ output:
 @pytest.fixture(scope="module")
 def scan_home(tmp_path_factory):
     """A GREENLIST_HOME whose active key is ``robust``; the converted model and caches reused from ~/.greenlist."""
-    from watermark.keys import rotate
+    from benchmarks.bench_scan import scan_home as prepare
 
     home = tmp_path_factory.mktemp("scan-home")
-    cached = Path.home() / ".greenlist"
-    for sub in ("models", "cache"):
-        if (cached / sub).is_dir():
-            (home / sub).symlink_to(cached / sub)
     before = os.environ.get("GREENLIST_HOME")
     os.environ["GREENLIST_HOME"] = str(home)
-    rotate(home, seeding_scheme="robust")
-    yield home
+    yield prepare(home)
     if before is None:
         os.environ.pop("GREENLIST_HOME", None)
     else:
@@ -54,22 +47,11 @@ def scan_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(scan_home, tmp_path_factory):
-    """2,000 rows (JSONL): human text, and texts with words drawn from the green list 0% / 30% / 90% of the time (else from all words) of 8 to 200 tokens."""
-    from gateway.backends.loading import load_tokenizer
-    from watermark.keys import load_keyring
+    """2,000 rows (JSONL): human text, and texts of 8 to 200 words drawn from the green list 0% / 30% / 90% of the time."""
+    from benchmarks.bench_scan import mixed_rows
 
-    tok = load_tokenizer(None, scan_home)
-    vocab = tok.get_vocab()
-    words = np.array(sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3))
-    green = load_keyring(scan_home).active.scheme(0.25, "selfhash").green_mask([], len(tok))[words]
-    rng = random.Random(20)
-    human = [json.loads(line)["text"] for line in shared_path("human_text", "british_novels.jsonl").open()]
-    rows = [{"id": f"h{i}", "text": t, "kind": "human"} for i, t in enumerate(rng.sample(human, N_HUMAN))]
-    for i in range(N_MARKED):
-        share, length = rng.choice((0.0, 0.3, 0.9)), rng.choice((8, 60, 120, 200))
-        ids = [int(rng.choice(words[green] if rng.random() < share else words)) for _ in range(length)]
-        rows.append({"id": f"w{i}", "text": tok.decode(ids).strip(), "kind": f"green{share}-{length}"})
-    rng.shuffle(rows)
+    shared_path("human_text", "british_novels.jsonl")  # skips without the shared data
+    rows = mixed_rows(scan_home, N_HUMAN, N_MARKED)
     path = tmp_path_factory.mktemp("scan-data") / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path, {r["id"]: r for r in rows}
