@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import publish  # noqa: E402
 
 HUMAN_DIR = next((p / "shared" / "data" / "human_text" for p in (ROOT.parent, ROOT.parent.parent)
                   if (p / "shared" / "data" / "human_text").is_dir()), ROOT.parent / "shared" / "data" / "human_text")
@@ -51,7 +51,8 @@ def scan_home(home: Path) -> Path:
 def mixed_rows(home: Path, n_human: int, n_marked: int, seed: int = 20) -> list[dict[str, Any]]:
     """Human rows and green-word rows, shuffled.
 
-    Human rows (``id`` ``h<i>``, ``kind`` ``human``) are sampled from ``british_novels.jsonl``. Marked rows
+    Human rows (``id`` ``h<i>``, ``kind`` ``human``) are sampled from ``british_novels.jsonl`` (with replacement when
+    more are asked for than it has). Marked rows
     (``w<i>``, ``kind`` ``green<share>-<length>``) are ``length`` ∈ {8, 60, 120, 200} word tokens of the served
     tokenizer, each drawn from the active key's (fixed, ``robust``) green list with probability ``share`` ∈
     {0, 0.3, 0.9}, else from all word tokens, and decoded.
@@ -74,10 +75,12 @@ def mixed_rows(home: Path, n_human: int, n_marked: int, seed: int = 20) -> list[
     green = load_keyring(home).active.scheme(0.25, "selfhash").green_mask([], len(tok))[words]
     rng = random.Random(seed)
     human = [json.loads(line)["text"] for line in (HUMAN_DIR / "british_novels.jsonl").open()]
-    rows = [{"id": f"h{i}", "text": t, "kind": "human"} for i, t in enumerate(rng.sample(human, n_human))]
+    picked = rng.sample(human, n_human) if n_human <= len(human) else rng.choices(human, k=n_human)
+    rows = [{"id": f"h{i}", "text": t, "kind": "human"} for i, t in enumerate(picked)]
+    green_words = words[green]
     for i in range(n_marked):
         share, length = rng.choice(SHARES), rng.choice(LENGTHS)
-        ids = [int(rng.choice(words[green] if rng.random() < share else words)) for _ in range(length)]
+        ids = [int(rng.choice(green_words if rng.random() < share else words)) for _ in range(length)]
         rows.append({"id": f"w{i}", "text": tok.decode(ids).strip(), "kind": f"green{share}-{length}"})
     rng.shuffle(rows)
     return rows
@@ -140,10 +143,7 @@ def main() -> None:
         marginal = f"{(n2 - n) / (big - small):.0f}" if big > small else "-"
         lines.append(f"| {names.get(runner, runner)} | {small:.1f} | {big:.1f} | {firsts[runner] or 0:.1f} | "
                      f"{n2 / big:.0f} | {marginal} | {same[runner]} / {len(base)} |")
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("Batch scanning (greenlist scan)", body)
+    publish("Batch scanning (greenlist scan)", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
