@@ -137,6 +137,7 @@ class ScanOutput:
         self.path, self.task = path, task
         self.schema = schema.with_metadata({TASK_METADATA: task.encode()})
         self.parts = path.with_name(path.name + ".parts")
+        self._next_part: int | None = None
 
     def _files(self) -> list[Path]:
         parts = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
@@ -167,8 +168,11 @@ class ScanOutput:
         import pyarrow.parquet as pq
 
         self.parts.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")]
-        final = self.parts / f"part-{max(numbers, default=-1) + 1:06d}.parquet"
+        if self._next_part is None:  # listed once per run, then counted
+            numbers = [int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")]
+            self._next_part = max(numbers, default=-1) + 1
+        final = self.parts / f"part-{self._next_part:06d}.parquet"
+        self._next_part += 1
         tmp = final.with_suffix(".tmp")
         pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), tmp)
         os.replace(tmp, final)
@@ -195,4 +199,5 @@ class ScanOutput:
         pq.write_table(merged, tmp)
         os.replace(tmp, self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
+        self._next_part = None
         return merged.num_rows
