@@ -28,8 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import publish  # noqa: E402
 
-HUMAN_DIR = next((p / "shared" / "data" / "human_text" for p in (ROOT.parent, ROOT.parent.parent)
-                  if (p / "shared" / "data" / "human_text").is_dir()), ROOT.parent / "shared" / "data" / "human_text")
+HUMAN_DIR = next(
+    (
+        p / "shared" / "data" / "human_text"
+        for p in (ROOT.parent, ROOT.parent.parent)
+        if (p / "shared" / "data" / "human_text").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "human_text",
+)
 SHARES, LENGTHS = (0.0, 0.3, 0.9), (8, 60, 120, 200)
 
 
@@ -71,8 +77,9 @@ def mixed_rows(home: Path, n_human: int, n_marked: int, seed: int = 20) -> list[
     from watermark.keys import load_keyring
 
     tok = load_tokenizer(None, home)
-    words = np.array(sorted(i for t, i in tok.get_vocab().items() if t.startswith("Ġ") and t[1:].isalpha()
-                            and len(t) > 3))
+    words = np.array(
+        sorted(i for t, i in tok.get_vocab().items() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3)
+    )
     green = load_keyring(home).active.scheme(0.25, "selfhash").green_mask([], len(tok))[words]
     rng = random.Random(seed)
     human = [json.loads(line)["text"] for line in (HUMAN_DIR / "british_novels.jsonl").open()]
@@ -117,9 +124,16 @@ def main() -> None:
         for name, rep in ((name, rep) for rep in range(args.repeat) for name in sizes):
             out = work / f"{runner}-{name}-{rep}.parquet"
             t0 = time.perf_counter()
-            summary = scan(work / f"{name}.jsonl", out, TaskSpec(args.task), id_column="id",
-                           batch_size=args.batch_size, ray=runner.startswith("ray"),
-                           workers=int(runner[3:]) if runner.startswith("ray") else None, progress=False)
+            summary = scan(
+                work / f"{name}.jsonl",
+                out,
+                TaskSpec(args.task),
+                id_column="id",
+                batch_size=args.batch_size,
+                ray=runner.startswith("ray"),
+                workers=int(runner[3:]) if runner.startswith("ray") else None,
+                progress=False,
+            )
             wall = time.perf_counter() - t0
             walls[(runner, name)] = min(wall, walls.get((runner, name), wall))  # the least disturbed run
             print(f"{runner}: {summary.rows_written} rows, {wall:.1f} s wall", flush=True)
@@ -145,8 +159,10 @@ def main() -> None:
     for runner in outputs:
         small, big = walls[(runner, "half")], walls[(runner, "full")]
         marginal = f"{(n2 - n) / (big - small):.0f}" if big > small else "-"
-        lines.append(f"| {names.get(runner, runner)} | {small:.1f} | {big:.1f} | {firsts[runner] or 0:.1f} | "
-                     f"{n2 / big:.0f} | {marginal} | {same[runner]} / {len(base)} |")
+        lines.append(
+            f"| {names.get(runner, runner)} | {small:.1f} | {big:.1f} | {firsts[runner] or 0:.1f} | "
+            f"{n2 / big:.0f} | {marginal} | {same[runner]} / {len(base)} |"
+        )
     publish("Batch scanning (greenlist scan)", lines, write=not args.no_write)
 
 

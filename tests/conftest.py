@@ -46,7 +46,7 @@ class ServerThread:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.time() + 600
         while time.time() < deadline:
@@ -95,8 +95,8 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gateway(home):
     """One started gateway (default policy, embedded model) shared by the session."""
-    from gateway.state import Gateway
     from gateway.settings import Settings
+    from gateway.state import Gateway
 
     return Gateway.start(Settings())
 

@@ -61,8 +61,22 @@ def dataset(scan_home, tmp_path_factory):
 def in_process(dataset, tmp_path_factory):
     path, _ = dataset
     out = tmp_path_factory.mktemp("scan-out") / "local.parquet"
-    result = CliRunner().invoke(_cli(), ["scan", str(path), "--task", "verify", "--id-column", "id",
-                                         "-o", str(out), "--batch-size", "100", "--no-progress"])
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "scan",
+            str(path),
+            "--task",
+            "verify",
+            "--id-column",
+            "id",
+            "-o",
+            str(out),
+            "--batch-size",
+            "100",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2000 rows (2000 scanned now, 0 already done, 0 errors)" in result.output
     return {r["row_id"]: r for r in pq.read_table(out).to_pylist()}
@@ -92,8 +106,16 @@ def test_verdicts_are_right_on_the_mix(in_process, dataset):
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed: pip install 'greenlist[scan]'")
 def test_ray_gives_the_same_verdicts_row_for_row(in_process, dataset, tmp_path):
     path, _ = dataset
-    summary = scan(path, tmp_path / "ray.parquet", TaskSpec("verify"), id_column="id", batch_size=100, ray=True,
-                   workers=2, progress=False)
+    summary = scan(
+        path,
+        tmp_path / "ray.parquet",
+        TaskSpec("verify"),
+        id_column="id",
+        batch_size=100,
+        ray=True,
+        workers=2,
+        progress=False,
+    )
     assert (summary.rows_written, summary.errors) == (2 * N_HUMAN, 0)
     on_ray = {r["row_id"]: r for r in pq.read_table(tmp_path / "ray.parquet").to_pylist()}
     assert on_ray.keys() == in_process.keys()
@@ -113,8 +135,14 @@ def test_http_endpoints_agree_on_a_sample(in_process, dataset, scan_home, tmp_pa
     policy = tmp_path / "policies" / "scan-test.yaml"
     policy.parent.mkdir()
     policy.write_text(POLICY)
-    settings = Settings(backend="openai", upstream_base_url="http://127.0.0.1:9/v1", upstream_model="stub",
-                        policy=policy, auth="off", audit_enabled=False)
+    settings = Settings(
+        backend="openai",
+        upstream_base_url="http://127.0.0.1:9/v1",
+        upstream_model="stub",
+        policy=policy,
+        auth="off",
+        audit_enabled=False,
+    )
     gw = Gateway.start(settings)
     sample = random.Random(1).sample(sorted(in_process), 200)
     with TestClient(create_app(settings, gateway=gw)) as client:
@@ -123,8 +151,10 @@ def test_http_endpoints_agree_on_a_sample(in_process, dataset, scan_home, tmp_pa
             assert body == json.loads(in_process[row_id]["result"]), row_id
 
         small = path.parent / "small.jsonl"
-        texts = [rows[k]["text"] for k in sample[:40]] + ["You are a worthless idiot and I hate you.",
-                                                          "Have a lovely day, friend."]
+        texts = [rows[k]["text"] for k in sample[:40]] + [
+            "You are a worthless idiot and I hate you.",
+            "Have a lovely day, friend.",
+        ]
         small.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
         for task in ("moderate", "guardrails"):
             out = tmp_path / f"{task}.parquet"
@@ -143,7 +173,8 @@ def test_http_endpoints_agree_on_a_sample(in_process, dataset, scan_home, tmp_pa
                     http = client.post("/v1/guardrails/check", json={"text": text}).json()
                     assert http["decision"] == mine["decision"] == row["decision"]
                     assert [(g["name"], g["decision"], g["score"]) for g in http["guardrails"]] == [
-                        (g["name"], g["decision"], g["score"]) for g in mine["guardrails"]]
+                        (g["name"], g["decision"], g["score"]) for g in mine["guardrails"]
+                    ]
             decisions = {r["decision" if task == "guardrails" else "flagged"] for r in scanned}
             assert len(decisions) == 2, decisions  # the toxic line is caught, the rest is not
     shutil.rmtree(tmp_path / "policies")

@@ -45,10 +45,20 @@ class CountingTask:
 
         def run(texts: list[str]) -> list[dict]:
             self.seen.update(texts)
-            return [{"verdict": "watermarked" if "word word" in t else "not_watermarked",
-                     "watermarked": "word word" in t, "z_score": float(len(t)), "p_value": 0.5,
-                     "num_tokens_scored": len(t.split()), "num_green_tokens": 0, "key_id": "k",
-                     "result": json.dumps({"len": len(t)}), "error": None} for t in texts]
+            return [
+                {
+                    "verdict": "watermarked" if "word word" in t else "not_watermarked",
+                    "watermarked": "word word" in t,
+                    "z_score": float(len(t)),
+                    "p_value": 0.5,
+                    "num_tokens_scored": len(t.split()),
+                    "num_green_tokens": 0,
+                    "key_id": "k",
+                    "result": json.dumps({"len": len(t)}),
+                    "error": None,
+                }
+                for t in texts
+            ]
 
         return run
 
@@ -88,15 +98,24 @@ def test_interrupted_scan_resumes_without_redoing_or_losing_rows(tmp_path, ext):
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        scan(tmp_path / f"in.{ext}", out, spec, batch_size=10, progress=False, on_batch=stop_after_3,
-             factory=task.factory, id_column="id")
+        scan(
+            tmp_path / f"in.{ext}",
+            out,
+            spec,
+            batch_size=10,
+            progress=False,
+            on_batch=stop_after_3,
+            factory=task.factory,
+            id_column="id",
+        )
     assert not out.exists()  # not merged yet: 3 parts of 10 rows
     parts = sorted((tmp_path / "out.parquet.parts").glob("part-*.parquet"))
     assert [pq.read_metadata(p).num_rows for p in parts] == [10, 10, 10]
     assert sum(task.seen.values()) == 30
 
-    summary = scan(tmp_path / f"in.{ext}", out, spec, batch_size=10, progress=False, factory=task.factory,
-                   id_column="id")
+    summary = scan(
+        tmp_path / f"in.{ext}", out, spec, batch_size=10, progress=False, factory=task.factory, id_column="id"
+    )
     assert (summary.rows_total, summary.rows_skipped, summary.rows_scanned) == (103, 30, 73)
     assert summary.batches == 8 and summary.rows_written == 103
     assert task.seen == Counter(TEXTS)  # each row scanned exactly once over both runs
@@ -107,8 +126,7 @@ def test_interrupted_scan_resumes_without_redoing_or_losing_rows(tmp_path, ext):
     by_id = {r["row_id"]: r for r in table.to_pylist()}
     assert by_id["doc-2"]["watermarked"] and not by_id["doc-1"]["watermarked"]
 
-    again = scan(tmp_path / f"in.{ext}", out, spec, batch_size=10, progress=False, factory=task.factory,
-                 id_column="id")
+    again = scan(tmp_path / f"in.{ext}", out, spec, batch_size=10, progress=False, factory=task.factory, id_column="id")
     assert (again.rows_scanned, again.rows_written, task.builds) == (0, 103, 3)
     assert task.seen == Counter(TEXTS)
 
@@ -118,8 +136,7 @@ def test_new_rows_appended_to_the_input_are_scanned_into_the_finished_file(tmp_p
     task, out = CountingTask(), tmp_path / "out.parquet"
     scan(tmp_path / "in.jsonl", out, TaskSpec("verify"), batch_size=16, progress=False, factory=task.factory)
     write_inputs(tmp_path, TEXTS)
-    summary = scan(tmp_path / "in.jsonl", out, TaskSpec("verify"), batch_size=16, progress=False,
-                   factory=task.factory)
+    summary = scan(tmp_path / "in.jsonl", out, TaskSpec("verify"), batch_size=16, progress=False, factory=task.factory)
     assert (summary.rows_skipped, summary.rows_scanned, summary.rows_written) == (50, 53, 103)
     assert task.seen == Counter(TEXTS)
     assert pq.read_table(out).column("row_id").to_pylist() == [str(i) for i in range(103)]
@@ -130,8 +147,9 @@ def test_an_output_of_another_task_is_refused(tmp_path):
     task = CountingTask()
     scan(tmp_path / "in.jsonl", tmp_path / "out.parquet", TaskSpec("verify"), progress=False, factory=task.factory)
     with pytest.raises(ScanInputError, match="task 'verify'"):
-        scan(tmp_path / "in.jsonl", tmp_path / "out.parquet", TaskSpec("moderate"), progress=False,
-             factory=task.factory)
+        scan(
+            tmp_path / "in.jsonl", tmp_path / "out.parquet", TaskSpec("moderate"), progress=False, factory=task.factory
+        )
 
 
 def test_merge_keeps_one_row_per_id_after_a_crash_between_rename_and_cleanup(tmp_path):
@@ -152,8 +170,15 @@ def test_a_row_that_raises_is_recorded_and_the_others_scanned():
     def answer(text: str) -> dict:
         if text == "bad":
             raise ValueError("cannot tokenize")
-        return {"verdict": "too_short", "watermarked": None, "z_score": 0.0, "p_value": 1.0,
-                "num_tokens_scored": 1, "num_green_tokens": 0, "key_id": "k"}
+        return {
+            "verdict": "too_short",
+            "watermarked": None,
+            "z_score": 0.0,
+            "p_value": 1.0,
+            "num_tokens_scored": 1,
+            "num_green_tokens": 0,
+            "key_id": "k",
+        }
 
     rows = _each("verify", ["ok", "bad", "fine"], answer, _verify_flat)
     assert [r["error"] for r in rows] == [None, "ValueError: cannot tokenize", None]
@@ -172,9 +197,17 @@ def test_timings_come_from_the_injected_clock(tmp_path):
         def timed(texts):
             clock.advance(2.0)  # every batch "takes" 2 s
             return run(texts)
+
         return timed
 
-    summary = scan(tmp_path / "in.jsonl", tmp_path / "out.parquet", TaskSpec("verify"), batch_size=10,
-                   progress=False, factory=factory, clock=clock)
+    summary = scan(
+        tmp_path / "in.jsonl",
+        tmp_path / "out.parquet",
+        TaskSpec("verify"),
+        batch_size=10,
+        progress=False,
+        factory=factory,
+        clock=clock,
+    )
     assert summary.first_batch_s == 2.0 and summary.seconds == 22.0  # 11 batches on the manual clock
     assert summary.steady_rows_per_s == pytest.approx((103 - 103 / 11) / 20.0)
