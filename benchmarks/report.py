@@ -20,7 +20,7 @@ def machine() -> str:
 
 def _memory_gib() -> str:
     try:
-        kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
         return f"{kb / 2**20:.0f}"
     except (OSError, StopIteration, ValueError):
         return "?"
@@ -40,3 +40,11 @@ def write_section(title: str, body: str, doc: Path = DOC) -> None:
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     doc.write_text(text)
+
+
+def publish(title: str, lines: list[str], write: bool = True, doc: Path = DOC) -> None:
+    """Print a benchmark's Markdown lines and, when ``write``, make them the section ``## {title}`` of ``doc``."""
+    body = "\n".join(lines)
+    print(body, flush=True)
+    if write:
+        write_section(title, body, doc)

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.backends.base import Backend
 from gateway.observability.audit import AuditLog
@@ -30,6 +31,38 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime_ns / 1e9
     except OSError:
         return None
+
+
+EMBEDDED_TOKENIZER_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def build_verifier(settings: Settings, delta: float, tokenizer: Any = None, keyring: KeyRing | None = None,
+                   signer: Any = None) -> Verifier:
+    """The verifier of ``/v1/watermark/verify``: keys from ``settings.home``, the served model's tokenizer.
+
+    One construction for the server, ``greenlist verify`` and ``greenlist scan``, so they give the same verdicts.
+
+    Args:
+        settings: Server settings (home, model, γ, seeding scheme, z threshold, minimum tokens).
+        delta: δ of the default policy (reported in results only).
+        tokenizer: The backend's tokenizer when it has one; None loads ``settings.model``'s
+            (:func:`gateway.backends.loading.load_tokenizer`, no weights).
+        keyring, signer: Already loaded keys (:mod:`gateway.security.shared_keys`); None loads them.
+
+    Returns:
+        A :class:`~watermark.verifier.Verifier` over every non-retired key, with the signer when one exists.
+
+    Raises:
+        OSError / ValueError: when the key file or the tokenizer cannot be read.
+    """
+    if tokenizer is None:
+        from gateway.backends.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.model, settings.home)
+    name = EMBEDDED_TOKENIZER_NAME if settings.model is None else settings.model
+    return Verifier(keyring or load_watermark_keys(settings), tokenizer, name, settings.watermark_gamma,
+                    settings.watermark_seeding_scheme, settings.watermark_z_threshold, settings.watermark_min_tokens,
+                    delta, signer or load_certificate_signer(settings))
 
 
 def _build_backend(settings: Settings, scheme: Scheme) -> Backend:
@@ -92,15 +125,7 @@ class Gateway:
         signer = load_certificate_signer(settings)
         scheme = keyring.active.scheme(settings.watermark_gamma, settings.watermark_seeding_scheme)
         backend = _build_backend(settings, scheme)
-        tokenizer = backend.tokenizer
-        if tokenizer is None:
-            from gateway.backends.loading import load_tokenizer
-
-            tokenizer = load_tokenizer(settings.model, settings.home)
-        name = "HuggingFaceTB/SmolLM2-135M-Instruct" if settings.model is None else settings.model
-        verifier = Verifier(keyring, tokenizer, name, settings.watermark_gamma, settings.watermark_seeding_scheme,
-                            settings.watermark_z_threshold, settings.watermark_min_tokens,
-                            pipeline.policy.watermark.delta, signer)
+        verifier = build_verifier(settings, pipeline.policy.watermark.delta, backend.tokenizer, keyring, signer)
         log.info("policy %s@%s, backend %s, watermark key %s", pipeline.name, pipeline.version,
                  settings.backend, keyring.active.key_id)
         audit = None

@@ -6,6 +6,7 @@
 ``audit``              :mod:`gateway.cli.audit` (query)
 ``keys``               :mod:`gateway.cli.keys` (API keys); ``keys export-public`` in :mod:`gateway.cli.secrets`
 ``secrets``            :mod:`gateway.cli.secrets` (``init DIR``: shared keys for several replicas)
+``scan``               :mod:`gateway.cli.scan` (datasets through verify / moderate / guardrails)
 ``verify``, ``verify-certificate``, ``watermark-keys``
                        :mod:`gateway.cli.watermark`
 guardrail commands     each guardrail package's own Typer app, listed in
@@ -24,12 +25,14 @@ from gateway.cli.audit import audit_app
 from gateway.cli.keys import keys_app
 from gateway.cli.policy import policy_app
 from gateway.cli.secrets import export_public, secrets_app
+from gateway.cli.scan import scan
 from gateway.cli.serve import serve
 from guardrails import COMMANDS
 
 app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
                   add_completion=False)
 app.command("serve")(serve)
+app.command("scan")(scan)
 app.add_typer(policy_app, name="policy")
 keys_app.command("export-public")(export_public)
 app.add_typer(keys_app, name="keys")

@@ -35,21 +35,16 @@ def verify(
     certificate: bool = typer.Option(False, help="Include a signed certificate (with --json)."),
 ) -> None:
     """Verify a text against this installation's watermark keys; exit 0 if watermarked, 1 if not."""
-    from gateway.backends.loading import load_tokenizer
     from gateway.policy.schema import load_policy
-    from gateway.security.shared_keys import load_certificate_signer, load_watermark_keys
     from gateway.settings import Settings
-    from watermark.verifier import Verifier
+    from gateway.state import build_verifier
 
     text = _read_text(file)
     if not text.strip():
         typer.echo("the text is empty", err=True)
         raise typer.Exit(2)
     s = Settings()
-    name = "HuggingFaceTB/SmolLM2-135M-Instruct" if s.model is None else s.model
-    verifier = Verifier(load_watermark_keys(s), load_tokenizer(s.model, s.home), name, s.watermark_gamma,
-                        s.watermark_seeding_scheme, s.watermark_z_threshold, s.watermark_min_tokens,
-                        load_policy(s.policy).policy.watermark.delta, load_certificate_signer(s))
+    verifier = build_verifier(s, load_policy(s.policy).policy.watermark.delta)
     result = verifier.verify(text, windowed=windowed, certificate=certificate)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
