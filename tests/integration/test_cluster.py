@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 
 from tests.cluster_fixtures import Postgres, postgres_server, redis_server
 from tests.conftest import ROOT, ServerThread, free_port
 from tests.trust_fixtures import policy_yaml, write_atomic
+from tests.watermark_fixtures import green_text
 
 RATE = 12  # requests per minute for the shared public-verify limit
 LONG = os.environ.get("GREENLIST_LONG_TESTS") == "1"
@@ -37,16 +37,7 @@ def watermarked_text(key_file: Path, tokenizer: Any, n: int = 80, seed: int = 0)
     """Text whose every token is green under the key set's active key (what δ → ∞ would generate)."""
     from watermark.keys import read_key_file
 
-    scheme = read_key_file(key_file).active.scheme(0.25, "selfhash")
-    vocab = tokenizer.get_vocab()
-    words = np.array(sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha()
-                            and t[1:].islower() and len(t) > 4))
-    rng = np.random.default_rng(seed)
-    ids = tokenizer.encode("Once upon a time, the", add_special_tokens=False)
-    for _ in range(n):
-        mask = scheme.green_mask(ids, len(tokenizer))
-        ids.append(int(rng.choice(words[mask[words]])))
-    return tokenizer.decode(ids)
+    return green_text(read_key_file(key_file).active.scheme(0.25, "selfhash"), tokenizer, n, seed)
 
 
 def make_upstream(text: str) -> FastAPI:

@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
@@ -21,24 +20,17 @@ from gateway.api.app import create_app
 from gateway.settings import Settings
 from gateway.state import Gateway
 from tests.conftest import ServerThread
+from tests.watermark_fixtures import green_text
 
 HUMAN = ("The harbour was quiet that evening, and the fishermen mended their nets while the gulls "
          "circled over the boats, calling to one another above the grey water of the bay.")
 
 
-def green_text(gw: Gateway, key_id: str, n: int = 80) -> str:
-    """Text whose every token is green under key ``key_id`` (the plugin's output as δ grows)."""
+def key_text(gw: Gateway, key_id: str) -> str:
+    """Text green under key ``key_id`` (the plugin's output as δ grows)."""
     key = next(k for k in gw.keyring.keys if k.key_id == key_id)
-    scheme = key.scheme(gw.settings.watermark_gamma, gw.settings.watermark_seeding_scheme)
-    tok = gw.verifier.tokenizer.backend  # the openai backend's tokenizer file (a `tokenizers.Tokenizer`)
-    vocab = tok.get_vocab()
-    words = np.array(sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 4))
-    ids = tok.encode("Once upon a time, the", add_special_tokens=False).ids
-    rng = np.random.default_rng(0)
-    for _ in range(n):
-        mask = scheme.green_mask(ids, tok.get_vocab_size())
-        ids.append(int(rng.choice(words[mask[words]])))
-    return str(tok.decode(ids))
+    return green_text(key.scheme(gw.settings.watermark_gamma, gw.settings.watermark_seeding_scheme),
+                      gw.verifier.tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,7 @@ def upstream() -> Iterator[Any]:
         body = await request.json()
         app.state.seen.append(body)
         key_id = (body.get("vllm_xargs") or {}).get("greenlist_watermark_key_id")
-        text = green_text(app.state.gw, key_id) if app.state.mode == "plugin" and key_id else HUMAN
+        text = key_text(app.state.gw, key_id) if app.state.mode == "plugin" and key_id else HUMAN
         if not body.get("stream"):
             return {"id": "c1", "object": "chat.completion", "model": "stub-model", "usage": {},
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
