@@ -49,10 +49,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_section  # noqa: E402
-
 from rapidfuzz import fuzz, process  # noqa: E402
 
+from benchmarks.report import write_section  # noqa: E402
 from guardrails.base import Direction  # noqa: E402
 from guardrails.citations import CitationGuardrail, CitationGuardrailConfig  # noqa: E402
 from guardrails.citations.database import CitationDatabase  # noqa: E402
@@ -94,8 +93,9 @@ def _join(names: list[str], last_sep: str) -> str:
     return ", ".join(names[:-1]) + f"{last_sep}{names[-1]}"
 
 
-def render(style: str, authors: list[str], year: int, title: str, venue: str | None, doi: str | None,
-           n: int = 1) -> str:
+def render(
+    style: str, authors: list[str], year: int, title: str, venue: str | None, doi: str | None, n: int = 1
+) -> str:
     """Render one citation in ``style``; returns the text (a list line or a sentence)."""
     venue = venue or "Proceedings"
     if style == "apa":
@@ -115,7 +115,7 @@ def render(style: str, authors: list[str], year: int, title: str, venue: str | N
     who = fams[0] if len(fams) == 1 else (f"{fams[0]} and {fams[1]}" if len(fams) == 2 else f"{fams[0]} et al.")
     if n % 2:
         return f"As {who} ({year}) show in \u201c{title}\u201d, the effect depends on the collection."
-    return f"This question is studied in \"{title}\" ({who}, {year}), among others."
+    return f'This question is studied in "{title}" ({who}, {year}), among others.'
 
 
 def displayed_authors(style: str, authors: list[str]) -> int:
@@ -140,12 +140,26 @@ def build_items(records: list[CitationRecord], n_real: int, rng: random.Random) 
     for k, rec in enumerate(pool[:n_real]):
         style = STYLES[k % 4]
         doi = rec.doi if (style != "running" and rng.random() < 0.3) else None
-        items.append({"label": "real", "style": style, "text": render(style, rec.authors, rec.year, rec.title, rec.venue, doi, k), "id": rec.id})
+        items.append(
+            {
+                "label": "real",
+                "style": style,
+                "text": render(style, rec.authors, rec.year, rec.title, rec.venue, doi, k),
+                "id": rec.id,
+            }
+        )
         # corrupted copy: wrong year or wrong author
         if k % 2 == 0:
             year = rec.year + rng.choice([-6, -4, -3, -2, -1, 1, 2, 3, 5])
-            items.append({"label": "corrupted", "field": "year", "style": style, "id": rec.id,
-                          "text": render(style, rec.authors, year, rec.title, rec.venue, doi, k)})
+            items.append(
+                {
+                    "label": "corrupted",
+                    "field": "year",
+                    "style": style,
+                    "id": rec.id,
+                    "text": render(style, rec.authors, year, rec.title, rec.venue, doi, k),
+                }
+            )
         else:
             authors = list(rec.authors)
             pos = rng.randrange(displayed_authors(style, authors))
@@ -155,31 +169,48 @@ def build_items(records: list[CitationRecord], n_real: int, rng: random.Random) 
                 if norm_text(split_name(other)[1]) not in fams:
                     break
             authors[pos] = other
-            items.append({"label": "corrupted", "field": "authors", "style": style, "id": rec.id,
-                          "text": render(style, authors, rec.year, rec.title, rec.venue, doi, k)})
+            items.append(
+                {
+                    "label": "corrupted",
+                    "field": "authors",
+                    "style": style,
+                    "id": rec.id,
+                    "text": render(style, authors, rec.year, rec.title, rec.venue, doi, k),
+                }
+            )
     n_fab = n_real
     made = 0
     while made < n_fab:
         a, b, c = rng.sample(pool, 3)
         if made % 2 == 0:  # (a) recombined halves
             wa, wb = a.title.split(), b.title.split()
-            title = " ".join(wa[: max(2, len(wa) // 2)] + wb[len(wb) // 2:])
+            title = " ".join(wa[: max(2, len(wa) // 2)] + wb[len(wb) // 2 :])
             authors, year = a.authors, a.year
         else:  # (b) real authors, invented title from chunks of three other titles
             chunks = []
             for src in (b, c, rng.choice(pool)):
                 w = src.title.split()
                 i = rng.randrange(max(1, len(w) - 2))
-                chunks.append(" ".join(w[i:i + rng.randint(2, 3)]))
+                chunks.append(" ".join(w[i : i + rng.randint(2, 3)]))
             title = f"{chunks[0][:1].upper()}{chunks[0][1:]} for {chunks[1]} in {chunks[2]}"
             authors, year = a.authors, a.year + rng.choice([0, 1, 2])
         best = process.extractOne(norm_text(title), norm_titles, scorer=fuzz.ratio)
         if best and best[1] >= 75:
             continue
         style = STYLES[made % 4]
-        doi = f"10.{rng.randint(1000, 9999)}/fab.{rng.randint(10000, 99999)}" if (style != "running" and rng.random() < 0.3) else None
-        items.append({"label": "fabricated", "style": style, "kind": "recombined" if made % 2 == 0 else "invented",
-                      "text": render(style, authors, year, title, a.venue, doi, made)})
+        doi = (
+            f"10.{rng.randint(1000, 9999)}/fab.{rng.randint(10000, 99999)}"
+            if (style != "running" and rng.random() < 0.3)
+            else None
+        )
+        items.append(
+            {
+                "label": "fabricated",
+                "style": style,
+                "kind": "recombined" if made % 2 == 0 else "invented",
+                "text": render(style, authors, year, title, a.venue, doi, made),
+            }
+        )
         made += 1
     return items
 
@@ -208,6 +239,7 @@ def evaluate(guard: CitationGuardrail, items: list[dict]) -> dict:
 
 def metrics(items: list[dict]) -> dict:
     """Precision/recall of not_found on fabricated, mismatch accuracy, false alarms on real."""
+
     def m(sub: list[dict]) -> dict:
         real = [i for i in sub if i["label"] == "real"]
         cor = [i for i in sub if i["label"] == "corrupted"]
@@ -215,16 +247,23 @@ def metrics(items: list[dict]) -> dict:
         pred_nf = [i for i in sub if i["verdict"] == "not_found"]
         tp = sum(1 for i in pred_nf if i["label"] == "fabricated")
         return {
-            "n_real": len(real), "n_corrupted": len(cor), "n_fabricated": len(fab),
+            "n_real": len(real),
+            "n_corrupted": len(cor),
+            "n_fabricated": len(fab),
             "nf_precision": tp / len(pred_nf) if pred_nf else float("nan"),
             "nf_recall": tp / len(fab) if fab else float("nan"),
-            "mismatch_acc": sum(1 for i in cor if i["verdict"] == "mismatch" and i["field"] in i["fields"]) / len(cor) if cor else float("nan"),
+            "mismatch_acc": sum(1 for i in cor if i["verdict"] == "mismatch" and i["field"] in i["fields"]) / len(cor)
+            if cor
+            else float("nan"),
             "mismatch_year": _acc([i for i in cor if i["field"] == "year"]),
             "mismatch_authors": _acc([i for i in cor if i["field"] == "authors"]),
-            "real_false_alarm": sum(1 for i in real if i["verdict"] in ("not_found", "mismatch")) / len(real) if real else float("nan"),
+            "real_false_alarm": sum(1 for i in real if i["verdict"] in ("not_found", "mismatch")) / len(real)
+            if real
+            else float("nan"),
             "real_verified": sum(1 for i in real if i["verdict"] == "verified") / len(real) if real else float("nan"),
             "missed": sum(1 for i in sub if i["verdict"] == "missed"),
         }
+
     out = {"all": m(items)}
     for style in STYLES:
         out[style] = m([i for i in items if i["style"] == style])
@@ -232,7 +271,11 @@ def metrics(items: list[dict]) -> dict:
 
 
 def _acc(sub: list[dict]) -> float:
-    return sum(1 for i in sub if i["verdict"] == "mismatch" and i["field"] in i["fields"]) / len(sub) if sub else float("nan")
+    return (
+        sum(1 for i in sub if i["verdict"] == "mismatch" and i["field"] in i["fields"]) / len(sub)
+        if sub
+        else float("nan")
+    )
 
 
 # --------------------------------------------------------------------------- latency
@@ -249,8 +292,14 @@ def perturb(rec: CitationRecord, rng: random.Random, vocab: list[str], k: int) -
         words[i], words[i + 1] = words[i + 1], words[i]
     else:
         words[rng.randrange(len(words))] = rng.choice(vocab)
-    return CitationRecord(id=f"{rec.id}~{k}", title=" ".join(words), authors=rec.authors,
-                          year=(rec.year or 2000) + rng.choice([-1, 1, 2]), venue=rec.venue, source="perturbed")
+    return CitationRecord(
+        id=f"{rec.id}~{k}",
+        title=" ".join(words),
+        authors=rec.authors,
+        year=(rec.year or 2000) + rng.choice([-1, 1, 2]),
+        venue=rec.venue,
+        source="perturbed",
+    )
 
 
 def big_database(records: list[CitationRecord], size: int, rng: random.Random, cache: Path | None) -> CitationDatabase:
@@ -346,14 +395,19 @@ def report(acc: dict, acc_big: dict | None, lat: dict, prose: dict, args, elapse
     ]
     for key in ("all",) + STYLES:
         m = acc[key]
-        lines.append(f"| {key} | {fmt(m['nf_precision'])} | {fmt(m['nf_recall'])} | {fmt(m['mismatch_acc'])} "
-                     f"({fmt(m['mismatch_year'])} / {fmt(m['mismatch_authors'])}) | {fmt(m['real_false_alarm'])} | "
-                     f"{fmt(m['real_verified'])} | {m['missed']} |")
+        lines.append(
+            f"| {key} | {fmt(m['nf_precision'])} | {fmt(m['nf_recall'])} | {fmt(m['mismatch_acc'])} "
+            f"({fmt(m['mismatch_year'])} / {fmt(m['mismatch_authors'])}) | {fmt(m['real_false_alarm'])} | "
+            f"{fmt(m['real_verified'])} | {m['missed']} |"
+        )
     if acc_big is not None:
         b = acc_big["all"]
-        lines += ["", f"Same set against the 20,000-record database (with perturbed near-duplicate titles): not_found "
-                  f"precision {fmt(b['nf_precision'])}, recall {fmt(b['nf_recall'])}, mismatch accuracy "
-                  f"{fmt(b['mismatch_acc'])}, false alarms on real {fmt(b['real_false_alarm'])}."]
+        lines += [
+            "",
+            f"Same set against the 20,000-record database (with perturbed near-duplicate titles): not_found "
+            f"precision {fmt(b['nf_precision'])}, recall {fmt(b['nf_recall'])}, mismatch accuracy "
+            f"{fmt(b['mismatch_acc'])}, false alarms on real {fmt(b['real_false_alarm'])}.",
+        ]
     lines += [
         "",
         f"Human prose without citations ({prose['paragraphs']} British-novel paragraphs): {prose['citations_found']} "
@@ -384,8 +438,12 @@ def main() -> None:
     parser.add_argument("--n-latency", type=int, default=100, help="outputs for the latency measurement")
     parser.add_argument("--size", type=int, default=20000, help="records of the latency database")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/greenlist-bench-citations"),
-                        help="where to keep the embedded 20k database between runs ('' to disable)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/greenlist-bench-citations"),
+        help="where to keep the embedded 20k database between runs ('' to disable)",
+    )
     parser.add_argument("--skip-big-accuracy", action="store_true")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -405,8 +463,12 @@ def main() -> None:
     guard = CitationGuardrail(CitationGuardrailConfig(), database=small)
     acc = evaluate(guard, items)
     print(json.dumps(acc["all"], indent=1))
-    wrong = [i for i in items if (i["label"] == "fabricated") != (i["verdict"] == "not_found")
-             or (i["label"] == "corrupted" and i["field"] not in i["fields"])]
+    wrong = [
+        i
+        for i in items
+        if (i["label"] == "fabricated") != (i["verdict"] == "not_found")
+        or (i["label"] == "corrupted" and i["field"] not in i["fields"])
+    ]
     for i in wrong[:25]:
         print(f"  {i['label']:10s} {i.get('field', ''):7s} {i['verdict']:10s} {i['fields']} {i['text'][:150]}")
     prose = prose_false_alarms(guard, 1000)

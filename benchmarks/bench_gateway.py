@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import machine, write_section  # noqa: E402
 import torch  # noqa: E402
 
-from gateway.state import Gateway  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
+from gateway.state import Gateway  # noqa: E402
 from guardrails import Direction  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
 
@@ -56,14 +56,21 @@ def bench_generation(gw: Gateway, tokens: int, rounds: int) -> dict[str, float]:
     rates: dict[str, list[float]] = {"watermark": [], "plain": []}
     for r in range(rounds):
         for prompt in PROMPTS:
-            enc = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)
+            enc = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             for kind in ("plain", "watermark") if r % 2 else ("watermark", "plain"):
                 torch.manual_seed(r)
                 start = time.perf_counter()
                 with torch.inference_mode():
-                    model.generate(**enc, do_sample=True, top_k=0, max_new_tokens=tokens, min_new_tokens=tokens,
-                                   logits_processor=[processor] if kind == "watermark" else [])
+                    model.generate(
+                        **enc,
+                        do_sample=True,
+                        top_k=0,
+                        max_new_tokens=tokens,
+                        min_new_tokens=tokens,
+                        logits_processor=[processor] if kind == "watermark" else [],
+                    )
                 rates[kind].append(tokens / (time.perf_counter() - start))
     return {k: statistics.median(v) for k, v in rates.items()}
 
@@ -72,7 +79,7 @@ def bench_verify(gw: Gateway, human: list[str]) -> float:
     """Milliseconds per 1,000 tokens of ``Gateway.verify``."""
     text = " ".join(human)
     ids = gw.verifier.tokenizer(text, add_special_tokens=False)["input_ids"][:5000]
-    chunks = [gw.verifier.tokenizer.decode(ids[i:i + 1000]) for i in range(0, 5000, 1000)]
+    chunks = [gw.verifier.tokenizer.decode(ids[i : i + 1000]) for i in range(0, 5000, 1000)]
     times = []
     for _ in range(20):
         for chunk in chunks:
@@ -89,7 +96,7 @@ def bench_guardrails(gw: Gateway, human: list[str]) -> dict[str, float]:
 
     async def run() -> tuple[list[float], dict[str, list[float]]]:
         times, per = [], {}
-        for prompt, output in zip(prompts, outputs):
+        for prompt, output in zip(prompts, outputs, strict=False):
             start = time.perf_counter()
             await gw.pipeline.check(prompt, Direction.INPUT)
             verdict = await gw.pipeline.check(output, Direction.OUTPUT)
@@ -112,28 +119,36 @@ def main() -> None:
     args = parser.parse_args()
 
     gw = Gateway.start(Settings())
-    human = [json.loads(l)["text"] for l in open(ROOT.parent / "shared/data/human_text/british_novels.jsonl")][:400]
+    human = [json.loads(line)["text"] for line in open(ROOT.parent / "shared/data/human_text/british_novels.jsonl")][
+        :400
+    ]
     gen = bench_generation(gw, args.tokens, args.rounds)
     verify_ms = bench_verify(gw, human)
     guard = bench_guardrails(gw, human)
     overhead = (gen["plain"] / gen["watermark"] - 1) * 100
-    body = f"""{machine()}
+    body = (
+        f"""{machine()}
 Command: `python benchmarks/bench_gateway.py` (embedded SmolLM2-135M-Instruct, fp32, transformers `generate`; default policy).
 
 | measurement | value |
 |---|---|
-| generation, no watermark (median of {len(PROMPTS) * args.rounds} runs, exactly {args.tokens} new tokens, sampled) | {gen['plain']:.1f} tokens/s |
-| generation, watermark (selfhash, γ=0.25, δ=2.0; same prompts and seeds) | {gen['watermark']:.1f} tokens/s |
+| generation, no watermark (median of {len(PROMPTS) * args.rounds} runs, exactly {args.tokens} new tokens, sampled) | {gen["plain"]:.1f} tokens/s |
+| generation, watermark (selfhash, γ=0.25, δ=2.0; same prompts and seeds) | {gen["watermark"]:.1f} tokens/s |
 | watermark overhead on generation time | {overhead:+.1f}% |
 | verification (normalise + tokenize + z-test), per 1,000 tokens, median | {verify_ms:.2f} ms |
-| guardrail latency per request (input check on a 200-character prompt + output checks on a 150-word output), p50 | {guard['p50']:.1f} ms |
-| guardrail latency per request, p95 | {guard['p95']:.1f} ms |
-""" + "".join(f"| output guardrail `{k[:-4]}` alone, p50 | {v:.1f} ms |\n" for k, v in guard.items() if k.endswith(" p50")) + f"""
+| guardrail latency per request (input check on a 200-character prompt + output checks on a 150-word output), p50 | {guard["p50"]:.1f} ms |
+| guardrail latency per request, p95 | {guard["p95"]:.1f} ms |
+"""
+        + "".join(
+            f"| output guardrail `{k[:-4]}` alone, p50 | {v:.1f} ms |\n" for k, v in guard.items() if k.endswith(" p50")
+        )
+        + f"""
 The added latency is almost all the toxicity guardrail's MiniLM encoder, which is compute-bound on this CPU
 (about 21 MFLOP per token) and grows with the text's length; protected-content (empty corpus here) and citation
 checks (no database loaded here) cost well under a millisecond. For scale: generating the 150-word output
-itself takes about {150 * 1.3 / gen['plain']:.0f} s on this machine.
+itself takes about {150 * 1.3 / gen["plain"]:.0f} s on this machine.
 """
+    )
     print(body)
     if not args.no_write:
         write_section("Gateway", body)

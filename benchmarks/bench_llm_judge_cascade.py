@@ -79,30 +79,52 @@ def judge_answers(texts: list[str], gold: np.ndarray, seed: int = 17) -> dict[st
 
 def judge_transport(answers: dict[str, int], clock: ManualClock) -> httpx.MockTransport:
     """A JSON-verdict judge that answers from ``answers`` after advancing ``clock`` by the judge delay."""
+
     def handle(request: httpx.Request) -> httpx.Response:
         text = json.loads(request.content)["messages"][1]["content"]
         clock.advance(JUDGE_DELAY_S)
         v = answers[text]
         verdict = {"violation": v, "category": "hate" if v else None, "rationale": "simulated"}
-        return httpx.Response(200, json={"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                               "content": json.dumps(verdict)}}]})
+        return httpx.Response(
+            200, json={"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(verdict)}}]}
+        )
+
     return httpx.MockTransport(handle)
 
 
-def run(texts: list[str], gold: np.ndarray, scores: list[dict[str, float]], answers: dict[str, int],
-        band: tuple[float, float] | None, categories: list[str] | None) -> dict[str, float]:
+def run(
+    texts: list[str],
+    gold: np.ndarray,
+    scores: list[dict[str, float]],
+    answers: dict[str, int],
+    band: tuple[float, float] | None,
+    categories: list[str] | None,
+) -> dict[str, float]:
     """Accuracy, share judged and added-latency percentiles of the judge (``band=None``: always asked)."""
     clock = ManualClock()
     cascade = {"after": "toxicity", "band": list(band), "categories": categories} if band else None
-    cfg = LLMJudgeConfig.model_validate({"base_url": "http://judge.invalid/v1", "model": "sim",
-                                         "format": "gpt-oss-safeguard", "cache_size": 0, "cascade": cascade,
-                                         "max_concurrency": 1})
+    cfg = LLMJudgeConfig.model_validate(
+        {
+            "base_url": "http://judge.invalid/v1",
+            "model": "sim",
+            "format": "gpt-oss-safeguard",
+            "cache_size": 0,
+            "cascade": cascade,
+            "max_concurrency": 1,
+        }
+    )
     g = LLMJudgeGuardrail(cfg, clock=clock, transport=judge_transport(answers, clock))
     correct, asked, added = 0, 0, []
     for text, y, sc in zip(texts, gold, scores, strict=True):
         tox = sc["toxicity"]
-        prior = {"toxicity": GuardrailResult("toxicity", tox, Decision.BLOCK if tox >= LOCAL_THRESHOLD
-                                             else Decision.ALLOW, details={"categories": sc})}
+        prior = {
+            "toxicity": GuardrailResult(
+                "toxicity",
+                tox,
+                Decision.BLOCK if tox >= LOCAL_THRESHOLD else Decision.ALLOW,
+                details={"categories": sc},
+            )
+        }
         r = g.scan_in_context(text, Direction.INPUT, ScanContext(prior=prior))
         assert r.error is None, r.error
         correct += int((r.decision is not Decision.ALLOW) == bool(y))
@@ -110,8 +132,13 @@ def run(texts: list[str], gold: np.ndarray, scores: list[dict[str, float]], answ
         added.append(r.details["judge"].get("latency_ms", 0.0) if r.details["judge"]["asked"] else 0.0)
     g.close()
     q = statistics.quantiles(added, n=100, method="inclusive")
-    return {"accuracy": correct / len(texts), "judged": asked / len(texts), "p50_ms": q[49], "p95_ms": q[94],
-            "mean_ms": statistics.fmean(added)}
+    return {
+        "accuracy": correct / len(texts),
+        "judged": asked / len(texts),
+        "p50_ms": q[49],
+        "p95_ms": q[94],
+        "mean_ms": statistics.fmean(added),
+    }
 
 
 def pick_band(tox: np.ndarray, gold: np.ndarray, judge: np.ndarray) -> tuple[float, float]:
@@ -132,11 +159,15 @@ def pick_band(tox: np.ndarray, gold: np.ndarray, judge: np.ndarray) -> tuple[flo
 
 def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     """Markdown table of the measured configurations."""
-    lines = ["| configuration | accuracy | sent to judge | added latency p50 | p95 | mean |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | accuracy | sent to judge | added latency p50 | p95 | mean |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in rows:
-        lines.append(f"| {name} | {m['accuracy']:.3f} | {m['judged']:.1%} | {m['p50_ms']:.0f} ms | "
-                     f"{m['p95_ms']:.0f} ms | {m['mean_ms']:.0f} ms |")
+        lines.append(
+            f"| {name} | {m['accuracy']:.3f} | {m['judged']:.1%} | {m['p50_ms']:.0f} ms | "
+            f"{m['p95_ms']:.0f} ms | {m['mean_ms']:.0f} ms |"
+        )
     return "\n".join(lines)
 
 
@@ -148,7 +179,7 @@ def main() -> None:
     args = ap.parse_args()
     texts, gold = load_dev()
     if args.limit:
-        texts, gold = texts[:args.limit], gold[:args.limit]
+        texts, gold = texts[: args.limit], gold[: args.limit]
     from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
     scores = ToxicityGuardrail(ToxicityConfig.model_validate({})).classify(texts)
@@ -156,30 +187,40 @@ def main() -> None:
     tox = np.array([s["toxicity"] for s in scores])
     jud = np.array([answers[t] for t in texts])
     lo, hi = pick_band(tox, gold, jud)
-    local = {"accuracy": float(((tox >= LOCAL_THRESHOLD).astype(int) == gold).mean()), "judged": 0.0,
-             "p50_ms": 0.0, "p95_ms": 0.0, "mean_ms": 0.0}
-    rows: list[tuple[str, dict[str, float]]] = [("local alone (toxicity >= 0.5)", local),
-                                                ("judge alone", run(texts, gold, scores, answers, None, None))]
+    local = {
+        "accuracy": float(((tox >= LOCAL_THRESHOLD).astype(int) == gold).mean()),
+        "judged": 0.0,
+        "p50_ms": 0.0,
+        "p95_ms": 0.0,
+        "mean_ms": 0.0,
+    }
+    rows: list[tuple[str, dict[str, float]]] = [
+        ("local alone (toxicity >= 0.5)", local),
+        ("judge alone", run(texts, gold, scores, answers, None, None)),
+    ]
     bands = [(0.4, 0.6), (lo, hi), (0.2, 0.8)]
     for b in dict.fromkeys(bands):
         mark = " **(default)**" if b == (lo, hi) else ""
-        rows.append((f"cascade, toxicity in [{b[0]:.2f}, {b[1]:.2f}]{mark}",
-                     run(texts, gold, scores, answers, b, ["toxicity"])))
+        rows.append(
+            (f"cascade, toxicity in [{b[0]:.2f}, {b[1]:.2f}]{mark}", run(texts, gold, scores, answers, b, ["toxicity"]))
+        )
     rows.append(("cascade, any category in [0.40, 0.60]", run(texts, gold, scores, answers, (0.4, 0.6), None)))
     default = dict(rows)[f"cascade, toxicity in [{lo:.2f}, {hi:.2f}] **(default)**"]
     gap = dict(rows)["judge alone"]["accuracy"] - default["accuracy"]
-    verdict = ("meets" if default["judged"] <= MAX_JUDGED and gap <= MAX_GAP else "does NOT meet")
-    body = (f"Machine: 2-core AMD EPYC, 2026-12-03. {len(texts)} English dev texts "
-            f"({int(gold.sum())} toxic): HateXplain val + HatemojiBuild dev from `toxicity_extra`. "
-            f"Local: default toxicity model, fires at toxicity >= 0.5. Judge: simulated, gold label with accuracy "
-            f"{JUDGE_ACCURACY} after {JUDGE_DELAY_S * 1000:.0f} ms (a ManualClock, so computed, not slept), "
-            f"JSON-verdict format through the real guardrail. Added latency = judge time per text (0 when the "
-            f"local decision stands).\n\n{table(rows)}\n\n"
-            f"Default band [{lo:.2f}, {hi:.2f}] on the local toxicity score (best accuracy among bands judging "
-            f"<= {MAX_JUDGED:.0%}, 0.05 grid): it {verdict} the target (<= {MAX_JUDGED:.0%} judged and within "
-            f"{MAX_GAP * 100:.0f} point of judge-alone; gap {gap * 100:.1f} points). The band was chosen on the "
-            f"same dev texts it is reported on, so its numbers are optimistic. "
-            f"Reproduce: `python benchmarks/bench_llm_judge_cascade.py --write`.")
+    verdict = "meets" if default["judged"] <= MAX_JUDGED and gap <= MAX_GAP else "does NOT meet"
+    body = (
+        f"Machine: 2-core AMD EPYC, 2026-12-03. {len(texts)} English dev texts "
+        f"({int(gold.sum())} toxic): HateXplain val + HatemojiBuild dev from `toxicity_extra`. "
+        f"Local: default toxicity model, fires at toxicity >= 0.5. Judge: simulated, gold label with accuracy "
+        f"{JUDGE_ACCURACY} after {JUDGE_DELAY_S * 1000:.0f} ms (a ManualClock, so computed, not slept), "
+        f"JSON-verdict format through the real guardrail. Added latency = judge time per text (0 when the "
+        f"local decision stands).\n\n{table(rows)}\n\n"
+        f"Default band [{lo:.2f}, {hi:.2f}] on the local toxicity score (best accuracy among bands judging "
+        f"<= {MAX_JUDGED:.0%}, 0.05 grid): it {verdict} the target (<= {MAX_JUDGED:.0%} judged and within "
+        f"{MAX_GAP * 100:.0f} point of judge-alone; gap {gap * 100:.1f} points). The band was chosen on the "
+        f"same dev texts it is reported on, so its numbers are optimistic. "
+        f"Reproduce: `python benchmarks/bench_llm_judge_cascade.py --write`."
+    )
     print(body)
     if args.write and not args.limit:
         write_section(TITLE, body)

@@ -91,7 +91,7 @@ def excerpt(text: str, n_words: int, rng: random.Random) -> list[str]:
     """``n_words`` consecutive whitespace-separated words (with punctuation) from a random place."""
     words = text.split()
     start = rng.randrange(0, len(words) - n_words)
-    return words[start:start + n_words]
+    return words[start : start + n_words]
 
 
 def bench_prose(home: Path, quick: bool, rng: random.Random) -> dict:
@@ -99,8 +99,11 @@ def bench_prose(home: Path, quick: bool, rng: random.Random) -> dict:
     vocab = sorted({w for t in novels[:500] for w in t.split()})
     texts = {b: open(b, encoding="utf-8").read() for b in BOOKS}
     n_ex = 60 if quick else 200
-    configs = [("k5 b42r3", dict(k=5, bands=42, rows=3)), ("k5 b32r4", dict(k=5, bands=32, rows=4)),
-               ("k5 b64r2", dict(k=5, bands=64, rows=2))]
+    configs = [
+        ("k5 b42r3", dict(k=5, bands=42, rows=3)),
+        ("k5 b32r4", dict(k=5, bands=32, rows=4)),
+        ("k5 b64r2", dict(k=5, bands=64, rows=2)),
+    ]
     if quick:
         configs = configs[:2]
     # Same excerpts for every config.
@@ -134,15 +137,24 @@ def bench_prose(home: Path, quick: bool, rng: random.Random) -> dict:
             _, best = matcher.match(text, 0.0)
             hbest.append(best)
         results[label] = {
-            "build_s": build_s, "passages": corpus.stats()["passages"], "lat_p50": pct(lat, 50),
-            "recall": {f"{n}w/{int(r * 100)}%": {t: float(np.mean(np.array(v) >= t)) for t in THRESHOLDS}
-                       for (n, r), v in sims.items()},
+            "build_s": build_s,
+            "passages": corpus.stats()["passages"],
+            "lat_p50": pct(lat, 50),
+            "recall": {
+                f"{n}w/{int(r * 100)}%": {t: float(np.mean(np.array(v) >= t)) for t in THRESHOLDS}
+                for (n, r), v in sims.items()
+            },
             "fpr": {t: float(np.mean(np.array(hbest) >= t)) for t in THRESHOLDS},
-            "human_max": float(max(hbest)), "human_p999": pct(hbest, 99.9), "n_human": len(human),
+            "human_max": float(max(hbest)),
+            "human_p999": pct(hbest, 99.9),
+            "n_human": len(human),
         }
-        print(f"[prose] {label}: built {results[label]['passages']} passages in {build_s:.1f}s; "
-              f"FPR@0.3={results[label]['fpr'][0.3]:.4f}; "
-              f"recall 100w/10%@0.3={results[label]['recall']['100w/10%'][0.3]:.3f}", flush=True)
+        print(
+            f"[prose] {label}: built {results[label]['passages']} passages in {build_s:.1f}s; "
+            f"FPR@0.3={results[label]['fpr'][0.3]:.4f}; "
+            f"recall 100w/10%@0.3={results[label]['recall']['100w/10%'][0.3]:.3f}",
+            flush=True,
+        )
     return {"n_excerpts": n_ex, "configs": results}
 
 
@@ -197,7 +209,8 @@ def reorder_independent(fn: ast.FunctionDef, rng: random.Random) -> int:
         while i < len(body) - 1:
             a, b = body[i], body[i + 1]
             if all(isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign)) for s in (a, b)) and not any(
-                    isinstance(n, ast.Call) for s in (a, b) for n in ast.walk(s)):
+                isinstance(n, ast.Call) for s in (a, b) for n in ast.walk(s)
+            ):
                 ra, wa = _names(a)
                 rb, wb = _names(b)
                 if not (wa & (rb | wb)) and not (wb & ra):
@@ -233,7 +246,7 @@ def bench_code(home: Path, quick: bool, rng: random.Random) -> dict:
     mods = sorted(p for p in stdlib.glob("*.py") if 2_000 < p.stat().st_size < 200_000)
     rng.shuffle(mods)
     n_idx = 40 if quick else 80
-    indexed, held_out = mods[:n_idx], mods[n_idx:n_idx * 2]
+    indexed, held_out = mods[:n_idx], mods[n_idx : n_idx * 2]
     fns = stdlib_functions(indexed)
     rng.shuffle(fns)
     fns = fns[: (80 if quick else 250)]
@@ -242,14 +255,25 @@ def bench_code(home: Path, quick: bool, rng: random.Random) -> dict:
         renamed = _Renamer().visit(copy.deepcopy(node))
         reordered = copy.deepcopy(renamed)
         n_swapped += reorder_independent(reordered, rng) > 0
-        variants.append((path, {"verbatim": seg, "renamed": ast.unparse(renamed),
-                                "renamed+reordered": ast.unparse(reordered)}))
+        variants.append(
+            (path, {"verbatim": seg, "renamed": ast.unparse(renamed), "renamed+reordered": ast.unparse(reordered)})
+        )
     held = stdlib_functions(held_out)
     rng.shuffle(held)
     held = held[: (150 if quick else 600)]
-    configs = {"k15 b42r3 L60 (default)": dict(k=15), "k10 b42r3 L60": dict(k=10), "k20 b42r3 L80": dict(k=20, passage_len=80)}
-    out: dict = {"indexed_modules": len(indexed), "held_out_modules": len(held_out), "n_functions": len(fns),
-                 "n_reordered": n_swapped, "n_held": len(held), "configs": {}}
+    configs = {
+        "k15 b42r3 L60 (default)": dict(k=15),
+        "k10 b42r3 L60": dict(k=10),
+        "k20 b42r3 L80": dict(k=20, passage_len=80),
+    }
+    out: dict = {
+        "indexed_modules": len(indexed),
+        "held_out_modules": len(held_out),
+        "n_functions": len(fns),
+        "n_reordered": n_swapped,
+        "n_held": len(held),
+        "configs": {},
+    }
     for label, kw in configs.items():
         params = CorpusParams(**{**CorpusParams.default("code").__dict__, **kw})
         t0 = time.perf_counter()
@@ -264,13 +288,18 @@ def bench_code(home: Path, quick: bool, rng: random.Random) -> dict:
                 rec[key].append(max((m.similarity for m in matches if m.document == str(path)), default=0.0))
         fp_best = [matcher.match(seg, 0.0)[1] for _, _, seg in held]
         res = {
-            "build_s": build_s, "passages": corpus.stats()["passages"],
+            "build_s": build_s,
+            "passages": corpus.stats()["passages"],
             "recall": {k: {t: float(np.mean(np.array(v) >= t)) for t in THRESHOLDS} for k, v in rec.items()},
             "fpr": {t: float(np.mean(np.array(fp_best) >= t)) for t in THRESHOLDS},
         }
         out["configs"][label] = res
-        print(f"[code] {label}: recall@0.5: " + ", ".join(f"{k}={v[0.5]:.3f}" for k, v in res["recall"].items())
-              + f"; FP@0.3={res['fpr'][0.3]:.4f} FP@0.5={res['fpr'][0.5]:.4f}", flush=True)
+        print(
+            f"[code] {label}: recall@0.5: "
+            + ", ".join(f"{k}={v[0.5]:.3f}" for k, v in res["recall"].items())
+            + f"; FP@0.3={res['fpr'][0.3]:.4f} FP@0.5={res['fpr'][0.5]:.4f}",
+            flush=True,
+        )
     return out
 
 
@@ -306,8 +335,7 @@ def bench_scale(home: Path, sizes: list[int], rng_seed: int, backends: dict[int,
             docs = list(synthetic_docs(size, rng))
             rss0 = rss_mb()
             t0 = time.perf_counter()
-            corpus = Corpus.create(f"syn{size}_{backend}", CorpusParams.default("prose"), home=home,
-                                   backend=backend)
+            corpus = Corpus.create(f"syn{size}_{backend}", CorpusParams.default("prose"), home=home, backend=backend)
             corpus.add_texts(docs, save=False)
             build_s = time.perf_counter() - t0
             rss1 = rss_mb()
@@ -338,7 +366,7 @@ def bench_scale(home: Path, sizes: list[int], rng_seed: int, backends: dict[int,
             flat = np.concatenate([corpus.data[d].shingles for d in order])
             offs = np.cumsum([0] + [len(corpus.data[d].shingles) for d in order])
             ps, pe, pid0 = [], [], []
-            for d, off in zip(order, offs[:-1]):
+            for d, off in zip(order, offs[:-1], strict=False):
                 s, e = passage_bounds(len(corpus.data[d].shingles), corpus.params)
                 ps.append(s + off)
                 pe.append(e + off)
@@ -350,7 +378,7 @@ def bench_scale(home: Path, sizes: list[int], rng_seed: int, backends: dict[int,
                 q = shingle_hashes(prose_tokens(text).tokens, 5)
                 ws, we = passage_bounds(len(q), matcher._window_params)
                 t0 = time.perf_counter()
-                jac = brute_force_jaccard(q[ws[0]:we[0]], flat, ps, pe)
+                jac = brute_force_jaccard(q[ws[0] : we[0]], flat, ps, pe)
                 bf_lat.append((time.perf_counter() - t0) * 1e3)
                 cands = set(corpus.candidates(corpus.hasher.windows(q, ws[:1], we[:1]))[0].tolist())
                 for thr, bucket in ((0.5, "hi"), (0.3, "lo")):
@@ -363,16 +391,28 @@ def bench_scale(home: Path, sizes: list[int], rng_seed: int, backends: dict[int,
                         pairs_lo += len(truth)
                         pairs_lo_found += got
             row = {
-                "passages": n_pass, "backend": backend, "build_s": build_s, "build_pps": n_pass / build_s,
-                "save_s": save_s, "rss_delta_mb": rss1 - rss0, "lsh_mb": None if lsh_bytes is None else lsh_bytes / 2**20,
-                "doc_arrays_mb": doc_bytes / 2**20, "q_p50": pct(lat, 50), "q_p95": pct(lat, 95),
-                "doc_recall": found / n_q, "bf_p50": pct(bf_lat, 50),
-                "pair_recall_j50": pairs_hi_found / max(pairs_hi, 1), "pairs_j50": pairs_hi,
-                "pair_recall_j30": pairs_lo_found / max(pairs_lo, 1), "pairs_j30": pairs_lo,
+                "passages": n_pass,
+                "backend": backend,
+                "build_s": build_s,
+                "build_pps": n_pass / build_s,
+                "save_s": save_s,
+                "rss_delta_mb": rss1 - rss0,
+                "lsh_mb": None if lsh_bytes is None else lsh_bytes / 2**20,
+                "doc_arrays_mb": doc_bytes / 2**20,
+                "q_p50": pct(lat, 50),
+                "q_p95": pct(lat, 95),
+                "doc_recall": found / n_q,
+                "bf_p50": pct(bf_lat, 50),
+                "pair_recall_j50": pairs_hi_found / max(pairs_hi, 1),
+                "pairs_j50": pairs_hi,
+                "pair_recall_j30": pairs_lo_found / max(pairs_lo, 1),
+                "pairs_j30": pairs_lo,
             }
             rows.append(row)
-            print(f"[scale] {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})}",
-                  flush=True)
+            print(
+                f"[scale] {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})}",
+                flush=True,
+            )
             SAMPLES[f"syn{size}_{backend}"] = [(d[0], d[1]) for d in docs[:50]]
             del corpus, matcher, docs, flat
             gc.collect()
@@ -405,10 +445,15 @@ def bench_guardrail(home: Path, name: str, n: int = 200) -> dict:
             res = g.scan(mixed, Direction.OUTPUT)
             lat_copy.append((time.perf_counter() - t0) * 1e3)
             hits += any(m["document"] == doc_name for m in res.details.get("matches", []))
-    return {"load_s": load_s, "passages": corpus.stats()["passages"],
-            "clean_p50": pct(lat_clean, 50), "clean_p95": pct(lat_clean, 95),
-            "copy_p50": pct(lat_copy, 50), "copy_p95": pct(lat_copy, 95),
-            "copy_detected": hits / max(len(lat_copy), 1)}
+    return {
+        "load_s": load_s,
+        "passages": corpus.stats()["passages"],
+        "clean_p50": pct(lat_clean, 50),
+        "clean_p95": pct(lat_clean, 95),
+        "copy_p50": pct(lat_copy, 50),
+        "copy_p95": pct(lat_copy, 95),
+        "copy_detected": hits / max(len(lat_copy), 1),
+    }
 
 
 def main() -> None:
@@ -420,9 +465,13 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(42)
     sections = set(args.sections.split(","))
-    results: dict = {"quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "cpus": os.cpu_count(), "command": " ".join(["python"] + sys.argv),
-                     "load_avg_start": os.getloadavg()[0]}
+    results: dict = {
+        "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "command": " ".join(["python"] + sys.argv),
+        "load_avg_start": os.getloadavg()[0],
+    }
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_protected_") as tmp:
         home = Path(tmp)

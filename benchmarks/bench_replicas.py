@@ -30,8 +30,14 @@ from tests.reliability_fixtures import make_stub  # noqa: E402
 def run(n_replicas: int, requests: int, concurrency: int, base: Path, upstream: str) -> dict[str, float]:
     """Start ``n_replicas`` replicas, warm them, time ``requests`` moderations; return rate and percentiles."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLIST_")}
-    env.update({"GREENLIST_BACKEND": "openai", "GREENLIST_UPSTREAM_BASE_URL": upstream, "GREENLIST_AUTH": "off",
-                "GREENLIST_POLICY_WATCH": "false"})
+    env.update(
+        {
+            "GREENLIST_BACKEND": "openai",
+            "GREENLIST_UPSTREAM_BASE_URL": upstream,
+            "GREENLIST_AUTH": "off",
+            "GREENLIST_POLICY_WATCH": "false",
+        }
+    )
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench{n_replicas}-", dir=base))
     replicas = [Replica(f"r{i}", run_dir, env) for i in range(n_replicas)]
     try:
@@ -41,7 +47,9 @@ def run(n_replicas: int, requests: int, concurrency: int, base: Path, upstream: 
 
         def one(i: int) -> float:
             t0 = time.perf_counter()
-            resp = clients[i % n_replicas].post("/v1/moderations", json={"input": f"Lighthouses guide ships, note {i}."})
+            resp = clients[i % n_replicas].post(
+                "/v1/moderations", json={"input": f"Lighthouses guide ships, note {i}."}
+            )
             resp.raise_for_status()
             return time.perf_counter() - t0
 

@@ -15,11 +15,10 @@ import csv
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,13 +34,19 @@ def _texts(n: int) -> list[str]:
     path = shared_dir() / "olid_train.csv"
     if path.exists():
         with open(path, newline="", encoding="utf-8") as fh:
-            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n))]
+            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n), strict=False)]
     return [f"Sentence number {i} says something about the weather." for i in range(n)]
 
 
-def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
-            batch: int = 64, pc_weight: float | None = None, reps: int = 3,
-            precision: str = "auto") -> dict[str, float]:
+def measure(
+    model: str = "default",
+    n_single: int = 200,
+    n_batch: int = 1000,
+    batch: int = 64,
+    pc_weight: float | None = None,
+    reps: int = 3,
+    precision: str = "auto",
+) -> dict[str, float]:
     """Time the guardrail.
 
     Args:
@@ -61,8 +66,7 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
         second, and the 1-minute load average at the start.
     """
     load = os.getloadavg()[0]
-    g = ToxicityGuardrail(ToxicityConfig(model=model, profanity_check_weight=pc_weight,
-                                         precision=precision))
+    g = ToxicityGuardrail(ToxicityConfig(model=model, profanity_check_weight=pc_weight, precision=precision))
     text = "You are such an idiot, nobody wants you here."
     for _ in range(20):
         g.scan(text, Direction.INPUT)
@@ -77,17 +81,24 @@ def measure(model: str = "default", n_single: int = 200, n_batch: int = 1000,
     def rate(fn: Any) -> float:
         t0 = time.perf_counter()
         for i in range(0, len(texts), batch):
-            fn(texts[i:i + batch])
+            fn(texts[i : i + batch])
         return len(texts) / (time.perf_counter() - t0)
 
     # Other jobs share the 2 cores: repeat and keep the best and the median run.
     runs = [rate(g.classify) for _ in range(reps)]
     mod = [rate(g.moderate) for _ in range(reps)]
     lat.sort()
-    return {"p50_ms": statistics.median(lat), "p95_ms": lat[int(0.95 * len(lat)) - 1],
-            "throughput_per_s": max(runs), "throughput_median": statistics.median(runs),
-            "moderate_per_s": max(mod), "moderate_median": statistics.median(mod),
-            "n_batch": len(texts), "batch": batch, "load": load}
+    return {
+        "p50_ms": statistics.median(lat),
+        "p95_ms": lat[int(0.95 * len(lat)) - 1],
+        "throughput_per_s": max(runs),
+        "throughput_median": statistics.median(runs),
+        "moderate_per_s": max(mod),
+        "moderate_median": statistics.median(mod),
+        "n_batch": len(texts),
+        "batch": batch,
+        "load": load,
+    }
 
 
 def precision_change(precision: str, n: int = 1000) -> dict[str, float]:
@@ -105,12 +116,13 @@ def precision_change(precision: str, n: int = 1000) -> dict[str, float]:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from guardrails.toxicity.training.audit import read_texts
     from guardrails.toxicity.backends import MiniLMHead
+    from guardrails.toxicity.training.audit import read_texts
 
     texts = _texts(n)
-    held_texts, held_labels = read_texts(Path(__file__).resolve().parent.parent / "guardrails" / "toxicity"
-                                         / "examples" / "functional_heldout.tsv")
+    held_texts, held_labels = read_texts(
+        Path(__file__).resolve().parent.parent / "guardrails" / "toxicity" / "examples" / "functional_heldout.tsv"
+    )
     out: dict[str, float] = {}
     scores = {}
     for p in ("float32", precision):
@@ -119,35 +131,47 @@ def precision_change(precision: str, n: int = 1000) -> dict[str, float]:
         held = [r["toxicity"] for r in m.classify(held_texts)]
         out[f"auroc_{p}"] = float(roc_auc_score(held_labels, held))
     d = np.abs(scores["float32"] - scores[precision])
-    out.update(max_abs=float(d.max()), mean_abs=float(d.mean()),
-               flips=float(np.mean((scores["float32"] >= 0.5) != (scores[precision] >= 0.5))))
+    out.update(
+        max_abs=float(d.max()),
+        mean_abs=float(d.mean()),
+        flips=float(np.mean((scores["float32"] >= 0.5) != (scores[precision] >= 0.5))),
+    )
     return out
 
 
 def section(rows: dict[str, dict[str, float]], changes: dict[str, dict[str, float]], cpu: str) -> str:
     """Markdown section for ``rows`` = ``{label: measure() result}`` and ``{precision: precision_change()}``."""
-    lines = [f"{machine()} CPU: {cpu}. Command: `python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
-             "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
-             "in calls of 64 texts (sorted by token count, padded per 16, truncated to 64 word pieces; "
-             "2 threads). float32 runs on ONNX Runtime (only the layers a head reads: 3 for the default v5, "
-             "6 for the previous default v3), bfloat16 on PyTorch autocast.", "",
-             "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s, best / median of 3) "
-             "| batched `moderate` incl. language detection (best / median) | load average at start |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"{machine()} CPU: {cpu}. Command: `python benchmarks/bench_toxicity.py`. Single text: `scan` on a 9-word "
+        "sentence (after warm-up, language detection included); batched: 1,000 OLID tweets "
+        "in calls of 64 texts (sorted by token count, padded per 16, truncated to 64 word pieces; "
+        "2 threads). float32 runs on ONNX Runtime (only the layers a head reads: 3 for the default v5, "
+        "6 for the previous default v3), bfloat16 on PyTorch autocast.",
+        "",
+        "| model | p50 one text (ms) | p95 one text (ms) | batched `classify` (texts/s, best / median of 3) "
+        "| batched `moderate` incl. language detection (best / median) | load average at start |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} / "
-                     f"{r['throughput_median']:.0f} | {r['moderate_per_s']:.0f} / {r['moderate_median']:.0f} "
-                     f"| {r['load']:.1f} |")
+        lines.append(
+            f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_per_s']:.0f} / "
+            f"{r['throughput_median']:.0f} | {r['moderate_per_s']:.0f} / {r['moderate_median']:.0f} "
+            f"| {r['load']:.1f} |"
+        )
     lines.append("")
     for precision, change in changes.items():
-        lines.append(f"{precision} against float32 on 1,000 OLID tweets: toxicity score change max "
-                     f"{change['max_abs']:.4f}, mean {change['mean_abs']:.5f}; decisions at 0.5 changed "
-                     f"for {change['flips']:.1%}. Held-out functional AUROC {change['auroc_float32']:.3f} "
-                     f"(float32) / {change[f'auroc_{precision}']:.3f} ({precision}).")
+        lines.append(
+            f"{precision} against float32 on 1,000 OLID tweets: toxicity score change max "
+            f"{change['max_abs']:.4f}, mean {change['mean_abs']:.5f}; decisions at 0.5 changed "
+            f"for {change['flips']:.1%}. Held-out functional AUROC {change['auroc_float32']:.3f} "
+            f"(float32) / {change[f'auroc_{precision}']:.3f} ({precision})."
+        )
         lines.append("")
-    lines.append("Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched. "
-                 f"1-min load average at the end of the run: {os.getloadavg()[0]:.1f} "
-                 "(above 2 means other processes shared the 2 cores).")
+    lines.append(
+        "Targets: p50 <= 15 ms for one short text, >= 200 texts/s batched. "
+        f"1-min load average at the end of the run: {os.getloadavg()[0]:.1f} "
+        "(above 2 means other processes shared the 2 cores)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +179,10 @@ def _cpu() -> str:
     """CPU model name and whether it has native bfloat16."""
     from guardrails.toxicity.backends import resolve_precision
 
-    name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                platform.processor() or "unknown")
+    name = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
     native = resolve_precision("auto") == "bfloat16"
     return f"{name}, {'native bfloat16' if native else 'no native bfloat16 (AVX2)'}"
 

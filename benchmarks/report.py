@@ -14,8 +14,10 @@ HEADER = "# Benchmarks\n\nEach section is written by its script in `benchmarks/`
 
 def machine() -> str:
     """One line describing this machine and today's date."""
-    return (f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, "
-            f"{_memory_gib()} GiB RAM, Python {platform.python_version()}; date {date.today().isoformat()}.")
+    return (
+        f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, "
+        f"{_memory_gib()} GiB RAM, Python {platform.python_version()}; date {date.today().isoformat()}."
+    )
 
 
 def _memory_gib() -> str:

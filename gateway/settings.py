@@ -15,8 +15,8 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from greenlist.home import greenlist_home
 from gateway.policy.schema import DEFAULT_POLICY_PATH
+from greenlist.home import greenlist_home
 
 
 class Settings(BaseSettings):

@@ -36,8 +36,9 @@ def _mtime(path: Path) -> float | None:
 EMBEDDED_TOKENIZER_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def build_verifier(settings: Settings, delta: float, tokenizer: Any = None, keyring: KeyRing | None = None,
-                   signer: Any = None) -> Verifier:
+def build_verifier(
+    settings: Settings, delta: float, tokenizer: Any = None, keyring: KeyRing | None = None, signer: Any = None
+) -> Verifier:
     """The verifier of ``/v1/watermark/verify``: keys from ``settings.home``, the served model's tokenizer.
 
     One construction for the server, ``greenlist verify`` and ``greenlist scan``, so they give the same verdicts.
@@ -60,20 +61,35 @@ def build_verifier(settings: Settings, delta: float, tokenizer: Any = None, keyr
 
         tokenizer = load_tokenizer(settings.model, settings.home)
     name = EMBEDDED_TOKENIZER_NAME if settings.model is None else settings.model
-    return Verifier(keyring or load_watermark_keys(settings), tokenizer, name, settings.watermark_gamma,
-                    settings.watermark_seeding_scheme, settings.watermark_z_threshold, settings.watermark_min_tokens,
-                    delta, signer or load_certificate_signer(settings))
+    return Verifier(
+        keyring or load_watermark_keys(settings),
+        tokenizer,
+        name,
+        settings.watermark_gamma,
+        settings.watermark_seeding_scheme,
+        settings.watermark_z_threshold,
+        settings.watermark_min_tokens,
+        delta,
+        signer or load_certificate_signer(settings),
+    )
 
 
 def _build_backend(settings: Settings, scheme: Scheme) -> Backend:
     if settings.backend == "openai":
         from gateway.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(settings.upstream_base_url, settings.upstream_api_key, settings.upstream_model,
-                             settings.upstream_timeout_s, settings.upstream_connect_timeout_s,
-                             settings.upstream_retries, settings.upstream_retry_backoff_s,
-                             settings.upstream_breaker_failures, settings.upstream_breaker_reset_s,
-                             settings.upstream_watermark)
+        return OpenAIBackend(
+            settings.upstream_base_url,
+            settings.upstream_api_key,
+            settings.upstream_model,
+            settings.upstream_timeout_s,
+            settings.upstream_connect_timeout_s,
+            settings.upstream_retries,
+            settings.upstream_retry_backoff_s,
+            settings.upstream_breaker_failures,
+            settings.upstream_breaker_reset_s,
+            settings.upstream_watermark,
+        )
     from gateway.backends.local import LocalBackend
 
     backend = LocalBackend(settings.model, settings.home, scheme, settings.served_model_name, settings.torch_threads)
@@ -117,8 +133,9 @@ class Gateway:
             gateway.security.shared_keys.SharedKeysError: one replica of several without shared keys.
             RuntimeError / OSError: when a model cannot be loaded.
         """
-        store = PolicyStore(settings.policies_dir or Path(settings.policy).parent, settings.policy,
-                            settings.policy_routing)
+        store = PolicyStore(
+            settings.policies_dir or Path(settings.policy).parent, settings.policy, settings.policy_routing
+        )
         store.load()  # every policy file validated, guardrails built; PolicyError names file and line
         pipeline = store.default
         keyring = load_watermark_keys(settings)
@@ -126,15 +143,22 @@ class Gateway:
         scheme = keyring.active.scheme(settings.watermark_gamma, settings.watermark_seeding_scheme)
         backend = _build_backend(settings, scheme)
         verifier = build_verifier(settings, pipeline.policy.watermark.delta, backend.tokenizer, keyring, signer)
-        log.info("policy %s@%s, backend %s, watermark key %s", pipeline.name, pipeline.version,
-                 settings.backend, keyring.active.key_id)
+        log.info(
+            "policy %s@%s, backend %s, watermark key %s",
+            pipeline.name,
+            pipeline.version,
+            settings.backend,
+            keyring.active.key_id,
+        )
         audit = None
         if settings.audit_enabled:
             from gateway.observability.audit import default_audit_url
 
-            audit = AuditLog(settings.audit_url or default_audit_url(settings.home),
-                             queue_size=settings.audit_queue_size,
-                             spill_dir=settings.audit_spill_dir or settings.home / "audit-spill")
+            audit = AuditLog(
+                settings.audit_url or default_audit_url(settings.home),
+                queue_size=settings.audit_queue_size,
+                spill_dir=settings.audit_spill_dir or settings.home / "audit-spill",
+            )
         return cls(settings, store, pipeline, backend, keyring, scheme, verifier, audit)
 
     def _follow_default(self, snapshot: PolicySnapshot) -> None:

@@ -72,7 +72,9 @@ class CircuitBreaker:
         """The exception raised while the circuit is open (override to change its type)."""
         return CircuitOpenError(
             f"failing fast after {self.failures} consecutive failures; next trial in {retry_after_s} s",
-            retry_after_s, self.failures)
+            retry_after_s,
+            self.failures,
+        )
 
     def _raise_open(self, remaining_s: float) -> None:
         raise self.open_error(max(1, math.ceil(remaining_s)))

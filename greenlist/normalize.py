@@ -97,8 +97,24 @@ def replace_surrogates(text: str) -> str:
 
 # --- de-obfuscation for lexical guardrails ---------------------------------------------------------------------
 # Leetspeak digits and symbols that stand for letters inside a word ("1d10t", "@$$hole", "sh!t").
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
-                       "!": "i", "|": "l", "+": "t", "€": "e", "¡": "i"})
+_LEET = str.maketrans(
+    {
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "8": "b",
+        "@": "a",
+        "$": "s",
+        "!": "i",
+        "|": "l",
+        "+": "t",
+        "€": "e",
+        "¡": "i",
+    }
+)
 _LEET_WORD = re.compile(r"(?<![\w@$!|+€¡])[\w@$!|+€¡]*[A-Za-z][\w@$!|+€¡]*")
 _LEET_CHARS = frozenset("0134578@$!|+€¡")
 # Three or more single characters separated by spaces or punctuation: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
@@ -114,7 +130,7 @@ def _unleet_word(match: re.Match[str]) -> str:
     letters = sum(c.isalpha() for c in core)
     if letters < 1 or letters * 4 < len(core):  # mostly digits: a number, a code, not a word
         return word
-    return core.translate(_LEET) + word[len(core):]
+    return core.translate(_LEET) + word[len(core) :]
 
 
 def deobfuscate(text: str) -> str:

@@ -42,7 +42,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     pos = 0
     for m in _HARD_BREAK.finditer(text):
         if m.start() > pos:
-            spans += _blingfire_spans(text[pos:m.start()], pos)
+            spans += _blingfire_spans(text[pos : m.start()], pos)
         pos = max(pos, m.end())
     if pos < len(text):
         spans += _blingfire_spans(text[pos:], pos)
@@ -75,8 +75,7 @@ def complete_sentences(text: str) -> tuple[list[tuple[int, int]], int]:
     if not spans:
         return [], len(text)
     last_a, last_b = spans[-1]
-    tail_closed = _TERMINAL.search(text[last_a:last_b]) is not None and last_b < len(text) \
-        and text[last_b:].isspace()
+    tail_closed = _TERMINAL.search(text[last_a:last_b]) is not None and last_b < len(text) and text[last_b:].isspace()
     if tail_closed:
         return spans, len(text)
     return spans[:-1], last_a

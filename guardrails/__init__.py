@@ -65,9 +65,7 @@ def guardrail_class(type_name: str) -> type[Guardrail]:
     try:
         target = REGISTRY[type_name]
     except KeyError:
-        raise ValueError(
-            f"unknown guardrail type {type_name!r}; known types: {sorted(REGISTRY)}"
-        ) from None
+        raise ValueError(f"unknown guardrail type {type_name!r}; known types: {sorted(REGISTRY)}") from None
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -55,7 +55,7 @@ class Decision(str, enum.Enum):
 _SEVERITY = {Decision.ALLOW: 0, Decision.FLAG: 1, Decision.REDACT: 2, Decision.BLOCK: 3}
 
 
-def most_severe(decisions: "list[Decision] | tuple[Decision, ...]") -> Decision:
+def most_severe(decisions: list[Decision] | tuple[Decision, ...]) -> Decision:
     """Return the most severe of ``decisions`` (``allow`` for an empty list)."""
     return max(decisions, key=lambda d: d.severity, default=Decision.ALLOW)
 
@@ -211,8 +211,9 @@ class Guardrail(ABC):
         """
         return self.scan(text, direction)
 
-    def fired(self, score: float, details: dict[str, Any] | None = None,
-              sanitized_text: str | None = None) -> GuardrailResult:
+    def fired(
+        self, score: float, details: dict[str, Any] | None = None, sanitized_text: str | None = None
+    ) -> GuardrailResult:
         """Build the result for ``score`` against the configured threshold.
 
         Args:
@@ -279,6 +280,4 @@ def action_decision(action: str | None) -> Decision:
     try:
         return _ACTION_DECISIONS[action]
     except KeyError:
-        raise ValueError(
-            f"unknown guardrail action {action!r}; use one of {sorted(_ACTION_DECISIONS)}"
-        ) from None
+        raise ValueError(f"unknown guardrail action {action!r}; use one of {sorted(_ACTION_DECISIONS)}") from None

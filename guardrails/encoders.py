@@ -47,13 +47,13 @@ def resolve_encoder(name_or_path: str | None) -> str:
 
 
 @functools.cache
-def _load(resolved: str) -> "SentenceTransformer":
+def _load(resolved: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(resolved, device="cpu")
 
 
-def sentence_encoder(name_or_path: str | None = None) -> "SentenceTransformer":
+def sentence_encoder(name_or_path: str | None = None) -> SentenceTransformer:
     """Return the process-wide ``SentenceTransformer`` for ``name_or_path`` (CPU).
 
     Args:

@@ -24,11 +24,25 @@ from typing import Any
 
 import httpx
 
-TOPICS = ["a lighthouse keeper", "the history of tea", "a city under snow", "how bridges are built", "a lost letter",
-          "the life of bees", "a night train across Europe", "an old clockmaker", "the first day at a new school",
-          "a storm at sea"]
-FORMS = ["Write a short story about {}.", "Describe {} in detail.", "Write a long letter to a friend about {}.",
-         "Explain {} to a curious child.", "Write an essay about {}."]
+TOPICS = [
+    "a lighthouse keeper",
+    "the history of tea",
+    "a city under snow",
+    "how bridges are built",
+    "a lost letter",
+    "the life of bees",
+    "a night train across Europe",
+    "an old clockmaker",
+    "the first day at a new school",
+    "a storm at sea",
+]
+FORMS = [
+    "Write a short story about {}.",
+    "Describe {} in detail.",
+    "Write a long letter to a friend about {}.",
+    "Explain {} to a curious child.",
+    "Write an essay about {}.",
+]
 
 
 def prompts(n: int) -> list[str]:
@@ -39,13 +53,21 @@ def prompts(n: int) -> list[str]:
 
 def generate(client: httpx.Client, args: argparse.Namespace, prompt: str, key_id: str | None) -> str:
     """One chat completion from vLLM; with ``key_id`` the request asks the plugin for the watermark."""
-    body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": args.max_tokens, "min_tokens": args.max_tokens,
-                            "temperature": args.temperature, "top_p": 1.0}
+    body: dict[str, Any] = {
+        "model": args.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": args.max_tokens,
+        "min_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": 1.0,
+    }
     if key_id:
         body["vllm_xargs"] = {"greenlist_watermark_key_id": key_id}
-    resp = client.post(f"{args.vllm_url.rstrip('/')}/chat/completions", json=body,
-                       headers={"Authorization": f"Bearer {args.vllm_api_key}"} if args.vllm_api_key else {})
+    resp = client.post(
+        f"{args.vllm_url.rstrip('/')}/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {args.vllm_api_key}"} if args.vllm_api_key else {},
+    )
     resp.raise_for_status()
     return str(resp.json()["choices"][0]["message"]["content"])
 
@@ -83,17 +105,21 @@ def main() -> int:
         control_results = list(pool.map(lambda t: verify(client, args, t), controls))
 
     for i, r in enumerate(results):
-        print(f"{i:3d}  z = {r['z_score']:6.2f}  T = {r['num_tokens_scored']:4d}  {r['verdict']:16s}  "
-              f"key {r.get('key_id')}  scheme {r.get('scheme', {}).get('seeding_scheme')}")
+        print(
+            f"{i:3d}  z = {r['z_score']:6.2f}  T = {r['num_tokens_scored']:4d}  {r['verdict']:16s}  "
+            f"key {r.get('key_id')}  scheme {r.get('scheme', {}).get('seeding_scheme')}"
+        )
     tpr_z = sum(r["z_score"] >= 4 for r in results) / max(len(results), 1)
     tpr_verdict = sum(bool(r["watermarked"]) for r in results) / max(len(results), 1)
     false_alarms = sum(bool(r["watermarked"]) or r["z_score"] >= 4 for r in control_results)
     print(f"\nwatermarked requests: {len(results)}; TPR at z >= 4: {tpr_z:.3f}; TPR of the verdict: {tpr_verdict:.3f}")
     print(f"control requests without the key id: {len(control_results)}; verified as watermarked: {false_alarms}")
     if tpr_z < args.min_tpr:
-        print("FAIL: TPR below --min-tpr. If vLLM logged 'Greenlist watermark NOT APPLIED', restart it with "
-              "--logits-processors watermark.vllm_plugin:GreenlistWatermarkLogitsProcessor (docs/vllm.md); check "
-              "that Greenlist holds the same key file and uses the vLLM model's tokenizer (GREENLIST_MODEL).")
+        print(
+            "FAIL: TPR below --min-tpr. If vLLM logged 'Greenlist watermark NOT APPLIED', restart it with "
+            "--logits-processors watermark.vllm_plugin:GreenlistWatermarkLogitsProcessor (docs/vllm.md); check "
+            "that Greenlist holds the same key file and uses the vLLM model's tokenizer (GREENLIST_MODEL)."
+        )
     if false_alarms:
         print("FAIL: a request without the key id verified as watermarked.")
     return 0 if tpr_z >= args.min_tpr and not false_alarms else 1

@@ -39,14 +39,23 @@ def _reply(body: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         return {"content": f"The tool said: {messages[-1].get('content')}", "finish_reason": "stop"}
     if body.get("tools"):
         name = body["tools"][0]["function"]["name"]
-        return {"content": None, "finish_reason": "tool_calls", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}]}
+        return {
+            "content": None,
+            "finish_reason": "tool_calls",
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+            ],
+        }
     return {"content": ANSWER, "finish_reason": "stop"}
 
 
 def _logprobs(text: str) -> dict[str, Any]:
-    return {"content": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": []}
-                        for w in text.split(" ")], "refusal": None}
+    return {
+        "content": [
+            {"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": []} for w in text.split(" ")
+        ],
+        "refusal": None,
+    }
 
 
 def _chunks(reply: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -56,8 +65,16 @@ def _chunks(reply: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for index, call in enumerate(reply.get("tool_calls") or []):
         args = call["function"]["arguments"]
         half = len(args) // 2
-        yield {"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                               "function": {"name": call["function"]["name"], "arguments": args[:half]}}]}
+        yield {
+            "tool_calls": [
+                {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": args[:half]},
+                }
+            ]
+        }
         yield {"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]}
 
 
@@ -77,15 +94,28 @@ def make_agent_stub() -> FastAPI:
             message = {"role": "assistant", "content": reply.get("content")}
             if reply.get("tool_calls"):
                 message["tool_calls"] = reply["tool_calls"]
-            logprobs = reply.get("logprobs") or (_logprobs(reply["content"]) if body.get("logprobs")
-                                                 and reply.get("content") else None)
-            return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 1, "model": STUB_MODEL,
-                    "choices": [{"index": 0, "message": message, "finish_reason": reply["finish_reason"],
-                                 "logprobs": logprobs}], "usage": usage}
+            logprobs = reply.get("logprobs") or (
+                _logprobs(reply["content"]) if body.get("logprobs") and reply.get("content") else None
+            )
+            return {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": 1,
+                "model": STUB_MODEL,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": reply["finish_reason"], "logprobs": logprobs}
+                ],
+                "usage": usage,
+            }
 
         def event(delta: dict[str, Any], finish: str | None = None) -> str:
-            data = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1, "model": STUB_MODEL,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            data = {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": STUB_MODEL,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             return f"data: {json.dumps(data)}\n\n"
 
         async def events() -> Any:
@@ -102,9 +132,14 @@ def make_agent_stub() -> FastAPI:
     async def text(request: Request) -> Any:
         body = await request.json()
         state["bodies"].append(body)
-        return {"id": "cmpl-stub", "object": "text_completion", "created": 1, "model": STUB_MODEL,
-                "choices": [{"index": 0, "text": ANSWER, "finish_reason": "stop", "logprobs": None}],
-                "usage": {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}}
+        return {
+            "id": "cmpl-stub",
+            "object": "text_completion",
+            "created": 1,
+            "model": STUB_MODEL,
+            "choices": [{"index": 0, "text": ANSWER, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7},
+        }
 
     return stub
 
@@ -128,10 +163,12 @@ def write_policies(folder: Path, corpus_home: Path) -> Path:
     corpus.add_texts([("ledger.txt", PROTECTED, None)])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "default.yaml").write_text(
-        "name: default\ninput:\n  - type: toxicity\n    timeout_s: 60\noutput:\n  - type: toxicity\n    timeout_s: 60\n")
+        "name: default\ninput:\n  - type: toxicity\n    timeout_s: 60\noutput:\n  - type: toxicity\n    timeout_s: 60\n"
+    )
     (folder / "agent.yaml").write_text(AGENT_POLICY.format(home=corpus_home, protected_action="block"))
     (folder / "redactor.yaml").write_text(
-        AGENT_POLICY.format(home=corpus_home, protected_action="redact").replace("name: agent", "name: redactor"))
+        AGENT_POLICY.format(home=corpus_home, protected_action="redact").replace("name: agent", "name: redactor")
+    )
     return folder / "default.yaml"
 
 
@@ -153,8 +190,15 @@ def agent_gateway(home, agent_stub, tmp_path_factory) -> Iterator[Any]:
 
     root = tmp_path_factory.mktemp("agent-policies")
     policy = write_policies(root / "policies", root / "corpora")
-    settings = Settings(backend="openai", upstream_base_url=f"{agent_stub.url}/v1", upstream_model=STUB_MODEL,
-                        upstream_retry_backoff_s=0.01, policy=policy, policies_dir=policy.parent, audit_enabled=False)
+    settings = Settings(
+        backend="openai",
+        upstream_base_url=f"{agent_stub.url}/v1",
+        upstream_model=STUB_MODEL,
+        upstream_retry_backoff_s=0.01,
+        policy=policy,
+        policies_dir=policy.parent,
+        audit_enabled=False,
+    )
     gw = Gateway.start(settings)
     with ServerThread(create_app(settings, gateway=gw)) as srv:
         srv.gw = gw  # type: ignore[attr-defined]

@@ -54,20 +54,44 @@ class Postgres:
         self.data = os.path.join(self.base, "data")
         self.port = free_port()
         self.url = f"postgresql+psycopg://greenlist@127.0.0.1:{self.port}/postgres"
-        subprocess.run([*self.prefix, self.initdb, "-D", self.data, "-A", "trust", "-U", "greenlist", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*self.prefix, self.initdb, "-D", self.data, "-A", "trust", "-U", "greenlist", "--no-sync"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        opts = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB "
-                "-c max_connections=100")
-        subprocess.run([*self.prefix, self.pg_ctl, "-D", self.data, "-o", opts, "-l", os.path.join(self.base, "log"),
-                        "-w", "-t", "60", "start"], check=True, capture_output=True, timeout=90)
+        opts = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB "
+            "-c max_connections=100"
+        )
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                self.data,
+                "-o",
+                opts,
+                "-l",
+                os.path.join(self.base, "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open connections are cut)."""
-        subprocess.run([*self.prefix, self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop"], capture_output=True, timeout=60
+        )
 
     def remove(self) -> None:
         """Stop the server and delete its data."""
@@ -95,8 +119,11 @@ def redis_server() -> Iterator[str]:
         pytest.skip("redis-server binary not found; install it (apt-get install redis-server)")
     redis = pytest.importorskip("redis", reason="python package 'redis' is needed")
     port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         client = redis.Redis(host="127.0.0.1", port=port)
         for _ in range(100):

@@ -19,8 +19,10 @@ import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 # ../shared beside the clone (a git worktree one level deeper finds it one level further up)
-SHARED = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()),
-              ROOT.parent / "shared" / "data")
+SHARED = next(
+    (p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 
 
 def shared_path(*parts: str) -> Path:
@@ -62,8 +64,16 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 ARTIFACTS = ROOT / "artifacts"  # screenshots of browser tests (git-ignored)
 
 
@@ -110,17 +120,28 @@ def server(gateway) -> Iterator[ServerThread]:
         yield srv
 
 
-def generate_released(client: httpx.Client, min_tokens: int, max_tokens: int = 200,
-                      prompt: str = "Write a long story about a lighthouse keeper and a storm.") -> dict:
+def generate_released(
+    client: httpx.Client,
+    min_tokens: int,
+    max_tokens: int = 200,
+    prompt: str = "Write a long story about a lighthouse keeper and a storm.",
+) -> dict:
     """A sampled, watermarked chat completion of at least ``min_tokens`` tokens that the guardrails released.
 
     Sampled output can end early or trip an output guardrail (a toxicity false positive is measured
     elsewhere); this tries a few seeds and fails the test if none qualifies.
     """
     for seed in range(7, 12):
-        resp = client.post("/v1/chat/completions", json={
-            "model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens, "temperature": 1.0, "seed": seed})
+        resp = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "smollm2-135m-instruct",
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 1.0,
+                "seed": seed,
+            },
+        )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         if body["choices"][0]["finish_reason"] != "content_filter" and body["usage"]["completion_tokens"] >= min_tokens:

@@ -33,15 +33,26 @@ ANSWER = "Lighthouses guide ships safely along the coast at night."
 
 
 def _completion(chat: bool, text: str) -> dict[str, Any]:
-    choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-              if chat else {"index": 0, "text": text, "finish_reason": "stop"})
-    return {"id": "stub", "object": "chat.completion" if chat else "text_completion", "model": STUB_MODEL,
-            "choices": [choice], "usage": {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}}
+    choice = (
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if chat
+        else {"index": 0, "text": text, "finish_reason": "stop"}
+    )
+    return {
+        "id": "stub",
+        "object": "chat.completion" if chat else "text_completion",
+        "model": STUB_MODEL,
+        "choices": [choice],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15},
+    }
 
 
 def _event(chat: bool, text: str | None, finish: str | None = None) -> str:
-    choice = ({"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
-              if chat else {"index": 0, "text": text or "", "finish_reason": finish})
+    choice = (
+        {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+        if chat
+        else {"index": 0, "text": text or "", "finish_reason": finish}
+    )
     return f"data: {json.dumps({'id': 'stub', 'model': STUB_MODEL, 'choices': [choice]})}\n\n"
 
 
@@ -118,13 +129,18 @@ def fast_gateway(home, stub_upstream):
     from gateway.settings import Settings
     from gateway.state import Gateway
 
-    settings = Settings(backend="openai", upstream_base_url=f"{stub_upstream.url}/ok/v1", upstream_model=STUB_MODEL,
-                        upstream_retry_backoff_s=0.01)
+    settings = Settings(
+        backend="openai",
+        upstream_base_url=f"{stub_upstream.url}/ok/v1",
+        upstream_model=STUB_MODEL,
+        upstream_retry_backoff_s=0.01,
+    )
     return Gateway.start(settings)
 
 
-def gateway_with(gw: Any, mode: str | None = None, stub: Any = None, base_url: str | None = None,
-                 **settings: Any) -> Any:
+def gateway_with(
+    gw: Any, mode: str | None = None, stub: Any = None, base_url: str | None = None, **settings: Any
+) -> Any:
     """A copy of ``gw`` with other settings and, optionally, an OpenAI backend on the stub's ``mode``."""
     from gateway.backends.openai import OpenAIBackend
 
@@ -134,10 +150,17 @@ def gateway_with(gw: Any, mode: str | None = None, stub: Any = None, base_url: s
         # a fresh backend per app: an httpx pool must not outlive the event loop of the test client that used it
         s = new_settings
         url = base_url or (f"{stub.url}/{mode}/v1" if mode is not None else s.upstream_base_url)
-        replaced["backend"] = OpenAIBackend(url, None, STUB_MODEL, s.upstream_timeout_s,
-                                            s.upstream_connect_timeout_s, s.upstream_retries,
-                                            s.upstream_retry_backoff_s, s.upstream_breaker_failures,
-                                            s.upstream_breaker_reset_s)
+        replaced["backend"] = OpenAIBackend(
+            url,
+            None,
+            STUB_MODEL,
+            s.upstream_timeout_s,
+            s.upstream_connect_timeout_s,
+            s.upstream_retries,
+            s.upstream_retry_backoff_s,
+            s.upstream_breaker_failures,
+            s.upstream_breaker_reset_s,
+        )
     return dataclasses.replace(gw, **replaced)
 
 

@@ -17,8 +17,15 @@ TOX = """  - type: toxicity
 """  # a generous timeout: on a loaded CI machine a timeout would apply on_error and look like a flip
 
 
-def policy_yaml(name: str, threshold: float = 1.0, *, extends: str | None = None, shadow: str | None = None,
-                store_text: bool = False, extra: str = "") -> str:
+def policy_yaml(
+    name: str,
+    threshold: float = 1.0,
+    *,
+    extends: str | None = None,
+    shadow: str | None = None,
+    store_text: bool = False,
+    extra: str = "",
+) -> str:
     """A small toxicity-only policy. Threshold 1.0 allows ordinary text; 0.0 blocks everything."""
     head = f"name: {name}\n"
     if extends:
@@ -52,11 +59,17 @@ def make_gateway(policies: Path, audit_url: str | None, **settings: Any):
     """A :class:`gateway.state.Gateway` over ``policies`` with an audit log at ``audit_url`` (None: no audit)."""
     from gateway.observability.audit import AuditLog
     from gateway.policy.store import PolicyStore
-    from gateway.state import Gateway
     from gateway.settings import Settings
+    from gateway.state import Gateway
 
-    s = Settings(policy=policies / "default.yaml", policies_dir=policies, audit_url=audit_url, auth="off",
-                 policy_watch_interval_s=0.2, **settings)
+    s = Settings(
+        policy=policies / "default.yaml",
+        policies_dir=policies,
+        audit_url=audit_url,
+        auth="off",
+        policy_watch_interval_s=0.2,
+        **settings,
+    )
     store = PolicyStore(policies, s.policy)
     store.load()
     audit = AuditLog(audit_url) if audit_url else None

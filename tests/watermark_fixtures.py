@@ -19,8 +19,9 @@ def green_text(scheme: Any, tokenizer: Any, n: int = 80, seed: int = 0) -> str:
     """
     tok = getattr(tokenizer, "backend", tokenizer)
     vocab = tok.get_vocab()
-    words = np.array(sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha()
-                            and t[1:].islower() and len(t) > 4))
+    words = np.array(
+        sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha() and t[1:].islower() and len(t) > 4)
+    )
     ids = tok.encode("Once upon a time, the", add_special_tokens=False).ids
     rng = np.random.default_rng(seed)
     for _ in range(n):

@@ -115,9 +115,10 @@ class BatchedGreenList:
         if self._fixed is not None:
             return self._fixed.unsqueeze(0).expand(rows, -1).clone()
         if recent_ids.shape[1] < need:
-            raise ValueError(f"{self.scheme.seeding_scheme} needs {need} context tokens per row, "
-                             f"got {recent_ids.shape[1]}")
-        ctx = recent_ids[:, recent_ids.shape[1] - need:].to(device=self.device, dtype=torch.int64)
+            raise ValueError(
+                f"{self.scheme.seeding_scheme} needs {need} context tokens per row, got {recent_ids.shape[1]}"
+            )
+        ctx = recent_ids[:, recent_ids.shape[1] - need :].to(device=self.device, dtype=torch.int64)
         if self.scheme.seeding_scheme == "lefthash":
             return self._green(mix64_torch(ctx[:, -1:] ^ self._k0))
         # selfhash: anchored min-hash over (x[t-3], x[t-2], x[t-1], candidate), the candidate included
@@ -125,7 +126,7 @@ class BatchedGreenList:
         pairs = mix64_torch(anchor + ctx)  # (rows, 3): H(w0, w_i) for the context tokens, w0 with itself included
         fixed = pairs[:, :1]
         for i in range(1, pairs.shape[1]):
-            fixed = _umin(fixed, pairs[:, i:i + 1])
+            fixed = _umin(fixed, pairs[:, i : i + 1])
         seeds = _umin(mix64_torch(anchor + self._vocab), fixed)  # (rows, vocab)
         return self._green(seeds)
 
@@ -136,8 +137,9 @@ def batched_green_list(scheme: GreenListScheme, vocab_size: int, device: str = "
     return BatchedGreenList(scheme, vocab_size, device)
 
 
-def green_mask_batched(scheme: Scheme, recent_ids: torch.Tensor, vocab_size: int,
-                       device: torch.device | str | None = None) -> torch.Tensor:
+def green_mask_batched(
+    scheme: Scheme, recent_ids: torch.Tensor, vocab_size: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Green lists of a batch of rows for any scheme (see :meth:`BatchedGreenList.mask`).
 
     Args:
@@ -160,8 +162,9 @@ def green_mask_batched(scheme: Scheme, recent_ids: torch.Tensor, vocab_size: int
     return torch.stack(rows).to(device)
 
 
-def watermark_logits(logits: torch.Tensor, recent_ids: torch.Tensor, scheme: Scheme, delta: float,
-                     *, chunk_rows: int = 64) -> torch.Tensor:
+def watermark_logits(
+    logits: torch.Tensor, recent_ids: torch.Tensor, scheme: Scheme, delta: float, *, chunk_rows: int = 64
+) -> torch.Tensor:
     """Add δ to each row's green list: the batched form of :class:`watermark.processor.WatermarkLogitsProcessor`.
 
     Kirchenbauer et al., ICML 2023, Algorithm 2: ``l'_v = l_v + δ`` for every
@@ -185,8 +188,10 @@ def watermark_logits(logits: torch.Tensor, recent_ids: torch.Tensor, scheme: Sch
     if delta <= 0:
         raise ValueError(f"delta must be > 0, got {delta}")
     if logits.dim() != 2 or recent_ids.shape[0] != logits.shape[0]:
-        raise ValueError(f"logits (rows, vocab) and recent_ids (rows, k) must agree on rows, got "
-                         f"{tuple(logits.shape)} and {tuple(recent_ids.shape)}")
+        raise ValueError(
+            f"logits (rows, vocab) and recent_ids (rows, k) must agree on rows, got "
+            f"{tuple(logits.shape)} and {tuple(recent_ids.shape)}"
+        )
     out = logits.clone()
     for start in range(0, logits.shape[0], chunk_rows):
         stop = start + chunk_rows

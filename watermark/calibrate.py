@@ -43,11 +43,23 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=20000)
     args = parser.parse_args()
     rows = calibrate(simulations=args.simulations)
-    OUT.write_text(json.dumps({
-        "method": "Monte Carlo under H0: scored tokens i.i.d. green with probability gamma",
-        "gamma": 0.25, "fpr": WINMAX_FPR, "min_window": MIN_WINDOW, "window_growth": 1.5,
-        "simulations": args.simulations, "seed": 0, "date": date.today().isoformat(), "thresholds": rows,
-    }, indent=2) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {
+                "method": "Monte Carlo under H0: scored tokens i.i.d. green with probability gamma",
+                "gamma": 0.25,
+                "fpr": WINMAX_FPR,
+                "min_window": MIN_WINDOW,
+                "window_growth": 1.5,
+                "simulations": args.simulations,
+                "seed": 0,
+                "date": date.today().isoformat(),
+                "thresholds": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -87,12 +87,21 @@ class Signer:
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Return the certificate for ``payload`` (adds ``issued_at`` and the signing key id)."""
-        payload = {**payload, "issued_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                   "signing_key_id": self.key_id}
+        payload = {
+            **payload,
+            "issued_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "signing_key_id": self.key_id,
+        }
         signature = self.private_key.sign(canonical(payload))
-        return {"certificate": payload,
-                "signature": {"algorithm": "Ed25519", "key_id": self.key_id,
-                              "public_key": _b64(self.public_bytes), "value": _b64(signature)}}
+        return {
+            "certificate": payload,
+            "signature": {
+                "algorithm": "Ed25519",
+                "key_id": self.key_id,
+                "public_key": _b64(self.public_bytes),
+                "value": _b64(signature),
+            },
+        }
 
 
 def create_signing_key(path: Path) -> Signer:
@@ -102,7 +111,8 @@ def create_signing_key(path: Path) -> Signer:
         FileExistsError: when ``path`` exists.
     """
     pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
@@ -173,7 +183,8 @@ def check_certificate(cert: dict[str, Any], text: str, trusted_keys: list[str] |
         if trusted_keys is not None and public_b64 not in trusted_keys:
             return False, "the certificate is signed by a key that is not in the trusted keys"
         Ed25519PublicKey.from_public_bytes(base64.b64decode(public_b64)).verify(
-            base64.b64decode(sig["value"]), canonical(payload))
+            base64.b64decode(sig["value"]), canonical(payload)
+        )
     except InvalidSignature:
         return False, "invalid signature: the certificate was altered or not issued by this key"
     except (KeyError, TypeError, ValueError) as exc:

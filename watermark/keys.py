@@ -83,8 +83,9 @@ class WatermarkKey:
         if self.seeding_scheme is None and self.kind == "keyed":
             object.__setattr__(self, "seeding_scheme", scheme_of_key_id(self.key_id))
         if self.seeding_scheme is not None and self.seeding_scheme not in SEEDING_SCHEMES:
-            raise ValueError(f"key {self.key_id!r}: unknown seeding scheme {self.seeding_scheme!r}; "
-                             f"use one of {SEEDING_SCHEMES}")
+            raise ValueError(
+                f"key {self.key_id!r}: unknown seeding scheme {self.seeding_scheme!r}; use one of {SEEDING_SCHEMES}"
+            )
 
     def scheme(self, gamma: float, seeding_scheme: str) -> Scheme:
         """The green-list scheme of this key.
@@ -108,8 +109,13 @@ class WatermarkKey:
 
     def public(self) -> dict[str, Any]:
         """What may be published about the key (no secret)."""
-        return {"key_id": self.key_id, "kind": self.kind, "retired": self.retired, "created": self.created,
-                "seeding_scheme": self.seeding_scheme}
+        return {
+            "key_id": self.key_id,
+            "kind": self.kind,
+            "retired": self.retired,
+            "created": self.created,
+            "seeding_scheme": self.seeding_scheme,
+        }
 
 
 def scheme_of_key_id(key_id: str) -> str | None:
@@ -251,8 +257,9 @@ def single_key(secret: str, key_id: str | None = None) -> KeyRing:
     return KeyRing(active=key, keys=(key,))
 
 
-def load_keyring(home: Path, *, secret: str | None = None, key_id: str | None = None,
-                 key_file: Path | None = None) -> KeyRing:
+def load_keyring(
+    home: Path, *, secret: str | None = None, key_id: str | None = None, key_file: Path | None = None
+) -> KeyRing:
     """Load the watermark keys (see module docstring).
 
     Args:
@@ -338,7 +345,9 @@ def activate_key(home: Path, key_id: str) -> None:
     data = _read(home, create=False)
     entry = data["keys"].get(key_id)
     if entry is None or entry.get("retired"):
-        raise ValueError(f"no usable watermark key {key_id!r} (unknown or retired); see `greenlist watermark-keys list`")
+        raise ValueError(
+            f"no usable watermark key {key_id!r} (unknown or retired); see `greenlist watermark-keys list`"
+        )
     data["active"] = key_id
     _write(_key_path(home), data)
 
@@ -367,8 +376,13 @@ def add_transformers_key(home: Path, key_id: str, hash_key: int, vocab_size: int
     data = _read(home)
     if key_id in data["keys"]:
         raise ValueError(f"watermark key {key_id!r} exists already")
-    data["keys"][key_id] = {"kind": "transformers-lefthash", "hash_key": int(hash_key), "vocab_size": int(vocab_size),
-                            "created": _now(), "retired": False}
+    data["keys"][key_id] = {
+        "kind": "transformers-lefthash",
+        "hash_key": int(hash_key),
+        "vocab_size": int(vocab_size),
+        "created": _now(),
+        "retired": False,
+    }
     if activate:
         data["active"] = key_id
     _write(_key_path(home), data)

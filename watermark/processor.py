@@ -42,6 +42,6 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         if input_ids.shape[1] < self.scheme.ngram_len - 1:
             return scores
         for row in range(input_ids.shape[0]):
-            mask = self.scheme.green_mask(input_ids[row, max(0, input_ids.shape[1] - width):].tolist(), vocab)
+            mask = self.scheme.green_mask(input_ids[row, max(0, input_ids.shape[1] - width) :].tolist(), vocab)
             scores[row] += torch.from_numpy(mask).to(scores.dtype) * self.delta
         return scores

@@ -132,8 +132,7 @@ class GreenListScheme:
     @functools.cached_property
     def _subkeys(self) -> tuple[np.uint64, np.uint64]:
         digest = hashlib.blake2b(self.key, digest_size=16, person=b"greenlist-wm-v1").digest()
-        return (np.uint64(int.from_bytes(digest[:8], "little")),
-                np.uint64(int.from_bytes(digest[8:], "little")))
+        return (np.uint64(int.from_bytes(digest[:8], "little")), np.uint64(int.from_bytes(digest[8:], "little")))
 
     @functools.cached_property
     def _threshold(self) -> np.uint64:

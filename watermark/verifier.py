@@ -43,30 +43,48 @@ class Verifier:
         signer: Signs certificates, or None.
     """
 
-    def __init__(self, keyring: KeyRing, tokenizer: Any, tokenizer_name: str, gamma: float, seeding_scheme: str,
-                 z_threshold: float = 4.0, min_tokens: int = 16, delta: float = 2.0,
-                 signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        keyring: KeyRing,
+        tokenizer: Any,
+        tokenizer_name: str,
+        gamma: float,
+        seeding_scheme: str,
+        z_threshold: float = 4.0,
+        min_tokens: int = 16,
+        delta: float = 2.0,
+        signer: Signer | None = None,
+    ) -> None:
         self.keyring, self.tokenizer, self.tokenizer_name = keyring, tokenizer, tokenizer_name
         self.gamma, self.z_threshold, self.min_tokens, self.delta = gamma, z_threshold, min_tokens, delta
         self.signer = signer
-        self.detectors = [WatermarkDetector(k.scheme(gamma, seeding_scheme), z_threshold, min_tokens)
-                          for k in keyring.verifying]
+        self.detectors = [
+            WatermarkDetector(k.scheme(gamma, seeding_scheme), z_threshold, min_tokens) for k in keyring.verifying
+        ]
         self.seeding_scheme = seeding_scheme
 
     def set_keyring(self, keyring: KeyRing) -> None:
         """Verify with ``keyring`` from now on (a rotated shared key set); detectors are rebuilt first."""
-        detectors = [WatermarkDetector(k.scheme(self.gamma, self.seeding_scheme), self.z_threshold, self.min_tokens)
-                     for k in keyring.verifying]
+        detectors = [
+            WatermarkDetector(k.scheme(self.gamma, self.seeding_scheme), self.z_threshold, self.min_tokens)
+            for k in keyring.verifying
+        ]
         self.keyring, self.detectors = keyring, detectors
 
     def scheme_info(self, detector: WatermarkDetector) -> dict[str, Any]:
         """The scheme parameters reported with a result."""
-        return {"gamma": self.gamma, "delta": self.delta, "seeding_scheme": detector.scheme.seeding_scheme,
-                "context_width": detector.scheme.context_width, "tokenizer": self.tokenizer_name,
-                "min_tokens": self.min_tokens}
+        return {
+            "gamma": self.gamma,
+            "delta": self.delta,
+            "seeding_scheme": detector.scheme.seeding_scheme,
+            "context_width": detector.scheme.context_width,
+            "tokenizer": self.tokenizer_name,
+            "min_tokens": self.min_tokens,
+        }
 
-    def verify(self, text: str, *, windowed: bool = False, detail: bool = False,
-               certificate: bool = False) -> dict[str, Any]:
+    def verify(
+        self, text: str, *, windowed: bool = False, detail: bool = False, certificate: bool = False
+    ) -> dict[str, Any]:
         """Verify ``text``.
 
         Args:
@@ -114,17 +132,32 @@ class Verifier:
         if certificate:
             if self.signer is None:
                 raise RuntimeError("no signing key configured")
-            result["certificate"] = self.signer.sign({
-                "issuer": "greenlist", "version": 1,
-                **{k: result[k] for k in ("verdict", "watermarked", "z_score", "p_value", "num_tokens_scored",
-                                           "num_green_tokens", "z_threshold", "key_id", "keys_tried", "scheme")},
-                "text_sha256": text_sha256(text),
-                "text_normalization": TEXT_NORMALIZATION,
-            })
+            result["certificate"] = self.signer.sign(
+                {
+                    "issuer": "greenlist",
+                    "version": 1,
+                    **{
+                        k: result[k]
+                        for k in (
+                            "verdict",
+                            "watermarked",
+                            "z_score",
+                            "p_value",
+                            "num_tokens_scored",
+                            "num_green_tokens",
+                            "z_threshold",
+                            "key_id",
+                            "keys_tried",
+                            "scheme",
+                        )
+                    },
+                    "text_sha256": text_sha256(text),
+                    "text_normalization": TEXT_NORMALIZATION,
+                }
+            )
         return result
 
-    def _windowed(self, detections: list[Detection], keys: int,
-                  offsets: list[tuple[int, int]]) -> dict[str, Any]:
+    def _windowed(self, detections: list[Detection], keys: int, offsets: list[tuple[int, int]]) -> dict[str, Any]:
         """WinMax over each key's scored tokens; spans of the best key, in character offsets."""
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
         for i, det in enumerate(detections):
@@ -144,7 +177,18 @@ class Verifier:
                 first, last = positions[span.first], positions[span.last]
                 # a scored token's colour depends on its left context: the span starts at its seeding window
                 first = max(0, first - (self.detectors[best_i].scheme.ngram_len - 1))
-                spans.append({"start": int(offsets[first][0]), "end": int(offsets[last][1]),
-                              "z_score": span.z_score, "num_tokens": int(span.last - span.first + 1)})
-        return {"winmax_z": z if np.isfinite(z) else None, "z_threshold": threshold, "fpr": fpr,
-                "watermarked": bool(spans), "spans": spans}
+                spans.append(
+                    {
+                        "start": int(offsets[first][0]),
+                        "end": int(offsets[last][1]),
+                        "z_score": span.z_score,
+                        "num_tokens": int(span.last - span.first + 1),
+                    }
+                )
+        return {
+            "winmax_z": z if np.isfinite(z) else None,
+            "z_threshold": threshold,
+            "fpr": fpr,
+            "watermarked": bool(spans),
+            "spans": spans,
+        }

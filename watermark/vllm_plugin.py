@@ -135,14 +135,18 @@ def load_plugin_config(environ: Mapping[str, str] | None = None) -> PluginConfig
         key = WatermarkKey(env.get("GREENLIST_WATERMARK_KEY_ID", "env"), secret.encode())
         keyring = KeyRing(active=key, keys=(key,))
     else:
-        raise ValueError(f"no watermark key: set {ENV_KEY_FILE} (a Greenlist watermark_keys.json) or "
-                         "GREENLIST_WATERMARK_KEY and GREENLIST_WATERMARK_KEY_ID in the vLLM server's environment")
+        raise ValueError(
+            f"no watermark key: set {ENV_KEY_FILE} (a Greenlist watermark_keys.json) or "
+            "GREENLIST_WATERMARK_KEY and GREENLIST_WATERMARK_KEY_ID in the vLLM server's environment"
+        )
     gamma = float(env.get("GREENLIST_WATERMARK_GAMMA", "0.25"))
     delta = float(env.get("GREENLIST_WATERMARK_DELTA", "2.0"))
     scheme = env.get("GREENLIST_WATERMARK_SEEDING_SCHEME", "selfhash")
     if not 0.0 < gamma < 1.0 or delta <= 0 or scheme not in SEEDING_SCHEMES:
-        raise ValueError(f"invalid watermark settings: gamma={gamma} (0 < γ < 1), delta={delta} (> 0), "
-                         f"seeding scheme {scheme!r} (one of {SEEDING_SCHEMES})")
+        raise ValueError(
+            f"invalid watermark settings: gamma={gamma} (0 < γ < 1), delta={delta} (> 0), "
+            f"seeding scheme {scheme!r} (one of {SEEDING_SCHEMES})"
+        )
     config = PluginConfig(keyring, gamma, delta, scheme)
     for key in keyring.verifying:
         config.scheme(key.key_id)  # fail at start-up, not on the first request
@@ -168,8 +172,14 @@ def _server_config_or_none() -> PluginConfig | None:
 
 def _server_config() -> PluginConfig:
     """:func:`load_plugin_config` of ``os.environ``, cached per relevant environment."""
-    names = (ENV_KEY_FILE, "GREENLIST_WATERMARK_KEY", "GREENLIST_WATERMARK_KEY_ID", "GREENLIST_WATERMARK_GAMMA",
-             "GREENLIST_WATERMARK_DELTA", "GREENLIST_WATERMARK_SEEDING_SCHEME")
+    names = (
+        ENV_KEY_FILE,
+        "GREENLIST_WATERMARK_KEY",
+        "GREENLIST_WATERMARK_KEY_ID",
+        "GREENLIST_WATERMARK_GAMMA",
+        "GREENLIST_WATERMARK_DELTA",
+        "GREENLIST_WATERMARK_SEEDING_SCHEME",
+    )
     cache_key = tuple(os.environ.get(n, "") for n in names)
     if cache_key not in _CONFIG:
         _CONFIG[cache_key] = load_plugin_config()
@@ -202,7 +212,7 @@ class RowState:
             return []
         tail = list(self.output_ids[-need:])
         if len(tail) < need and self.prompt_ids:
-            tail = list(self.prompt_ids[len(self.prompt_ids) - (need - len(tail)):]) + tail
+            tail = list(self.prompt_ids[len(self.prompt_ids) - (need - len(tail)) :]) + tail
         return tail if len(tail) == need else None
 
 
@@ -224,8 +234,14 @@ class WatermarkAdapter:
 
     _engines: dict[int, weakref.ReferenceType[WatermarkAdapter]] = {}
 
-    def __init__(self, vllm_config: Any = None, device: torch.device | str = "cpu", is_pin_memory: bool = False,
-                 *, config: PluginConfig | None = None) -> None:
+    def __init__(
+        self,
+        vllm_config: Any = None,
+        device: torch.device | str = "cpu",
+        is_pin_memory: bool = False,
+        *,
+        config: PluginConfig | None = None,
+    ) -> None:
         self.config = config if config is not None else _server_config_or_none()
         self.device = torch.device(device)
         self.rows: dict[int, RowState] = {}
@@ -235,8 +251,10 @@ class WatermarkAdapter:
             first = self._engines.get(id(vllm_config))
             if first is not None and first() is not None:
                 self.duplicate = True
-                logger.warning("Greenlist watermark processor loaded twice in one engine (entry point and "
-                               "--logits-processors); the second instance does nothing")
+                logger.warning(
+                    "Greenlist watermark processor loaded twice in one engine (entry point and "
+                    "--logits-processors); the second instance does nothing"
+                )
             else:
                 self._engines[id(vllm_config)] = weakref.ref(self)
 
@@ -255,8 +273,10 @@ class WatermarkAdapter:
         extra = getattr(sampling_params, "extra_args", None) or {}
         stray = sorted(k for k in extra if str(k).startswith("greenlist_") and k != XARG_KEY_ID)
         if stray:
-            raise ValueError(f"only {XARG_KEY_ID!r} may be sent per request (got {stray}); the watermark key, "
-                             "γ and δ are server settings")
+            raise ValueError(
+                f"only {XARG_KEY_ID!r} may be sent per request (got {stray}); the watermark key, "
+                "γ and δ are server settings"
+            )
         if XARG_KEY_ID not in extra:
             return
         key_id = extra[XARG_KEY_ID]
@@ -331,7 +351,11 @@ class WatermarkAdapter:
                     "seeding context, as vLLM passes under async scheduling to processors it does not know read "
                     "token values (vLLM issue #52461). Stopped biasing this request rather than watermark with "
                     "wrong seeds. Start vLLM with --logits-processors %s, or --no-async-scheduling.",
-                    row.key_id, index, context, PROCESSOR_FQCN)
+                    row.key_id,
+                    index,
+                    context,
+                    PROCESSOR_FQCN,
+                )
                 continue
             group = groups.setdefault(row.key_id, (row.scheme, [], []))
             group[1].append(index)
@@ -415,8 +439,12 @@ class WatermarkAdapterV2:
                 for slot in bad:
                     self.slots.pop(slot, None)
                     self.not_applied.append(key_id)
-                logger.error("Greenlist watermark NOT APPLIED (key %s, slots %s): negative token ids in the seeding "
-                             "context; stopped biasing these requests", key_id, bad)
+                logger.error(
+                    "Greenlist watermark NOT APPLIED (key %s, slots %s): negative token ids in the seeding "
+                    "context; stopped biasing these requests",
+                    key_id,
+                    bad,
+                )
             ok = inside.all(dim=1) & ~negative  # rows too early in their sequence to be seeded wait, like V1
             r, recent = r[ok], recent[ok]
             if r.numel():
@@ -460,10 +488,16 @@ def _build_vllm_class() -> type:
             from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2LogitsProcessor
         except ImportError:
             return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapter,), {"__module__": __name__})
-        return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapterV2, V2LogitsProcessor),
-                    {"__module__": __name__, "__doc__": WatermarkAdapterV2.__doc__})
-    return type("GreenlistWatermarkLogitsProcessor", (WatermarkAdapter, VllmLogitsProcessor),
-                {"__module__": __name__, "__doc__": WatermarkAdapter.__doc__})
+        return type(
+            "GreenlistWatermarkLogitsProcessor",
+            (WatermarkAdapterV2, V2LogitsProcessor),
+            {"__module__": __name__, "__doc__": WatermarkAdapterV2.__doc__},
+        )
+    return type(
+        "GreenlistWatermarkLogitsProcessor",
+        (WatermarkAdapter, VllmLogitsProcessor),
+        {"__module__": __name__, "__doc__": WatermarkAdapter.__doc__},
+    )
 
 
 _LAZY: dict[str, type] = {}

@@ -106,8 +106,9 @@ def _z(hits: np.ndarray, size: np.ndarray, gamma: float) -> np.ndarray:
     return (hits - gamma * size) / np.sqrt(np.maximum(size, 1) * gamma * (1 - gamma))
 
 
-def watermarked_spans(green: np.ndarray, gamma: float, threshold: float,
-                      min_window: int = MIN_WINDOW, max_spans: int = 5) -> list[Span]:
+def watermarked_spans(
+    green: np.ndarray, gamma: float, threshold: float, min_window: int = MIN_WINDOW, max_spans: int = 5
+) -> list[Span]:
     """Locate watermarked runs: the best window, refined, then the best window not overlapping it, ...
 
     Each round takes the window of highest z among those not overlapping a
@@ -142,7 +143,7 @@ def watermarked_spans(green: np.ndarray, gamma: float, threshold: float,
             break
         _, start, size = best
         lo = int(np.flatnonzero(taken[:start])[-1]) + 1 if taken[:start].any() else 0
-        after = np.flatnonzero(taken[start + size:])
+        after = np.flatnonzero(taken[start + size :])
         hi = start + size + int(after[0]) if after.size else total
         starts = np.arange(max(lo, start - size // 2), min(start + size // 2, hi - min_window) + 1)
         ends = np.arange(max(start + size - size // 2, lo + min_window), min(hi, start + size + size // 2) + 1)

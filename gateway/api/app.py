@@ -56,8 +56,14 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         if gateway is None:
             await gw.aclose()
 
-    app = FastAPI(title="Greenlist", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Guardrail and watermarking gateway for LLMs (OpenAI-compatible).")
+    app = FastAPI(
+        title="Greenlist",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Guardrail and watermarking gateway for LLMs (OpenAI-compatible).",
+    )
     app.state.settings = settings
     install_error_handlers(app)
     install_reliability(app, settings)  # auth, body-size limit, generation queue

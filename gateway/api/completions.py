@@ -16,12 +16,14 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """OpenAI chat completions, guarded and watermarked."""
-    return await complete(gateway_of(request), body, limiter=request.app.state.limiter, request=request,
-                          raw=await request.json())
+    return await complete(
+        gateway_of(request), body, limiter=request.app.state.limiter, request=request, raw=await request.json()
+    )
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """OpenAI text completions, guarded and watermarked."""
-    return await complete(gateway_of(request), body, limiter=request.app.state.limiter, request=request,
-                          raw=await request.json())
+    return await complete(
+        gateway_of(request), body, limiter=request.app.state.limiter, request=request, raw=await request.json()
+    )

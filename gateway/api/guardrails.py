@@ -25,7 +25,13 @@ async def guardrails_check(body: CheckRequest, request: Request) -> JSONResponse
     pipeline = resolution.pipeline
     verdict = await pipeline.check(body.text, Direction(body.direction))
     records.after_check(g, ctx, pipeline, verdict, body.text, resolution.shadow)  # audit, metrics, shadow
-    content = {"policy": {"name": pipeline.name, "version": pipeline.version}, "direction": body.direction,
-               "text": verdict.text, **verdict.to_dict(), "request_id": ctx.request_id}
-    return JSONResponse(content, headers={DECISION_HEADER: verdict.decision.value,
-                                          records.REQUEST_ID_HEADER: ctx.request_id})
+    content = {
+        "policy": {"name": pipeline.name, "version": pipeline.version},
+        "direction": body.direction,
+        "text": verdict.text,
+        **verdict.to_dict(),
+        "request_id": ctx.request_id,
+    }
+    return JSONResponse(
+        content, headers={DECISION_HEADER: verdict.decision.value, records.REQUEST_ID_HEADER: ctx.request_id}
+    )

@@ -34,8 +34,14 @@ async def moderations(body: ModerationRequest, request: Request) -> dict[str, An
     moderator = _moderator(gw)
     started = time.perf_counter()
     results = await asyncio.to_thread(moderator.moderate, body.input)
-    records.audit_moderation(gw, records.request_context(request), moderator.name, body.inputs(), results,
-                             (time.perf_counter() - started) * 1000.0)
+    records.audit_moderation(
+        gw,
+        records.request_context(request),
+        moderator.name,
+        body.inputs(),
+        results,
+        (time.perf_counter() - started) * 1000.0,
+    )
     return {"id": f"modr-{time.time_ns():x}", "model": body.model or moderator.moderation_model, "results": results}
 
 
@@ -46,5 +52,6 @@ def _moderator(gw: Gateway) -> Moderator:
     try:
         return default_moderator()
     except Exception as exc:  # noqa: BLE001 - a missing model is a 503, not a 500
-        raise APIError(503, f"moderation model unavailable: {exc}", type="server_error",
-                       code="model_unavailable") from None
+        raise APIError(
+            503, f"moderation model unavailable: {exc}", type="server_error", code="model_unavailable"
+        ) from None

@@ -21,14 +21,30 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"},
-        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
 }
-_COMMON = {"400": "Invalid request (the field is named in error.param)", "401": "Missing or unknown API key",
-           "403": "The API key lacks the scope", "404": "Not found", "413": "Request body too large",
-           "429": "Rate limited or generation queue full", "500": "Internal error (logged)"}
+_COMMON = {
+    "400": "Invalid request (the field is named in error.param)",
+    "401": "Missing or unknown API key",
+    "403": "The API key lacks the scope",
+    "404": "Not found",
+    "413": "Request body too large",
+    "429": "Rate limited or generation queue full",
+    "500": "Internal error (logged)",
+}
 _UPSTREAM = {"502": "Upstream failed", "503": "Upstream circuit open or draining", "504": "Upstream timed out"}
 STREAMED = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"}
 
@@ -41,10 +57,16 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
         errors.update(_UPSTREAM)
         ok = responses.setdefault("200", {"description": "Successful Response"})
         ok.setdefault("content", {"application/json": {"schema": {}}})["text/event-stream"] = {
-            "schema": {"type": "string", "description": "server-sent events (stream: true)"}}
+            "schema": {"type": "string", "description": "server-sent events (stream: true)"}
+        }
     for status, description in errors.items():
-        responses.setdefault(status, {"description": description, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        responses.setdefault(
+            status,
+            {
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
 
 
 def truthful_openapi(app: FastAPI) -> dict[str, Any]:
@@ -85,14 +107,22 @@ def install_docs(app: FastAPI) -> None:
     async def swagger() -> HTMLResponse:
         if base is None:
             return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs",
-                                   swagger_js_url=f"{base}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{base}/swagger-ui.css", swagger_favicon_url=f"{base}/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{base}/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/swagger-ui.css",
+            swagger_favicon_url=f"{base}/favicon.png",
+        )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         if base is None:
             return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
-        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API docs",
-                              redoc_js_url=f"{base}/redoc.standalone.js", redoc_favicon_url=f"{base}/favicon.png",
-                              with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API docs",
+            redoc_js_url=f"{base}/redoc.standalone.js",
+            redoc_favicon_url=f"{base}/favicon.png",
+            with_google_fonts=False,
+        )

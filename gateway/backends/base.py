@@ -136,5 +136,5 @@ class Backend(ABC):
     async def stream(self, request: GenerationRequest) -> GenerationStream:
         """Start a streamed completion."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release resources (connections, threads)."""

@@ -21,9 +21,19 @@ GREENLIST_OWNED = frozenset({"greenlist"})
 
 # Values that mean "the default" for a field, so sending them to a backend that cannot honour the field is harmless.
 _DEFAULTS: dict[str, tuple[Any, ...]] = {
-    "n": (1,), "logprobs": (False, 0), "frequency_penalty": (0, 0.0), "presence_penalty": (0, 0.0),
-    "logit_bias": ({},), "echo": (False,), "suffix": ("",), "best_of": (1,), "parallel_tool_calls": (True,),
-    "tools": ([],), "tool_choice": ("none", "auto"), "metadata": ({},), "store": (False,),
+    "n": (1,),
+    "logprobs": (False, 0),
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "logit_bias": ({},),
+    "echo": (False,),
+    "suffix": ("",),
+    "best_of": (1,),
+    "parallel_tool_calls": (True,),
+    "tools": ([],),
+    "tool_choice": ("none", "auto"),
+    "metadata": ({},),
+    "store": (False,),
     "response_format": ({"type": "text"},),
 }
 
@@ -32,8 +42,9 @@ def _is_default(name: str, value: Any) -> bool:
     return value is None or any(value == d and type(value) is type(d) for d in _DEFAULTS.get(name, ()))
 
 
-def reject_unsupported(raw: Mapping[str, Any], supported: Collection[str],
-                       reasons: Mapping[str, str] | None = None) -> None:
+def reject_unsupported(
+    raw: Mapping[str, Any], supported: Collection[str], reasons: Mapping[str, str] | None = None
+) -> None:
     """Refuse a request that sets a field the backend cannot honour.
 
     Args:
@@ -49,12 +60,17 @@ def reject_unsupported(raw: Mapping[str, Any], supported: Collection[str],
         if name in supported or name in GREENLIST_OWNED or _is_default(name, value):
             continue
         reason = (reasons or {}).get(name) or "it is not supported by this server's backend"
-        raise APIError(400, f"{name!r}: {reason}; remove it or use an upstream that supports it (see docs/api.md)",
-                       param=name, code="unsupported_parameter")
+        raise APIError(
+            400,
+            f"{name!r}: {reason}; remove it or use an upstream that supports it (see docs/api.md)",
+            param=name,
+            code="unsupported_parameter",
+        )
 
 
-def upstream_body(raw: Mapping[str, Any], *, model: str, stream: bool, max_tokens: int,
-                  messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def upstream_body(
+    raw: Mapping[str, Any], *, model: str, stream: bool, max_tokens: int, messages: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The body to send to an OpenAI-compatible upstream: the client's own, minus what Greenlist owns.
 
     Args:

@@ -109,8 +109,9 @@ class TokenizerFile:
         self.path = path
         self.backend = Tokenizer.from_file(str(path))
 
-    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False,
-                 **_: Any) -> dict[str, Any]:
+    def __call__(
+        self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False, **_: Any
+    ) -> dict[str, Any]:
         """Encode ``text``: ``{"input_ids": [...]}`` (and ``"offset_mapping"`` when asked)."""
         encoding = self.backend.encode(text, add_special_tokens=add_special_tokens)
         out: dict[str, Any] = {"input_ids": list(encoding.ids)}
@@ -145,8 +146,12 @@ def load_tokenizer(model: str | None, home: Path) -> Any:
             source.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=source.name + ".", dir=source.parent))
             try:
-                subprocess.run([sys.executable, "-c", _EXTRACT, str(embedded_gguf_path()), str(tmp)], check=True,
-                               capture_output=True, timeout=600)
+                subprocess.run(
+                    [sys.executable, "-c", _EXTRACT, str(embedded_gguf_path()), str(tmp)],
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
+                )
                 tmp.rename(source)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

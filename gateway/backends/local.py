@@ -41,10 +41,25 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
-SUPPORTED_FIELDS = frozenset({
-    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
-    "n", "stream", "stream_options", "user", "logprobs", "top_logprobs",
-})
+SUPPORTED_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "n",
+        "stream",
+        "stream_options",
+        "user",
+        "logprobs",
+        "top_logprobs",
+    }
+)
 """Request fields the local backend honours; any other field with a non-default value is refused by name
 (:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``,
 ``response_format`` are not among them yet: the embedded SmolLM2-135M-Instruct's chat template has no tool
@@ -70,8 +85,14 @@ class LocalBackend(Backend):
     watermarks = True
     supported_fields = SUPPORTED_FIELDS
 
-    def __init__(self, model: str | None, home: Any, scheme: Scheme,
-                 served_name: str | None = None, torch_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None,
+        home: Any,
+        scheme: Scheme,
+        served_name: str | None = None,
+        torch_threads: int | None = None,
+    ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.model, self.tokenizer, name = load_causal_lm(model, home)
@@ -84,8 +105,13 @@ class LocalBackend(Backend):
 
     def warm_up(self) -> None:
         """Run one short generation so the first request does not pay for lazy initialisation."""
-        request = GenerationRequest(model=self.model_ids[0], messages=[{"role": "user", "content": "Hi"}],
-                                    max_tokens=4, temperature=0.0, watermark_delta=2.0)
+        request = GenerationRequest(
+            model=self.model_ids[0],
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=4,
+            temperature=0.0,
+            watermark_delta=2.0,
+        )
         ids, kwargs = self._prepare(request, threading.Event())
         self._run(ids, kwargs, None)
 
@@ -93,8 +119,9 @@ class LocalBackend(Backend):
     def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
         if request.messages is not None:
             messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
-            enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True)
+            enc = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             return enc["input_ids"]
         return self.tokenizer(request.prompt or "", return_tensors="pt")["input_ids"]
 
@@ -114,15 +141,17 @@ class LocalBackend(Backend):
             kwargs.update(stop_strings=request.stop, tokenizer=self.tokenizer)
         if request.watermark_delta is not None:
             kwargs["logits_processor"] = LogitsProcessorList(
-                [WatermarkLogitsProcessor(self.scheme, request.watermark_delta)])
+                [WatermarkLogitsProcessor(self.scheme, request.watermark_delta)]
+            )
         return ids, kwargs
 
     def _run(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None) -> torch.Tensor:
         new_ids, _ = self._run_scored(ids, kwargs, seed)
         return new_ids
 
-    def _run_scored(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None,
-                    scores: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    def _run_scored(
+        self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None, scores: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         if scores:
             kwargs = {**kwargs, "output_scores": True, "return_dict_in_generate": True}
         with self._lock, torch.inference_mode():
@@ -130,8 +159,8 @@ class LocalBackend(Backend):
                 torch.manual_seed(seed)
             out = self.model.generate(ids, **kwargs)
         if scores:
-            return out.sequences[0, ids.shape[1]:], out.scores
-        return out[0, ids.shape[1]:], None
+            return out.sequences[0, ids.shape[1] :], out.scores
+        return out[0, ids.shape[1] :], None
 
     def _logprobs(self, new_ids: torch.Tensor, scores: tuple[torch.Tensor, ...], top: int) -> dict[str, Any]:
         """OpenAI's ``logprobs`` object: per generated token its log-probability and the ``top`` most likely."""
@@ -139,9 +168,16 @@ class LocalBackend(Backend):
         for token, step in zip(new_ids.tolist(), scores, strict=False):
             logp = torch.log_softmax(step[0].float(), dim=-1)
             best = torch.topk(logp, top) if top else None
-            content.append({**self._token_entry(token, float(logp[token])), "top_logprobs": [
-                self._token_entry(int(i), float(v)) for v, i in zip(best.values, best.indices, strict=True)]
-                if best is not None else []})
+            content.append(
+                {
+                    **self._token_entry(token, float(logp[token])),
+                    "top_logprobs": [
+                        self._token_entry(int(i), float(v)) for v, i in zip(best.values, best.indices, strict=True)
+                    ]
+                    if best is not None
+                    else [],
+                }
+            )
         return {"content": content, "refusal": None}
 
     def _token_entry(self, token: int, logprob: float) -> dict[str, Any]:
@@ -167,8 +203,12 @@ class LocalBackend(Backend):
         body = request.body or {}
         wants = bool(body.get("logprobs"))
         if wants and request.messages is None:
-            raise APIError(400, "'logprobs': supported by the local backend on chat completions only",
-                           param="logprobs", code="unsupported_parameter")
+            raise APIError(
+                400,
+                "'logprobs': supported by the local backend on chat completions only",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         new_ids, scores = await asyncio.to_thread(self._run_scored, ids, kwargs, request.seed, wants)
         generation = self._finish(request, ids.shape[1], new_ids)
         if scores is not None:
@@ -182,8 +222,12 @@ class LocalBackend(Backend):
             APIError: 400 for ``logprobs`` on a stream (supported without ``stream`` only).
         """
         if (request.body or {}).get("logprobs"):
-            raise APIError(400, "'logprobs': supported by the local backend without stream only", param="logprobs",
-                           code="unsupported_parameter")
+            raise APIError(
+                400,
+                "'logprobs': supported by the local backend without stream only",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         return _LocalStream(self, request)
 
 

@@ -59,15 +59,27 @@ class OpenAIBackend(Backend):
 
     watermarks = False
 
-    def __init__(self, base_url: str | None, api_key: str | None = None, model: str | None = None,
-                 timeout_s: float = 60.0, connect_timeout_s: float = 5.0, retries: int = 2,
-                 retry_backoff_s: float = 0.25, breaker_failures: int = 5, breaker_reset_s: float = 15.0,
-                 upstream_watermark: Literal["none", "vllm-plugin"] = "none") -> None:
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        retries: int = 2,
+        retry_backoff_s: float = 0.25,
+        breaker_failures: int = 5,
+        breaker_reset_s: float = 15.0,
+        upstream_watermark: Literal["none", "vllm-plugin"] = "none",
+    ) -> None:
         if not base_url:
-            raise ValueError("the openai backend needs an upstream: set GREENLIST_UPSTREAM_BASE_URL (e.g. http://host:8000/v1)")
+            raise ValueError(
+                "the openai backend needs an upstream: set GREENLIST_UPSTREAM_BASE_URL (e.g. http://host:8000/v1)"
+            )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
-                                        timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        )
         self.retries, self.retry_backoff_s = retries, retry_backoff_s
         self.breaker: UpstreamBreaker = UpstreamBreaker(breaker_failures, breaker_reset_s)
         self.model = model
@@ -79,15 +91,22 @@ class OpenAIBackend(Backend):
         path, body = self._plain_body(request, stream)
         if self.confirms_watermark == "verify" and request.watermark_key_id is not None:
             xargs = body.get("vllm_xargs")
-            body["vllm_xargs"] = {**(xargs if isinstance(xargs, dict) else {}),  # the key id, never the key
-                                  VLLM_KEY_ARG: request.watermark_key_id}
+            body["vllm_xargs"] = {
+                **(xargs if isinstance(xargs, dict) else {}),  # the key id, never the key
+                VLLM_KEY_ARG: request.watermark_key_id,
+            }
         return path, body
 
     def _plain_body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         path = "/chat/completions" if request.messages is not None else "/completions"
         if request.body is not None:  # forward the client's body as received (gateway.backends.fields)
-            return path, upstream_body(request.body, model=self.model or request.model, stream=stream,
-                                       max_tokens=request.max_tokens, messages=request.messages)
+            return path, upstream_body(
+                request.body,
+                model=self.model or request.model,
+                stream=stream,
+                max_tokens=request.max_tokens,
+                messages=request.messages,
+            )
         body: dict[str, Any] = {
             "model": self.model or request.model,
             "max_tokens": request.max_tokens,
@@ -123,8 +142,9 @@ class OpenAIBackend(Backend):
                 logprobs=choice.get("logprobs") or None,
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise UpstreamError(502, "upstream returned a malformed completion", type="upstream_error",
-                                code="upstream_malformed") from None
+            raise UpstreamError(
+                502, "upstream returned a malformed completion", type="upstream_error", code="upstream_malformed"
+            ) from None
 
     async def stream(self, request: GenerationRequest) -> GenerationStream:
         """Open a streamed request upstream (errors before the first byte raise here)."""
@@ -150,17 +170,26 @@ class OpenAIBackend(Backend):
                 response = await self.client.send(self.client.build_request("POST", path, json=body), stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 self.breaker.failure()
-                error = UpstreamError(502, f"upstream unreachable: {type(exc).__name__}", type="upstream_error",
-                                      code="upstream_unavailable")
+                error = UpstreamError(
+                    502,
+                    f"upstream unreachable: {type(exc).__name__}",
+                    type="upstream_error",
+                    code="upstream_unavailable",
+                )
                 retryable = True
             except httpx.TimeoutException as exc:
                 self.breaker.failure()
-                raise UpstreamError(504, f"upstream timed out: {type(exc).__name__} (upstream_timeout_s)",
-                                    type="upstream_error", code="upstream_timeout") from None
+                raise UpstreamError(
+                    504,
+                    f"upstream timed out: {type(exc).__name__} (upstream_timeout_s)",
+                    type="upstream_error",
+                    code="upstream_timeout",
+                ) from None
             except httpx.HTTPError as exc:
                 self.breaker.failure()
-                raise UpstreamError(502, f"upstream failed: {type(exc).__name__}", type="upstream_error",
-                                    code="upstream_unavailable") from None
+                raise UpstreamError(
+                    502, f"upstream failed: {type(exc).__name__}", type="upstream_error", code="upstream_unavailable"
+                ) from None
             except BaseException:
                 self.breaker.release_trial()  # cancelled (client left): no verdict on the upstream
                 raise
@@ -221,15 +250,21 @@ class _UpstreamStream(GenerationStream):
             if self.breaker is not None and isinstance(exc, httpx.HTTPError):
                 self.breaker.failure()
             timeout = isinstance(exc, httpx.TimeoutException)
-            raise UpstreamError(504 if timeout else 502, f"upstream stream broke: {type(exc).__name__}",
-                                type="upstream_error", code="upstream_timeout" if timeout else "upstream_stream_error",
-                                ) from None
+            raise UpstreamError(
+                504 if timeout else 502,
+                f"upstream stream broke: {type(exc).__name__}",
+                type="upstream_error",
+                code="upstream_timeout" if timeout else "upstream_stream_error",
+            ) from None
         finally:
             await self.response.aclose()
-        self.result = Generation(text=text, finish_reason=str(finish),
-                                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                                 completion_tokens=int(usage.get("completion_tokens", 0)),
-                                 tool_calls=calls.result())
+        self.result = Generation(
+            text=text,
+            finish_reason=str(finish),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            tool_calls=calls.result(),
+        )
 
     async def aclose(self) -> None:
         await self.response.aclose()

@@ -31,7 +31,7 @@ def backoff_s(attempt: int, base_s: float, retry_after: str | None = None, cap_s
             return min(cap_s, max(0.0, float(retry_after)))
         except ValueError:
             pass
-    return random.uniform(0.0, min(cap_s, base_s * (2 ** attempt)))
+    return random.uniform(0.0, min(cap_s, base_s * (2**attempt)))
 
 
 class UpstreamBreaker(CircuitBreaker):
@@ -39,6 +39,11 @@ class UpstreamBreaker(CircuitBreaker):
 
     def open_error(self, retry_after_s: int) -> Exception:
         """A 503 ``upstream_circuit_open`` with ``Retry-After``."""
-        return APIError(503, f"upstream is failing ({self.failures} consecutive failures); failing fast for "
-                        f"{retry_after_s} s more (upstream_breaker_reset_s={self.reset_s:g})", type="upstream_error",
-                        code="upstream_circuit_open", headers={"Retry-After": str(retry_after_s)})
+        return APIError(
+            503,
+            f"upstream is failing ({self.failures} consecutive failures); failing fast for "
+            f"{retry_after_s} s more (upstream_breaker_reset_s={self.reset_s:g})",
+            type="upstream_error",
+            code="upstream_circuit_open",
+            headers={"Retry-After": str(retry_after_s)},
+        )

@@ -15,8 +15,9 @@ class ToolCallAssembler:
         """Merge one delta's ``tool_calls`` list: ids, types and names are set once, ``arguments`` concatenated."""
         for piece in pieces:
             index = int(piece.get("index", len(self.calls)))
-            call = self.calls.setdefault(index, {"id": "", "type": "function",
-                                                  "function": {"name": "", "arguments": ""}})
+            call = self.calls.setdefault(
+                index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
             call["id"] = piece.get("id") or call["id"]
             call["type"] = piece.get("type") or call["type"]
             function = piece.get("function") or {}

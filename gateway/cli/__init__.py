@@ -24,13 +24,14 @@ from gateway.cli import watermark
 from gateway.cli.audit import audit_app
 from gateway.cli.keys import keys_app
 from gateway.cli.policy import policy_app
-from gateway.cli.secrets import export_public, secrets_app
 from gateway.cli.scan import scan
+from gateway.cli.secrets import export_public, secrets_app
 from gateway.cli.serve import serve
 from guardrails import COMMANDS
 
-app = typer.Typer(help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Greenlist: guardrail and watermarking gateway for LLMs.", no_args_is_help=True, add_completion=False
+)
 app.command("serve")(serve)
 app.command("scan")(scan)
 app.add_typer(policy_app, name="policy")

@@ -6,7 +6,7 @@ import json
 import re
 import sys
 import time
-from typing import Optional
+from datetime import UTC
 
 import typer
 
@@ -30,30 +30,30 @@ def parse_since(value: str) -> float:
         return float(value)
     except ValueError:
         pass
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(f"{value!r}: use 30m, 2h, 7d, a Unix time or an ISO 8601 time") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
 @audit_app.command("query")
 def audit_query(
-    since: Optional[str] = typer.Option(None, help="Only decisions since: 30m, 2h, 7d, Unix time or ISO 8601."),
-    until: Optional[str] = typer.Option(None, help="Only decisions before this time (same forms)."),
-    tenant: Optional[str] = typer.Option(None, help="Only this tenant."),
-    action: Optional[str] = typer.Option(None, help="Only this decision: allow, flag, redact, block."),
-    guardrail: Optional[str] = typer.Option(None, help="Only decisions where this guardrail fired."),
-    policy: Optional[str] = typer.Option(None, help="Only this policy."),
-    request_id: Optional[str] = typer.Option(None, help="Only this request's decisions."),
-    shadow: Optional[bool] = typer.Option(None, "--shadow/--live", help="Only shadow (or only live) decisions."),
+    since: str | None = typer.Option(None, help="Only decisions since: 30m, 2h, 7d, Unix time or ISO 8601."),
+    until: str | None = typer.Option(None, help="Only decisions before this time (same forms)."),
+    tenant: str | None = typer.Option(None, help="Only this tenant."),
+    action: str | None = typer.Option(None, help="Only this decision: allow, flag, redact, block."),
+    guardrail: str | None = typer.Option(None, help="Only decisions where this guardrail fired."),
+    policy: str | None = typer.Option(None, help="Only this policy."),
+    request_id: str | None = typer.Option(None, help="Only this request's decisions."),
+    shadow: bool | None = typer.Option(None, "--shadow/--live", help="Only shadow (or only live) decisions."),
     limit: int = typer.Option(100, help="Most rows (newest first)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line (for export)."),
-    url: Optional[str] = typer.Option(None, help="Audit database URL (default: the gateway's audit_url setting)."),
+    url: str | None = typer.Option(None, help="Audit database URL (default: the gateway's audit_url setting)."),
 ) -> None:
     """Print audit-log decisions matching the filters (newest first)."""
     from gateway.observability.audit import AuditQuery, default_audit_url, open_engine, query_engine
@@ -64,10 +64,20 @@ def audit_query(
         url = settings.audit_url or default_audit_url(settings.home)
     engine = open_engine(url)
     try:
-        rows = query_engine(engine, AuditQuery(
-            since=parse_since(since) if since else None, until=parse_since(until) if until else None,
-            tenant=tenant, action=action, guardrail=guardrail, policy=policy, shadow=shadow,
-            request_id=request_id, limit=limit))
+        rows = query_engine(
+            engine,
+            AuditQuery(
+                since=parse_since(since) if since else None,
+                until=parse_since(until) if until else None,
+                tenant=tenant,
+                action=action,
+                guardrail=guardrail,
+                policy=policy,
+                shadow=shadow,
+                request_id=request_id,
+                limit=limit,
+            ),
+        )
     finally:
         engine.dispose()
     out = sys.stdout
@@ -78,7 +88,9 @@ def audit_query(
     for r in rows:
         fired = ",".join(g["name"] for g in r["guardrails"] if g.get("decision") not in (None, "allow")) or "-"
         scores = " ".join(f"{g['name']}={float(g.get('score') or 0):.3f}" for g in r["guardrails"])
-        out.write(f"{r['time']}  {r['request_id'][:12]}  {r['tenant'] or '-':<12} {r['endpoint']:<22} "
-                  f"{r['direction']:<6} {r['policy']}@{r['policy_version']}{' (shadow)' if r['shadow'] else ''}  "
-                  f"{r['decision']:<6} fired={fired} {scores} {r['latency_ms']:.1f}ms\n")
+        out.write(
+            f"{r['time']}  {r['request_id'][:12]}  {r['tenant'] or '-':<12} {r['endpoint']:<22} "
+            f"{r['direction']:<6} {r['policy']}@{r['policy_version']}{' (shadow)' if r['shadow'] else ''}  "
+            f"{r['decision']:<6} fired={fired} {scores} {r['latency_ms']:.1f}ms\n"
+        )
     typer.echo(f"{len(rows)} rows", err=True)

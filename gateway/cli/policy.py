@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,9 @@ policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_h
 
 
 @policy_app.command("check")
-def policy_check(files: list[Path] = typer.Argument(..., help="Policy files, or a policies/ folder (+ routing.yaml).")) -> None:
+def policy_check(
+    files: list[Path] = typer.Argument(..., help="Policy files, or a policies/ folder (+ routing.yaml)."),
+) -> None:
     """Validate policy files (following ``extends``); print every error with file, line and field; exit 1 if any is invalid."""
     from gateway.policy.schema import PolicyError, load_policy
     from gateway.policy.store import PolicyStore
@@ -59,16 +60,17 @@ def policy_diff(
     old: str = typer.Argument(..., help="Old (live) policy: a file, or a name in policies/."),
     new: str = typer.Argument(..., help="New (candidate) policy: a file, or a name in policies/."),
     replay: str = typer.Option(..., "--replay", help="CSV/JSONL of texts (+ labels), or 'audit' / 'audit:URL'."),
-    max_negative_flip_rate: Optional[float] = typer.Option(
-        None, help="Exit 1 when the negative flip rate is above this (e.g. 0.01 = 1%)."),
-    text_column: Optional[str] = typer.Option(None, help="Text column (default: text/prompt/tweet/...)."),
-    label_column: Optional[str] = typer.Option(None, help="Label column (default: expected/label/...; '-' = none)."),
-    block_values: Optional[str] = typer.Option(None, help="Comma-separated label values meaning 'should be stopped'."),
+    max_negative_flip_rate: float | None = typer.Option(
+        None, help="Exit 1 when the negative flip rate is above this (e.g. 0.01 = 1%)."
+    ),
+    text_column: str | None = typer.Option(None, help="Text column (default: text/prompt/tweet/...)."),
+    label_column: str | None = typer.Option(None, help="Label column (default: expected/label/...; '-' = none)."),
+    block_values: str | None = typer.Option(None, help="Comma-separated label values meaning 'should be stopped'."),
     direction: str = typer.Option("input", help="Direction to check file texts in: input or output."),
-    sample: Optional[int] = typer.Option(None, help="Replay a seeded random sample of this many texts."),
+    sample: int | None = typer.Option(None, help="Replay a seeded random sample of this many texts."),
     seed: int = typer.Option(0, help="Seed of --sample."),
     positive: str = typer.Option("block", help="Comma-separated decisions that count as stopping a text."),
-    report: Optional[Path] = typer.Option(None, help="Also write the Markdown report to this file."),
+    report: Path | None = typer.Option(None, help="Also write the Markdown report to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of Markdown."),
     examples: int = typer.Option(5, help="Example texts listed per flip kind in the report."),
     timeout_s: float = typer.Option(60.0, help="Guardrail timeout during the replay (at least this many seconds)."),
@@ -77,9 +79,9 @@ def policy_diff(
 
     Exit codes: 0 ok, 1 negative flip rate above --max-negative-flip-rate, 2 invalid policy or replay source.
     """
-    from gateway.serving.pipeline import Pipeline
-    from gateway.policy.schema import PolicyError, load_policy
     from gateway.policy.diff import ReplayError, diff_policies, read_replay, relax_timeouts, render_markdown
+    from gateway.policy.schema import PolicyError, load_policy
+    from gateway.serving.pipeline import Pipeline
 
     try:
         old_p = Pipeline(load_policy(_policy_path(old)))
@@ -91,17 +93,28 @@ def policy_diff(
     relax_timeouts(old_p, timeout_s)
     relax_timeouts(new_p, timeout_s)
     try:
-        items = read_replay(replay, text_column=text_column, label_column=label_column,
-                            block_values=block_values.split(",") if block_values else None,
-                            direction=direction, sample=sample, seed=seed)
+        items = read_replay(
+            replay,
+            text_column=text_column,
+            label_column=label_column,
+            block_values=block_values.split(",") if block_values else None,
+            direction=direction,
+            sample=sample,
+            seed=seed,
+        )
     except (ReplayError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if not items:
         typer.echo("error: the replay source has no texts", err=True)
         raise typer.Exit(2)
-    result = diff_policies(old_p, new_p, items, source=replay,
-                           positive_decisions=tuple(p.strip() for p in positive.split(",") if p.strip()))
+    result = diff_policies(
+        old_p,
+        new_p,
+        items,
+        source=replay,
+        positive_decisions=tuple(p.strip() for p in positive.split(",") if p.strip()),
+    )
     text = render_markdown(result, max_negative_flip_rate=max_negative_flip_rate, examples=examples)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)

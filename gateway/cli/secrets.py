@@ -14,15 +14,17 @@ from pathlib import Path
 
 import typer
 
-secrets_app = typer.Typer(help="Keys shared by every replica: watermark key set and certificate signing key.",
-                          no_args_is_help=True)
+secrets_app = typer.Typer(
+    help="Keys shared by every replica: watermark key set and certificate signing key.", no_args_is_help=True
+)
 
 
 @secrets_app.command("init")
 def secrets_init(
     directory: Path = typer.Argument(..., help="Secrets directory to create (mode 0700)."),
     seeding_scheme: str | None = typer.Option(
-        None, help="Record a seeding scheme in the first key (selfhash, lefthash, robust); default: the server's."),
+        None, help="Record a seeding scheme in the first key (selfhash, lefthash, robust); default: the server's."
+    ),
 ) -> None:
     """Create DIR with a new watermark key set and signing key; refuse to overwrite existing keys (exit 1)."""
     from watermark.certificate import SIGNING_KEY_FILE, create_signing_key
@@ -34,8 +36,11 @@ def secrets_init(
         raise typer.Exit(2)
     existing = [p for p in (directory / KEY_FILE, directory / SIGNING_KEY_FILE) if p.exists()]
     if existing:
-        typer.echo(f"{', '.join(map(str, existing))} exists already; keys are never overwritten "
-                   "(rotate with `greenlist watermark-keys rotate`)", err=True)
+        typer.echo(
+            f"{', '.join(map(str, existing))} exists already; keys are never overwritten "
+            "(rotate with `greenlist watermark-keys rotate`)",
+            err=True,
+        )
         raise typer.Exit(1)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -46,8 +51,12 @@ def secrets_init(
 
 
 def export_public(
-    fmt: str = typer.Option("json", "--format", help="json (everything public) or b64 (the Ed25519 public key only, "
-                                                      "for `greenlist verify-certificate --public-key`)."),
+    fmt: str = typer.Option(
+        "json",
+        "--format",
+        help="json (everything public) or b64 (the Ed25519 public key only, "
+        "for `greenlist verify-certificate --public-key`).",
+    ),
 ) -> None:
     """Print what a third party needs to check certificates: the Ed25519 public key and the watermark key ids."""
     from gateway.security.shared_keys import SharedKeysError, load_certificate_signer, load_watermark_keys
@@ -63,5 +72,13 @@ def export_public(
     if fmt == "b64":
         typer.echo(signer.public()["public_key"])
         return
-    typer.echo(json.dumps({"signing_keys": [signer.public()], "watermark_keys": [k.public() for k in ring.keys],
-                           "active_watermark_key": ring.active.key_id}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "signing_keys": [signer.public()],
+                "watermark_keys": [k.public() for k in ring.keys],
+                "active_watermark_key": ring.active.key_id,
+            },
+            indent=2,
+        )
+    )

@@ -15,8 +15,9 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default 8000)."),
     policy: Path | None = typer.Option(None, help="Policy file (default policies/default.yaml)."),
     config: Path | None = typer.Option(None, help="YAML config file (also GREENLIST_CONFIG)."),
-    backend: str | None = typer.Option(None, help="local (embedded model) or openai (an upstream: "
-                                                    "--upstream-base-url or GREENLIST_UPSTREAM_BASE_URL)."),
+    backend: str | None = typer.Option(
+        None, help="local (embedded model) or openai (an upstream: --upstream-base-url or GREENLIST_UPSTREAM_BASE_URL)."
+    ),
     upstream_base_url: str | None = typer.Option(None, help="The openai backend's upstream, http://host:port/v1."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
@@ -30,15 +31,27 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         os.environ["GREENLIST_CONFIG"] = str(config)
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "policy": policy, "backend": backend,
-                                                        "upstream_base_url": upstream_base_url}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "policy": policy,
+            "backend": backend,
+            "upstream_base_url": upstream_base_url,
+        }.items()
+        if v is not None
+    }
     settings = Settings(**overrides)
     try:
         load_policy(settings.policy)  # refuse to start on an invalid policy, naming file, line and field
         from gateway.policy.store import PolicyStore
 
-        PolicyStore(settings.policies_dir or settings.policy.parent, settings.policy,  # ... or policy set / routing
-                    settings.policy_routing).validate()
+        PolicyStore(
+            settings.policies_dir or settings.policy.parent,
+            settings.policy,  # ... or policy set / routing
+            settings.policy_routing,
+        ).validate()
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-keys_app = typer.Typer(help="Watermark keys: list, rotate, retire, add a transformers-compatible key.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Watermark keys: list, rotate, retire, add a transformers-compatible key.", no_args_is_help=True
+)
 
 
 def _read_text(source: str) -> str:
@@ -49,8 +49,10 @@ def verify(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        typer.echo(f"{result['verdict']}: z={result['z_score']:.2f} p={result['p_value']:.3g} "
-                   f"tokens={result['num_tokens_scored']} key={result['key_id']}")
+        typer.echo(
+            f"{result['verdict']}: z={result['z_score']:.2f} p={result['p_value']:.3g} "
+            f"tokens={result['num_tokens_scored']} key={result['key_id']}"
+        )
         for span in result.get("spans", []):
             typer.echo(f"  watermarked span [{span['start']}, {span['end']}) z={span['z_score']:.2f}")
     raise typer.Exit(0 if result["watermarked"] or result.get("spans") else 1)
@@ -59,9 +61,12 @@ def verify(
 def verify_certificate(
     cert: Path = typer.Argument(..., help="Certificate JSON (from /v1/watermark/verify with certificate=true)."),
     text_file: str = typer.Argument(..., help="The text the certificate is about, or - for standard input."),
-    public_key: Optional[list[str]] = typer.Option(
-        None, "--public-key", help="Trusted base64 Ed25519 public key (repeatable; from GET /v1/watermark/keys). "
-                                   "Without it the key embedded in the certificate is used."),
+    public_key: list[str] | None = typer.Option(
+        None,
+        "--public-key",
+        help="Trusted base64 Ed25519 public key (repeatable; from GET /v1/watermark/keys). "
+        "Without it the key embedded in the certificate is used.",
+    ),
 ) -> None:
     """Check a certificate offline: exit 0 when the signature is valid and the text matches, 1 otherwise."""
     from watermark.certificate import check_certificate
@@ -99,10 +104,14 @@ def keys_list() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(
-    seeding_scheme: Optional[str] = typer.Option(
-        None, help="Record a seeding scheme in the new key (selfhash, lefthash, robust); default: the server setting."),
-    activate: bool = typer.Option(True, help="Make the new key active now; with several replicas add it with "
-                                              "--no-activate, wait one poll interval, then `activate` it."),
+    seeding_scheme: str | None = typer.Option(
+        None, help="Record a seeding scheme in the new key (selfhash, lefthash, robust); default: the server setting."
+    ),
+    activate: bool = typer.Option(
+        True,
+        help="Make the new key active now; with several replicas add it with "
+        "--no-activate, wait one poll interval, then `activate` it.",
+    ),
 ) -> None:
     """Create a new key (active unless --no-activate); older keys keep verifying until retired.
 

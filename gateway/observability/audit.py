@@ -57,7 +57,9 @@ def default_audit_url(home: Path) -> str:
 
 def _slim(g: dict[str, Any]) -> dict[str, Any]:
     """One guardrail's entry in an audit row: its result, ``outcome`` (``error`` or the decision), details."""
-    out: dict[str, Any] = {k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error", "overrides") if k in g}
+    out: dict[str, Any] = {
+        k: g.get(k) for k in ("name", "score", "decision", "action", "latency_ms", "error", "overrides") if k in g
+    }
     out["outcome"] = "error" if g.get("error") else g.get("decision")
     details = g.get("details")
     if details:
@@ -66,10 +68,24 @@ def _slim(g: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_record(*, request_id: str, tenant: str | None, endpoint: str, direction: str, policy: str,
-                policy_version: str, decision: str, guardrails: Iterable[dict[str, Any]], latency_ms: float,
-                text: str, store_text: bool = False, shadow: bool = False, live_policy: str | None = None,
-                enforced: str | None = None, ts: float | None = None) -> dict[str, Any]:
+def make_record(
+    *,
+    request_id: str,
+    tenant: str | None,
+    endpoint: str,
+    direction: str,
+    policy: str,
+    policy_version: str,
+    decision: str,
+    guardrails: Iterable[dict[str, Any]],
+    latency_ms: float,
+    text: str,
+    store_text: bool = False,
+    shadow: bool = False,
+    live_policy: str | None = None,
+    enforced: str | None = None,
+    ts: float | None = None,
+) -> dict[str, Any]:
     """Build one audit row.
 
     Args:
@@ -161,8 +177,14 @@ class AuditLog:
             created.
     """
 
-    def __init__(self, url: str, batch_size: int = 200, queue_size: int = 10_000, spill_dir: Path | None = None,
-                 retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        batch_size: int = 200,
+        queue_size: int = 10_000,
+        spill_dir: Path | None = None,
+        retry_s: float = 1.0,
+    ) -> None:
         self.url, self.batch_size, self.retry_s = url, batch_size, retry_s
         self.engine = open_engine(url)
         self.spill = SpillFile(spill_dir or _default_spill_dir(url))

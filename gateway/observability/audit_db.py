@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 metadata = MetaData()
 
 decisions = Table(
-    "greenlist_decisions", metadata,
+    "greenlist_decisions",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("record_id", String(32), unique=True),  # idempotent inserts: a replayed record is never duplicated
     Column("ts", Float, nullable=False, index=True),
@@ -39,6 +40,7 @@ decisions = Table(
     Column("text", Text),
 )
 
+
 def open_engine(url: str) -> Engine:
     """A SQLAlchemy engine for ``url`` (SQLite in WAL mode) with the audit table created (and migrated).
 
@@ -50,8 +52,11 @@ def open_engine(url: str) -> Engine:
     if "record_id" not in columns:
         with engine.begin() as conn:
             conn.execute(sql_text(f"ALTER TABLE {decisions.name} ADD COLUMN record_id VARCHAR(32)"))
-            conn.execute(sql_text(f"CREATE UNIQUE INDEX IF NOT EXISTS ix_{decisions.name}_record_id "
-                                  f"ON {decisions.name} (record_id)"))
+            conn.execute(
+                sql_text(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS ix_{decisions.name}_record_id ON {decisions.name} (record_id)"
+                )
+            )
     return engine
 
 

@@ -33,37 +33,66 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter("greenlist_requests", "HTTP requests", ["endpoint", "status"], registry=REGISTRY)
-REQUEST_LATENCY = Histogram("greenlist_request_latency_seconds", "Time until the response starts",
-                            ["endpoint"], registry=REGISTRY,
-                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+REQUEST_LATENCY = Histogram(
+    "greenlist_request_latency_seconds",
+    "Time until the response starts",
+    ["endpoint"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 ERRORS = Counter("greenlist_errors", "HTTP responses with status >= 400", ["endpoint", "status"], registry=REGISTRY)
-DECISIONS = Counter("greenlist_decisions", "Verdicts per checked text", ["policy", "direction", "decision", "shadow"],
-                    registry=REGISTRY)
-GUARDRAIL_DECISIONS = Counter("greenlist_guardrail_decisions", "Each guardrail's decision",
-                              ["policy", "guardrail", "decision", "shadow"], registry=REGISTRY)
-GUARDRAIL_LATENCY = Histogram("greenlist_guardrail_latency_seconds", "Guardrail scan time", ["policy", "guardrail"],
-                              registry=REGISTRY,
-                              buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-GUARDRAIL_ERRORS = Counter("greenlist_guardrail_errors", "Guardrail scans that raised or timed out",
-                           ["policy", "guardrail"], registry=REGISTRY)
-WATERMARK_VERIFICATIONS = Counter("greenlist_watermark_verifications", "Watermark verifications by verdict",
-                                  ["verdict"], registry=REGISTRY)
-POLICY_RELOADS = Counter("greenlist_policy_reloads", "Policy reload attempts that changed or were rejected",
-                         ["result"], registry=REGISTRY)
-POLICY_INFO = Gauge("greenlist_policy_info", "Live policy versions (1 per live version)", ["policy", "version"],
-                    registry=REGISTRY)
+DECISIONS = Counter(
+    "greenlist_decisions", "Verdicts per checked text", ["policy", "direction", "decision", "shadow"], registry=REGISTRY
+)
+GUARDRAIL_DECISIONS = Counter(
+    "greenlist_guardrail_decisions",
+    "Each guardrail's decision",
+    ["policy", "guardrail", "decision", "shadow"],
+    registry=REGISTRY,
+)
+GUARDRAIL_LATENCY = Histogram(
+    "greenlist_guardrail_latency_seconds",
+    "Guardrail scan time",
+    ["policy", "guardrail"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+GUARDRAIL_ERRORS = Counter(
+    "greenlist_guardrail_errors", "Guardrail scans that raised or timed out", ["policy", "guardrail"], registry=REGISTRY
+)
+WATERMARK_VERIFICATIONS = Counter(
+    "greenlist_watermark_verifications", "Watermark verifications by verdict", ["verdict"], registry=REGISTRY
+)
+POLICY_RELOADS = Counter(
+    "greenlist_policy_reloads", "Policy reload attempts that changed or were rejected", ["result"], registry=REGISTRY
+)
+POLICY_INFO = Gauge(
+    "greenlist_policy_info", "Live policy versions (1 per live version)", ["policy", "version"], registry=REGISTRY
+)
 
-RATE_LIMIT_ERRORS = Counter("greenlist_rate_limit_store_errors", "Rate-limit store (Redis) failures", ["limit"],
-                            registry=REGISTRY)
+RATE_LIMIT_ERRORS = Counter(
+    "greenlist_rate_limit_store_errors", "Rate-limit store (Redis) failures", ["limit"], registry=REGISTRY
+)
 AUDIT_QUEUE_DEPTH = Gauge("greenlist_audit_queue_depth", "Audit records waiting in memory", registry=REGISTRY)
 AUDIT_SPILLED = Counter("greenlist_audit_spilled", "Audit records written to the spill file", registry=REGISTRY)
-AUDIT_REPLAYED = Counter("greenlist_audit_replayed", "Spilled audit records written to the database",
-                         registry=REGISTRY)
-AUDIT_SPILL_PENDING = Gauge("greenlist_audit_spill_pending", "Audit records in the spill file not yet replayed",
-                            registry=REGISTRY)
+AUDIT_REPLAYED = Counter("greenlist_audit_replayed", "Spilled audit records written to the database", registry=REGISTRY)
+AUDIT_SPILL_PENDING = Gauge(
+    "greenlist_audit_spill_pending", "Audit records in the spill file not yet replayed", registry=REGISTRY
+)
 
-_KNOWN = ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/guardrails/check", "/v1/models",
-          "/healthz", "/metrics", "/console", "/admin/policies", "/admin/policies/reload", "/admin/audit")
+_KNOWN = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/guardrails/check",
+    "/v1/models",
+    "/healthz",
+    "/metrics",
+    "/console",
+    "/admin/policies",
+    "/admin/policies/reload",
+    "/admin/audit",
+)
 
 
 def endpoint_label(path: str) -> str:

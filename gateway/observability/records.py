@@ -60,8 +60,9 @@ def request_context(request: Any = None, endpoint: str | None = None) -> Request
     state = getattr(request, "state", None)
     rid = getattr(state, "request_id", None) or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
     rid = str(rid)[:64]
-    return RequestContext(rid, getattr(state, "tenant", None), getattr(state, "scopes", None),
-                          endpoint or request.url.path)
+    return RequestContext(
+        rid, getattr(state, "tenant", None), getattr(state, "scopes", None), endpoint or request.url.path
+    )
 
 
 def resolve(gw: Gateway, ctx: RequestContext, requested: str | None, model: str | None = None) -> Resolution:
@@ -82,8 +83,15 @@ def resolve(gw: Gateway, ctx: RequestContext, requested: str | None, model: str 
     return gw.store.resolve(tenant=ctx.tenant, scopes=ctx.scopes, model=model, requested=requested)
 
 
-def after_check(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, verdict: Verdict, text: str,
-                shadow: Pipeline | None = None, enforced: str | None = None) -> None:
+def after_check(
+    gw: Gateway,
+    ctx: RequestContext,
+    pipeline: Pipeline,
+    verdict: Verdict,
+    text: str,
+    shadow: Pipeline | None = None,
+    enforced: str | None = None,
+) -> None:
     """Record a full-text verdict (metrics + audit) and start its shadow check. Never raises.
 
     Args:
@@ -104,15 +112,17 @@ def after_check(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, verdict: V
         _audit(gw, ctx, pipeline, body, direction, text, shadow=False, enforced=enforced)
         if shadow is not None:
             task = asyncio.get_running_loop().create_task(
-                _run_shadow(gw, ctx, shadow, pipeline, text, verdict, enforced or verdict.decision.value))
+                _run_shadow(gw, ctx, shadow, pipeline, text, verdict, enforced or verdict.decision.value)
+            )
             _shadow_tasks.add(task)
             task.add_done_callback(_shadow_tasks.discard)
     except Exception:  # noqa: BLE001 - bookkeeping never fails a request
         log.exception("audit/metrics of request %s failed", ctx.request_id)
 
 
-async def _run_shadow(gw: Gateway, ctx: RequestContext, shadow: Pipeline, live: Pipeline, text: str,
-                      live_verdict: Verdict, enforced: str) -> None:
+async def _run_shadow(
+    gw: Gateway, ctx: RequestContext, shadow: Pipeline, live: Pipeline, text: str, live_verdict: Verdict, enforced: str
+) -> None:
     try:
         verdict = await shadow.check(text, live_verdict.direction)
         body = verdict.to_dict()
@@ -121,15 +131,32 @@ async def _run_shadow(gw: Gateway, ctx: RequestContext, shadow: Pipeline, live: 
         observe_verdict(shadow.name, body, verdict.direction.value, shadow=True)
         _audit(gw, ctx, shadow, body, verdict.direction.value, text, shadow=True, live=live, enforced=enforced)
         if verdict.decision != live_verdict.decision:
-            log.info("shadow %s@%s would have decided %s where %s@%s decided %s (request %s)", shadow.name,
-                     shadow.version, verdict.decision.value, live.name, live.version,
-                     live_verdict.decision.value, ctx.request_id)
+            log.info(
+                "shadow %s@%s would have decided %s where %s@%s decided %s (request %s)",
+                shadow.name,
+                shadow.version,
+                verdict.decision.value,
+                live.name,
+                live.version,
+                live_verdict.decision.value,
+                ctx.request_id,
+            )
     except Exception:  # noqa: BLE001
         log.exception("shadow check of request %s failed", ctx.request_id)
 
 
-def _audit(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, body: dict[str, Any], direction: str, text: str,
-           *, shadow: bool, live: Pipeline | None = None, enforced: str | None = None) -> None:
+def _audit(
+    gw: Gateway,
+    ctx: RequestContext,
+    pipeline: Pipeline,
+    body: dict[str, Any],
+    direction: str,
+    text: str,
+    *,
+    shadow: bool,
+    live: Pipeline | None = None,
+    enforced: str | None = None,
+) -> None:
     audit = gw.audit
     if audit is None or not pipeline.policy.audit.enabled:
         return
@@ -137,16 +164,34 @@ def _audit(gw: Gateway, ctx: RequestContext, pipeline: Pipeline, body: dict[str,
 
     guardrails = body.get("guardrails", [])
     latency = sum(float(g.get("latency_ms", 0.0)) for g in guardrails)
-    audit.record(make_record(
-        request_id=ctx.request_id, tenant=ctx.tenant, endpoint=ctx.endpoint, direction=direction,
-        policy=pipeline.name, policy_version=pipeline.version, decision=body["decision"], guardrails=guardrails,
-        latency_ms=latency, text=text, store_text=pipeline.policy.audit.store_text, shadow=shadow,
-        live_policy=live.name if live is not None else None, enforced=enforced,
-    ))
+    audit.record(
+        make_record(
+            request_id=ctx.request_id,
+            tenant=ctx.tenant,
+            endpoint=ctx.endpoint,
+            direction=direction,
+            policy=pipeline.name,
+            policy_version=pipeline.version,
+            decision=body["decision"],
+            guardrails=guardrails,
+            latency_ms=latency,
+            text=text,
+            store_text=pipeline.policy.audit.store_text,
+            shadow=shadow,
+            live_policy=live.name if live is not None else None,
+            enforced=enforced,
+        )
+    )
 
 
-def audit_moderation(gw: Gateway, ctx: RequestContext, guardrail: str, inputs: list[str],
-                     results: list[dict[str, Any]], latency_ms: float) -> None:
+def audit_moderation(
+    gw: Gateway,
+    ctx: RequestContext,
+    guardrail: str,
+    inputs: list[str],
+    results: list[dict[str, Any]],
+    latency_ms: float,
+) -> None:
     """Audit ``/v1/moderations`` results (one row per input, policy ``moderation``). Never raises."""
     try:
         audit = gw.audit
@@ -155,18 +200,35 @@ def audit_moderation(gw: Gateway, ctx: RequestContext, guardrail: str, inputs: l
         from gateway.observability.metrics import observe_verdict
 
         per = latency_ms / max(1, len(inputs))
-        for text, res in zip(inputs, results):
+        for text, res in zip(inputs, results, strict=False):
             scores = res.get("category_scores", {})
             decision = "flag" if res.get("flagged") else "allow"
-            guardrails = [{"name": guardrail, "score": round(float(max(scores.values(), default=0.0)), 6),
-                           "decision": decision, "action": "flag" if res.get("flagged") else None,
-                           "latency_ms": per}]
+            guardrails = [
+                {
+                    "name": guardrail,
+                    "score": round(float(max(scores.values(), default=0.0)), 6),
+                    "decision": decision,
+                    "action": "flag" if res.get("flagged") else None,
+                    "latency_ms": per,
+                }
+            ]
             observe_verdict("moderation", {"decision": decision, "guardrails": guardrails}, "input")
             if audit is not None:
-                audit.record(make_record(request_id=ctx.request_id, tenant=ctx.tenant, endpoint=ctx.endpoint,
-                                         direction="input", policy="moderation", policy_version="-",
-                                         decision=decision, guardrails=guardrails, latency_ms=per, text=text,
-                                         store_text=store_text))
+                audit.record(
+                    make_record(
+                        request_id=ctx.request_id,
+                        tenant=ctx.tenant,
+                        endpoint=ctx.endpoint,
+                        direction="input",
+                        policy="moderation",
+                        policy_version="-",
+                        decision=decision,
+                        guardrails=guardrails,
+                        latency_ms=per,
+                        text=text,
+                        store_text=store_text,
+                    )
+                )
     except Exception:  # noqa: BLE001
         log.exception("audit of moderation request %s failed", ctx.request_id)
 

@@ -23,6 +23,8 @@ or not. Label values ``block``, ``toxic``, ``offensive``, ``hate``, ``off``,
 ``1``, ``true``, ``yes`` (or any value in ``block_values``) are positive;
 a policy's decision is positive when it is in ``positive_decisions``
 (default: ``block``).
+
+Long module: reading a replay set, replaying it through two policies and rendering the report are one command's steps, kept in order.
 """
 
 from __future__ import annotations
@@ -78,9 +80,17 @@ def _positive_label(value: Any, block_values: set[str] | None) -> bool | None:
     return v in POSITIVE_LABELS
 
 
-def read_replay(source: str, *, text_column: str | None = None, label_column: str | None = None,
-                block_values: list[str] | None = None, direction: str = "input", sample: int | None = None,
-                seed: int = 0, audit_url: str | None = None) -> list[ReplayItem]:
+def read_replay(
+    source: str,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    block_values: list[str] | None = None,
+    direction: str = "input",
+    sample: int | None = None,
+    seed: int = 0,
+    audit_url: str | None = None,
+) -> list[ReplayItem]:
     """Read the texts (and labels) of a replay source.
 
     Args:
@@ -106,7 +116,7 @@ def read_replay(source: str, *, text_column: str | None = None, label_column: st
     if source == "audit" or source.startswith("audit:"):
         from gateway.observability.audit import AuditQuery, open_engine, query_engine
 
-        url = source[len("audit:"):] if source.startswith("audit:") else audit_url
+        url = source[len("audit:") :] if source.startswith("audit:") else audit_url
         if not url:
             from gateway.observability.audit import default_audit_url
             from gateway.settings import Settings
@@ -154,8 +164,11 @@ def read_replay(source: str, *, text_column: str | None = None, label_column: st
             if not isinstance(text, str) or not text:
                 continue
             label = _positive_label(rec.get(lcol), bv) if lcol else None
-            items.append(ReplayItem(text, Direction(rec.get("direction", d.value)) if "direction" in rec else d,
-                                    label, f"row {n}"))
+            items.append(
+                ReplayItem(
+                    text, Direction(rec.get("direction", d.value)) if "direction" in rec else d, label, f"row {n}"
+                )
+            )
     if sample is not None and sample < len(items):
         keep = sorted(random.Random(seed).sample(range(len(items)), sample))
         items = [items[i] for i in keep]
@@ -222,14 +235,25 @@ class DiffReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON form (rows omitted)."""
         return {
-            "old": self.old, "new": self.new, "source": self.source, "n": self.n, "labelled": self.labelled,
+            "old": self.old,
+            "new": self.new,
+            "source": self.source,
+            "n": self.n,
+            "labelled": self.labelled,
             "transitions": {f"{a}->{b}": c for (a, b), c in sorted(self.transitions.items())},
-            "allow_to_block": self.allow_to_block, "block_to_allow": self.block_to_allow, "changed": self.changed,
-            "old_accuracy": self.old_accuracy, "new_accuracy": self.new_accuracy,
-            "negative_flips": self.negative_flips, "positive_flips": self.positive_flips,
-            "negative_flip_rate": self.negative_flip_rate, "positive_flip_rate": self.positive_flip_rate,
-            "positive_decisions": list(self.positive_decisions), "seconds": round(self.seconds, 2),
-            "old_errors": self.old_errors, "new_errors": self.new_errors,
+            "allow_to_block": self.allow_to_block,
+            "block_to_allow": self.block_to_allow,
+            "changed": self.changed,
+            "old_accuracy": self.old_accuracy,
+            "new_accuracy": self.new_accuracy,
+            "negative_flips": self.negative_flips,
+            "positive_flips": self.positive_flips,
+            "negative_flip_rate": self.negative_flip_rate,
+            "positive_flip_rate": self.positive_flip_rate,
+            "positive_decisions": list(self.positive_decisions),
+            "seconds": round(self.seconds, 2),
+            "old_errors": self.old_errors,
+            "new_errors": self.new_errors,
         }
 
 
@@ -256,8 +280,15 @@ async def _replay(old: Pipeline, new: Pipeline, items: list[ReplayItem], concurr
     return list(await asyncio.gather(*(one(i) for i in items)))
 
 
-def diff_policies(old: Pipeline, new: Pipeline, items: list[ReplayItem], *, source: str = "",
-                  positive_decisions: tuple[str, ...] = ("block",), concurrency: int = 2) -> DiffReport:
+def diff_policies(
+    old: Pipeline,
+    new: Pipeline,
+    items: list[ReplayItem],
+    *,
+    source: str = "",
+    positive_decisions: tuple[str, ...] = ("block",),
+    concurrency: int = 2,
+) -> DiffReport:
     """Replay ``items`` through ``old`` and ``new`` and compare (blocking; runs its own event loop).
 
     Args:
@@ -278,19 +309,34 @@ def diff_policies(old: Pipeline, new: Pipeline, items: list[ReplayItem], *, sour
     labelled = [r for r in rows if r.item.label is not None]
     old_right = [(r.old in pos) == r.item.label for r in labelled]
     new_right = [(r.new in pos) == r.item.label for r in labelled]
-    nf = sum(1 for a, b in zip(old_right, new_right) if a and not b)
-    pf = sum(1 for a, b in zip(old_right, new_right) if b and not a)
+    nf = sum(1 for a, b in zip(old_right, new_right, strict=False) if a and not b)
+    pf = sum(1 for a, b in zip(old_right, new_right, strict=False) if b and not a)
     n_l = len(labelled)
-    info = lambda p: {"name": p.name, "version": p.version,  # noqa: E731
-                      "path": str(p.loaded.path) if p.loaded.path else None}
+
+    def info(p: Pipeline) -> dict[str, Any]:
+        return {"name": p.name, "version": p.version, "path": str(p.loaded.path) if p.loaded.path else None}
+
     return DiffReport(
-        old=info(old), new=info(new), source=source, n=len(rows), labelled=n_l, transitions=dict(transitions),
-        allow_to_block=transitions[("allow", "block")], block_to_allow=transitions[("block", "allow")],
+        old=info(old),
+        new=info(new),
+        source=source,
+        n=len(rows),
+        labelled=n_l,
+        transitions=dict(transitions),
+        allow_to_block=transitions[("allow", "block")],
+        block_to_allow=transitions[("block", "allow")],
         changed=sum(c for (a, b), c in transitions.items() if a != b),
-        old_accuracy=sum(old_right) / n_l if n_l else None, new_accuracy=sum(new_right) / n_l if n_l else None,
-        negative_flips=nf, positive_flips=pf, negative_flip_rate=nf / n_l if n_l else None,
-        positive_flip_rate=pf / n_l if n_l else None, seconds=seconds, positive_decisions=tuple(positive_decisions),
-        old_errors=sum(r.old_error for r in rows), new_errors=sum(r.new_error for r in rows), rows=rows,
+        old_accuracy=sum(old_right) / n_l if n_l else None,
+        new_accuracy=sum(new_right) / n_l if n_l else None,
+        negative_flips=nf,
+        positive_flips=pf,
+        negative_flip_rate=nf / n_l if n_l else None,
+        positive_flip_rate=pf / n_l if n_l else None,
+        seconds=seconds,
+        positive_decisions=tuple(positive_decisions),
+        old_errors=sum(r.old_error for r in rows),
+        new_errors=sum(r.new_error for r in rows),
+        rows=rows,
     )
 
 
@@ -303,8 +349,9 @@ def _snippet(text: str, width: int = 90) -> str:
     return one if len(one) <= width else one[: width - 1] + "…"
 
 
-def render_markdown(report: DiffReport, *, max_negative_flip_rate: float | None = None, examples: int = 5,
-                    title: str = "Policy diff") -> str:
+def render_markdown(
+    report: DiffReport, *, max_negative_flip_rate: float | None = None, examples: int = 5, title: str = "Policy diff"
+) -> str:
     """The report as Markdown (what ``--report FILE.md`` writes).
 
     Args:
@@ -314,53 +361,89 @@ def render_markdown(report: DiffReport, *, max_negative_flip_rate: float | None 
         title: Heading.
     """
     o, n = report.old, report.new
-    lines = [f"# {title}", "",
-             f"- old: `{o['name']}` version `{o['version']}` ({o['path']})",
-             f"- new: `{n['name']}` version `{n['version']}` ({n['path']})",
-             f"- replay: `{report.source}`: {report.n} texts, {report.labelled} labelled; "
-             f"{report.seconds:.1f} s for both policies",
-             f"- a decision counts as *stopped* when it is one of: {', '.join(report.positive_decisions)}",
-             f"- guardrail errors or timeouts (the entry's `on_error` decision was used): old {report.old_errors}, "
-             f"new {report.new_errors}",
-             "", "## Flips", "",
-             "| | count | share |", "|---|---:|---:|",
-             f"| allow → block | {report.allow_to_block} | {_pct(report.allow_to_block / report.n if report.n else None)} |",
-             f"| block → allow | {report.block_to_allow} | {_pct(report.block_to_allow / report.n if report.n else None)} |",
-             f"| any change | {report.changed} | {_pct(report.changed / report.n if report.n else None)} |",
-             "", "Decisions, old (rows) → new (columns):", "",
-             "| old \\ new | " + " | ".join(DECISIONS) + " |", "|---|" + "---:|" * len(DECISIONS)]
+    lines = [
+        f"# {title}",
+        "",
+        f"- old: `{o['name']}` version `{o['version']}` ({o['path']})",
+        f"- new: `{n['name']}` version `{n['version']}` ({n['path']})",
+        f"- replay: `{report.source}`: {report.n} texts, {report.labelled} labelled; "
+        f"{report.seconds:.1f} s for both policies",
+        f"- a decision counts as *stopped* when it is one of: {', '.join(report.positive_decisions)}",
+        f"- guardrail errors or timeouts (the entry's `on_error` decision was used): old {report.old_errors}, "
+        f"new {report.new_errors}",
+        "",
+        "## Flips",
+        "",
+        "| | count | share |",
+        "|---|---:|---:|",
+        f"| allow → block | {report.allow_to_block} | {_pct(report.allow_to_block / report.n if report.n else None)} |",
+        f"| block → allow | {report.block_to_allow} | {_pct(report.block_to_allow / report.n if report.n else None)} |",
+        f"| any change | {report.changed} | {_pct(report.changed / report.n if report.n else None)} |",
+        "",
+        "Decisions, old (rows) → new (columns):",
+        "",
+        "| old \\ new | " + " | ".join(DECISIONS) + " |",
+        "|---|" + "---:|" * len(DECISIONS),
+    ]
     for a in DECISIONS:
         lines.append(f"| {a} | " + " | ".join(str(report.transitions.get((a, b), 0)) for b in DECISIONS) + " |")
     if report.labelled:
-        lines += ["", "## Against labels", "",
-                  "| metric | value |", "|---|---:|",
-                  f"| old accuracy | {_pct(report.old_accuracy)} |",
-                  f"| new accuracy | {_pct(report.new_accuracy)} |",
-                  f"| negative flips (old right, new wrong) | {report.negative_flips} |",
-                  f"| **negative flip rate** | **{_pct(report.negative_flip_rate)}** |",
-                  f"| positive flips (old wrong, new right) | {report.positive_flips} |",
-                  f"| positive flip rate | {_pct(report.positive_flip_rate)} |"]
+        lines += [
+            "",
+            "## Against labels",
+            "",
+            "| metric | value |",
+            "|---|---:|",
+            f"| old accuracy | {_pct(report.old_accuracy)} |",
+            f"| new accuracy | {_pct(report.new_accuracy)} |",
+            f"| negative flips (old right, new wrong) | {report.negative_flips} |",
+            f"| **negative flip rate** | **{_pct(report.negative_flip_rate)}** |",
+            f"| positive flips (old wrong, new right) | {report.positive_flips} |",
+            f"| positive flip rate | {_pct(report.positive_flip_rate)} |",
+        ]
         if max_negative_flip_rate is not None:
             passed = (report.negative_flip_rate or 0.0) <= max_negative_flip_rate
-            lines += ["", f"Gate `--max-negative-flip-rate {max_negative_flip_rate}`: "
-                      f"**{'pass' if passed else 'FAIL'}** (NFR {_pct(report.negative_flip_rate)})."]
+            lines += [
+                "",
+                f"Gate `--max-negative-flip-rate {max_negative_flip_rate}`: "
+                f"**{'pass' if passed else 'FAIL'}** (NFR {_pct(report.negative_flip_rate)}).",
+            ]
     if examples:
         pos = set(report.positive_decisions)
-        groups = [("Negative flips (old right, new wrong)",
-                   [r for r in report.rows if r.item.label is not None
-                    and (r.old in pos) == r.item.label and (r.new in pos) != r.item.label]),
-                  ("Positive flips (old wrong, new right)",
-                   [r for r in report.rows if r.item.label is not None
-                    and (r.old in pos) != r.item.label and (r.new in pos) == r.item.label])]
+        groups = [
+            (
+                "Negative flips (old right, new wrong)",
+                [
+                    r
+                    for r in report.rows
+                    if r.item.label is not None and (r.old in pos) == r.item.label and (r.new in pos) != r.item.label
+                ],
+            ),
+            (
+                "Positive flips (old wrong, new right)",
+                [
+                    r
+                    for r in report.rows
+                    if r.item.label is not None and (r.old in pos) != r.item.label and (r.new in pos) == r.item.label
+                ],
+            ),
+        ]
         if not report.labelled:
             groups = [("Changed decisions", [r for r in report.rows if r.old != r.new])]
         for heading, rows in groups:
             if not rows:
                 continue
-            lines += ["", f"## {heading}: first {min(examples, len(rows))} of {len(rows)}", "",
-                      "| ref | label | old (score) | new (score) | text |", "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"## {heading}: first {min(examples, len(rows))} of {len(rows)}",
+                "",
+                "| ref | label | old (score) | new (score) | text |",
+                "|---|---|---|---|---|",
+            ]
             for r in rows[:examples]:
                 label = "—" if r.item.label is None else ("stop" if r.item.label else "pass")
-                lines.append(f"| {r.item.ref} | {label} | {r.old} ({r.old_score:.3f}) | {r.new} ({r.new_score:.3f}) "
-                             f"| {_snippet(r.item.text)} |")
+                lines.append(
+                    f"| {r.item.ref} | {label} | {r.old} ({r.old_score:.3f}) | {r.new} ({r.new_score:.3f}) "
+                    f"| {_snippet(r.item.text)} |"
+                )
     return "\n".join(lines) + "\n"

@@ -61,16 +61,22 @@ def load_routing(path: Path | None) -> Routing:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise PolicyError([PolicyIssue(str(path), mark.line + 1 if mark else None, "<yaml>",
-                                       str(exc).splitlines()[0])]) from None
+        raise PolicyError(
+            [PolicyIssue(str(path), mark.line + 1 if mark else None, "<yaml>", str(exc).splitlines()[0])]
+        ) from None
     if not isinstance(data, dict):
         raise PolicyError([PolicyIssue(str(path), 1, "<root>", "the routing file must be a YAML mapping")])
     try:
         return Routing.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError([PolicyIssue(str(path), _line_of(node, tuple(e["loc"])),
-                                       ".".join(str(p) for p in e["loc"]) or "<root>", e["msg"])
-                           for e in exc.errors()]) from None
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    str(path), _line_of(node, tuple(e["loc"])), ".".join(str(p) for p in e["loc"]) or "<root>", e["msg"]
+                )
+                for e in exc.errors()
+            ]
+        ) from None
 
 
 def _yaml_line(path: Path, loc: tuple[Any, ...]) -> int | None:

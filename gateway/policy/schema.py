@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from guardrails import REGISTRY, guardrail_class
 
+
 def _default_policy_path() -> Path:
     """``policies/default.yaml`` of a checkout, else the copy inside the installed package (``bundled_policies``)."""
     checkout = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
@@ -82,7 +83,7 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 def _entry_type() -> Any:
     configs = tuple(guardrail_class(name).Config for name in REGISTRY)
-    union = configs[0] if len(configs) == 1 else Union[configs]
+    union = configs[0] if len(configs) == 1 else Union[configs]  # noqa: UP007 - built at run time from the registry
     return Annotated[union, Field(discriminator="type")]
 
 
@@ -142,7 +143,7 @@ class Policy(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Policy":
+    def _unique_names(self) -> Policy:
         for direction in ("input", "output"):
             names = [entry.display_name for entry in getattr(self, direction)]
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -220,9 +221,13 @@ def _compose(text: str, source: str) -> tuple[yaml.Node | None, dict[str, Any]]:
         raise PolicyError([PolicyIssue(source, None, "<yaml>", "the document is nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise PolicyError([PolicyIssue(source, mark.line + 1 if mark else None, "<yaml>", str(exc).splitlines()[0])]) from None
+        raise PolicyError(
+            [PolicyIssue(source, mark.line + 1 if mark else None, "<yaml>", str(exc).splitlines()[0])]
+        ) from None
     if not isinstance(data, dict):
-        raise PolicyError([PolicyIssue(source, 1, "<root>", "a policy file must be a YAML mapping (name:, input:, output:, ...)")])
+        raise PolicyError(
+            [PolicyIssue(source, 1, "<root>", "a policy file must be a YAML mapping (name:, input:, output:, ...)")]
+        )
     return node, data
 
 
@@ -324,21 +329,24 @@ def load_policy(path: str | Path, _chain: tuple[Path, ...] = ()) -> LoadedPolicy
             cycle = " -> ".join(p.name for p in chain + (base_path,))
             raise PolicyError([PolicyIssue(str(path), line, "extends", f"inheritance cycle: {cycle}")])
         if not base_path.exists():
-            raise PolicyError([PolicyIssue(str(path), line, "extends",
-                                           f"base policy {extends!r} not found (looked for {base_path})")])
+            raise PolicyError(
+                [PolicyIssue(str(path), line, "extends", f"base policy {extends!r} not found (looked for {base_path})")]
+            )
         try:
             base = load_policy(base_path, chain)
         except PolicyError as exc:
-            raise PolicyError([PolicyIssue(str(path), line, "extends", f"base policy {extends!r} is invalid"),
-                               *exc.issues]) from None
+            raise PolicyError(
+                [PolicyIssue(str(path), line, "extends", f"base policy {extends!r} is invalid"), *exc.issues]
+            ) from None
         data = deep_merge({k: v for k, v in base.data.items() if k not in _NOT_INHERITED}, data)
         version_bytes = raw + b"\0extends:" + base.version.encode()
         bases = (base.path, *base.bases)
     if "name" not in data:
         data = {**data, "name": path.stem}
     policy = _validate(node, data, str(path))
-    return LoadedPolicy(policy=policy, version=hashlib.sha256(version_bytes).hexdigest()[:12], path=path,
-                        data=data, bases=bases)
+    return LoadedPolicy(
+        policy=policy, version=hashlib.sha256(version_bytes).hexdigest()[:12], path=path, data=data, bases=bases
+    )
 
 
 def policy_json_schema() -> dict[str, Any]:

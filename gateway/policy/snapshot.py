@@ -48,7 +48,7 @@ class GuardrailCache:
             self.built += 1
             return self._items.setdefault(k, made)
 
-    def retain(self, pipelines: "Iterable[Pipeline]") -> None:
+    def retain(self, pipelines: Iterable[Pipeline]) -> None:
         """Drop instances no pipeline in ``pipelines`` uses (after a reload went live)."""
         keep = {self.key(g.config) for p in pipelines for gs in p.guardrails.values() for g in gs}
         with self._lock:
@@ -133,5 +133,11 @@ class ReloadResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the reload endpoint's body)."""
-        return {"ok": self.ok, "generation": self.generation, "changed": self.changed, "removed": self.removed,
-                "errors": self.errors, "versions": self.versions}
+        return {
+            "ok": self.ok,
+            "generation": self.generation,
+            "changed": self.changed,
+            "removed": self.removed,
+            "errors": self.errors,
+            "versions": self.versions,
+        }

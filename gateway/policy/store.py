@@ -20,6 +20,8 @@ Matching a request to a policy (:meth:`PolicyStore.resolve`), in order:
 
 A policy may run a candidate in shadow (``shadow: NAME`` in the policy, or
 ``shadow: {live: candidate}`` in the routing file, which wins).
+
+Long module: PolicyStore is one class whose load, reload, resolve and watch share the snapshot-swap invariant.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gateway.errors import APIError
 from gateway.policy.routing import ROUTING_FILE, Routing, _field_line, _name_line, _routing_line, load_routing
@@ -38,6 +41,7 @@ from gateway.serving.pipeline import Pipeline
 from greenlist.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("greenlist.policies")
+
 
 class PolicyStore:
     """The live policies of a gateway (see the module doc).
@@ -55,10 +59,14 @@ class PolicyStore:
     Call :meth:`load` once before use.
     """
 
-    def __init__(self, directory: str | Path, default_path: str | Path | None = None,
-                 routing_path: str | Path | None = None,
-                 pipeline_factory: Callable[[LoadedPolicy], Pipeline] | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        default_path: str | Path | None = None,
+        routing_path: str | Path | None = None,
+        pipeline_factory: Callable[[LoadedPolicy], Pipeline] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.directory, self.clock = Path(directory), clock
         self.default_path = Path(default_path) if default_path else self.directory / "default.yaml"
         self.routing_path = Path(routing_path) if routing_path else self.directory / ROUTING_FILE
@@ -99,8 +107,9 @@ class PolicyStore:
 
     def files(self) -> list[Path]:
         """The policy files the store reads: ``directory/*.yaml`` (not the routing file) and the default file."""
-        found = sorted(p for p in self.directory.glob("*.yaml")
-                       if p.name != ROUTING_FILE and not p.name.startswith((".", "_")))
+        found = sorted(
+            p for p in self.directory.glob("*.yaml") if p.name != ROUTING_FILE and not p.name.startswith((".", "_"))
+        )
         if self.default_path.resolve() not in {p.resolve() for p in found}:
             found.append(self.default_path)
         return found
@@ -149,8 +158,11 @@ class PolicyStore:
             except PolicyError as exc:
                 self.last_error = [str(i) for i in exc.issues]
                 self._seen_fingerprint = self.fingerprint()
-                log.error("policy reload rejected; still serving generation %d:\n  %s", old.generation,
-                          "\n  ".join(self.last_error))
+                log.error(
+                    "policy reload rejected; still serving generation %d:\n  %s",
+                    old.generation,
+                    "\n  ".join(self.last_error),
+                )
                 _metric_reload("rejected")
                 return ReloadResult(False, old.generation, errors=self.last_error, versions=old.versions())
             before, after = old.versions(), snap.versions()
@@ -199,12 +211,21 @@ class PolicyStore:
             name = lp.policy.name
             is_default = path.resolve() == self.default_path.resolve()
             if not is_default and name != path.stem:
-                issues.append(PolicyIssue(str(path), _name_line(path), "name",
-                                          f"policy name {name!r} must match the file name {path.stem!r}"))
+                issues.append(
+                    PolicyIssue(
+                        str(path),
+                        _name_line(path),
+                        "name",
+                        f"policy name {name!r} must match the file name {path.stem!r}",
+                    )
+                )
                 continue
             if name in loaded:
-                issues.append(PolicyIssue(str(path), _name_line(path), "name",
-                                          f"policy {name!r} is also defined in {loaded[name].path}"))
+                issues.append(
+                    PolicyIssue(
+                        str(path), _name_line(path), "name", f"policy {name!r} is also defined in {loaded[name].path}"
+                    )
+                )
                 continue
             loaded[name] = lp
             if is_default:
@@ -238,8 +259,9 @@ class PolicyStore:
             except Exception as exc:  # noqa: BLE001 - a guardrail that cannot be built
                 message = f"{type(exc).__name__}: {exc}"
                 if name == default_name or previous is not None:
-                    issues.append(PolicyIssue(str(lp.path), None, "<guardrails>",
-                                              f"policy {name!r} cannot be built: {message}"))
+                    issues.append(
+                        PolicyIssue(str(lp.path), None, "<guardrails>", f"policy {name!r} cannot be built: {message}")
+                    )
                 else:
                     unavailable[name] = message
                     log.warning("policy %s is unavailable: %s", name, message)
@@ -253,11 +275,18 @@ class PolicyStore:
         rfile = str(self.routing_path)
         for name, lp in loaded.items():
             if lp.policy.shadow is not None and lp.policy.shadow not in loaded:
-                issues.append(PolicyIssue(str(lp.path), _field_line(lp.path, "shadow"), "shadow",
-                                          f"unknown shadow policy {lp.policy.shadow!r}; known: {sorted(loaded)}"))
+                issues.append(
+                    PolicyIssue(
+                        str(lp.path),
+                        _field_line(lp.path, "shadow"),
+                        "shadow",
+                        f"unknown shadow policy {lp.policy.shadow!r}; known: {sorted(loaded)}",
+                    )
+                )
             if lp.policy.shadow == name:
-                issues.append(PolicyIssue(str(lp.path), _field_line(lp.path, "shadow"), "shadow",
-                                          "a policy cannot shadow itself"))
+                issues.append(
+                    PolicyIssue(str(lp.path), _field_line(lp.path, "shadow"), "shadow", "a policy cannot shadow itself")
+                )
         refs: list[tuple[str, str]] = []
         for tenant, route in routing.tenants.items():
             if route.policy:
@@ -273,14 +302,26 @@ class PolicyStore:
             refs.extend([(f"shadow.{live}", live), (f"shadow.{live}", shadow)])
         for where, name in refs:
             if name not in loaded:
-                issues.append(PolicyIssue(rfile, _routing_line(self.routing_path, where), where,
-                                          f"unknown policy {name!r}; known: {sorted(loaded)}"))
+                issues.append(
+                    PolicyIssue(
+                        rfile,
+                        _routing_line(self.routing_path, where),
+                        where,
+                        f"unknown policy {name!r}; known: {sorted(loaded)}",
+                    )
+                )
         return issues
 
     # ------------------------------------------------------------------ matching
 
-    def resolve(self, *, tenant: str | None = None, scopes: set[str] | None = None, model: str | None = None,
-                requested: str | None = None) -> Resolution:
+    def resolve(
+        self,
+        *,
+        tenant: str | None = None,
+        scopes: set[str] | None = None,
+        model: str | None = None,
+        requested: str | None = None,
+    ) -> Resolution:
         """Choose the policy (and its shadow) for one request; see the module doc for the order.
 
         Args:
@@ -313,17 +354,31 @@ class PolicyStore:
             allowed = "*" in route.allow or requested in route.allow or bool(scopes and "admin" in scopes)
             if not allowed:
                 who = f"tenant {tenant!r}" if tenant is not None else "this caller"
-                raise APIError(403, f"{who} may not choose policy {requested!r} (routing allows "
-                               f"{sorted(route.allow) or 'none'}); leave greenlist.policy out to get {name!r}",
-                               type="permission_error", param="policy", code="policy_not_allowed")
+                raise APIError(
+                    403,
+                    f"{who} may not choose policy {requested!r} (routing allows "
+                    f"{sorted(route.allow) or 'none'}); leave greenlist.policy out to get {name!r}",
+                    type="permission_error",
+                    param="policy",
+                    code="policy_not_allowed",
+                )
             name, reason = requested, "explicit"
         pipeline = snap.pipelines.get(name)
         if pipeline is None:
             if name in snap.unavailable:
-                raise APIError(503, f"policy {name!r} is unavailable: {snap.unavailable[name]}",
-                               type="server_error", param="policy", code="policy_unavailable")
-            raise APIError(404, f"unknown policy {name!r}; this server runs {sorted(snap.pipelines)}",
-                           param="policy", code="policy_not_found")
+                raise APIError(
+                    503,
+                    f"policy {name!r} is unavailable: {snap.unavailable[name]}",
+                    type="server_error",
+                    param="policy",
+                    code="policy_unavailable",
+                )
+            raise APIError(
+                404,
+                f"unknown policy {name!r}; this server runs {sorted(snap.pipelines)}",
+                param="policy",
+                code="policy_not_found",
+            )
         shadow_name = snap.shadow_name(name)
         shadow = snap.pipelines.get(shadow_name) if shadow_name else None
         return Resolution(pipeline, shadow, reason, snap)
@@ -364,8 +419,14 @@ class PolicyStore:
             "loaded_at": snap.loaded_at,
             "default": snap.default,
             "policies": [
-                {"name": n, "version": p.version, "path": str(p.loaded.path) if p.loaded.path else None,
-                 "extends": p.policy.extends, "shadow": snap.shadow_name(n), "description": p.policy.description}
+                {
+                    "name": n,
+                    "version": p.version,
+                    "path": str(p.loaded.path) if p.loaded.path else None,
+                    "extends": p.policy.extends,
+                    "shadow": snap.shadow_name(n),
+                    "description": p.policy.description,
+                }
                 for n, p in sorted(snap.pipelines.items())
             ],
             "unavailable": snap.unavailable,

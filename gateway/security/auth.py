@@ -57,8 +57,9 @@ DEFAULT_TENANT = "default"
 PUBLIC_TENANT = "public"
 
 # Routes anyone may call, authenticated or not.
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/verify", "/v1/watermark/keys"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/verify", "/v1/watermark/keys"}
+)
 PUBLIC_PREFIXES = ("/static/docs/",)  # the interactive docs' own assets (gateway.api.openapi)
 # (path, exact?, scope): first match wins; anything else needs ``admin``.
 ROUTE_SCOPES: tuple[tuple[str, bool, str | None], ...] = (
@@ -197,22 +198,38 @@ class AuthMiddleware:
             return Principal(DEFAULT_TENANT, ALL_SCOPES)
         token = _bearer(scope)
         needed = required_scope(path)
-        if token is None and (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or scope.get("method") == "OPTIONS"):
+        if token is None and (
+            path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or scope.get("method") == "OPTIONS"
+        ):
             return Principal(PUBLIC_TENANT, frozenset())
         if token is None and self.config.verify_public and path == "/v1/watermark/verify":
             return Principal(PUBLIC_TENANT, frozenset({"verify"}))  # rate-limited by address in limit()
         if not token:
-            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>' (create one with "
-                           "'greenlist keys create --tenant NAME')", type="invalid_request_error",
-                           code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>' (create one with "
+                "'greenlist keys create --tenant NAME')",
+                type="invalid_request_error",
+                code="missing_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         key = self.config.store.authenticate(token)
         if key is None:
-            raise APIError(401, "invalid or revoked API key", type="invalid_request_error", code="invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "invalid or revoked API key",
+                type="invalid_request_error",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         scopes = frozenset(key.scopes)
         if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES) and not has_scope(scopes, needed):
-            raise APIError(403, f"this API key lacks the scope {needed!r} needed for {path} "
-                           f"(it has {sorted(scopes)})", type="permission_error", code="insufficient_scope")
+            raise APIError(
+                403,
+                f"this API key lacks the scope {needed!r} needed for {path} (it has {sorted(scopes)})",
+                type="permission_error",
+                code="insufficient_scope",
+            )
         return Principal(key.tenant, scopes, key.key_id)
 
     async def limit(self, scope: Scope, principal: Principal) -> None:
@@ -226,18 +243,33 @@ class AuthMiddleware:
             limiter, client = self.config.bucket, "addr:" + _client_address(scope, self.config.trusted_proxies)
             setting, hint = "verify_public_rate_per_min", " or send an API key with scope 'verify'"
         elif principal.key_id is not None and self.config.key_limiter is not None:
-            limiter, client, setting, hint = self.config.key_limiter, "key:" + principal.key_id, "api_key_rate_per_min", ""
+            limiter, client, setting, hint = (
+                self.config.key_limiter,
+                "key:" + principal.key_id,
+                "api_key_rate_per_min",
+                "",
+            )
         else:
             return
         try:
             wait = await limiter.acquire(client)
         except RateLimitUnavailable as exc:
-            raise APIError(503, f"{exc}; rate_limit_on_error=closed refuses requests until it is back",
-                           type="server_error", code="rate_limit_unavailable", headers={"Retry-After": "1"}) from None
+            raise APIError(
+                503,
+                f"{exc}; rate_limit_on_error=closed refuses requests until it is back",
+                type="server_error",
+                code="rate_limit_unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
         if wait > 0:
             retry = max(1, math.ceil(wait))
-            raise APIError(429, f"rate limit exceeded ({setting}); retry in {retry} s{hint}",
-                           type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(retry)})
+            raise APIError(
+                429,
+                f"rate limit exceeded ({setting}); retry in {retry} s{hint}",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(retry)},
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -267,8 +299,9 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[None]]:
     async def dependency(request: Request) -> None:
         scopes = getattr(request.state, "scopes", ALL_SCOPES)
         if not has_scope(scopes, scope):
-            raise APIError(403, f"this API key lacks the scope {scope!r}", type="permission_error",
-                           code="insufficient_scope")
+            raise APIError(
+                403, f"this API key lacks the scope {scope!r}", type="permission_error", code="insufficient_scope"
+            )
 
     return dependency
 
@@ -284,6 +317,11 @@ def warn_if_open(config: AuthConfig) -> None:
         log.info("authentication on (%s); key store %s", config.reason(), config.store.path)
         return
     bar = "!" * 78
-    log.warning("\n%s\n!! AUTHENTICATION IS OFF (%s).\n!! Anyone who can reach this port can generate, moderate "
-                "and administer.\n!! Create a key with 'greenlist keys create --tenant NAME --scopes ...' or set "
-                "GREENLIST_AUTH=on.\n%s", bar, config.reason(), bar)
+    log.warning(
+        "\n%s\n!! AUTHENTICATION IS OFF (%s).\n!! Anyone who can reach this port can generate, moderate "
+        "and administer.\n!! Create a key with 'greenlist keys create --tenant NAME --scopes ...' or set "
+        "GREENLIST_AUTH=on.\n%s",
+        bar,
+        config.reason(),
+        bar,
+    )

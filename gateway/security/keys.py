@@ -26,6 +26,7 @@ SCOPES: tuple[str, ...] = ("generate", "moderate", "verify", "verify:detail", "a
 ALL_SCOPES: frozenset[str] = frozenset(SCOPES)
 TOKEN_PREFIX = "gl_"
 
+
 def hash_token(token: str) -> str:
     """Hex SHA-256 of a token (what the store keeps)."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
@@ -89,8 +90,9 @@ class KeyStore:
             keys = {k["key_id"]: ApiKey(**k) for k in data.get("keys", [])}
         except (OSError, ValueError, TypeError, KeyError) as exc:
             # A broken store must not open the gate: keep the last good keys, say so.
-            log.error("cannot read API key store %s: %s; keeping %d previously loaded keys", self.path, exc,
-                      len(self._keys))
+            log.error(
+                "cannot read API key store %s: %s; keeping %d previously loaded keys", self.path, exc, len(self._keys)
+            )
             return
         self._keys, self._stamp = keys, stamp
 
@@ -140,8 +142,14 @@ class KeyStore:
             self._load()
             key_id = secrets.token_hex(6)
             token = f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-            key = ApiKey(key_id=key_id, tenant=tenant, scopes=sorted(set(scopes)), sha256=hash_token(token),
-                         created=self.clock.time(), name=name)
+            key = ApiKey(
+                key_id=key_id,
+                tenant=tenant,
+                scopes=sorted(set(scopes)),
+                sha256=hash_token(token),
+                created=self.clock.time(),
+                name=name,
+            )
             self._keys[key_id] = key
             self._save()
         return token, key
@@ -163,7 +171,7 @@ class KeyStore:
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key matching ``token``, or None (constant-time hash comparison)."""
         self.refresh()
-        key_id = token[len(TOKEN_PREFIX):].split("_", 1)[0] if token.startswith(TOKEN_PREFIX) else ""
+        key_id = token[len(TOKEN_PREFIX) :].split("_", 1)[0] if token.startswith(TOKEN_PREFIX) else ""
         key = self._keys.get(key_id)
         # Compare even when the id is unknown so timing does not reveal which ids exist.
         expected = key.sha256 if key is not None else "0" * 64

@@ -57,8 +57,9 @@ class BodySizeLimitMiddleware:
 
     def _error(self, size: int | None) -> APIError:
         got = f"{size} bytes" if size is not None else "more"
-        return APIError(413, f"request body too large: {got}, limit max_request_bytes={self.max_bytes}",
-                        code="request_too_large")
+        return APIError(
+            413, f"request body too large: {got}, limit max_request_bytes={self.max_bytes}", code="request_too_large"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -109,9 +110,16 @@ def _clean_surrogates(body: bytes) -> bytes:
     fuzzing. Only bodies containing a ``\\ud8..\\udf`` escape are re-parsed.
     """
     lowered = body.lower()
-    if b"\\ud8" not in lowered and b"\\ud9" not in lowered and b"\\uda" not in lowered \
-            and b"\\udb" not in lowered and b"\\udc" not in lowered and b"\\udd" not in lowered \
-            and b"\\ude" not in lowered and b"\\udf" not in lowered:
+    if (
+        b"\\ud8" not in lowered
+        and b"\\ud9" not in lowered
+        and b"\\uda" not in lowered
+        and b"\\udb" not in lowered
+        and b"\\udc" not in lowered
+        and b"\\udd" not in lowered
+        and b"\\ude" not in lowered
+        and b"\\udf" not in lowered
+    ):
         return body
     try:
         data = json.loads(body)
@@ -147,8 +155,9 @@ class GenerationLimiter:
         setting: The setting that sets ``capacity``, named in refusals.
     """
 
-    def __init__(self, capacity: int, max_queue: int, max_wait_s: float,
-                 setting: str = "max_concurrent_generations") -> None:
+    def __init__(
+        self, capacity: int, max_queue: int, max_wait_s: float, setting: str = "max_concurrent_generations"
+    ) -> None:
         self.capacity, self.max_queue, self.max_wait_s, self.setting = capacity, max_queue, max_wait_s, setting
         self._sem: asyncio.Semaphore | None = None
         self.active = 0
@@ -169,13 +178,17 @@ class GenerationLimiter:
     def _refuse(self, why: str) -> APIError:
         self.rejected += 1
         retry = self.retry_after()
-        return APIError(429, f"too many concurrent generations: {why} ({self.setting}="
-                        f"{self.capacity}, generation_queue_size={self.max_queue}, generation_queue_timeout_s="
-                        f"{self.max_wait_s:g}); retry after {retry} s",
-                        type="rate_limit_error", code="too_many_concurrent_generations",
-                        headers={"Retry-After": str(retry)})
+        return APIError(
+            429,
+            f"too many concurrent generations: {why} ({self.setting}="
+            f"{self.capacity}, generation_queue_size={self.max_queue}, generation_queue_timeout_s="
+            f"{self.max_wait_s:g}); retry after {retry} s",
+            type="rate_limit_error",
+            code="too_many_concurrent_generations",
+            headers={"Retry-After": str(retry)},
+        )
 
-    async def acquire(self) -> "Slot":
+    async def acquire(self) -> Slot:
         """Wait for a slot.
 
         Raises:
@@ -200,8 +213,9 @@ class GenerationLimiter:
         self._semaphore().release()
 
 
-def limiter_for(backend: str, local_capacity: int, upstream_capacity: int, max_queue: int,
-                max_wait_s: float) -> GenerationLimiter:
+def limiter_for(
+    backend: str, local_capacity: int, upstream_capacity: int, max_queue: int, max_wait_s: float
+) -> GenerationLimiter:
     """The generation limiter of a backend: ``local_capacity`` for ``local``, ``upstream_capacity`` otherwise.
 
     Args:
@@ -237,8 +251,12 @@ def check_text_length(texts: list[str] | str, max_chars: int, param: str) -> Non
     for i, text in enumerate([texts] if isinstance(texts, str) else texts):
         if len(text) > max_chars:
             where = param if isinstance(texts, str) else f"{param}[{i}]"
-            raise APIError(400, f"{where} is {len(text)} characters long, above the limit max_text_chars={max_chars}",
-                           param=where, code="text_too_long")
+            raise APIError(
+                400,
+                f"{where} is {len(text)} characters long, above the limit max_text_chars={max_chars}",
+                param=where,
+                code="text_too_long",
+            )
 
 
 def check_moderation_inputs(inputs: list[str], max_inputs: int) -> None:
@@ -248,8 +266,12 @@ def check_moderation_inputs(inputs: list[str], max_inputs: int) -> None:
         APIError: 400 ``too_many_inputs``.
     """
     if len(inputs) > max_inputs:
-        raise APIError(400, f"{len(inputs)} inputs in one request, above the limit max_moderation_inputs={max_inputs}",
-                       param="input", code="too_many_inputs")
+        raise APIError(
+            400,
+            f"{len(inputs)} inputs in one request, above the limit max_moderation_inputs={max_inputs}",
+            param="input",
+            code="too_many_inputs",
+        )
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:
@@ -271,8 +293,12 @@ async def check_prompt_tokens(tokenizer: Any, text: str, max_tokens: int, param:
         return 0
     n = await asyncio.to_thread(count_tokens, tokenizer, text)
     if n > max_tokens:
-        raise APIError(400, f"the prompt has {n} tokens, above the limit max_prompt_tokens={max_tokens}",
-                       param=param, code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"the prompt has {n} tokens, above the limit max_prompt_tokens={max_tokens}",
+            param=param,
+            code="context_length_exceeded",
+        )
     return n
 
 
@@ -290,8 +316,13 @@ class GuardedStreamingResponse(StreamingResponse):
         **kwargs: As for :class:`StreamingResponse`.
     """
 
-    def __init__(self, content: AsyncIterator[str], *, on_close: list[Callable[[], Awaitable[None] | None]] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        *,
+        on_close: list[Callable[[], Awaitable[None] | None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(content, **kwargs)
         self.on_close = list(on_close or [])
 
@@ -321,8 +352,12 @@ def stream_error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, APIError):
         err = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
     else:
-        err = {"message": "internal error while streaming; it has been logged", "type": "server_error",
-               "param": None, "code": "stream_error"}
+        err = {
+            "message": "internal error while streaming; it has been logged",
+            "type": "server_error",
+            "param": None,
+            "code": "stream_error",
+        }
     return {"error": err}
 
 

@@ -31,8 +31,9 @@ def auth_config(settings: Settings) -> AuthConfig:
     key_limiter = None
     if settings.api_key_rate_per_min is not None:
         key_limiter = _limiter(settings, redis, "apikey", settings.api_key_rate_per_min, settings.api_key_burst)
-    return AuthConfig(settings.auth, settings.host, store, settings.verify_public, bucket, key_limiter,
-                      settings.trusted_proxy_list)
+    return AuthConfig(
+        settings.auth, settings.host, store, settings.verify_public, bucket, key_limiter, settings.trusted_proxy_list
+    )
 
 
 def install_reliability(app: FastAPI, settings: Settings) -> None:
@@ -45,9 +46,13 @@ def install_reliability(app: FastAPI, settings: Settings) -> None:
     """
     config = auth_config(settings)
     app.state.auth = config
-    app.state.limiter = limiter_for(settings.backend, settings.max_concurrent_generations,
-                                    settings.max_concurrent_upstream, settings.generation_queue_size,
-                                    settings.generation_queue_timeout_s)
+    app.state.limiter = limiter_for(
+        settings.backend,
+        settings.max_concurrent_generations,
+        settings.max_concurrent_upstream,
+        settings.generation_queue_size,
+        settings.generation_queue_timeout_s,
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(AuthMiddleware, config=config)
     warn_if_open(config)

@@ -119,8 +119,9 @@ class RedisRateLimiter:
             RateLimitUnavailable: Redis failed and ``on_error`` is ``closed``.
         """
         try:
-            wait_ms = await self.script(keys=[f"greenlist:rl:{self.name}:{client}"],
-                                        args=[self.emission_ms, self.burst])
+            wait_ms = await self.script(
+                keys=[f"greenlist:rl:{self.name}:{client}"], args=[self.emission_ms, self.burst]
+            )
         except Exception as exc:  # noqa: BLE001 - any Redis/network failure: on_error decides, never a 500
             self.errors += 1
             RATE_LIMIT_ERRORS.labels(self.name).inc()
@@ -180,4 +181,3 @@ def client_address(peer: str, forwarded_for: str | None, trusted: list[str]) -> 
         if not is_trusted(hop):
             return hop
     return hops[0] if hops else peer
-

@@ -25,9 +25,11 @@ from gateway.settings import Settings
 from watermark.certificate import SIGNING_KEY_FILE, Signer, load_signer, signer_from_pem
 from watermark.keys import KEY_FILE, KeyRing, load_keyring, single_key
 
-HOW_TO = ("create them once with `greenlist secrets init DIR` and start every replica with GREENLIST_SECRETS_DIR=DIR "
-          "(a mounted secret in a container), or give GREENLIST_WATERMARK_KEY[_FILE] and "
-          "GREENLIST_SIGNING_KEY[_FILE]; see docs/deploy.md")
+HOW_TO = (
+    "create them once with `greenlist secrets init DIR` and start every replica with GREENLIST_SECRETS_DIR=DIR "
+    "(a mounted secret in a container), or give GREENLIST_WATERMARK_KEY[_FILE] and "
+    "GREENLIST_SIGNING_KEY[_FILE]; see docs/deploy.md"
+)
 
 
 class SharedKeysError(RuntimeError):
@@ -80,8 +82,11 @@ def check_shared_keys(settings: Settings) -> None:
         raise SharedKeysError("no shared watermark keys" + why + "; " + HOW_TO)
     if not (settings.signing_key or settings.signing_key_file or settings.secrets_dir):
         raise SharedKeysError("no shared certificate signing key" + why + "; " + HOW_TO)
-    for path in (settings.watermark_key_file, key_set_file(settings) if not settings.watermark_key else None,
-                 None if settings.signing_key else _signing_key_file(settings)):
+    for path in (
+        settings.watermark_key_file,
+        key_set_file(settings) if not settings.watermark_key else None,
+        None if settings.signing_key else _signing_key_file(settings),
+    ):
         if path is not None and not Path(path).exists():
             raise SharedKeysError(f"{path} does not exist" + why + "; " + HOW_TO)
 

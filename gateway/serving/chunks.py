@@ -62,8 +62,13 @@ class ChatOutcome:
         """The outcome of a non-streamed chat completion body."""
         choice = completion["choices"][0]
         message = choice["message"]
-        return cls(message.get("content") or "", list(message.get("tool_calls") or []),
-                   choice.get("finish_reason") or "stop", completion.get("usage") or {}, completion.get("greenlist"))
+        return cls(
+            message.get("content") or "",
+            list(message.get("tool_calls") or []),
+            choice.get("finish_reason") or "stop",
+            completion.get("usage") or {},
+            completion.get("greenlist"),
+        )
 
 
 async def read_chunks(chunks: AsyncIterator[dict[str, Any]], outcome: ChatOutcome) -> AsyncIterator[tuple[str, Any]]:

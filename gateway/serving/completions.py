@@ -16,6 +16,8 @@
 :func:`serve` returns the answer as data (a completion dict, or a :class:`ChatStream` of chunk dicts) so the
 Responses and Messages APIs translate it (:mod:`gateway.serving.responses`, :mod:`gateway.serving.messages`);
 :func:`complete` renders it for ``/v1/chat/completions`` and ``/v1/completions``.
+
+Long module: the request pipeline reads top to bottom in one place (the streamed and non-streamed paths side by side).
 """
 
 from __future__ import annotations
@@ -80,18 +82,31 @@ def _prompt_param(body: Body) -> str:
     return "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
 
 
-def _generation_request(gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[str, Any],
-                        messages: list[dict[str, Any]]) -> GenerationRequest:
+def _generation_request(
+    gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[str, Any], messages: list[dict[str, Any]]
+) -> GenerationRequest:
     if gw.backend.supported_fields is not None:
         reject_unsupported(raw, gw.backend.supported_fields, gw.backend.unsupported_reasons)
     limit = gw.settings.max_new_tokens_limit
-    max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or min(gw.settings.max_new_tokens_default, limit)
+    max_tokens = (
+        getattr(body, "max_completion_tokens", None)
+        or body.max_tokens
+        or min(gw.settings.max_new_tokens_default, limit)
+    )
     if max_tokens > limit:
-        raise APIError(400, f"max_tokens {max_tokens} is above this server's limit max_new_tokens_limit={limit}",
-                       param="max_tokens", code="max_tokens_limit")
+        raise APIError(
+            400,
+            f"max_tokens {max_tokens} is above this server's limit max_new_tokens_limit={limit}",
+            param="max_tokens",
+            code="max_tokens_limit",
+        )
     if gw.backend.model_ids and body.model not in gw.backend.model_ids:
-        raise APIError(404, f"model {body.model!r} not found; this server serves {gw.backend.model_ids}",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"model {body.model!r} not found; this server serves {gw.backend.model_ids}",
+            param="model",
+            code="model_not_found",
+        )
     watermark = pipeline.policy.watermark
     temperature, top_p = body.sampling()
     chat = isinstance(body, ChatCompletionRequest)
@@ -110,17 +125,28 @@ def _generation_request(gw: Gateway, pipeline: Pipeline, body: Body, raw: dict[s
     )
 
 
-def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_verdict: Verdict,
-                     output_verdict: Verdict | None = None, key_id: str | None = None,
-                     streaming: dict[str, Any] | None = None, watermark_note: str | None = None) -> dict[str, Any]:
+def greenlist_object(
+    gw: Gateway,
+    pipeline: Pipeline,
+    decision: Decision,
+    input_verdict: Verdict,
+    output_verdict: Verdict | None = None,
+    key_id: str | None = None,
+    streaming: dict[str, Any] | None = None,
+    watermark_note: str | None = None,
+) -> dict[str, Any]:
     """The ``greenlist`` object every response carries."""
     policy = pipeline.policy
     if key_id:
         watermark = {"applied": True, "key_id": key_id, "delta": policy.watermark.delta}
     else:
-        reason = watermark_note or ("disabled by policy" if not policy.watermark.enabled
-                                    else "upstream backend output is not watermarked" if not gw.backend.watermarks
-                                    else "no text generated")
+        reason = watermark_note or (
+            "disabled by policy"
+            if not policy.watermark.enabled
+            else "upstream backend output is not watermarked"
+            if not gw.backend.watermarks
+            else "no text generated"
+        )
         watermark = {"applied": False, "key_id": None, "reason": reason}
     out: dict[str, Any] = {
         "policy": {"name": pipeline.name, "version": pipeline.version},
@@ -134,8 +160,13 @@ def greenlist_object(gw: Gateway, pipeline: Pipeline, decision: Decision, input_
     return out
 
 
-async def check_prompt(gw: Gateway, pipeline: Pipeline, body: Body, ctx: records.RequestContext | None = None,
-                       shadow: Pipeline | None = None) -> tuple[Verdict, list[dict[str, Any]]]:
+async def check_prompt(
+    gw: Gateway,
+    pipeline: Pipeline,
+    body: Body,
+    ctx: records.RequestContext | None = None,
+    shadow: Pipeline | None = None,
+) -> tuple[Verdict, list[dict[str, Any]]]:
     """Step 1: run the input guardrails on each checked message (audited; ``shadow`` checked beside).
 
     Returns:
@@ -149,16 +180,25 @@ async def check_prompt(gw: Gateway, pipeline: Pipeline, body: Body, ctx: records
     records.after_check(gw, ctx, pipeline, verdict, verdict.text, shadow)
     if verdict.decision is Decision.BLOCK:
         raise APIError(
-            400, f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
-            code="content_filter", param=_prompt_param(body),
-            extra={"greenlist": {**greenlist_object(gw, pipeline, Decision.BLOCK, verdict), "request_id": ctx.request_id}},
+            400,
+            f"the prompt was blocked by the content policy: {pipeline.policy.refusal_message}",
+            code="content_filter",
+            param=_prompt_param(body),
+            extra={
+                "greenlist": {**greenlist_object(gw, pipeline, Decision.BLOCK, verdict), "request_id": ctx.request_id}
+            },
             headers={DECISION_HEADER: Decision.BLOCK.value},
         )
     return verdict, messages
 
 
-async def complete(gw: Gateway, body: Body, limiter: GenerationLimiter | None = None, request: Any = None,
-                   raw: dict[str, Any] | None = None) -> JSONResponse | StreamingResponse:
+async def complete(
+    gw: Gateway,
+    body: Body,
+    limiter: GenerationLimiter | None = None,
+    request: Any = None,
+    raw: dict[str, Any] | None = None,
+) -> JSONResponse | StreamingResponse:
     """Serve one ``/v1/chat/completions`` or ``/v1/completions`` request, streamed or not (see :func:`serve`)."""
     result = await serve(gw, body, raw, limiter, request)
     if isinstance(result, dict):
@@ -175,12 +215,21 @@ def sse_response(result: ChatStream, events: AsyncIterator[str], done: bool = Tr
         if done:
             yield "data: [DONE]\n\n"
 
-    return GuardedStreamingResponse(framed(), media_type="text/event-stream", on_close=result.on_close,
-                                    headers={DECISION_HEADER: result.decision.value, "cache-control": "no-cache"})
+    return GuardedStreamingResponse(
+        framed(),
+        media_type="text/event-stream",
+        on_close=result.on_close,
+        headers={DECISION_HEADER: result.decision.value, "cache-control": "no-cache"},
+    )
 
 
-async def serve(gw: Gateway, body: Body, raw: dict[str, Any] | None = None, limiter: GenerationLimiter | None = None,
-                request: Any = None) -> dict[str, Any] | ChatStream:
+async def serve(
+    gw: Gateway,
+    body: Body,
+    raw: dict[str, Any] | None = None,
+    limiter: GenerationLimiter | None = None,
+    request: Any = None,
+) -> dict[str, Any] | ChatStream:
     """Serve one completion request, streamed or not, as data.
 
     Args:
@@ -233,14 +282,27 @@ async def serve(gw: Gateway, body: Body, raw: dict[str, Any] | None = None, limi
         text, finish, calls = pipeline.policy.refusal_message, "content_filter", None
     else:
         text, finish = output_verdict.text, generation.finish_reason
-    greenlist = greenlist_object(gw, pipeline, decision, input_verdict, output_verdict, generation.watermark_key_id,
-                                 watermark_note=generation.watermark_note)
+    greenlist = greenlist_object(
+        gw,
+        pipeline,
+        decision,
+        input_verdict,
+        output_verdict,
+        generation.watermark_key_id,
+        watermark_note=generation.watermark_note,
+    )
     greenlist["request_id"] = ctx.request_id
     return _completion_body(body, text, finish, generation, greenlist, calls)
 
 
-def _completion_body(body: Body, text: str, finish: str, generation: Generation, greenlist: dict[str, Any],
-                     calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _completion_body(
+    body: Body,
+    text: str,
+    finish: str,
+    generation: Generation,
+    greenlist: dict[str, Any],
+    calls: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     chat = isinstance(body, ChatCompletionRequest)
     logprobs = generation.logprobs if finish != "content_filter" else None
     if chat:
@@ -262,24 +324,38 @@ def _completion_body(body: Body, text: str, finish: str, generation: Generation,
 
 
 def _usage(generation: Generation) -> dict[str, int]:
-    return {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,
-            "total_tokens": generation.prompt_tokens + generation.completion_tokens}
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    }
 
 
-async def _stream(gw: Gateway, pipeline: Pipeline, body: Body, request: GenerationRequest, input_verdict: Verdict,
-                  slot: Any = None, ctx: records.RequestContext | None = None,
-                  shadow: Pipeline | None = None) -> ChatStream:
+async def _stream(
+    gw: Gateway,
+    pipeline: Pipeline,
+    body: Body,
+    request: GenerationRequest,
+    input_verdict: Verdict,
+    slot: Any = None,
+    ctx: records.RequestContext | None = None,
+    shadow: Pipeline | None = None,
+) -> ChatStream:
     ctx = ctx or records.request_context()
     chat = isinstance(body, ChatCompletionRequest)
-    meta = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": int(time.time()), "model": body.model}
+    meta = {
+        "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body.model,
+    }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     messages = request.messages or conversation(body)
     stream = await gw.backend.stream(request)  # upstream errors surface here, before any byte is sent
 
-    def chunk(text: str | None, finish: str | None = None, fields: dict[str, Any] | None = None,
-              **extra: Any) -> dict[str, Any]:
+    def chunk(
+        text: str | None, finish: str | None = None, fields: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         if chat:
             delta: dict[str, Any] = {"content": text} if text is not None else {}
             choice = {"index": 0, "delta": {**delta, **(fields or {})}, "finish_reason": finish, "logprobs": None}
@@ -327,8 +403,9 @@ async def _stream(gw: Gateway, pipeline: Pipeline, body: Body, request: Generati
         decision = most_severe([input_verdict.decision, verdict.decision])
         generation = await confirm_upstream_watermark(gw, request, generation)
         key_id = request.watermark_delta is not None and generation.watermark_key_id or None
-        greenlist = greenlist_object(gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary(),
-                                     generation.watermark_note)
+        greenlist = greenlist_object(
+            gw, pipeline, decision, input_verdict, verdict, key_id, guard.summary(), generation.watermark_note
+        )
         greenlist["request_id"] = ctx.request_id
         records.after_check(gw, ctx, pipeline, verdict, generation.text or guard.text, shadow)
         final = chunk(None, "content_filter" if blocked else generation.finish_reason)

@@ -61,20 +61,29 @@ def _message_text(message: dict[str, Any]) -> str:
 
 
 def _record(verdict: Verdict, cached: bool | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"decision": verdict.decision.value,
-                           "guardrails": [{"name": r.name, "score": round(r.score, 6), "decision": r.decision.value}
-                                          for r in verdict.results]}
+    out: dict[str, Any] = {
+        "decision": verdict.decision.value,
+        "guardrails": [
+            {"name": r.name, "score": round(r.score, 6), "decision": r.decision.value} for r in verdict.results
+        ],
+    }
     if cached is not None:
         out["cached"] = cached
     return out
 
 
-def _aggregate(direction: Direction, checked: list[Verdict], text: str, scope: dict[str, Any],
-               items: dict[str, list[dict[str, Any]]]) -> Verdict:
+def _aggregate(
+    direction: Direction,
+    checked: list[Verdict],
+    text: str,
+    scope: dict[str, Any],
+    items: dict[str, list[dict[str, Any]]],
+) -> Verdict:
     """One verdict for several checked texts: the most severe decision, the results of the (last) worst text."""
     worst = max(reversed(checked), key=lambda v: v.decision.severity, default=None)
-    return Verdict(direction, most_severe([v.decision for v in checked]), text,
-                   list(worst.results) if worst else [], scope, items)
+    return Verdict(
+        direction, most_severe([v.decision for v in checked]), text, list(worst.results) if worst else [], scope, items
+    )
 
 
 async def check_messages(pipeline: Pipeline, messages: list[dict[str, Any]]) -> tuple[Verdict, list[dict[str, Any]]]:
@@ -110,8 +119,9 @@ async def check_messages(pipeline: Pipeline, messages: list[dict[str, Any]]) -> 
     return _aggregate(Direction.INPUT, checked, "\n".join(texts), scope, {"messages": records}), forwarded
 
 
-async def check_tool_calls(pipeline: Pipeline, calls: list[dict[str, Any]], text_verdict: Verdict,
-                           messages: list[dict[str, Any]]) -> tuple[Verdict, list[dict[str, Any]]]:
+async def check_tool_calls(
+    pipeline: Pipeline, calls: list[dict[str, Any]], text_verdict: Verdict, messages: list[dict[str, Any]]
+) -> tuple[Verdict, list[dict[str, Any]]]:
     """Run the output guardrails on each tool call's arguments and merge the result with the text's verdict.
 
     A ``redact`` decision on a call is applied to its argument values (each string value redacted on its own);
@@ -144,8 +154,14 @@ async def check_tool_calls(pipeline: Pipeline, calls: list[dict[str, Any]], text
         records.append({"index": index, "id": call.get("id"), "name": function.get("name"), **_record(verdict)})
         out.append({**call, "function": function})
     decision = most_severe([text_verdict.decision] + [v.decision for v in verdicts])
-    merged = Verdict(Direction.OUTPUT, decision, text_verdict.text, text_verdict.results, text_verdict.scope,
-                     {**text_verdict.items, "tool_calls": records})
+    merged = Verdict(
+        Direction.OUTPUT,
+        decision,
+        text_verdict.text,
+        text_verdict.results,
+        text_verdict.scope,
+        {**text_verdict.items, "tool_calls": records},
+    )
     return merged, out
 
 

@@ -23,8 +23,20 @@ from gateway.errors import APIError
 from gateway.serving.chunks import ChatOutcome, chat_request, read_chunks
 from gateway.serving.completions import ChatStream
 
-_TRANSLATED = {"model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "stream",
-               "temperature", "top_p", "metadata", "greenlist"}
+_TRANSLATED = {
+    "model",
+    "max_tokens",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "metadata",
+    "greenlist",
+}
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
 
@@ -57,11 +69,21 @@ def _message(i: int, message: dict[str, Any]) -> list[dict[str, Any]]:
         if kind == "text":
             texts.append(str(block.get("text", "")))
         elif kind == "tool_use" and role == "assistant":
-            calls.append({"id": block.get("id"), "type": "function", "function": {
-                "name": block.get("name"), "arguments": json.dumps(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
         elif kind == "tool_result" and role == "user":
-            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                        "content": _text_of(block.get("content"), f"{param}[{j}].content")})
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": block.get("tool_use_id"),
+                    "content": _text_of(block.get("content"), f"{param}[{j}].content"),
+                }
+            )
         else:
             raise _unsupported(f"content block type {kind!r} is not supported in a {role} turn", f"{param}[{j}].type")
     if texts or calls:
@@ -89,17 +111,29 @@ def to_chat(body: MessagesRequest, raw: dict[str, Any]) -> tuple[ChatCompletionR
     messages = [{"role": "system", "content": _text_of(body.system, "system")}] if body.system else []
     for i, message in enumerate(body.messages):
         messages.extend(_message(i, message.model_dump()))
-    chat: dict[str, Any] = {"model": body.model, "messages": messages, "max_tokens": body.max_tokens,
-                            "stream": bool(body.stream)}
+    chat: dict[str, Any] = {
+        "model": body.model,
+        "messages": messages,
+        "max_tokens": body.max_tokens,
+        "stream": bool(body.stream),
+    }
     for name in ("temperature", "top_p"):
         if raw.get(name) is not None:
             chat[name] = raw[name]
     if body.stop_sequences:
         chat["stop"] = body.stop_sequences
     if body.tools:
-        chat["tools"] = [{"type": "function", "function": {
-            "name": t.get("name"), "description": t.get("description", ""), "parameters": t.get("input_schema")}}
-            for t in body.tools]
+        chat["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name"),
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema"),
+                },
+            }
+            for t in body.tools
+        ]
     if body.tool_choice:
         chat["tool_choice"] = _tool_choice(body.tool_choice)
     request = chat_request(chat, raw, "messages")
@@ -116,13 +150,22 @@ def _arguments(call: dict[str, Any]) -> Any:
 def to_message(body: MessagesRequest, outcome: ChatOutcome, message_id: str) -> dict[str, Any]:
     """The Message object of a finished chat outcome."""
     content: list[dict[str, Any]] = [{"type": "text", "text": outcome.text}] if outcome.text else []
-    content += [{"type": "tool_use", "id": c["id"], "name": c["function"]["name"], "input": _arguments(c)}
-                for c in outcome.tool_calls]
+    content += [
+        {"type": "tool_use", "id": c["id"], "name": c["function"]["name"], "input": _arguments(c)}
+        for c in outcome.tool_calls
+    ]
     usage = outcome.usage or {}
-    return {"id": message_id, "type": "message", "role": "assistant", "model": body.model, "content": content,
-            "stop_reason": _STOP_REASONS.get(outcome.finish_reason, "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0)},
-            "greenlist": outcome.greenlist}
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": body.model,
+        "content": content,
+        "stop_reason": _STOP_REASONS.get(outcome.finish_reason, "end_turn"),
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0)},
+        "greenlist": outcome.greenlist,
+    }
 
 
 async def stream_events(body: MessagesRequest, result: ChatStream, message_id: str) -> AsyncIterator[str]:
@@ -131,8 +174,16 @@ async def stream_events(body: MessagesRequest, result: ChatStream, message_id: s
     def event(kind: str, **data: Any) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
 
-    start: dict[str, Any] = {"id": message_id, "type": "message", "role": "assistant", "model": body.model, "content": [],
-             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
+    start: dict[str, Any] = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": body.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
     yield event("message_start", message=start)
     outcome = ChatOutcome()
     block = -1
@@ -153,15 +204,22 @@ async def stream_events(body: MessagesRequest, result: ChatStream, message_id: s
                 yield event("content_block_stop", index=block)
             block, text_open = block + 1, False
             _, call_id, name = data
-            yield event("content_block_start", index=block,
-                        content_block={"type": "tool_use", "id": call_id, "name": name, "input": {}})
+            yield event(
+                "content_block_start",
+                index=block,
+                content_block={"type": "tool_use", "id": call_id, "name": name, "input": {}},
+            )
         elif kind == "arguments":
             yield event("content_block_delta", index=block, delta={"type": "input_json_delta", "partial_json": data[1]})
     if block >= 0:
         yield event("content_block_stop", index=block)
     final = to_message(body, outcome, message_id)
-    yield event("message_delta", delta={"stop_reason": final["stop_reason"], "stop_sequence": None},
-                usage={"output_tokens": final["usage"]["output_tokens"]}, greenlist=outcome.greenlist)
+    yield event(
+        "message_delta",
+        delta={"stop_reason": final["stop_reason"], "stop_sequence": None},
+        usage={"output_tokens": final["usage"]["output_tokens"]},
+        greenlist=outcome.greenlist,
+    )
     yield event("message_stop")
 
 

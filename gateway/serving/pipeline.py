@@ -125,8 +125,14 @@ class Pipeline:
                     return g
         return None
 
-    async def check(self, text: str, direction: Direction, *, window: tuple[int, int] | None = None,
-                    messages: list[dict[str, Any]] | None = None) -> Verdict:
+    async def check(
+        self,
+        text: str,
+        direction: Direction,
+        *,
+        window: tuple[int, int] | None = None,
+        messages: list[dict[str, Any]] | None = None,
+    ) -> Verdict:
         """Run the policy's guardrails for ``direction`` on ``text``.
 
         Args:
@@ -152,14 +158,16 @@ class Pipeline:
             context.prior[guardrail.name] = result
             if window is None and result.decision is Decision.REDACT and result.sanitized_text is not None:
                 current = result.sanitized_text
-        scope = ({"kind": "window", "start": window[0], "end": window[1]} if window
-                 else {"kind": "full", "chars": len(text)})
+        scope = (
+            {"kind": "window", "start": window[0], "end": window[1]} if window else {"kind": "full", "chars": len(text)}
+        )
         overridden = {r.overrides for r in results if r.overrides}  # a cascade's judge overrules its local model
         decision = most_severe([r.decision for r in results if r.name not in overridden])
         return Verdict(direction, decision, current, results, scope)
 
-    async def check_cached(self, text: str, direction: Direction,
-                           messages: list[dict[str, Any]] | None = None) -> tuple[Verdict, bool]:
+    async def check_cached(
+        self, text: str, direction: Direction, messages: list[dict[str, Any]] | None = None
+    ) -> tuple[Verdict, bool]:
         """:meth:`check` a full text, reusing the verdict of an identical text checked before.
 
         The key is the SHA-256 of direction, the guardrail instances and the text (the conversation around it is
@@ -181,8 +189,9 @@ class Pipeline:
                 self._cache.popitem(last=False)
         return verdict, False
 
-    async def _scan(self, guardrail: Guardrail, text: str, direction: Direction,
-                    context: ScanContext) -> GuardrailResult:
+    async def _scan(
+        self, guardrail: Guardrail, text: str, direction: Direction, context: ScanContext
+    ) -> GuardrailResult:
         start = time.perf_counter()
         result = await self._scan_once(guardrail, text, direction, context)
         if result.error is None and guardrail.deobfuscate:
@@ -191,20 +200,24 @@ class Pipeline:
             if variant != plain:
                 other = await self._scan_once(guardrail, variant, direction, context)
                 worse = other.decision.severity > result.decision.severity or (
-                    other.decision is result.decision and other.decision is not Decision.REDACT
-                    and other.score > result.score)
+                    other.decision is result.decision
+                    and other.decision is not Decision.REDACT
+                    and other.score > result.score
+                )
                 if other.error is None and worse:
                     other.details = {**other.details, "deobfuscated": True}
                     result = other
         result.latency_ms = (time.perf_counter() - start) * 1000.0
         return result
 
-    async def _scan_once(self, guardrail: Guardrail, text: str, direction: Direction,
-                         context: ScanContext) -> GuardrailResult:
+    async def _scan_once(
+        self, guardrail: Guardrail, text: str, direction: Direction, context: ScanContext
+    ) -> GuardrailResult:
         try:
             result = await asyncio.wait_for(
                 asyncio.to_thread(_contained_scan, guardrail, text, direction, context),
-                timeout=guardrail.scan_timeout_s)
+                timeout=guardrail.scan_timeout_s,
+            )
             if not isinstance(result, GuardrailResult):
                 raise TypeError(f"scan returned {type(result).__name__}, not a GuardrailResult")
             if not math.isfinite(float(result.score)):
@@ -215,8 +228,11 @@ class Pipeline:
             message = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             on_error = Decision(guardrail.config.on_error)
             result = GuardrailResult(
-                name=guardrail.name, score=1.0 if on_error is Decision.BLOCK else 0.0,
-                decision=on_error, action=f"on_error:{on_error.value}", error=message,
+                name=guardrail.name,
+                score=1.0 if on_error is Decision.BLOCK else 0.0,
+                decision=on_error,
+                action=f"on_error:{on_error.value}",
+                error=message,
             )
         return result
 

@@ -52,6 +52,5 @@ class ResponseStore:
         try:
             record: dict[str, Any] = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
-            raise APIError(404, f"response {response_id!r} not found", param=param,
-                           code="response_not_found") from None
+            raise APIError(404, f"response {response_id!r} not found", param=param, code="response_not_found") from None
         return record

@@ -27,10 +27,33 @@ from gateway.serving.completions import ChatStream
 from gateway.serving.response_store import ResponseStore
 
 # Responses fields translated here or owned by the gateway; the rest of PASSED is forwarded to the chat request.
-_TRANSLATED = {"model", "input", "instructions", "tools", "tool_choice", "previous_response_id", "store", "stream",
-               "max_output_tokens", "metadata", "text", "greenlist", "include", "truncation", "reasoning"}
-_PASSED = {"temperature", "top_p", "parallel_tool_calls", "user", "service_tier", "safety_identifier",
-           "prompt_cache_key", "top_logprobs"}
+_TRANSLATED = {
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "previous_response_id",
+    "store",
+    "stream",
+    "max_output_tokens",
+    "metadata",
+    "text",
+    "greenlist",
+    "include",
+    "truncation",
+    "reasoning",
+}
+_PASSED = {
+    "temperature",
+    "top_p",
+    "parallel_tool_calls",
+    "user",
+    "service_tier",
+    "safety_identifier",
+    "prompt_cache_key",
+    "top_logprobs",
+}
 
 
 def _param_error(message: str, param: str) -> APIError:
@@ -63,16 +86,24 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "message" and item.get("role") in ("user", "system", "developer", "assistant"):
             messages.append({"role": item["role"], "content": _content_text(item.get("content"), f"input[{i}]")})
         elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id"), "type": "function",
-                    "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}
+            call = {
+                "id": item.get("call_id") or item.get("id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""},
+            }
             if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") is not None:
                 messages[-1]["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output")
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                             "content": output if isinstance(output, str) else json.dumps(output)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": output if isinstance(output, str) else json.dumps(output),
+                }
+            )
         else:
             raise _param_error(f"input item type {kind!r} is not supported by this gateway", f"input[{i}].type")
     return messages
@@ -82,8 +113,9 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
         if tool.get("type") != "function":
-            raise _param_error(f"tool type {tool.get('type')!r} is not supported (function tools only)",
-                               f"tools[{i}].type")
+            raise _param_error(
+                f"tool type {tool.get('type')!r} is not supported (function tools only)", f"tools[{i}].type"
+            )
         function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
         out.append({"type": "function", "function": function})
     return out
@@ -97,9 +129,9 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     return None if fmt.get("type") == "text" else {"type": fmt.get("type")}
 
 
-def to_chat(body: ResponsesRequest, raw: dict[str, Any], store: ResponseStore) -> tuple[ChatCompletionRequest,
-                                                                                       dict[str, Any],
-                                                                                       list[dict[str, Any]]]:
+def to_chat(
+    body: ResponsesRequest, raw: dict[str, Any], store: ResponseStore
+) -> tuple[ChatCompletionRequest, dict[str, Any], list[dict[str, Any]]]:
     """Translate a Responses request into a chat completion request.
 
     Returns:
@@ -112,8 +144,9 @@ def to_chat(body: ResponsesRequest, raw: dict[str, Any], store: ResponseStore) -
     reject_unsupported({k: v for k, v in raw.items() if k not in _TRANSLATED}, _PASSED)
     if raw.get("include"):
         raise _param_error("include is not supported by this gateway", "include")
-    history = store.load(body.previous_response_id, "previous_response_id")["messages"] \
-        if body.previous_response_id else []
+    history = (
+        store.load(body.previous_response_id, "previous_response_id")["messages"] if body.previous_response_id else []
+    )
     conversation = history + input_messages(body.input)
     system = [{"role": "system", "content": body.instructions}] if body.instructions else []
     chat: dict[str, Any] = {"model": body.model, "messages": system + conversation, "stream": bool(body.stream)}
@@ -134,14 +167,29 @@ def to_chat(body: ResponsesRequest, raw: dict[str, Any], store: ResponseStore) -
 
 def _skeleton(body: ResponsesRequest, response_id: str, status: str) -> dict[str, Any]:
     return {
-        "id": response_id, "object": "response", "created_at": int(time.time()), "status": status,
-        "model": body.model, "output": [], "instructions": body.instructions, "error": None,
-        "incomplete_details": None, "previous_response_id": body.previous_response_id,
-        "tools": body.tools or [], "tool_choice": body.tool_choice or "auto",
-        "parallel_tool_calls": body.parallel_tool_calls is not False, "temperature": body.temperature,
-        "top_p": body.top_p, "max_output_tokens": body.max_output_tokens, "metadata": body.metadata or {},
-        "text": body.text or {"format": {"type": "text"}}, "store": body.store is not False, "truncation": "disabled",
-        "reasoning": {"effort": None, "summary": None}, "user": body.user, "usage": None,
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body.model,
+        "output": [],
+        "instructions": body.instructions,
+        "error": None,
+        "incomplete_details": None,
+        "previous_response_id": body.previous_response_id,
+        "tools": body.tools or [],
+        "tool_choice": body.tool_choice or "auto",
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "max_output_tokens": body.max_output_tokens,
+        "metadata": body.metadata or {},
+        "text": body.text or {"format": {"type": "text"}},
+        "store": body.store is not False,
+        "truncation": "disabled",
+        "reasoning": {"effort": None, "summary": None},
+        "user": body.user,
+        "usage": None,
     }
 
 
@@ -151,12 +199,19 @@ def _message_item(item_id: str, text: str, status: str = "completed") -> dict[st
 
 
 def _call_item(item_id: str, call: dict[str, Any], status: str = "completed") -> dict[str, Any]:
-    return {"type": "function_call", "id": item_id, "call_id": call["id"], "name": call["function"]["name"],
-            "arguments": call["function"]["arguments"] if status == "completed" else "", "status": status}
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call["id"],
+        "name": call["function"]["name"],
+        "arguments": call["function"]["arguments"] if status == "completed" else "",
+        "status": status,
+    }
 
 
-def to_response(body: ResponsesRequest, outcome: ChatOutcome, response_id: str,
-                item_ids: dict[Any, str] | None = None) -> dict[str, Any]:
+def to_response(
+    body: ResponsesRequest, outcome: ChatOutcome, response_id: str, item_ids: dict[Any, str] | None = None
+) -> dict[str, Any]:
     """The Response object of a finished chat outcome (``item_ids`` keeps the ids a stream announced)."""
     ids = item_ids or {}
     response = _skeleton(body, response_id, "completed")
@@ -169,10 +224,17 @@ def to_response(body: ResponsesRequest, outcome: ChatOutcome, response_id: str,
     if reason:
         response.update(status="incomplete", incomplete_details={"reason": reason})
     usage = outcome.usage or {}
-    response.update(output=output, greenlist=outcome.greenlist, usage={
-        "input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
-        "total_tokens": usage.get("total_tokens", 0), "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0}})
+    response.update(
+        output=output,
+        greenlist=outcome.greenlist,
+        usage={
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    )
     return response
 
 
@@ -184,8 +246,9 @@ def output_messages(outcome: ChatOutcome) -> list[dict[str, Any]]:
     return [message]
 
 
-async def stream_events(body: ResponsesRequest, result: ChatStream, response_id: str,
-                        finished: Any) -> AsyncIterator[str]:
+async def stream_events(
+    body: ResponsesRequest, result: ChatStream, response_id: str, finished: Any
+) -> AsyncIterator[str]:
     """Render a chat stream as Responses API server-sent events.
 
     Args:
@@ -214,9 +277,11 @@ async def stream_events(body: ResponsesRequest, result: ChatStream, response_id:
         item, open_text = open_text, None
         where = {"item_id": item, "output_index": slots["text"], "content_index": 0}
         part = {"type": "output_text", "text": outcome.text, "annotations": []}
-        return [event("response.output_text.done", **where, text=outcome.text, logprobs=[]),
-                event("response.content_part.done", **where, part=part),
-                event("response.output_item.done", output_index=slots["text"], item=_message_item(item, outcome.text))]
+        return [
+            event("response.output_text.done", **where, text=outcome.text, logprobs=[]),
+            event("response.content_part.done", **where, part=part),
+            event("response.output_item.done", output_index=slots["text"], item=_message_item(item, outcome.text)),
+        ]
 
     async for kind, data in read_chunks(result.chunks, outcome):
         if kind == "error":
@@ -226,31 +291,55 @@ async def stream_events(body: ResponsesRequest, result: ChatStream, response_id:
             if open_text is None and "text" not in ids:
                 open_text = ids["text"] = "msg_" + uuid.uuid4().hex
                 slots["text"] = len(slots)
-                yield event("response.output_item.added", output_index=slots["text"],
-                            item=_message_item(open_text, "", "in_progress"))
-                yield event("response.content_part.added", item_id=open_text, output_index=slots["text"],
-                            content_index=0, part={"type": "output_text", "text": "", "annotations": []})
-            yield event("response.output_text.delta", item_id=ids["text"], output_index=slots["text"],
-                        content_index=0, delta=data, logprobs=[])
+                yield event(
+                    "response.output_item.added",
+                    output_index=slots["text"],
+                    item=_message_item(open_text, "", "in_progress"),
+                )
+                yield event(
+                    "response.content_part.added",
+                    item_id=open_text,
+                    output_index=slots["text"],
+                    content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": []},
+                )
+            yield event(
+                "response.output_text.delta",
+                item_id=ids["text"],
+                output_index=slots["text"],
+                content_index=0,
+                delta=data,
+                logprobs=[],
+            )
         elif kind == "tool":
             for done in close_text():
                 yield done
             index, call_id, name = data
             ids[index], slots[index] = "fc_" + uuid.uuid4().hex, len(slots)
             call = {"id": call_id, "function": {"name": name, "arguments": ""}}
-            yield event("response.output_item.added", output_index=slots[index],
-                        item=_call_item(ids[index], call, "in_progress"))
+            yield event(
+                "response.output_item.added",
+                output_index=slots[index],
+                item=_call_item(ids[index], call, "in_progress"),
+            )
         elif kind == "arguments":
             index, piece = data
-            yield event("response.function_call_arguments.delta", item_id=ids[index], output_index=slots[index],
-                        delta=piece)
+            yield event(
+                "response.function_call_arguments.delta", item_id=ids[index], output_index=slots[index], delta=piece
+            )
     for done in close_text():
         yield done
     for index, call in enumerate(outcome.tool_calls):
-        yield event("response.function_call_arguments.done", item_id=ids[index], output_index=slots[index],
-                    name=call["function"]["name"], arguments=call["function"]["arguments"])
+        yield event(
+            "response.function_call_arguments.done",
+            item_id=ids[index],
+            output_index=slots[index],
+            name=call["function"]["name"],
+            arguments=call["function"]["arguments"],
+        )
         yield event("response.output_item.done", output_index=slots[index], item=_call_item(ids[index], call))
     response = to_response(body, outcome, response_id, ids)
     finished(response, outcome)
-    yield event("response.incomplete" if response["status"] == "incomplete" else "response.completed",
-                response=response)
+    yield event(
+        "response.incomplete" if response["status"] == "incomplete" else "response.completed", response=response
+    )

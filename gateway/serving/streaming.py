@@ -37,8 +37,9 @@ class StreamGuard:
         messages: The request's turns, for guardrails that read the conversation (final check only).
     """
 
-    def __init__(self, pipeline: Pipeline, policy: StreamingPolicy,
-                 messages: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, policy: StreamingPolicy, messages: list[dict[str, Any]] | None = None
+    ) -> None:
         self.pipeline, self.policy, self.messages = pipeline, policy, messages or []
         self.text = ""
         self.ends: list[int] = []  # end offset of each chunk in self.text
@@ -50,7 +51,7 @@ class StreamGuard:
         self.pending = 0  # sentence mode: offset where the first unchecked sentence starts
 
     def _release(self, upto: int) -> str:
-        out = self.text[self.released:upto] if upto > self.released else ""
+        out = self.text[self.released : upto] if upto > self.released else ""
         self.released = max(self.released, upto)
         return out
 
@@ -80,7 +81,7 @@ class StreamGuard:
 
     def _sentence_window(self) -> tuple[int, int] | None:
         """Newly completed sentences with up to :data:`CONTEXT_SENTENCES` earlier ones, or None."""
-        spans, rest = complete_sentences(self.text[self.pending:])
+        spans, rest = complete_sentences(self.text[self.pending :])
         if spans:
             end = self.pending + spans[-1][1]
             self.checked += [(self.pending + a, self.pending + b) for a, b in spans]
@@ -89,7 +90,7 @@ class StreamGuard:
             end = len(self.text)  # a run-on sentence: check what there is, keep it open
         else:
             return None
-        context = self.checked[-(len(spans) + CONTEXT_SENTENCES):] if spans else self.checked[-CONTEXT_SENTENCES:]
+        context = self.checked[-(len(spans) + CONTEXT_SENTENCES) :] if spans else self.checked[-CONTEXT_SENTENCES:]
         start = min([a for a, _ in context] + [self.pending if not spans else end])
         return start, end
 
@@ -130,5 +131,8 @@ class StreamGuard:
 
 
 def _record(verdict: Verdict) -> dict[str, Any]:
-    return {**verdict.scope, "decision": verdict.decision.value,
-            "scores": {r.name: round(r.score, 6) for r in verdict.results}}
+    return {
+        **verdict.scope,
+        "decision": verdict.decision.value,
+        "scores": {r.name: round(r.score, 6) for r in verdict.results},
+    }

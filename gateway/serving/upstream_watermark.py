@@ -40,6 +40,8 @@ async def confirm_upstream_watermark(gw: Gateway, request: GenerationRequest, ge
         generation.watermark_key_id, generation.watermark_note = request.watermark_key_id, None
     else:
         generation.watermark_key_id = None
-        generation.watermark_note = (f"the upstream's text did not verify with key {request.watermark_key_id} "
-                                     f"(verdict {result['verdict']}, z = {result.get('z_score')})")
+        generation.watermark_note = (
+            f"the upstream's text did not verify with key {request.watermark_key_id} "
+            f"(verdict {result['verdict']}, z = {result.get('z_score')})"
+        )
     return generation

@@ -115,8 +115,11 @@ class CitationGuardrail(Guardrail):
         from guardrails.citations.database import list_databases
 
         wanted = self.config.databases
-        return tuple((m["name"], os.stat(os.path.join(m["path"], "meta.json")).st_mtime_ns)
-                     for m in list_databases(self.config.home) if wanted is None or m["name"] in wanted)
+        return tuple(
+            (m["name"], os.stat(os.path.join(m["path"], "meta.json")).st_mtime_ns)
+            for m in list_databases(self.config.home)
+            if wanted is None or m["name"] in wanted
+        )
 
     def refresh(self, interval_s: float = 1.0) -> None:
         """Reload the databases if they changed on disk (checked at most every ``interval_s`` seconds).
@@ -165,8 +168,14 @@ class CitationGuardrail(Guardrail):
         """
         cits = self.check(text)
         if self.db is None:
-            return self.fired(0.0, {"citations": [], "databases": None,
-                                    "note": "no citation database loaded (greenlist citations load FILE)"})
+            return self.fired(
+                0.0,
+                {
+                    "citations": [],
+                    "databases": None,
+                    "note": "no citation database loaded (greenlist citations load FILE)",
+                },
+            )
         counts = Counter(c["verdict"] for c in cits)
         checkable = counts["verified"] + counts["mismatch"] + counts["not_found"]
         bad = counts["mismatch"] + counts["not_found"]
@@ -184,8 +193,12 @@ class CitationGuardrail(Guardrail):
         return self.fired(score, details, sanitized)
 
 
-def strip_citations(text: str, citations: list[dict[str, Any]], verdicts: list[str] | tuple[str, ...] = ("not_found",),
-                    replacement: str = "") -> str:
+def strip_citations(
+    text: str,
+    citations: list[dict[str, Any]],
+    verdicts: list[str] | tuple[str, ...] = ("not_found",),
+    replacement: str = "",
+) -> str:
     """Remove the citations whose verdict is in ``verdicts`` from ``text``.
 
     Reference-list entries lose their whole line; in-text citations are
@@ -238,8 +251,11 @@ def disclaim(text: str, citations: list[dict[str, Any]], disclaimer: str = DEFAU
     total = sum(1 for c in citations if c["verdict"] != "unverifiable")
     lines = [disclaimer.replace("{bad}", str(len(bad))).replace("{total}", str(total))]
     for c in bad:
-        what = "not found in the citation database" if c["verdict"] == "not_found" else (
-            f"{', '.join(c.get('fields', []))} do not match the cited work")
+        what = (
+            "not found in the citation database"
+            if c["verdict"] == "not_found"
+            else (f"{', '.join(c.get('fields', []))} do not match the cited work")
+        )
         snippet = c["text"] if len(c["text"]) <= 160 else c["text"][:157] + "..."
         lines.append(f"- {snippet} ({what})")
     return text.rstrip() + "\n\n" + "\n".join(lines) + "\n"

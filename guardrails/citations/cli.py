@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,8 +20,8 @@ app = typer.Typer(help="Citation databases for the citation-checking guardrail."
 @app.command("load")
 def load(
     files: list[Path] = typer.Argument(..., help="BibTeX (.bib), CSL-JSON (.json) or JSONL (.jsonl) files."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Database name (default: first file's stem)."),
-    home: Optional[Path] = typer.Option(None, "--home", help="GREENLIST_HOME override."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Database name (default: first file's stem)."),
+    home: Path | None = typer.Option(None, "--home", help="GREENLIST_HOME override."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Read FILES, normalise and embed the records, and save them as database NAME (replacing it)."""
@@ -52,7 +51,7 @@ def load(
 
 
 @app.command("list")
-def list_cmd(home: Optional[Path] = typer.Option(None, "--home", help="GREENLIST_HOME override.")) -> None:
+def list_cmd(home: Path | None = typer.Option(None, "--home", help="GREENLIST_HOME override.")) -> None:
     """List the saved citation databases (name, records, saved time, path)."""
     from rich.console import Console
     from rich.table import Table
@@ -72,8 +71,8 @@ def list_cmd(home: Optional[Path] = typer.Option(None, "--home", help="GREENLIST
 @app.command("check")
 def check(
     text_file: Path = typer.Argument(..., help="Text file to check ('-' for stdin)."),
-    db: Optional[list[str]] = typer.Option(None, "--db", help="Database(s) to use (default: all)."),
-    home: Optional[Path] = typer.Option(None, "--home", help="GREENLIST_HOME override."),
+    db: list[str] | None = typer.Option(None, "--db", help="Database(s) to use (default: all)."),
+    home: Path | None = typer.Option(None, "--home", help="GREENLIST_HOME override."),
     as_json: bool = typer.Option(False, "--json", help="Print the guardrail details as JSON."),
 ) -> None:
     """Extract the citations of TEXT_FILE and print a verdict for each. Exit code 1 if any is not_found/mismatch."""

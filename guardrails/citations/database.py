@@ -19,6 +19,8 @@ A database persists as a directory ``<home>/citations/<name>/`` holding
 ``records.jsonl``, ``embeddings.npy`` (``float16`` on disk) and ``meta.json``.
 The word and author indexes are rebuilt on load (well under a second for
 20,000 records).
+
+Long module: the database (records, indexes, embeddings, persistence) is one class whose indexes must stay consistent.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import re
 import threading
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -102,8 +104,14 @@ class CitationDatabase:
         encoder_name: Encoder used for ``embeddings`` (``None`` = packaged MiniLM).
     """
 
-    def __init__(self, name: str, records: list[CitationRecord], embeddings: np.ndarray,
-                 encoder_name: str | None = None, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        name: str,
+        records: list[CitationRecord],
+        embeddings: np.ndarray,
+        encoder_name: str | None = None,
+        cache_size: int = 4096,
+    ) -> None:
         if embeddings.shape[0] != len(records):
             raise ValueError(
                 f"database {name!r}: {len(records)} records but {embeddings.shape[0]} embeddings; "
@@ -234,10 +242,11 @@ class CitationDatabase:
             todo = list(dict.fromkeys(texts[i] for i in missing))
             encoder = self._encoder()
             with _ENCODE_LOCK:
-                vecs = encoder.encode(todo, batch_size=32, normalize_embeddings=True,
-                                      convert_to_numpy=True, show_progress_bar=False)
+                vecs = encoder.encode(
+                    todo, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
             vecs = np.asarray(vecs, dtype=np.float32)
-            got = dict(zip(todo, vecs))
+            got = dict(zip(todo, vecs, strict=False))
             with self._lock:
                 for t, v in got.items():
                     self._cache[t] = v
@@ -273,8 +282,14 @@ class CitationDatabase:
     # ------------------------------------------------------------------ build / persist
 
     @classmethod
-    def build(cls, name: str, records: list[CitationRecord], encoder_name: str | None = None,
-              progress: bool = True, batch_size: int = 64) -> "CitationDatabase":
+    def build(
+        cls,
+        name: str,
+        records: list[CitationRecord],
+        encoder_name: str | None = None,
+        progress: bool = True,
+        batch_size: int = 64,
+    ) -> CitationDatabase:
         """Embed ``records`` and return a database (not yet saved; see :meth:`save`).
 
         Args:
@@ -293,8 +308,13 @@ class CitationDatabase:
         texts = [embedding_text(r) for r in records]
         if texts:
             enc = sentence_encoder(encoder_name)
-            vecs = enc.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=progress)
+            vecs = enc.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
             vecs = np.asarray(vecs, dtype=np.float32)
         else:
             vecs = np.zeros((0, 384), dtype=np.float32)
@@ -322,7 +342,7 @@ class CitationDatabase:
         return directory
 
     @classmethod
-    def load(cls, name: str, home: str | Path | None = None, progress: bool = False) -> "CitationDatabase":
+    def load(cls, name: str, home: str | Path | None = None, progress: bool = False) -> CitationDatabase:
         """Load the database ``name`` saved under ``<home>/citations/``.
 
         Raises:
@@ -346,7 +366,7 @@ class CitationDatabase:
         return cls(name, records, vecs, encoder_name=meta.get("encoder"))
 
     @classmethod
-    def merge(cls, databases: Iterable["CitationDatabase"], name: str = "merged") -> "CitationDatabase":
+    def merge(cls, databases: Iterable[CitationDatabase], name: str = "merged") -> CitationDatabase:
         """Concatenate several databases into one (records keep their ``source``).
 
         Raises:
@@ -377,8 +397,9 @@ def list_databases(home: str | Path | None = None) -> list[dict]:
     return out
 
 
-def load_databases(names: list[str] | None = None, home: str | Path | None = None,
-                   progress: bool = False) -> CitationDatabase:
+def load_databases(
+    names: list[str] | None = None, home: str | Path | None = None, progress: bool = False
+) -> CitationDatabase:
     """Load the named databases (``None`` = every saved one) merged into one.
 
     Raises:

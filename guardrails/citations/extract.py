@@ -54,7 +54,9 @@ _PAREN_PART = re.compile(
     rf"^\s*(?:(?:e\.g\.|i\.e\.|see(?:\s+also)?|cf\.)\s*,?\s*)?(?P<names>{_NAMES})\s*,?\s+(?P<year>{YEAR})[a-z]?\s*$",
     re.UNICODE,
 )
-_QUOTED = re.compile(r"“([^”\n]{8,300})”|\"([^\"\n]{8,300})\"|(?<![*\w])\*([^*\n]{8,300})\*(?![*\w])|(?<!\w)_([^_\n]{8,300})_(?!\w)")
+_QUOTED = re.compile(
+    r"“([^”\n]{8,300})”|\"([^\"\n]{8,300})\"|(?<![*\w])\*([^*\n]{8,300})\*(?![*\w])|(?<!\w)_([^_\n]{8,300})_(?!\w)"
+)
 _NOT_NAMES = frozenset(
     "in the a an this that these see since until by from table figure fig section chapter eq equation "
     "version python published updated retrieved accessed copyright circa between after before during "
@@ -137,8 +139,29 @@ class Citation:
 
 def _is_name(names: str) -> bool:
     """Whether the first name of an author string looks like a surname (capitalised, not a common word)."""
-    words = [w for w in names.split() if w.lower() not in ("van", "von", "der", "den", "de", "du", "da", "di",
-                                                             "le", "la", "del", "della", "ter", "ten", "dos", "das")]
+    words = [
+        w
+        for w in names.split()
+        if w.lower()
+        not in (
+            "van",
+            "von",
+            "der",
+            "den",
+            "de",
+            "du",
+            "da",
+            "di",
+            "le",
+            "la",
+            "del",
+            "della",
+            "ter",
+            "ten",
+            "dos",
+            "das",
+        )
+    ]
     core = words[0].strip(",") if words else ""
     return len(core) > 1 and core[0].isupper() and core.lower() not in _NOT_NAMES
 
@@ -242,8 +265,11 @@ def guess_entry_title(text: str) -> tuple[int, int] | None:
         a = text.find(seg, pos)
         pos = a + len(seg)
         s = seg.strip().rstrip(".")
-        if len(s.split()) >= 3 and not _YEAR_RE.search(s) and not _URL_RE.search(s) and (
-            best is None or len(s) > best[1] - best[0]
+        if (
+            len(s.split()) >= 3
+            and not _YEAR_RE.search(s)
+            and not _URL_RE.search(s)
+            and (best is None or len(s) > best[1] - best[0])
         ):
             best = (a, a + len(s))
     return best
@@ -261,10 +287,22 @@ def _entry(line: str, offset: int, line_start: int, line_end: int) -> Citation:
     head = body[: tspan[0]] if tspan else body
     keys, et_al = parse_names(re.sub(rf"\(?\s*{YEAR}[a-z]?\s*\)?\.?", " ", head)) if tspan else ([], False)
     return Citation(
-        text=body, start=start, end=start + len(body), kind="reference", doi=doi, arxiv=arxiv, url=url,
-        title=body[tspan[0]:tspan[1]] if tspan else None, title_span=tspan, names=head.strip() or None,
-        author_keys=keys, et_al=et_al, year=years[0] if years else None, years=years,
-        line_start=line_start, line_end=line_end,
+        text=body,
+        start=start,
+        end=start + len(body),
+        kind="reference",
+        doi=doi,
+        arxiv=arxiv,
+        url=url,
+        title=body[tspan[0] : tspan[1]] if tspan else None,
+        title_span=tspan,
+        names=head.strip() or None,
+        author_keys=keys,
+        et_al=et_al,
+        year=years[0] if years else None,
+        years=years,
+        line_start=line_start,
+        line_end=line_end,
     )
 
 
@@ -277,8 +315,15 @@ def _looks_like_entry(body: str, in_section: bool, numbered: bool) -> bool:
     if in_section:
         return has_year or has_id
     if numbered:
-        return has_id or (has_year and (bool(_QUOTED.search(body)) or bool(_APA_HEAD.match(body))
-                                        or bool(_ACM_HEAD.match(body)) or body.count(".") >= 3))
+        return has_id or (
+            has_year
+            and (
+                bool(_QUOTED.search(body))
+                or bool(_APA_HEAD.match(body))
+                or bool(_ACM_HEAD.match(body))
+                or body.count(".") >= 3
+            )
+        )
     return bool(_APA_HEAD.match(body) or _ACM_HEAD.match(body)) and words <= 120
 
 
@@ -306,7 +351,7 @@ def extract_citations(text: str) -> list[Citation]:
         if not content.strip():
             continue
         marker = _NUMBERED.match(content)
-        body = content[marker.end():] if marker else content.strip()
+        body = content[marker.end() :] if marker else content.strip()
         if _looks_like_entry(body, in_section, marker is not None):
             cit = _entry(content, line_start, line_start, pos)
             out.append(cit)
@@ -346,7 +391,7 @@ def extract_citations(text: str) -> list[Citation]:
             first = re.match(r"(\S+)\s+", names)
             if first and first.group(1).lower() in _NOT_NAMES and len(names.split()) > 1:
                 a += first.end()
-                names = names[first.end():]
+                names = names[first.end() :]
                 continue
             break
         if not _is_name(names) or not free(a, m.end()):
@@ -354,8 +399,19 @@ def extract_citations(text: str) -> list[Citation]:
         keys, et_al = parse_names(names)
         if keys:
             year = int(m.group("year"))
-            ay.append(Citation(text=text[a:m.end()], start=a, end=m.end(), kind="author_year", names=names,
-                               author_keys=keys, et_al=et_al, year=year, years=[year]))
+            ay.append(
+                Citation(
+                    text=text[a : m.end()],
+                    start=a,
+                    end=m.end(),
+                    kind="author_year",
+                    names=names,
+                    author_keys=keys,
+                    et_al=et_al,
+                    year=year,
+                    years=[year],
+                )
+            )
     for m in _PAREN.finditer(text):
         inner_start = m.start(1)
         offset = 0
@@ -371,8 +427,19 @@ def extract_citations(text: str) -> list[Citation]:
                 continue
             keys, et_al = parse_names(pm.group("names"))
             year = int(pm.group("year"))
-            ay.append(Citation(text=text[a:b], start=a, end=b, kind="author_year", names=pm.group("names"),
-                               author_keys=keys, et_al=et_al, year=year, years=[year]))
+            ay.append(
+                Citation(
+                    text=text[a:b],
+                    start=a,
+                    end=b,
+                    kind="author_year",
+                    names=pm.group("names"),
+                    author_keys=keys,
+                    et_al=et_al,
+                    year=year,
+                    years=[year],
+                )
+            )
     # 4. quoted / italic titles, merged with an author-year reference of the same sentence
     for m in _QUOTED.finditer(text):
         g = next(i for i in range(1, 5) if m.group(i) is not None)
@@ -382,7 +449,7 @@ def extract_citations(text: str) -> list[Citation]:
             continue
         partner = None
         for c in ay:
-            gap = text[c.end:a] if c.end <= a else text[b:c.start]
+            gap = text[c.end : a] if c.end <= a else text[b : c.start]
             if len(gap) <= 80 and not re.search(r"[.!?]\s|\n", gap):
                 partner = c
                 break
@@ -390,16 +457,28 @@ def extract_citations(text: str) -> list[Citation]:
             ay.remove(partner)
             s, e = min(partner.start, a), max(partner.end, b)
             t0 = m.start(g) - s
-            out.append(Citation(text=text[s:e], start=s, end=e, kind="author_year_title", title=title,
-                                title_span=(t0, t0 + len(title)), names=partner.names,
-                                author_keys=partner.author_keys, et_al=partner.et_al, year=partner.year,
-                                years=partner.years))
+            out.append(
+                Citation(
+                    text=text[s:e],
+                    start=s,
+                    end=e,
+                    kind="author_year_title",
+                    title=title,
+                    title_span=(t0, t0 + len(title)),
+                    names=partner.names,
+                    author_keys=partner.author_keys,
+                    et_al=partner.et_al,
+                    year=partner.year,
+                    years=partner.years,
+                )
+            )
             taken.append((s, e))
             continue
-        if _standalone_title(title, m.group(g), text[max(0, a - 40):a]):
+        if _standalone_title(title, m.group(g), text[max(0, a - 40) : a]):
             t0 = m.start(g) - a
-            out.append(Citation(text=text[a:b], start=a, end=b, kind="title", title=title,
-                                title_span=(t0, t0 + len(title))))
+            out.append(
+                Citation(text=text[a:b], start=a, end=b, kind="title", title=title, title_span=(t0, t0 + len(title)))
+            )
             taken.append((a, b))
     out.extend(c for c in ay if free(c.start, c.end))
     out.sort(key=lambda c: c.start)
@@ -417,5 +496,13 @@ def citation_query(cit: Citation) -> str:
     return text
 
 
-__all__ = ["Citation", "extract_citations", "parse_names", "guess_entry_title", "entry_years",
-           "citation_query", "claimed_years", "norm_text"]
+__all__ = [
+    "Citation",
+    "extract_citations",
+    "parse_names",
+    "guess_entry_title",
+    "entry_years",
+    "citation_query",
+    "claimed_years",
+    "norm_text",
+]

@@ -24,14 +24,13 @@ import functools
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 # Lower-case name particles that belong to the family name ("van der Berg", "de Fremery").
-_PARTICLES = frozenset(
-    "van von der den de del della di da das dos du la le ter ten zu bin al el st".split()
-)
+_PARTICLES = frozenset("van von der den de del della di da das dos du la le ter ten zu bin al el st".split())
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _DOI_RE = re.compile(r"10\.\d{4,9}/[^\s\"'<>]+", re.IGNORECASE)
 _ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d])")
@@ -83,7 +82,7 @@ class CitationRecord:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CitationRecord":
+    def from_dict(cls, data: dict[str, Any]) -> CitationRecord:
         """Build a record from :meth:`to_dict` output (unknown keys are ignored)."""
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -269,7 +268,9 @@ def make_record(data: dict[str, Any], default_id: str, source: str | None = None
             names.append(display_name(str(author)))
     url = data.get("url") or None
     doi = canonical_doi(data.get("doi")) or (canonical_doi(url) if url and "doi" in str(url).lower() else None)
-    arxiv = canonical_arxiv(data.get("arxiv") or data.get("eprint")) if (data.get("arxiv") or data.get("eprint")) else None
+    arxiv = (
+        canonical_arxiv(data.get("arxiv") or data.get("eprint")) if (data.get("arxiv") or data.get("eprint")) else None
+    )
     if arxiv is None and url and "arxiv.org/abs/" in str(url).lower():
         arxiv = canonical_arxiv(url)
     venue = data.get("venue") or data.get("journal") or data.get("booktitle") or data.get("publisher")
@@ -311,8 +312,10 @@ def load_bibtex_string(text: str, source: str | None = None) -> list[CitationRec
 
     library = bibtexparser.parse_string(
         text,
-        append_middleware=[mw.NormalizeFieldKeys(allow_inplace_modification=True),
-                           mw.SeparateCoAuthors(allow_inplace_modification=True)],
+        append_middleware=[
+            mw.NormalizeFieldKeys(allow_inplace_modification=True),
+            mw.SeparateCoAuthors(allow_inplace_modification=True),
+        ],
     )
     if not library.entries and text.strip():
         raise ValueError(
@@ -380,8 +383,11 @@ def csl_to_flat(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_csl(item: dict[str, Any]) -> bool:
-    return "issued" in item or "container-title" in item or "DOI" in item or (
-        isinstance(item.get("author"), list) and item["author"] and isinstance(item["author"][0], dict)
+    return (
+        "issued" in item
+        or "container-title" in item
+        or "DOI" in item
+        or (isinstance(item.get("author"), list) and item["author"] and isinstance(item["author"][0], dict))
     )
 
 
@@ -441,9 +447,7 @@ def load_file(path: str | Path) -> list[CitationRecord]:
         return load_bibtex_string(text, source=path.name)
     if suffix in (".json", ".jsonl", ".ndjson", ".csl") or first in ("[", "{"):
         return load_json_records(text, source=path.name)
-    raise ValueError(
-        f"{path}: unknown citation format; use BibTeX (.bib), CSL-JSON (.json) or JSONL (.jsonl)"
-    )
+    raise ValueError(f"{path}: unknown citation format; use BibTeX (.bib), CSL-JSON (.json) or JSONL (.jsonl)")
 
 
 def load_files(paths: Iterable[str | Path]) -> list[CitationRecord]:

@@ -58,8 +58,8 @@ _IGNORED_WORDS = frozenset(
     "and et al eds ed in by see also the jr sr ii iii iv von van der den de du da di le la del della ter ten "
     "dos das others editor editors".split()
 )
-_LEFT_DELIMS = "\"“”«»*_\n"
-_RIGHT_DELIMS = "\"“”«»*_\n"
+_LEFT_DELIMS = '"“”«»*_\n'
+_RIGHT_DELIMS = '"“”«»*_\n'
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,20 @@ class CitationCheck:
 
 def _expand(text: str, a: int, b: int) -> tuple[int, int]:
     """Grow ``[a, b)`` to the enclosing title delimiters of ``text`` (quotes, sentence ends)."""
-    while a > 0 and text[a - 1] not in _LEFT_DELIMS and not (
-        a >= 2 and text[a - 1] == " " and text[a - 2] in ".?!" and not _initial_before(text, a - 2)
-    ) and not (text[a - 1] == ")" ):
+    while (
+        a > 0
+        and text[a - 1] not in _LEFT_DELIMS
+        and not (a >= 2 and text[a - 1] == " " and text[a - 2] in ".?!" and not _initial_before(text, a - 2))
+        and not (text[a - 1] == ")")
+    ):
         a -= 1
     n = len(text)
-    while b < n and text[b] not in _RIGHT_DELIMS and not (
-        text[b] in ".?!" and (b + 1 == n or text[b + 1] in " \n")
-    ) and text[b] != "(":
+    while (
+        b < n
+        and text[b] not in _RIGHT_DELIMS
+        and not (text[b] in ".?!" and (b + 1 == n or text[b + 1] in " \n"))
+        and text[b] != "("
+    ):
         b += 1
     return a, b
 
@@ -151,7 +157,9 @@ def _initial_before(text: str, dot: int) -> bool:
     return dot >= 1 and text[dot - 1].isalpha() and (dot < 2 or not text[dot - 2].isalnum())
 
 
-def title_similarity(cit: Citation, cand_norm: str, entry_norm: str, entry_map: list[int]) -> tuple[float, tuple[int, int] | None]:
+def title_similarity(
+    cit: Citation, cand_norm: str, entry_norm: str, entry_map: list[int]
+) -> tuple[float, tuple[int, int] | None]:
     """Similarity (0-100) of a candidate title with the title claimed by ``cit``, and the claimed title's span.
 
     Args:
@@ -209,7 +217,9 @@ def author_check(claimed: str | None, record_authors: list[str], record_keys: li
     return all(k in claimed_tokens for k in required)
 
 
-def compare_fields(cit: Citation, db: CitationDatabase, row: int, title_span: tuple[int, int] | None) -> tuple[list[str], bool]:
+def compare_fields(
+    cit: Citation, db: CitationDatabase, row: int, title_span: tuple[int, int] | None
+) -> tuple[list[str], bool]:
     """Fields of ``cit`` that disagree with record ``row``, and whether authors *and* year were checked.
 
     Returns:
@@ -269,6 +279,7 @@ def _best_title(cit: Citation, db: CitationDatabase, rows: list[int], entry: tup
     top = scored[0]
     close = [x for x in scored if x[0] >= 90.0 and x[0] >= top[0] - 2]
     if len(close) > 1:
+
         def key(x):
             fields, full = compare_fields(cit, db, x[1], x[2])
             return (not full, len(fields), -x[0])
@@ -277,26 +288,45 @@ def _best_title(cit: Citation, db: CitationDatabase, rows: list[int], entry: tup
     return top
 
 
-def _decide_title(cit: Citation, db: CitationDatabase, score: float, row: int | None,
-                  span: tuple[int, int] | None, params: VerifyParams) -> CitationCheck | None:
+def _decide_title(
+    cit: Citation,
+    db: CitationDatabase,
+    score: float,
+    row: int | None,
+    span: tuple[int, int] | None,
+    params: VerifyParams,
+) -> CitationCheck | None:
     if row is None:
         return None
     if score >= params.title_match:
         fields, _ = compare_fields(cit, db, row, span)
         if fields:
-            return CitationCheck(cit, "mismatch", match=row, fields=fields, similarity=score / 100,
-                                 reason=f"real work, but {' and '.join(fields)} differ")
+            return CitationCheck(
+                cit,
+                "mismatch",
+                match=row,
+                fields=fields,
+                similarity=score / 100,
+                reason=f"real work, but {' and '.join(fields)} differ",
+            )
         return CitationCheck(cit, "verified", match=row, similarity=score / 100, reason="title, authors and year match")
     if score >= params.title_close:
         fields, full = compare_fields(cit, db, row, span)
         if not fields and full:
-            return CitationCheck(cit, "mismatch", match=row, fields=["title"], similarity=score / 100,
-                                 reason="authors and year match a real work whose title differs")
+            return CitationCheck(
+                cit,
+                "mismatch",
+                match=row,
+                fields=["title"],
+                similarity=score / 100,
+                reason="authors and year match a real work whose title differs",
+            )
     return None
 
 
-def verify_citations(citations: list[Citation], db: CitationDatabase,
-                     params: VerifyParams | None = None) -> list[CitationCheck]:
+def verify_citations(
+    citations: list[Citation], db: CitationDatabase, params: VerifyParams | None = None
+) -> list[CitationCheck]:
     """Verify ``citations`` (from one text) against ``db``.
 
     Args:
@@ -337,9 +367,14 @@ def verify_citations(citations: list[Citation], db: CitationDatabase,
             fields, _ = compare_fields(cit, db, row, span)
             if score >= 0 and score < params.title_close and (cit.title or span):
                 fields = ["title"] + fields
-            checks[i] = CitationCheck(cit, "mismatch" if fields else "verified", match=row, fields=fields,
-                                      similarity=max(score, 0) / 100,
-                                      reason="identifier found" + (f"; {', '.join(fields)} differ" if fields else ""))
+            checks[i] = CitationCheck(
+                cit,
+                "mismatch" if fields else "verified",
+                match=row,
+                fields=fields,
+                similarity=max(score, 0) / 100,
+                reason="identifier found" + (f"; {', '.join(fields)} differ" if fields else ""),
+            )
             continue
         # 2. author-year only
         if cit.kind == "author_year":
@@ -358,8 +393,12 @@ def verify_citations(citations: list[Citation], db: CitationDatabase,
             else:
                 by_author = db.by_author.get(key, [])
                 near = sorted(by_author, key=lambda r: abs((db.records[r].year or 0) - cit.year))[: params.nearest_k]
-                checks[i] = CitationCheck(cit, "not_found", nearest=[(r, 0.0) for r in near],
-                                          reason="no work by this first author in that year")
+                checks[i] = CitationCheck(
+                    cit,
+                    "not_found",
+                    nearest=[(r, 0.0) for r in near],
+                    reason="no work by this first author in that year",
+                )
             continue
         # 3. title-bearing
         query = norm_text(cit.text) if cit.kind == "reference" else norm_text(cit.title or "")
@@ -378,7 +417,7 @@ def verify_citations(citations: list[Citation], db: CitationDatabase,
         texts = [citation_query(citations[i]) for i, *_ in pending]
         vecs = db.embed(texts)
         neigh = db.nearest(vecs, k=max(params.embed_k, params.nearest_k))
-        for (i, cands, entry, best), qv, nn in zip(pending, vecs, neigh):
+        for (i, cands, entry, best), qv, nn in zip(pending, vecs, neigh, strict=False):
             cit = citations[i]
             extra = [r for r, _ in nn[: params.embed_k] if r not in cands]
             if extra:
@@ -393,15 +432,26 @@ def verify_citations(citations: list[Citation], db: CitationDatabase,
             sims = db.embeddings[rows] @ qv if rows else np.zeros(0)
             order = np.argsort(-sims)[: params.nearest_k]
             nearest = [(rows[k], float(sims[k])) for k in order]
-            checks[i] = CitationCheck(cit, "not_found", nearest=nearest,
-                                      similarity=max(best[0], 0) / 100 if best[1] is not None else None,
-                                      reason="no record with a close enough title")
+            checks[i] = CitationCheck(
+                cit,
+                "not_found",
+                nearest=nearest,
+                similarity=max(best[0], 0) / 100 if best[1] is not None else None,
+                reason="no record with a close enough title",
+            )
 
     # author-year references that point to an entry of the same text take its verdict
     for i, chk in enumerate(checks):
         if chk is not None and chk.verdict == "pending_ref":
             target = checks[chk.refers_to]
-            checks[i] = CitationCheck(chk.citation, target.verdict, match=target.match, fields=list(target.fields),
-                                      similarity=target.similarity, nearest=list(target.nearest),
-                                      refers_to=chk.refers_to, reason="refers to a reference-list entry")
+            checks[i] = CitationCheck(
+                chk.citation,
+                target.verdict,
+                match=target.match,
+                fields=list(target.fields),
+                similarity=target.similarity,
+                nearest=list(target.nearest),
+                refers_to=chk.refers_to,
+                reason="refers to a reference-list entry",
+            )
     return checks  # type: ignore[return-value]

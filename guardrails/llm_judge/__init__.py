@@ -70,25 +70,30 @@ class LLMJudgeGuardrail(Guardrail):
     deobfuscate = False
     needs_context = True
 
-    def __init__(self, config: LLMJudgeConfig, clock: Clock = SYSTEM_CLOCK,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, config: LLMJudgeConfig, clock: Clock = SYSTEM_CLOCK, transport: httpx.BaseTransport | None = None
+    ) -> None:
         super().__init__(config)
         self.config: LLMJudgeConfig = config
         api_key = None
         if config.api_key_env:
             api_key = os.environ.get(config.api_key_env)
             if not api_key:
-                raise ValueError(f"llm_judge {config.display_name!r}: environment variable "
-                                 f"{config.api_key_env} (api_key_env) is not set")
+                raise ValueError(
+                    f"llm_judge {config.display_name!r}: environment variable "
+                    f"{config.api_key_env} (api_key_env) is not set"
+                )
         self.clock = clock
         self.format = get_format(config)
         self.mapping: dict[str, str | None] = {**self.format.default_categories, **config.categories}
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s, clock)
-        self.client = JudgeClient(config.base_url, api_key, config.timeout_s, config.max_concurrency,
-                                  self.breaker, clock, transport)
+        self.client = JudgeClient(
+            config.base_url, api_key, config.timeout_s, config.max_concurrency, self.breaker, clock, transport
+        )
         self.cache: LRUCache[tuple[str, str, str], Verdict] = LRUCache(config.cache_size)
-        self.pool = ThreadPoolExecutor(max_workers=config.max_concurrency,
-                                       thread_name_prefix=f"llm-judge-{config.display_name}")
+        self.pool = ThreadPoolExecutor(
+            max_workers=config.max_concurrency, thread_name_prefix=f"llm-judge-{config.display_name}"
+        )
 
     def scan(self, text: str, direction: Direction) -> GuardrailResult:
         """Judge a bare ``text`` (no conversation, no cascade input); see :meth:`scan_in_context`."""
@@ -171,8 +176,10 @@ class LLMJudgeGuardrail(Guardrail):
                 ignored.append(code)
                 continue
             counted.append(code)
-            scores[target] = max(scores.get(target, 0.0), verdict.score if not verdict.category_scores
-                                 else verdict.category_scores.get(code, verdict.score))
+            scores[target] = max(
+                scores.get(target, 0.0),
+                verdict.score if not verdict.category_scores else verdict.category_scores.get(code, verdict.score),
+            )
         return scores, counted, ignored
 
     def _result(self, outcomes: list[UnitOutcome], call: CascadeCall | None, wall_ms: float) -> GuardrailResult:
@@ -192,8 +199,9 @@ class LLMJudgeGuardrail(Guardrail):
                 counted += [x for x in c if x not in counted]
                 ignored += [x for x in ig if x not in ignored]
                 if not o.cached or c:
-                    answers.append({"unit": i, "cached": o.cached, "latency_ms": round(o.latency_ms, 3),
-                                    **o.verdict.to_dict()})
+                    answers.append(
+                        {"unit": i, "cached": o.cached, "latency_ms": round(o.latency_ms, 3), **o.verdict.to_dict()}
+                    )
             elif o.error is not None:
                 answers.append({"unit": i, "error": o.error.kind, "reason": o.error.reason[:300]})
         fired = bool(flagged)
@@ -201,11 +209,22 @@ class LLMJudgeGuardrail(Guardrail):
         decision = action_decision(self.config.action) if fired else Decision.ALLOW
         action: str | None = self.config.action if fired else None
         details: dict[str, Any] = {
-            "judge": {"asked": True, "format": self.format.name, "model": self.config.model, "units": len(outcomes),
-                      "calls": sum(o.calls for o in outcomes), "cache_hits": sum(o.cached for o in outcomes),
-                      "latency_ms": round(wall_ms, 3), "answers": answers},
-            "categories": {g: round(v, 6) for g, v in scores.items()}, "flagged_categories": flagged,
-            "judge_categories": counted, "ignored_categories": ignored, "breaker": self.breaker.state}
+            "judge": {
+                "asked": True,
+                "format": self.format.name,
+                "model": self.config.model,
+                "units": len(outcomes),
+                "calls": sum(o.calls for o in outcomes),
+                "cache_hits": sum(o.cached for o in outcomes),
+                "latency_ms": round(wall_ms, 3),
+                "answers": answers,
+            },
+            "categories": {g: round(v, 6) for g, v in scores.items()},
+            "flagged_categories": flagged,
+            "judge_categories": counted,
+            "ignored_categories": ignored,
+            "breaker": self.breaker.state,
+        }
         if call is not None and self.config.cascade is not None:
             details["cascade"] = call.to_dict(self.config.cascade)
         error = None
@@ -217,18 +236,35 @@ class LLMJudgeGuardrail(Guardrail):
                 decision, action = most_severe([decision, on_error]), f"on_error:{on_error.value}"
             score = max(score, 1.0 if on_error is Decision.BLOCK else 0.0)
         overrides = self.config.cascade.after if call is not None and self.config.cascade is not None else None
-        return GuardrailResult(name=self.name, score=score, decision=decision, action=action, details=details,
-                               error=error, overrides=overrides)
+        return GuardrailResult(
+            name=self.name,
+            score=score,
+            decision=decision,
+            action=action,
+            details=details,
+            error=error,
+            overrides=overrides,
+        )
 
     def _local_stands(self, call: CascadeCall) -> GuardrailResult:
         local = call.local
         assert local is not None and self.config.cascade is not None  # consult() only skips with a local result
-        return GuardrailResult(name=self.name, score=float(local.score), decision=local.decision,
-                               action=local.action,
-                               details={"judge": {"asked": False, "format": self.format.name,
-                                                  "model": self.config.model, "reason": call.reason},
-                                        "cascade": call.to_dict(self.config.cascade),
-                                        "breaker": self.breaker.state})
+        return GuardrailResult(
+            name=self.name,
+            score=float(local.score),
+            decision=local.decision,
+            action=local.action,
+            details={
+                "judge": {
+                    "asked": False,
+                    "format": self.format.name,
+                    "model": self.config.model,
+                    "reason": call.reason,
+                },
+                "cascade": call.to_dict(self.config.cascade),
+                "breaker": self.breaker.state,
+            },
+        )
 
     def health(self) -> dict[str, Any]:
         """State for ``/healthz``: ``{"status": "ok" | "degraded" | "down", "format", "model", "base_url",
@@ -241,8 +277,14 @@ class LLMJudgeGuardrail(Guardrail):
         info = self.client.health()
         state, failures = info["breaker"]["state"], info["breaker"]["consecutive_failures"]
         status = "down" if state == "open" else ("degraded" if state == "half-open" or failures else "ok")
-        return {"status": status, "format": self.format.name, "model": self.config.model,
-                "base_url": self.config.base_url, **info, "cache": self.cache.stats()}
+        return {
+            "status": status,
+            "format": self.format.name,
+            "model": self.config.model,
+            "base_url": self.config.base_url,
+            **info,
+            "cache": self.cache.stats(),
+        }
 
     def close(self) -> None:
         """Stop the worker threads and close the HTTP pool."""

@@ -35,8 +35,12 @@ class CascadeCall:
 
     def to_dict(self, cascade: CascadeConfig) -> dict[str, Any]:
         """JSON form for result details (``decided_by`` is ``judge`` when asked, else ``local``)."""
-        out: dict[str, Any] = {"after": cascade.after, "band": list(cascade.band), "reason": self.reason,
-                               "decided_by": "judge" if self.ask else "local"}
+        out: dict[str, Any] = {
+            "after": cascade.after,
+            "band": list(cascade.band),
+            "reason": self.reason,
+            "decided_by": "judge" if self.ask else "local",
+        }
         if self.in_band:
             out["in_band"] = {k: round(v, 6) for k, v in self.in_band.items()}
         if self.local is not None:
@@ -68,8 +72,11 @@ def consult(cascade: CascadeConfig, prior: dict[str, GuardrailResult]) -> Cascad
         return CascadeCall(True, "local result has no category scores", local=local)
     wanted = set(cascade.categories) if cascade.categories is not None else None
     low, high = cascade.band
-    in_band = {c: float(s) for c, s in scores.items()
-               if (wanted is None or c in wanted) and isinstance(s, (int, float)) and low <= s <= high}
+    in_band = {
+        c: float(s)
+        for c, s in scores.items()
+        if (wanted is None or c in wanted) and isinstance(s, (int, float)) and low <= s <= high
+    }
     if in_band:
         return CascadeCall(True, "in band", in_band, local)
     return CascadeCall(False, "outside band", local=local)

@@ -20,8 +20,16 @@ from guardrails.llm_judge.formats import JudgeRequest, MalformedAnswer
 
 T = TypeVar("T")
 
-ERROR_KINDS = ("timeout", "connection", "http_5xx", "rate_limited", "http_4xx", "malformed", "circuit_open",
-               "overloaded")
+ERROR_KINDS = (
+    "timeout",
+    "connection",
+    "http_5xx",
+    "rate_limited",
+    "http_4xx",
+    "malformed",
+    "circuit_open",
+    "overloaded",
+)
 """Values of :attr:`JudgeError.kind`; ``circuit_open`` and ``overloaded`` are not counted as judge failures."""
 
 
@@ -52,14 +60,24 @@ class JudgeClient:
         transport: Optional ``httpx`` transport (``httpx.MockTransport`` in benchmarks).
     """
 
-    def __init__(self, base_url: str, api_key: str | None, timeout_s: float, max_concurrency: int,
-                 breaker: CircuitBreaker, clock: Clock = SYSTEM_CLOCK,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        max_concurrency: int,
+        breaker: CircuitBreaker,
+        clock: Clock = SYSTEM_CLOCK,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(timeout_s),
-                                 transport=transport,
-                                 limits=httpx.Limits(max_connections=max_concurrency,
-                                                     max_keepalive_connections=max_concurrency))
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
         self.timeout_s = timeout_s
         self.max_concurrency = max_concurrency
         self.breaker = breaker
@@ -143,9 +161,13 @@ class JudgeClient:
         """Breaker state and call counters: ``{"breaker": {"state", "consecutive_failures"}, "calls",
         "errors": {kind: count}, "last_error", "last_error_at"}`` (``last_error_at``: Unix seconds)."""
         with self._lock:
-            return {"breaker": {"state": self.breaker.state, "consecutive_failures": self.breaker.failures},
-                    "calls": self.calls, "errors": dict(self.errors), "last_error": self.last_error,
-                    "last_error_at": self.last_error_at}
+            return {
+                "breaker": {"state": self.breaker.state, "consecutive_failures": self.breaker.failures},
+                "calls": self.calls,
+                "errors": dict(self.errors),
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+            }
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

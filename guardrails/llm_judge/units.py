@@ -15,7 +15,6 @@ from guardrails.base import Direction
 from guardrails.llm_judge.formats import Role, Turn, Unit
 
 
-
 def message_text(message: dict[str, Any]) -> str:
     """The text of an OpenAI-style message: ``content`` as a string, or its ``text`` parts joined by newlines."""
     content = message.get("content")
@@ -53,10 +52,10 @@ def build_units(text: str, direction: Direction, messages: list[dict[str, Any]],
     """
     turns = conversation(messages)
     if direction is Direction.INPUT:
-        units = [Unit(tuple(turns[max(0, i - context_turns):i + 1])) for i, t in enumerate(turns) if t.role == "user"]
+        units = [Unit(tuple(turns[max(0, i - context_turns) : i + 1])) for i, t in enumerate(turns) if t.role == "user"]
         return units or [Unit((Turn("user", text),))]
     last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
     start = len(turns) - context_turns
     if last_user is not None:
         start = min(start, last_user)
-    return [Unit(tuple(turns[max(0, start):]) + (Turn("assistant", text),))]
+    return [Unit(tuple(turns[max(0, start) :]) + (Turn("assistant", text),))]

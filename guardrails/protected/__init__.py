@@ -184,14 +184,19 @@ class ProtectedContentGuardrail(Guardrail):
                 new[name] = self._load(name)
                 done.append(name)
             except Exception as exc:  # partially written corpus, concurrent remove: retry later
-                log.warning("protected_content: could not reload corpus %r (%s); keeping the previous index "
-                            "and retrying at the next check", name, exc)
+                log.warning(
+                    "protected_content: could not reload corpus %r (%s); keeping the previous index "
+                    "and retrying at the next check",
+                    name,
+                    exc,
+                )
         for name in removed:
             self._versions.pop(name, None)
         self.matchers = new
         if done:
-            log.info("protected_content: reloaded corpora %s, removed %s", sorted(set(done) - set(removed)),
-                     sorted(removed))
+            log.info(
+                "protected_content: reloaded corpora %s, removed %s", sorted(set(done) - set(removed)), sorted(removed)
+            )
         return done
 
     def refresh(self) -> list[str]:
@@ -262,9 +267,11 @@ class ProtectedContentGuardrail(Guardrail):
         cfg: ProtectedContentConfig = self.config  # type: ignore[assignment]
         o = cfg.overrides.get(corpus) or CorpusOverride()
         default = cfg.threshold if cfg.threshold is not None else matcher.corpus.params.threshold
-        return (default if o.threshold is None else o.threshold,
-                o.action or cfg.action,
-                cfg.apply_to_prompts if o.apply_to_prompts is None else o.apply_to_prompts)
+        return (
+            default if o.threshold is None else o.threshold,
+            o.action or cfg.action,
+            cfg.apply_to_prompts if o.apply_to_prompts is None else o.apply_to_prompts,
+        )
 
     def scan(self, text: str, direction: Direction) -> GuardrailResult:
         """Check ``text`` against every applicable corpus.
@@ -313,8 +320,9 @@ class ProtectedContentGuardrail(Guardrail):
         if decision is Decision.REDACT:
             spans = [s for a, m in fired if a == "redact" for s in m.query_spans]
             sanitized = redact(text, spans)
-        return GuardrailResult(name=self.name, score=score, decision=decision, action=action,
-                               details=details, sanitized_text=sanitized)
+        return GuardrailResult(
+            name=self.name, score=score, decision=decision, action=action, details=details, sanitized_text=sanitized
+        )
 
 
 def redact(text: str, spans: list[tuple[int, int]], marker: str = REDACTION_MARKER) -> str:

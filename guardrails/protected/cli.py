@@ -15,7 +15,6 @@ files whose content hash is already indexed are skipped.
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -34,8 +33,9 @@ def add(
     paths: list[str] = typer.Argument(..., help="Files or directories to index."),
     kind: str = typer.Option("prose", "--kind", help="prose | code (fixed when the corpus is created)."),
     backend: str = typer.Option("numpy", help="LSH store for a new corpus: numpy | datasketch."),
-    redis_url: Optional[str] = typer.Option(
-        None, help="For a new datasketch corpus: share it through Redis, e.g. redis://10.0.0.5:6379/0."),
+    redis_url: str | None = typer.Option(
+        None, help="For a new datasketch corpus: share it through Redis, e.g. redis://10.0.0.5:6379/0."
+    ),
 ) -> None:
     """Index PATHS into corpus NAME (created on first use); unchanged files are skipped."""
     if kind not in ("prose", "code"):
@@ -43,8 +43,9 @@ def add(
     if name in list_corpora():
         corpus = Corpus.open(name)
         if corpus.params.kind != kind:
-            raise typer.BadParameter(f"corpus {name!r} is a {corpus.params.kind} corpus; "
-                                     f"use --kind {corpus.params.kind} or another name")
+            raise typer.BadParameter(
+                f"corpus {name!r} is a {corpus.params.kind} corpus; use --kind {corpus.params.kind} or another name"
+            )
     else:
         storage = None
         if redis_url:
@@ -52,23 +53,43 @@ def add(
 
             u = urlparse(redis_url)
             backend = "datasketch"
-            storage = {"type": "redis", "basename": f"greenlist:corpus:{name}",
-                       "redis": {"host": u.hostname or "127.0.0.1", "port": u.port or 6379,
-                                 "db": int((u.path or "/0").strip("/") or 0)}}
-        corpus = Corpus.create(name, CorpusParams.default(kind), backend=backend,  # type: ignore[arg-type]
-                               storage_config=storage)
+            storage = {
+                "type": "redis",
+                "basename": f"greenlist:corpus:{name}",
+                "redis": {
+                    "host": u.hostname or "127.0.0.1",
+                    "port": u.port or 6379,
+                    "db": int((u.path or "/0").strip("/") or 0),
+                },
+            }
+        corpus = Corpus.create(
+            name,
+            CorpusParams.default(kind),
+            backend=backend,  # type: ignore[arg-type]
+            storage_config=storage,
+        )
     try:
         files = corpus.expand_paths(paths)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     total = sum(p.stat().st_size for p, _ in files)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"indexing {len(files)} file(s)", total=max(total, 1))
-        report = corpus.add_texts(((str(p), p.read_text("utf-8", errors="replace"), lang) for p, lang in files),
-                                  progress=lambda n: bar.advance(task, n))
-    console.print(f"{name}: added {len(report.added)}, replaced {len(report.replaced)}, "
-                  f"unchanged {len(report.skipped)} file(s); {report.passages} new passages")
+        report = corpus.add_texts(
+            ((str(p), p.read_text("utf-8", errors="replace"), lang) for p, lang in files),
+            progress=lambda n: bar.advance(task, n),
+        )
+    console.print(
+        f"{name}: added {len(report.added)}, replaced {len(report.replaced)}, "
+        f"unchanged {len(report.skipped)} file(s); {report.passages} new passages"
+    )
 
 
 @app.command("list")
@@ -84,7 +105,7 @@ def list_cmd() -> None:
 @app.command()
 def remove(
     name: str = typer.Argument(..., help="Corpus to delete."),
-    document: Optional[str] = typer.Option(None, "--document", help="Remove only this document (its path)."),
+    document: str | None = typer.Option(None, "--document", help="Remove only this document (its path)."),
 ) -> None:
     """Delete corpus NAME, or only one document of it with --document."""
     if document is not None:
@@ -102,7 +123,7 @@ def remove(
 
 @app.command()
 def stats(
-    name: Optional[str] = typer.Argument(None, help="Corpus (default: all)."),
+    name: str | None = typer.Argument(None, help="Corpus (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Documents, passages, tokens, disk size and parameters of a corpus."""
@@ -118,6 +139,8 @@ def stats(
         typer.echo(json.dumps(out, indent=1))
         return
     for s in out:
-        console.print(f"[bold]{s['name']}[/bold] ({s['kind']}, {s['backend']}): {s['documents']} documents, "
-                      f"{s['passages']} passages, {s['tokens']} tokens, {s['chars']} chars, "
-                      f"{s['disk_bytes'] / 2**20:.1f} MiB on disk; params {s['params']}")
+        console.print(
+            f"[bold]{s['name']}[/bold] ({s['kind']}, {s['backend']}): {s['documents']} documents, "
+            f"{s['passages']} passages, {s['tokens']} tokens, {s['chars']} chars, "
+            f"{s['disk_bytes'] / 2**20:.1f} MiB on disk; params {s['params']}"
+        )

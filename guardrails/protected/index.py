@@ -31,15 +31,15 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from guardrails.protected.lsh import DatasketchLSH, LSHStore, NumpyBandLSH
-from guardrails.protected.shingling import Kind, TokenStream, file_sha256, language_for_path, \
-    shingle_hashes, tokens_for
+from guardrails.protected.shingling import Kind, TokenStream, file_sha256, language_for_path, shingle_hashes, tokens_for
 from guardrails.protected.signatures import MinHasher
 
 Backend = Literal["numpy", "datasketch"]
@@ -74,25 +74,29 @@ class CorpusParams:
     threshold: float = 0.3
 
     @classmethod
-    def default(cls, kind: Kind) -> "CorpusParams":
+    def default(cls, kind: Kind) -> CorpusParams:
         """Defaults chosen by ``benchmarks/bench_protected.py`` for ``kind``.
 
         Raises:
             ValueError: for an unknown kind.
         """
         if kind == "prose":
-            return cls(kind="prose", k=5, num_perm=128, bands=42, rows=3, passage_len=50, passage_stride=10,
-                       threshold=0.3)
+            return cls(
+                kind="prose", k=5, num_perm=128, bands=42, rows=3, passage_len=50, passage_stride=10, threshold=0.3
+            )
         if kind == "code":
-            return cls(kind="code", k=15, num_perm=128, bands=42, rows=3, passage_len=60, passage_stride=10,
-                       threshold=0.5)
+            return cls(
+                kind="code", k=15, num_perm=128, bands=42, rows=3, passage_len=60, passage_stride=10, threshold=0.5
+            )
         raise ValueError(f"unknown corpus kind {kind!r}; use 'prose' or 'code'")
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the fix when the parameters are inconsistent."""
         if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}; "
-                             "lower bands or rows, or raise num_perm")
+            raise ValueError(
+                f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}; "
+                "lower bands or rows, or raise num_perm"
+            )
         if not 0 < self.passage_stride <= self.passage_len:
             raise ValueError("passage_stride must be in (0, passage_len]")
         if self.passage_len < self.k:
@@ -231,8 +235,13 @@ class Corpus:
 
     insert_batch = 50_000  # passages buffered before one LSH insert
 
-    def __init__(self, directory: Path, params: CorpusParams, backend: Backend = "numpy",
-                 storage_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        params: CorpusParams,
+        backend: Backend = "numpy",
+        storage_config: dict[str, Any] | None = None,
+    ) -> None:
         params.validate()
         self.directory = directory
         self.name = directory.name
@@ -258,8 +267,14 @@ class Corpus:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def create(cls, name: str, params: CorpusParams, home: str | Path | None = None,
-               backend: Backend = "numpy", storage_config: dict[str, Any] | None = None) -> "Corpus":
+    def create(
+        cls,
+        name: str,
+        params: CorpusParams,
+        home: str | Path | None = None,
+        backend: Backend = "numpy",
+        storage_config: dict[str, Any] | None = None,
+    ) -> Corpus:
         """Create an empty corpus ``name`` (error if it exists).
 
         Args:
@@ -287,7 +302,7 @@ class Corpus:
         return corpus
 
     @classmethod
-    def open(cls, name: str, home: str | Path | None = None) -> "Corpus":
+    def open(cls, name: str, home: str | Path | None = None) -> Corpus:
         """Load corpus ``name`` (documents, arrays and LSH store) from disk.
 
         Args:
@@ -306,10 +321,12 @@ class Corpus:
         if not meta_path.exists():
             raise FileNotFoundError(
                 f"no protected corpus {name!r} in {directory.parent}; "
-                f"create it with `greenlist corpus add {name} PATH... --kind prose|code`")
+                f"create it with `greenlist corpus add {name} PATH... --kind prose|code`"
+            )
         meta = json.loads(meta_path.read_text("utf-8"))
-        corpus = cls(directory, CorpusParams(**meta["params"]), meta.get("backend", "numpy"),
-                     meta.get("storage_config"))
+        corpus = cls(
+            directory, CorpusParams(**meta["params"]), meta.get("backend", "numpy"), meta.get("storage_config")
+        )
         corpus.next_pid = meta["next_pid"]
         corpus.next_doc = meta["next_doc"]
         for d in meta["documents"]:
@@ -354,8 +371,12 @@ class Corpus:
 
     # ------------------------------------------------------------------ writes
 
-    def add_texts(self, items: Iterable[tuple[str, str, str | None]],
-                  progress: Callable[[int], None] | None = None, save: bool = True) -> AddReport:
+    def add_texts(
+        self,
+        items: Iterable[tuple[str, str, str | None]],
+        progress: Callable[[int], None] | None = None,
+        save: bool = True,
+    ) -> AddReport:
         """Add documents given as ``(name, text, language)``; unchanged ones are skipped.
 
         Args:
@@ -377,8 +398,7 @@ class Corpus:
             """Insert the buffered passage signatures into the LSH store."""
             nonlocal n_pending
             if pending:
-                self.lsh.insert(np.concatenate([i for i, _ in pending]),
-                                np.concatenate([s for _, s in pending]))
+                self.lsh.insert(np.concatenate([i for i, _ in pending]), np.concatenate([s for _, s in pending]))
                 pending.clear()
                 n_pending = 0
 
@@ -410,8 +430,9 @@ class Corpus:
             self.save()
         return report
 
-    def add_paths(self, paths: Iterable[str | Path], progress: Callable[[int], None] | None = None,
-                  save: bool = True) -> AddReport:
+    def add_paths(
+        self, paths: Iterable[str | Path], progress: Callable[[int], None] | None = None, save: bool = True
+    ) -> AddReport:
         """Add files (directories are walked recursively; code corpora keep files Pygments can lex).
 
         Args:
@@ -425,8 +446,11 @@ class Corpus:
         Raises:
             FileNotFoundError: when a path does not exist.
         """
-        return self.add_texts(((str(p), p.read_text("utf-8", errors="replace"), lang)
-                               for p, lang in self.expand_paths(paths)), progress, save)
+        return self.add_texts(
+            ((str(p), p.read_text("utf-8", errors="replace"), lang) for p, lang in self.expand_paths(paths)),
+            progress,
+            save,
+        )
 
     def expand_paths(self, paths: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
         """Expand directories into files, with the lexer alias of each code file.
@@ -457,18 +481,24 @@ class Corpus:
                     out.append((f, None))
         return out
 
-    def _add_stream(self, name: str, sha: str, stream: TokenStream, n_chars: int,
-                    language: str | None) -> tuple[Document, np.ndarray]:
+    def _add_stream(
+        self, name: str, sha: str, stream: TokenStream, n_chars: int, language: str | None
+    ) -> tuple[Document, np.ndarray]:
         """Register a document and return it with its passage signatures (not yet in the LSH)."""
         shingles = shingle_hashes(stream.tokens, self.params.k)
         starts, ends = passage_bounds(len(shingles), self.params)
         sigs = self.hasher.windows(shingles, starts, ends)
         with self._lock:
-            doc = Document(self.next_doc, name, sha, self.next_pid, self.next_pid + len(starts),
-                           len(stream), n_chars, language)
+            doc = Document(
+                self.next_doc, name, sha, self.next_pid, self.next_pid + len(starts), len(stream), n_chars, language
+            )
             data = DocData(shingles, stream.starts.astype(np.int32), stream.ends.astype(np.int32))
-            np.savez(self.directory / "docs" / f"{doc.doc_id}.npz", shingles=data.shingles,
-                     tok_starts=data.tok_starts, tok_ends=data.tok_ends)
+            np.savez(
+                self.directory / "docs" / f"{doc.doc_id}.npz",
+                shingles=data.shingles,
+                tok_starts=data.tok_starts,
+                tok_ends=data.tok_ends,
+            )
             self.documents[doc.doc_id] = doc
             self.data[doc.doc_id] = data
             self.next_doc += 1

@@ -124,15 +124,17 @@ class NumpyBandLSH:
             # LSM-style: merge while the newest segment is at least half the size
             # of the one before it, so total merge work is O(n log n).
             while len(self._segments) >= 2 and (
-                    2 * self._segments[-1][0].shape[1] >= self._segments[-2][0].shape[1]
-                    or len(self._segments) > self.max_segments):
+                2 * self._segments[-1][0].shape[1] >= self._segments[-2][0].shape[1]
+                or len(self._segments) > self.max_segments
+            ):
                 last = self._segments.pop()
                 prev = self._segments.pop()
                 keys = np.concatenate([prev[0], last[0]], axis=1)
                 ids_ = np.concatenate([prev[1], last[1]], axis=1)
                 order = np.argsort(keys, axis=1, kind="stable")
-                self._segments.append((np.take_along_axis(keys, order, axis=1),
-                                       np.take_along_axis(ids_, order, axis=1)))
+                self._segments.append(
+                    (np.take_along_axis(keys, order, axis=1), np.take_along_axis(ids_, order, axis=1))
+                )
 
     def _merge(self) -> None:
         keys = np.concatenate([k for k, _ in self._segments], axis=1)
@@ -191,8 +193,9 @@ class NumpyBandLSH:
         return bits, directory
 
     @staticmethod
-    def _lower_bound(flat: np.ndarray, lo: np.ndarray, size: np.ndarray, needles: np.ndarray,
-                     strict: bool) -> np.ndarray:
+    def _lower_bound(
+        flat: np.ndarray, lo: np.ndarray, size: np.ndarray, needles: np.ndarray, strict: bool
+    ) -> np.ndarray:
         """Vectorised binary search of many needles, each in its own small sorted range of ``flat``.
 
         Args:
@@ -286,7 +289,7 @@ class NumpyBandLSH:
         """
         fw, fi = self.query_pairs(signatures)
         splits = np.searchsorted(fw, np.arange(len(signatures) + 1))
-        return [fi[splits[q]:splits[q + 1]] for q in range(len(signatures))]
+        return [fi[splits[q] : splits[q + 1]] for q in range(len(signatures))]
 
     def nbytes(self) -> int:
         """Bytes held by the key and id arrays."""
@@ -301,14 +304,17 @@ class NumpyBandLSH:
         with self._lock:
             if len(self._segments) > 1 or self._dead:
                 self._merge()
-            keys, ids = self._segments[0] if self._segments else (
-                np.zeros((self.bands, 0), np.uint64), np.zeros((self.bands, 0), np.int64))
+            keys, ids = (
+                self._segments[0]
+                if self._segments
+                else (np.zeros((self.bands, 0), np.uint64), np.zeros((self.bands, 0), np.int64))
+            )
         tmp = directory / "lsh.tmp.npz"
         np.savez(tmp, keys=keys, ids=ids)
         tmp.replace(directory / "lsh.npz")
 
     @classmethod
-    def load(cls, directory: Path, bands: int, rows: int) -> "NumpyBandLSH":
+    def load(cls, directory: Path, bands: int, rows: int) -> NumpyBandLSH:
         """Load a store written by :meth:`save`.
 
         Args:
@@ -343,12 +349,12 @@ class DatasketchLSH:
             every gateway replica that opens the same corpus.
     """
 
-    def __init__(self, hasher: MinHasher, bands: int, rows: int,
-                 storage_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, hasher: MinHasher, bands: int, rows: int, storage_config: dict[str, Any] | None = None) -> None:
         self.hasher = hasher
         self.storage_config = storage_config or {"type": "dict"}
-        self.lsh = MinHashLSH(num_perm=hasher.num_perm, params=(bands, rows),
-                              storage_config=_redis_config(self.storage_config))
+        self.lsh = MinHashLSH(
+            num_perm=hasher.num_perm, params=(bands, rows), storage_config=_redis_config(self.storage_config)
+        )
 
     @property
     def is_redis(self) -> bool:
@@ -361,7 +367,7 @@ class DatasketchLSH:
     def insert(self, ids: np.ndarray, signatures: np.ndarray) -> None:
         """Insert passages with a datasketch insertion session (batched for Redis)."""
         with self.lsh.insertion_session(buffer_size=50_000) as session:
-            for pid, sig in zip(ids, signatures):
+            for pid, sig in zip(ids, signatures, strict=False):
                 session.insert(int(pid), self.hasher.lean(sig), check_duplication=False)
 
     def remove(self, ids: np.ndarray) -> None:
@@ -379,8 +385,9 @@ class DatasketchLSH:
         Returns:
             One sorted ``int64`` array of passage ids per signature.
         """
-        return [np.asarray(sorted(int(k) for k in self.lsh.query(self.hasher.lean(s))), dtype=np.int64)
-                for s in signatures]
+        return [
+            np.asarray(sorted(int(k) for k in self.lsh.query(self.hasher.lean(s))), dtype=np.int64) for s in signatures
+        ]
 
     def save(self, directory: Path) -> None:
         """Pickle the dict-storage index to ``directory/lsh.pkl``; Redis persists itself."""
@@ -392,8 +399,9 @@ class DatasketchLSH:
         tmp.replace(directory / "lsh.pkl")
 
     @classmethod
-    def load(cls, directory: Path, hasher: MinHasher, bands: int, rows: int,
-             storage_config: dict[str, Any] | None) -> "DatasketchLSH":
+    def load(
+        cls, directory: Path, hasher: MinHasher, bands: int, rows: int, storage_config: dict[str, Any] | None
+    ) -> DatasketchLSH:
         """Re-open a saved dict index or reconnect to a Redis one."""
         store = cls(hasher, bands, rows, storage_config)
         path = directory / "lsh.pkl"

@@ -109,8 +109,7 @@ class Matcher:
         p = corpus.params
         self.window_stride = window_stride or max(1, p.passage_stride // 2)
         self.max_candidates = max_candidates
-        self._window_params = CorpusParams(**{**p.__dict__, "passage_stride": min(self.window_stride,
-                                                                                  p.passage_len)})
+        self._window_params = CorpusParams(**{**p.__dict__, "passage_stride": min(self.window_stride, p.passage_len)})
         langs = Counter(d.language for d in corpus.documents.values() if d.language)
         self.language = langs.most_common(1)[0][0] if langs else "python"
         self._unique_cache: dict[tuple[int, int, int], int] = {}
@@ -157,7 +156,7 @@ class Matcher:
         qu, q_val = np.unique(q, return_inverse=True)
         q_order = np.argsort(q_val, kind="stable")
         q_first = np.searchsorted(q_val[q_order], np.arange(len(qu) + 1))
-        n_unique = np.array([len(np.unique(q_val[s:e])) for s, e in zip(ws, we)], np.int64)
+        n_unique = np.array([len(np.unique(q_val[s:e])) for s, e in zip(ws, we, strict=False)], np.int64)
         best = 0.0
         per_doc: dict[int, dict[str, Any]] = {}
         L = p.passage_shingles
@@ -168,7 +167,7 @@ class Matcher:
             rs_d = np.maximum(ps_d - L, 0)
             re_d = np.minimum(pe_d + L, len(sh))
             # Document positions of the merged candidate regions, and the hits in them.
-            regions = _merge(list(zip(rs_d.tolist(), (re_d - 1).tolist())), gap=0)
+            regions = _merge(list(zip(rs_d.tolist(), (re_d - 1).tolist(), strict=False)), gap=0)
             pos = np.concatenate([np.arange(a, b + 1) for a, b in regions])
             vals = sh[pos]
             idx = np.minimum(np.searchsorted(qu, vals), len(qu) - 1)
@@ -204,13 +203,20 @@ class Matcher:
             ok = np.flatnonzero(cont >= threshold)
             if len(ok) == 0:
                 continue
-            p_unique = np.array([self._passage_unique(d, a_, b_) for a_, b_ in
-                                 zip(ps_d[ok].tolist(), pe_d[ok].tolist())], np.int64)
+            p_unique = np.array(
+                [self._passage_unique(d, a_, b_) for a_, b_ in zip(ps_d[ok].tolist(), pe_d[ok].tolist(), strict=False)],
+                np.int64,
+            )
             jac = n_int[ok] / (n_unique[w_d[ok]] + p_unique - n_int[ok])
             j_best = int(np.argmax(jac))
-            per_doc[d] = {"sim": float(cont[ok].max()), "jac": float(jac[j_best]), "pid": int(pid_d[ok][j_best]),
-                          "q": set(hi[used].tolist()), "d": [(int(hj[used].min()), int(hj[used].max()))],
-                          "windows": set(w_d[ok].tolist())}
+            per_doc[d] = {
+                "sim": float(cont[ok].max()),
+                "jac": float(jac[j_best]),
+                "pid": int(pid_d[ok][j_best]),
+                "q": set(hi[used].tolist()),
+                "d": [(int(hj[used].min()), int(hj[used].max()))],
+                "windows": set(w_d[ok].tolist()),
+            }
         matches = [self._build(doc_id, rec, stream) for doc_id, rec in per_doc.items()]
         matches.sort(key=lambda m: -m.similarity)
         return matches, best
@@ -239,5 +245,15 @@ class Matcher:
         ds = min(s for s, _ in rec["d"])
         de = max(e for _, e in rec["d"])
         doc_span = (int(data.tok_starts[ds]), int(data.tok_ends[min(de + k - 1, last)]))
-        return Match(corpus.name, doc.name, doc_id, rec["pid"], passage_chars, doc_span,
-                     rec["sim"], max(rec["jac"], 0.0), spans, len(rec["windows"]))
+        return Match(
+            corpus.name,
+            doc.name,
+            doc_id,
+            rec["pid"],
+            passage_chars,
+            doc_span,
+            rec["sim"],
+            max(rec["jac"], 0.0),
+            spans,
+            len(rec["windows"]),
+        )

@@ -37,9 +37,10 @@ import keyword
 import re
 import tokenize
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -54,7 +55,7 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Odd 64-bit multipliers for the polynomial combination of token hashes.
 _MIX_RNG = np.random.default_rng(0x5EED_6EE4)
-_MULTIPLIERS = (_MIX_RNG.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+_MULTIPLIERS = _MIX_RNG.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ def _stream(tokens: list[str], starts: list[int], ends: list[int]) -> TokenStrea
 # joiner, Hangul fillers, Khmer inherent vowels, Mongolian free variation selectors, variation
 # selectors (Unicode DerivedCoreProperties.txt, Default_Ignorable_Code_Point). Inserted into a
 # word they would split it; they never carry meaning in prose.
-_IGNORABLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u3164\uffa0"
-                       + "".join(chr(c) for c in range(0xFE00, 0xFE10)))
+_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+)
 
 
 def _ignorable(ch: str) -> bool:
@@ -120,7 +123,7 @@ def _fold_word(word: str, latin_text: bool) -> str:
     lower_src = word.lower()
     if len(lower_src) == len(word):
         lower = fold_homoglyphs("a" + lower_src)[1:]
-        folded = "".join(lc if lc.isascii() else uc for lc, uc in zip(lower, upper))
+        folded = "".join(lc if lc.isascii() else uc for lc, uc in zip(lower, upper, strict=False))
     else:
         folded = upper
     if latin_text or folded.isascii() or any(c.isascii() and c.isalpha() for c in word):
@@ -180,10 +183,16 @@ def prose_tokens(text: str) -> TokenStream:
 
 # --------------------------------------------------------------------------- code
 
-_PY_DROP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-            tokenize.ENCODING, tokenize.ENDMARKER}
-_PY_FSTRING = {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END")
-               if hasattr(tokenize, n)}
+_PY_DROP = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENCODING,
+    tokenize.ENDMARKER,
+}
+_PY_FSTRING = {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)}
 
 
 def _line_offsets(text: str) -> list[int]:
@@ -400,7 +409,7 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     m = n - k_eff + 1
     acc = np.zeros(m, dtype=np.uint64)
     for i in range(k_eff):
-        acc += th[i:i + m] * _MULTIPLIERS[i]
+        acc += th[i : i + m] * _MULTIPLIERS[i]
     # MurmurHash3 fmix64 finaliser, keep the top 32 bits.
     acc ^= acc >> np.uint64(33)
     acc *= np.uint64(0xFF51AFD7ED558CCD)

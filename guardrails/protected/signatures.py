@@ -111,6 +111,11 @@ class MinHasher:
             One ``LeanMinHash`` per set (slower than :meth:`windows`; used for
             checks and small inputs).
         """
-        mhs = MinHash.bulk([[int(x) for x in s] for s in shingle_sets], num_perm=self.num_perm,
-                           seed=self.seed, hashfunc=identity_hash, scheme=SCHEME)
+        mhs = MinHash.bulk(
+            [[int(x) for x in s] for s in shingle_sets],
+            num_perm=self.num_perm,
+            seed=self.seed,
+            hashfunc=identity_hash,
+            scheme=SCHEME,
+        )
         return [LeanMinHash(m) for m in mhs]

@@ -41,8 +41,9 @@ _load_lock = threading.Lock()
 
 
 @functools.cache
-def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
-                      pc_weight: float | None, precision: str) -> Any:
+def _backend_uncached(
+    model: str, label_map: tuple[tuple[str, str], ...], pc_weight: float | None, precision: str
+) -> Any:
     from pathlib import Path
 
     from guardrails.toxicity.backends import NAMED_WEIGHTS, HFClassifier, MiniLMHead
@@ -56,8 +57,9 @@ def _backend_uncached(model: str, label_map: tuple[tuple[str, str], ...],
     if model == "multilingual-v2":  # heads trained on in-language data (training/multilingual_v2.py)
         from guardrails.toxicity.multilingual import MultilingualHead
 
-        return MultilingualHead(Path(__file__).resolve().parent / "weights" / "multilingual_v2"
-                                / "multilingual_head.npz")
+        return MultilingualHead(
+            Path(__file__).resolve().parent / "weights" / "multilingual_v2" / "multilingual_head.npz"
+        )
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():
@@ -91,8 +93,12 @@ class _Windowed:
         return [{c: float(v) for c, v in zip(self.categories, row, strict=False)} for row in out]
 
 
-def load_backend(model: str = "default", label_map: dict[str, str] | None = None,
-                 profanity_check_weight: float | None = None, precision: str = "auto") -> Any:
+def load_backend(
+    model: str = "default",
+    label_map: dict[str, str] | None = None,
+    profanity_check_weight: float | None = None,
+    precision: str = "auto",
+) -> Any:
     """Return the process-wide classifier for ``model`` (loaded on first call).
 
     Args:
@@ -110,8 +116,12 @@ def load_backend(model: str = "default", label_map: dict[str, str] | None = None
         A backend with ``categories``, ``default_thresholds`` and ``classify``.
     """
     with _load_lock:
-        return _backend_uncached(model, tuple(sorted((label_map or {}).items())),
-                                 profanity_check_weight if model == "default" else None, precision)
+        return _backend_uncached(
+            model,
+            tuple(sorted((label_map or {}).items())),
+            profanity_check_weight if model == "default" else None,
+            precision,
+        )
 
 
 class ToxicityGuardrail(Guardrail):
@@ -136,10 +146,10 @@ class ToxicityGuardrail(Guardrail):
     def __init__(self, config: ToxicityConfig) -> None:
         super().__init__(config)
         self.config: ToxicityConfig = config
-        self.backend = load_backend(config.model, config.label_map, config.profanity_check_weight,
-                                    config.precision)
-        self.routes = {lang: load_backend(m, config.label_map, precision=config.precision)
-                       for lang, m in config.languages.items()}
+        self.backend = load_backend(config.model, config.label_map, config.profanity_check_weight, config.precision)
+        self.routes = {
+            lang: load_backend(m, config.label_map, precision=config.precision) for lang, m in config.languages.items()
+        }
         self.cache = UnitCache(config.cache_size)
         self._models = {"default": config.model, **config.languages}
         self._thresholds = {r: self._route_thresholds(r) for r in ("default", *self.routes)}
@@ -202,8 +212,9 @@ class ToxicityGuardrail(Guardrail):
         lang, prob = self.language(text)
         route = self._route(lang)
         model_route = route if route in self.routes else "default"
-        ts = score_text(text, self._backend(model_route), self._models[model_route], self.cache,
-                        self.config.context_sentences)
+        ts = score_text(
+            text, self._backend(model_route), self._models[model_route], self.cache, self.config.context_sentences
+        )
         return ts, {"code": lang, "confidence": round(prob, 4), "route": route}
 
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
@@ -236,29 +247,40 @@ class ToxicityGuardrail(Guardrail):
         firing = self._firing(scores)
         flagged = [c for c, s in scores.items() if s >= th.get(c, 0.5)]
         hits = [c for c in flagged if c in firing]
-        details: dict[str, Any] = {"categories": {c: round(s, 6) for c, s in scores.items()},
-                                   "flagged_categories": flagged, "language": lang, "units": len(ts.units)}
-        top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9),
-                      default=None)
+        details: dict[str, Any] = {
+            "categories": {c: round(s, 6) for c, s in scores.items()},
+            "flagged_categories": flagged,
+            "language": lang,
+            "units": len(ts.units),
+        }
+        top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9), default=None)
         span = ts.span(hits[0] if len(hits) == 1 else top_cat) if top_cat else None
         if hits:
             top_cat = max(hits, key=lambda c: scores[c] - th.get(c, 0.5))
             span = ts.span(top_cat)
         if span is not None:
-            details["span"] = {"start": span[0], "end": span[1], "category": top_cat,
-                               "score": round(scores.get(top_cat, 0.0), 6)}
+            details["span"] = {
+                "start": span[0],
+                "end": span[1],
+                "category": top_cat,
+                "score": round(scores.get(top_cat, 0.0), 6),
+            }
         actions = [firing[c] for c in hits]
         if lang["route"] == "unsupported":
             details["unsupported_language"] = True
             if cfg.on_unsupported_language != "allow":
                 actions.append(cfg.on_unsupported_language)
-        score = scores.get("toxicity", 0.0) if cfg.strictness is None else \
-            max((scores.get(c, 0.0) for c in firing), default=0.0)
+        score = (
+            scores.get("toxicity", 0.0)
+            if cfg.strictness is None
+            else max((scores.get(c, 0.0) for c in firing), default=0.0)
+        )
         if not actions:
             return GuardrailResult(name=self.name, score=score, details=details)
         worst = max(actions, key=lambda a: action_decision(a).severity)
-        result = GuardrailResult(name=self.name, score=score, decision=action_decision(worst), action=worst,
-                                 details=details)
+        result = GuardrailResult(
+            name=self.name, score=score, decision=action_decision(worst), action=worst, details=details
+        )
         if result.decision is Decision.REDACT:
             red = [c for c in hits if firing[c] in ("redact", "block")] or hits
             spans = offending_sentences(text, ts, th, red, self._backend(route), self._models[route], self.cache)
@@ -314,8 +336,14 @@ class ToxicityGuardrail(Guardrail):
             th = self._thresholds[lang["route"] if lang["route"] in self.routes else "default"]
             flags = {c: s >= th.get(c, 0.5) for c, s in ts.scores.items()}
             unsupported = lang["route"] == "unsupported" and self.config.on_unsupported_language != "allow"
-            out.append({"flagged": any(flags.get(c, False) for c in OPENAI_CATEGORIES) or unsupported,
-                        "categories": flags, "category_scores": dict(ts.scores), "language": lang})
+            out.append(
+                {
+                    "flagged": any(flags.get(c, False) for c in OPENAI_CATEGORIES) or unsupported,
+                    "categories": flags,
+                    "category_scores": dict(ts.scores),
+                    "language": lang,
+                }
+            )
         return out
 
 

@@ -68,8 +68,10 @@ def _windows(text: str) -> list[str]:
         if len(w) <= _WINDOW_WORDS:
             pieces.append(sent)
         else:
-            pieces += [" ".join(w[i:i + _WINDOW_WORDS])
-                       for i in range(0, max(len(w) - _WINDOW_WORDS, 0) + _STRIDE_WORDS, _STRIDE_WORDS)]
+            pieces += [
+                " ".join(w[i : i + _WINDOW_WORDS])
+                for i in range(0, max(len(w) - _WINDOW_WORDS, 0) + _STRIDE_WORDS, _STRIDE_WORDS)
+            ]
     if carry:
         if pieces:
             pieces[-1] = f"{pieces[-1]} {carry}"
@@ -157,14 +159,15 @@ class TorchEncoder:
         hidden_states = layers != (6,)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=MAX_TOKENS, return_tensors="pt")
+                idx = order[s : s + self.batch_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+                )
                 res = self.model(**enc, output_hidden_states=hidden_states)
                 for j, layer in enumerate(layers):
                     h = res.hidden_states[layer] if hidden_states else res.last_hidden_state
                     e = torch.nn.functional.normalize(mean_pool(h.float(), enc["attention_mask"]), dim=-1)
-                    out[idx, j * dim:(j + 1) * dim] = e.numpy()
+                    out[idx, j * dim : (j + 1) * dim] = e.numpy()
         return out
 
 
@@ -214,8 +217,7 @@ class MiniLMHead:
             ``python -m guardrails.toxicity.training.train``).
     """
 
-    def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None,
-                 precision: Precision = "auto") -> None:
+    def __init__(self, weights: Path = WEIGHTS, pc_weight: float | None = None, precision: Precision = "auto") -> None:
         data = np.load(weights)
         self.W = data["W"].astype(np.float32)
         self.b = data["b"].astype(np.float32)
@@ -225,10 +227,10 @@ class MiniLMHead:
         meta_path = weights.with_suffix(".json")
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
-            c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
+            c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories
+        }
         self.encoder = shared_encoder(precision, depth=max(self.layers))
-        self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None \
-            else float(pc_weight)
+        self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None else float(pc_weight)
         self._pc = profanity.load() if self.pc_weight > 0 else None
         if self.pc_weight > 0 and self._pc is None:  # documented fallback: MiniLM head alone
             log.warning("alt-profanity-check not installed; toxicity uses the MiniLM head only")
@@ -263,15 +265,42 @@ class MiniLMHead:
 # Lower-cased model label -> Greenlist / OpenAI category. Labels in _NEGATIVE
 # mean "not toxic"; a label not listed keeps its own (lower-cased) name.
 LABEL_MAP: dict[str, str] = {
-    "toxic": "toxicity", "toxicity": "toxicity", "offensive": "toxicity", "off": "toxicity",
-    "abusive": "toxicity", "label_1": "toxicity", "hateful": "hate", "hate": "hate",
-    "hate_speech": "hate", "identity_hate": "hate", "identity_attack": "hate",
-    "insult": "harassment", "harassment": "harassment", "obscene": "profanity",
-    "profanity": "profanity", "threat": "violence", "sexual_explicit": "sexual",
-    "severe_toxic": "severe_toxicity", "severe_toxicity": "severe_toxicity",
+    "toxic": "toxicity",
+    "toxicity": "toxicity",
+    "offensive": "toxicity",
+    "off": "toxicity",
+    "abusive": "toxicity",
+    "label_1": "toxicity",
+    "hateful": "hate",
+    "hate": "hate",
+    "hate_speech": "hate",
+    "identity_hate": "hate",
+    "identity_attack": "hate",
+    "insult": "harassment",
+    "harassment": "harassment",
+    "obscene": "profanity",
+    "profanity": "profanity",
+    "threat": "violence",
+    "sexual_explicit": "sexual",
+    "severe_toxic": "severe_toxicity",
+    "severe_toxicity": "severe_toxicity",
 }
-_NEGATIVE = {"label_0", "non-toxic", "non_toxic", "nontoxic", "not", "neutral", "normal",
-             "nothate", "not_hate", "neither", "non-offensive", "not_offensive", "none", "safe"}
+_NEGATIVE = {
+    "label_0",
+    "non-toxic",
+    "non_toxic",
+    "nontoxic",
+    "not",
+    "neutral",
+    "normal",
+    "nothate",
+    "not_hate",
+    "neither",
+    "non-offensive",
+    "not_offensive",
+    "none",
+    "safe",
+}
 
 
 def map_label(label: str, overrides: dict[str, str] | None = None) -> str | None:
@@ -308,8 +337,7 @@ class HFClassifier:
     def __init__(self, model: str, label_map: dict[str, str] | None = None) -> None:
         from transformers import pipeline
 
-        self.pipe = pipeline("text-classification", model=model, tokenizer=model,
-                             top_k=None, device=-1)
+        self.pipe = pipeline("text-classification", model=model, tokenizer=model, top_k=None, device=-1)
         self.label_map = dict(label_map or {})
         labels = list(self.pipe.model.config.id2label.values())
         cats = {map_label(lab, self.label_map) for lab in labels} - {None}

@@ -112,8 +112,10 @@ class ToxicityConfig(GuardrailConfig):
     @classmethod
     def _strictness(cls, v: Any) -> Any:
         if v is not None and v not in STRICTNESS:
-            raise ValueError(f"strictness must be one of {', '.join(STRICTNESS)} (per-category thresholds at "
-                             f"a false-positive budget of 2 %, 0.5 %, 0.1 % on benign text), got {v!r}")
+            raise ValueError(
+                f"strictness must be one of {', '.join(STRICTNESS)} (per-category thresholds at "
+                f"a false-positive budget of 2 %, 0.5 %, 0.1 % on benign text), got {v!r}"
+            )
         return v
 
     @field_validator("categories")
@@ -128,8 +130,9 @@ class ToxicityConfig(GuardrailConfig):
     def _preset_known(self) -> ToxicityConfig:
         unknown = [c for c in self.block_categories if c not in KNOWN_CATEGORIES]
         if unknown and self.model in ("default", "multilingual"):
-            raise ValueError(f"block_categories: unknown {unknown}; the packaged models know "
-                             f"{', '.join(KNOWN_CATEGORIES)}")
+            raise ValueError(
+                f"block_categories: unknown {unknown}; the packaged models know {', '.join(KNOWN_CATEGORIES)}"
+            )
         return self
 
     @property
@@ -139,5 +142,12 @@ class ToxicityConfig(GuardrailConfig):
         return self.threshold is not None and (self.strictness is None or "threshold" in self.model_fields_set)
 
 
-__all__ = ["ToxicityConfig", "preset_thresholds", "OPENAI_CATEGORIES", "KNOWN_CATEGORIES", "STRICTNESS",
-           "FPR_BUDGETS", "DEFAULT_THRESHOLD"]
+__all__ = [
+    "ToxicityConfig",
+    "preset_thresholds",
+    "OPENAI_CATEGORIES",
+    "KNOWN_CATEGORIES",
+    "STRICTNESS",
+    "FPR_BUDGETS",
+    "DEFAULT_THRESHOLD",
+]

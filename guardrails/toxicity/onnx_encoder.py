@@ -48,8 +48,12 @@ def _export(path: Path, depth: int) -> None:
             self.bert = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            states = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                               output_hidden_states=True).hidden_states
+            states = self.bert(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                output_hidden_states=True,
+            ).hidden_states
             pooled = [torch.nn.functional.normalize(mean_pool(h, attention_mask), dim=-1) for h in states]
             return torch.stack(pooled, dim=1)
 
@@ -57,10 +61,16 @@ def _export(path: Path, depth: int) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Pooled().eval(), tuple(example[k] for k in _INPUTS), str(tmp), input_names=list(_INPUTS),
-                          output_names=["embeddings"], opset_version=17, dynamo=False,
-                          dynamic_axes={**{k: {0: "batch", 1: "tokens"} for k in _INPUTS},
-                                        "embeddings": {0: "batch"}})
+        torch.onnx.export(
+            Pooled().eval(),
+            tuple(example[k] for k in _INPUTS),
+            str(tmp),
+            input_names=list(_INPUTS),
+            output_names=["embeddings"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={**{k: {0: "batch", 1: "tokens"} for k in _INPUTS}, "embeddings": {0: "batch"}},
+        )
     tmp.replace(path)
 
 
@@ -101,8 +111,9 @@ class OnnxEncoder:
         ValueError: for a depth outside 1-6.
     """
 
-    def __init__(self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64, threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -144,13 +155,13 @@ class OnnxEncoder:
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)
         pad = self.pad_token_id
         for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             width = max(len(ids[i]) for i in idx)
             input_ids = np.full((len(idx), width), pad, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
-                input_ids[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
             feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
             out[idx] = self.session.run(None, feeds)[0][:, list(layers)]
         return out.reshape(len(texts), 384 * len(layers))

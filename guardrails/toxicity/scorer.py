@@ -44,8 +44,9 @@ class UnitCache:
             self._data.clear()
             self.hits = self.misses = 0
 
-    def scores(self, model: str, texts: list[str],
-               compute: Callable[[list[str]], list[dict[str, float]]]) -> list[dict[str, float]]:
+    def scores(
+        self, model: str, texts: list[str], compute: Callable[[list[str]], list[dict[str, float]]]
+    ) -> list[dict[str, float]]:
         """Scores of ``texts`` under ``model``, running ``compute`` only on the ones not cached.
 
         Args:
@@ -137,8 +138,15 @@ def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: i
     return TextScores(scores, units, unit_scores, sentences, top)
 
 
-def offending_sentences(text: str, ts: TextScores, thresholds: dict[str, float],
-                        categories: list[str], backend: Any, model: str, cache: UnitCache) -> list[tuple[int, int]]:
+def offending_sentences(
+    text: str,
+    ts: TextScores,
+    thresholds: dict[str, float],
+    categories: list[str],
+    backend: Any,
+    model: str,
+    cache: UnitCache,
+) -> list[tuple[int, int]]:
     """The sentences to remove so that no unit of ``text`` reaches a threshold in ``categories``.
 
     A sentence goes when its own score reaches a threshold; a context window that reaches one although none
@@ -148,6 +156,7 @@ def offending_sentences(text: str, ts: TextScores, thresholds: dict[str, float],
     Returns:
         Sorted, distinct sentence ``(start, end)`` spans.
     """
+
     def fires(sc: dict[str, float]) -> bool:
         return any(sc.get(c, 0.0) >= thresholds.get(c, 0.5) for c in categories)
 

@@ -27,8 +27,7 @@ def _words(text: str, a: int, b: int) -> list[tuple[int, int]]:
     return [(a + m.start(), a + m.end()) for m in _WORD.finditer(text[a:b])]
 
 
-def scoring_units(text: str, sentences: list[tuple[int, int]] | None = None,
-                  context: int = 3) -> list[tuple[int, int]]:
+def scoring_units(text: str, sentences: list[tuple[int, int]] | None = None, context: int = 3) -> list[tuple[int, int]]:
     """The spans of ``text`` the classifier scores.
 
     Args:
@@ -57,11 +56,11 @@ def scoring_units(text: str, sentences: list[tuple[int, int]] | None = None,
             units.append((a, b))
             continue
         for i in range(0, len(w) - MAX_UNIT_WORDS + LONG_STRIDE_WORDS, LONG_STRIDE_WORDS):
-            chunk = w[i:i + MAX_UNIT_WORDS]
+            chunk = w[i : i + MAX_UNIT_WORDS]
             units.append((chunk[0][0], chunk[-1][1]))
     for k in range(2, context + 1):
         for i in range(len(sentences) - k + 1):
-            if sum(counts[i:i + k]) <= MAX_UNIT_WORDS:
+            if sum(counts[i : i + k]) <= MAX_UNIT_WORDS:
                 units.append((sentences[i][0], sentences[i + k - 1][1]))
     return list(dict.fromkeys(units))
 

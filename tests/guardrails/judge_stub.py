@@ -59,8 +59,11 @@ def _app(stub: Stub) -> Starlette:
             return PlainTextResponse("late", status_code=200)
         if isinstance(out, tuple):
             status, payload = out
-            return JSONResponse(payload, status_code=status) if not isinstance(payload, str) else \
-                PlainTextResponse(payload, status_code=status)
+            return (
+                JSONResponse(payload, status_code=status)
+                if not isinstance(payload, str)
+                else PlainTextResponse(payload, status_code=status)
+            )
         if isinstance(out, str):
             return PlainTextResponse(out)
         return JSONResponse(out)
@@ -102,18 +105,29 @@ def refused_url() -> str:
 
 def completion(text: str, top: dict[str, float] | None = None) -> dict[str, Any]:
     """An OpenAI ``/completions`` response with ``text`` (and first-token ``top_logprobs`` when given)."""
-    choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": "stop",
-                              "logprobs": {"tokens": [text], "top_logprobs": [top]} if top is not None else None}
+    choice: dict[str, Any] = {
+        "index": 0,
+        "text": text,
+        "finish_reason": "stop",
+        "logprobs": {"tokens": [text], "top_logprobs": [top]} if top is not None else None,
+    }
     return {"id": "cmpl-1", "object": "text_completion", "model": "judge", "choices": [choice]}
 
 
 def chat(content: str) -> dict[str, Any]:
     """An OpenAI ``/chat/completions`` response whose message content is ``content``."""
-    return {"id": "chat-1", "object": "chat.completion", "model": "judge",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+    return {
+        "id": "chat-1",
+        "object": "chat.completion",
+        "model": "judge",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+    }
 
 
 def moderation(flags: dict[str, bool], scores: dict[str, float]) -> dict[str, Any]:
     """An OpenAI ``/moderations`` response with one result."""
-    return {"id": "modr-1", "model": "omni-moderation-latest",
-            "results": [{"flagged": any(flags.values()), "categories": flags, "category_scores": scores}]}
+    return {
+        "id": "modr-1",
+        "model": "omni-moderation-latest",
+        "results": [{"flagged": any(flags.values()), "categories": flags, "category_scores": scores}],
+    }

@@ -36,8 +36,9 @@ def _rows() -> list[dict]:
 
 def _pick(rows: list[dict], n_authors: int = 2) -> dict:
     """A record with a DOI, a year, >= n_authors authors and a title of >= 6 words."""
-    return next(r for r in rows if r["doi"] and r["year"] and len(r["authors"]) >= n_authors
-                and len(r["title"].split()) >= 6)
+    return next(
+        r for r in rows if r["doi"] and r["year"] and len(r["authors"]) >= n_authors and len(r["title"].split()) >= 6
+    )
 
 
 def _apa(rec: dict, year: int | None = None, authors: list[str] | None = None) -> str:
@@ -104,13 +105,22 @@ def test_bibtex_garbage_raises_with_hint():
 
 
 def test_csl_json_and_name_normalisation():
-    csl = json.dumps([{"id": "x", "type": "article-journal", "title": "Copy theory",
-                       "author": [{"family": "de Fremery", "given": "Wayne"}],
-                       "issued": {"date-parts": [[2022, 3]]}, "DOI": "10.1002/ASI.24558"}])
+    csl = json.dumps(
+        [
+            {
+                "id": "x",
+                "type": "article-journal",
+                "title": "Copy theory",
+                "author": [{"family": "de Fremery", "given": "Wayne"}],
+                "issued": {"date-parts": [[2022, 3]]},
+                "DOI": "10.1002/ASI.24558",
+            }
+        ]
+    )
     (rec,) = load_json_records(csl)
     assert rec.authors == ["Wayne de Fremery"] and rec.year == 2022 and rec.doi == "10.1002/asi.24558"
     assert surname_key("de Fremery, W.") == surname_key("Wayne de Fremery") == "fremery"
-    assert surname_key("M{\\\"u}ller, J.") == surname_key("Jörg Müller") == "muller"
+    assert surname_key('M{\\"u}ller, J.') == surname_key("Jörg Müller") == "muller"
 
 
 # ------------------------------------------------------------------ extraction
@@ -125,7 +135,7 @@ def test_extraction_spans():
         "[1] Prathap, G. (2015). Measures for bibliometric size, impact, and concentration. JASIST, 66.\n"
     )
     cits = extract_citations(text)
-    got = {(c.kind, text[c.start:c.end]) for c in cits}
+    got = {(c.kind, text[c.start : c.end]) for c in cits}
     assert got == {
         ("author_year", "Bar-Ilan et al., 2010"),
         ("author_year", "Wu and Tseng, 1993"),
@@ -182,7 +192,7 @@ def test_doi_exact_hit(guard):
     text = f"The dataset is described at https://doi.org/{rec['doi'].upper()}."
     c = _only(guard, text)
     assert c["kind"] == "doi" and c["verdict"] == "verified" and c["match"]["id"] == rec["id"]
-    assert text[c["span"][0]:c["span"][1]] == f"https://doi.org/{rec['doi'].upper()}"
+    assert text[c["span"][0] : c["span"][1]] == f"https://doi.org/{rec['doi'].upper()}"
 
 
 def test_running_text_author_year_with_title(guard):
@@ -191,7 +201,7 @@ def test_running_text_author_year_with_title(guard):
     text = f"As {family} et al. ({rec['year']}) argue in \u201c{rec['title']}\u201d, tags help."
     c = _only(guard, text)
     assert c["kind"] == "author_year_title" and c["verdict"] == "verified"
-    assert text[c["span"][0]:c["span"][1]].startswith(f"{family} et al.")
+    assert text[c["span"][0] : c["span"][1]].startswith(f"{family} et al.")
 
 
 def test_score_is_share_of_bad_citations(guard):
@@ -237,7 +247,7 @@ def test_disclaim_appends_notice(home, guard):
     res = g.scan(text, Direction.OUTPUT)
     assert res.decision is Decision.REDACT
     assert res.sanitized_text.startswith(text.rstrip())
-    notice = res.sanitized_text[len(text.rstrip()):]
+    notice = res.sanitized_text[len(text.rstrip()) :]
     assert "1 of 2 references" in notice and "could not be verified" in notice
     assert FABRICATED_TITLE in notice and rec["title"] not in notice
 
@@ -285,8 +295,10 @@ def test_cli_loads_bibtex(tmp_path):
     from typer.testing import CliRunner
 
     bib = tmp_path / "mine.bib"
-    bib.write_text("@inproceedings{k, title={Sparse Lexical Retrieval Revisited}, author={Doe, Jane}, year={2020}}\n",
-                   encoding="utf-8")
+    bib.write_text(
+        "@inproceedings{k, title={Sparse Lexical Retrieval Revisited}, author={Doe, Jane}, year={2020}}\n",
+        encoding="utf-8",
+    )
     res = CliRunner().invoke(app, ["load", str(bib), "--home", str(tmp_path), "--no-progress"])
     assert res.exit_code == 0, res.output
     g = CitationGuardrail(CitationGuardrailConfig(databases=["mine"], home=str(tmp_path)))
@@ -303,5 +315,5 @@ def test_default_policy_disclaims_fabricated_citations(home, guard):
     g = CitationGuardrail(entry.model_copy(update={"home": str(home)}), database=guard.db)
     text, _, _ = _mixed_text(_pick(_rows()))
     res = g.scan(text, Direction.OUTPUT)
-    assert res.decision is Decision.REDACT and FABRICATED_TITLE in res.sanitized_text[len(text.rstrip()):]
+    assert res.decision is Decision.REDACT and FABRICATED_TITLE in res.sanitized_text[len(text.rstrip()) :]
     assert "could not be verified" in res.sanitized_text

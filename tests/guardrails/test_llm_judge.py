@@ -40,11 +40,13 @@ def judge(stub_or_url: Stub | str, fmt: str, clock: ManualClock | None = None, *
 
 def local(scores: dict[str, float], decision: Decision = Decision.ALLOW) -> dict[str, GuardrailResult]:
     """A prior toxicity result named ``toxicity`` with these category scores."""
-    return {"toxicity": GuardrailResult("toxicity", scores.get("toxicity", 0.0), decision,
-                                        details={"categories": scores})}
+    return {
+        "toxicity": GuardrailResult("toxicity", scores.get("toxicity", 0.0), decision, details={"categories": scores})
+    }
 
 
 # --- Llama Guard -------------------------------------------------------------------------------------------
+
 
 def test_llama_guard_unsafe_maps_codes_and_blocks(stub: Stub) -> None:
     stub.reply = lambda path, body: completion("unsafe\nS1,S10")
@@ -88,10 +90,12 @@ def test_llama_guard_malformed_answer_is_an_error(stub: Stub, answer: str) -> No
 
 # --- ShieldGemma -------------------------------------------------------------------------------------------
 
+
 def test_shieldgemma_scores_from_logprobs_one_call_per_policy(stub: Stub) -> None:
     def reply(path: str, body: dict[str, Any]) -> Any:
         yes = 0.9 if "No Harassment" in body["prompt"] else 0.1
         return completion("Yes" if yes > 0.5 else "No", {"Yes": math.log(yes), "No": math.log(1 - yes)})
+
     stub.reply = reply
     r = judge(stub, "shieldgemma").scan("you are worthless", Direction.INPUT)
     assert len(stub.requests) == 4 and all(b["logprobs"] == 20 and b["max_tokens"] == 1 for _, b, _ in stub.requests)
@@ -117,6 +121,7 @@ def test_shieldgemma_malformed_answer_is_an_error(stub: Stub, answer: str) -> No
 
 # --- JSON verdict (gpt-oss-safeguard) ----------------------------------------------------------------------
 
+
 def test_json_verdict_category_and_policy_in_system_prompt(stub: Stub) -> None:
     stub.reply = lambda path, body: chat('{"violation": 1, "category": "harassment", "rationale": "insult"}')
     r = judge(stub, "gpt-oss-safeguard", policy="## Rules\nNo insults.", action="flag").scan("idiot", Direction.INPUT)
@@ -128,17 +133,28 @@ def test_json_verdict_category_and_policy_in_system_prompt(stub: Stub) -> None:
     assert '"violation": 0 or 1' in body["messages"][0]["content"] and body["messages"][1]["content"] == "idiot"
 
 
-@pytest.mark.parametrize("content, flagged", [('```json\n{"violation": 0, "category": null}\n```', []),
-                                              ('{"violation": 1, "category": "spam"}', ["other"])])
+@pytest.mark.parametrize(
+    "content, flagged",
+    [('```json\n{"violation": 0, "category": null}\n```', []), ('{"violation": 1, "category": "spam"}', ["other"])],
+)
 def test_json_verdict_fence_and_unknown_category(stub: Stub, content: str, flagged: list[str]) -> None:
     stub.reply = lambda path, body: chat(content)
     r = judge(stub, "gpt-oss-safeguard").scan("buy now", Direction.INPUT)
     assert r.error is None and r.details["flagged_categories"] == flagged
 
 
-@pytest.mark.parametrize("content", ['{"violation": true, "category": "hate"}', '{"violation": "1", "category": "x"}',
-                                     '{"violation": 1}', "violation: 1", '[{"violation": 0}]',
-                                     '{"violation": 0} and more', '{"violation": 2, "category": "hate"}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"violation": true, "category": "hate"}',
+        '{"violation": "1", "category": "x"}',
+        '{"violation": 1}',
+        "violation: 1",
+        '[{"violation": 0}]',
+        '{"violation": 0} and more',
+        '{"violation": 2, "category": "hate"}',
+    ],
+)
 def test_json_verdict_malformed_is_an_error(stub: Stub, content: str) -> None:
     stub.reply = lambda path, body: chat(content)
     r = judge(stub, "gpt-oss-safeguard", on_error="allow").scan("x", Direction.INPUT)
@@ -148,9 +164,11 @@ def test_json_verdict_malformed_is_an_error(stub: Stub, content: str) -> None:
 
 # --- OpenAI moderation -------------------------------------------------------------------------------------
 
+
 def test_openai_moderation_maps_categories(stub: Stub) -> None:
-    stub.reply = lambda path, body: moderation({"hate": False, "harassment/threatening": True},
-                                               {"hate": 0.2, "harassment/threatening": 0.93})
+    stub.reply = lambda path, body: moderation(
+        {"hate": False, "harassment/threatening": True}, {"hate": 0.2, "harassment/threatening": 0.93}
+    )
     r = judge(stub, "openai-moderation").scan("I know where you live", Direction.INPUT)
     assert stub.requests[0][:2] == ("/v1/moderations", {"model": "guard", "input": "I know where you live"})
     assert r.decision is Decision.BLOCK and r.details["flagged_categories"] == ["harassment"]
@@ -163,10 +181,15 @@ def test_openai_moderation_greenlist_toxicity_only_is_ignored(stub: Stub) -> Non
     assert r.decision is Decision.ALLOW and r.error is None and r.details["ignored_categories"] == ["toxicity"]
 
 
-@pytest.mark.parametrize("payload", [{"results": []}, {"results": [{"flagged": "yes", "categories": {},
-                                                                    "category_scores": {}}]},
-                                     {"results": [{"flagged": False, "categories": {"hate": False},
-                                                   "category_scores": {"hate": 7}}]}, "not json"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"results": []},
+        {"results": [{"flagged": "yes", "categories": {}, "category_scores": {}}]},
+        {"results": [{"flagged": False, "categories": {"hate": False}, "category_scores": {"hate": 7}}]},
+        "not json",
+    ],
+)
 def test_openai_moderation_malformed_is_an_error(stub: Stub, payload: Any) -> None:
     stub.reply = lambda path, body: payload
     r = judge(stub, "openai-moderation").scan("x", Direction.INPUT)
@@ -175,12 +198,14 @@ def test_openai_moderation_malformed_is_an_error(stub: Stub, payload: Any) -> No
 
 # --- Failures: never a silent pass -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("on_error, decision", [("block", Decision.BLOCK), ("flag", Decision.FLAG),
-                                                ("allow", Decision.ALLOW)])
-@pytest.mark.parametrize("status, kind", [(500, "http_5xx"), (503, "http_5xx"), (429, "rate_limited"),
-                                          (401, "http_4xx")])
-def test_http_errors_recorded_as_error(stub: Stub, status: int, kind: str, on_error: str,
-                                       decision: Decision) -> None:
+
+@pytest.mark.parametrize(
+    "on_error, decision", [("block", Decision.BLOCK), ("flag", Decision.FLAG), ("allow", Decision.ALLOW)]
+)
+@pytest.mark.parametrize(
+    "status, kind", [(500, "http_5xx"), (503, "http_5xx"), (429, "rate_limited"), (401, "http_4xx")]
+)
+def test_http_errors_recorded_as_error(stub: Stub, status: int, kind: str, on_error: str, decision: Decision) -> None:
     stub.reply = lambda path, body: (status, {"error": {"message": "nope"}})
     g = judge(stub, "llama-guard", on_error=on_error)
     r = g.scan("hello", Direction.INPUT)
@@ -201,8 +226,11 @@ def test_connection_refused_recorded_as_error() -> None:
 
 
 def test_unsafe_unit_and_failed_unit_keep_the_more_severe(stub: Stub) -> None:
-    stub.reply = lambda path, body: chat('{"violation": 1, "category": "hate"}') \
-        if "slur" in body["messages"][1]["content"] else (502, "bad gateway")
+    stub.reply = lambda path, body: (
+        chat('{"violation": 1, "category": "hate"}')
+        if "slur" in body["messages"][1]["content"]
+        else (502, "bad gateway")
+    )
     ctx = ScanContext(messages=[{"role": "user", "content": "a slur"}, {"role": "user", "content": "other"}])
     r = judge(stub, "gpt-oss-safeguard", on_error="allow", context_turns=0).scan_in_context("", Direction.INPUT, ctx)
     assert r.decision is Decision.BLOCK and r.error is not None and r.details["flagged_categories"] == ["hate"]
@@ -240,12 +268,14 @@ def test_failed_trial_reopens_the_circuit(stub: Stub) -> None:
 
 # --- Cascade -----------------------------------------------------------------------------------------------
 
+
 def test_cascade_outside_band_keeps_local_decision_without_asking(stub: Stub) -> None:
     stub.reply = lambda path, body: completion("unsafe\nS1")
     g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7]})
     low = g.scan_in_context("hi", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.05, "hate": 0.1})))
-    high = g.scan_in_context("x", Direction.INPUT,
-                             ScanContext(prior=local({"toxicity": 0.95, "hate": 0.9}, Decision.BLOCK)))
+    high = g.scan_in_context(
+        "x", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.95, "hate": 0.9}, Decision.BLOCK))
+    )
     assert stub.requests == []
     assert low.decision is Decision.ALLOW and high.decision is Decision.BLOCK
     assert low.details["judge"]["asked"] is False and low.details["cascade"]["decided_by"] == "local"
@@ -254,12 +284,20 @@ def test_cascade_outside_band_keeps_local_decision_without_asking(stub: Stub) ->
 def test_cascade_in_band_asks_and_overrides_local(stub: Stub) -> None:
     stub.reply = lambda path, body: completion("safe")
     g = judge(stub, "llama-guard", cascade={"after": "toxicity", "band": [0.3, 0.7], "categories": None})
-    r = g.scan_in_context("hmm", Direction.INPUT,
-                          ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.55}, Decision.FLAG)))
+    r = g.scan_in_context(
+        "hmm", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.55}, Decision.FLAG))
+    )
     assert len(stub.requests) == 1 and r.decision is Decision.ALLOW
-    assert r.details["cascade"] == {"after": "toxicity", "band": [0.3, 0.7], "reason": "in band",
-                                    "decided_by": "judge", "in_band": {"harassment": 0.55},
-                                    "local_decision": "flag", "local_score": 0.2, "overrides": "toxicity"}
+    assert r.details["cascade"] == {
+        "after": "toxicity",
+        "band": [0.3, 0.7],
+        "reason": "in band",
+        "decided_by": "judge",
+        "in_band": {"harassment": 0.55},
+        "local_decision": "flag",
+        "local_score": 0.2,
+        "overrides": "toxicity",
+    }
 
 
 def test_cascade_default_considers_overall_toxicity_only(stub: Stub) -> None:
@@ -278,15 +316,21 @@ def test_cascade_asks_when_local_result_missing_or_failed(stub: Stub) -> None:
 
 
 def test_fifty_turn_conversation_asks_only_about_new_turns(stub: Stub) -> None:
-    stub.reply = lambda path, body: chat('{"violation": 1, "category": "harassment"}' if "idiot" in
-                                         body["messages"][1]["content"].splitlines()[-1] else '{"violation": 0}')
+    stub.reply = lambda path, body: chat(
+        '{"violation": 1, "category": "harassment"}'
+        if "idiot" in body["messages"][1]["content"].splitlines()[-1]
+        else '{"violation": 0}'
+    )
     g = judge(stub, "gpt-oss-safeguard", cascade={"after": "toxicity", "band": [0.0, 1.0]}, context_turns=1)
     messages: list[dict[str, Any]] = []
     for turn in range(1, 51):
         messages.append({"role": "user", "content": f"turn {turn}: " + ("you idiot" if turn == 30 else "tell me more")})
         before = len(stub.requests)
-        r = g.scan_in_context("\n".join(m["content"] for m in messages if m["role"] == "user"), Direction.INPUT,
-                              ScanContext(messages=list(messages), prior=local({"toxicity": 0.5})))
+        r = g.scan_in_context(
+            "\n".join(m["content"] for m in messages if m["role"] == "user"),
+            Direction.INPUT,
+            ScanContext(messages=list(messages), prior=local({"toxicity": 0.5})),
+        )
         assert len(stub.requests) - before == 1, f"turn {turn}: only the new turn goes to the judge"
         assert r.details["judge"]["cache_hits"] == turn - 1 and r.details["judge"]["units"] == turn
         assert r.decision is (Decision.BLOCK if turn >= 30 else Decision.ALLOW), turn
@@ -306,6 +350,7 @@ def test_cache_hit_for_same_text_and_key_includes_model(stub: Stub) -> None:
 
 # --- Configuration and helpers ------------------------------------------------------------------------------
 
+
 def test_api_key_comes_from_environment(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
     stub.reply = lambda path, body: completion("safe")
     monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "sk-test-123")
@@ -316,8 +361,16 @@ def test_api_key_comes_from_environment(stub: Stub, monkeypatch: pytest.MonkeyPa
         judge(stub, "llama-guard", api_key_env="JUDGE_KEY_FOR_TEST")
 
 
-@pytest.mark.parametrize("bad", [{"api_key": "sk-inline"}, {"cascade": {"after": "t", "band": [0.8, 0.2]}},
-                                 {"format": "guardian"}, {"on_error": "redact"}, {"policy": "x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"api_key": "sk-inline"},
+        {"cascade": {"after": "t", "band": [0.8, 0.2]}},
+        {"format": "guardian"},
+        {"on_error": "redact"},
+        {"policy": "x"},
+    ],
+)
 def test_config_rejects_bad_entries(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         LLMJudgeConfig(**{"base_url": "http://j/v1", "model": "m", "format": "llama-guard", **bad})

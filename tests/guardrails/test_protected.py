@@ -38,7 +38,8 @@ def home(tmp_path_factory) -> Path:
     h = tmp_path_factory.mktemp("glhome")
     Corpus.create("books", CorpusParams.default("prose"), home=h).add_paths([ALICE, HAMLET])
     Corpus.create("pycode", CorpusParams.default("code"), home=h).add_paths(
-        [STDLIB / "textwrap.py", STDLIB / "shlex.py", STDLIB / "fnmatch.py"])
+        [STDLIB / "textwrap.py", STDLIB / "shlex.py", STDLIB / "fnmatch.py"]
+    )
     return h
 
 
@@ -48,7 +49,7 @@ def guard(home) -> ProtectedContentGuardrail:
 
 
 def _words(path: Path, start: int, n: int) -> list[str]:
-    return path.read_text("utf-8").split()[start:start + n]
+    return path.read_text("utf-8").split()[start : start + n]
 
 
 # ----------------------------------------------------------------- normalisation / signatures
@@ -59,7 +60,7 @@ def test_prose_normalisation_defeats_trivial_edits():
     tricky = prose_tokens("ＴＨＥ ﬁne  pro\u200btеcted, WORLD!")  # full-width, ligature, ZWSP, Cyrillic е
     assert tricky.tokens == plain.tokens
     text = "ＴＨＥ ﬁne"
-    assert [text[s:e] for s, e in zip(tricky.starts[:2], tricky.ends[:2])] == ["ＴＨＥ", "ﬁne"]
+    assert [text[s:e] for s, e in zip(tricky.starts[:2], tricky.ends[:2], strict=False)] == ["ＴＨＥ", "ﬁne"]
 
 
 def test_code_normalisation_is_rename_invariant():
@@ -75,7 +76,7 @@ def test_window_signatures_equal_datasketch_bulk():
     hasher = MinHasher(128)
     starts, ends = np.array([0, 10, 37]), np.array([46, 56, 200])
     fast = hasher.windows(sh, starts, ends)
-    ref = hasher.bulk([sh[s:e] for s, e in zip(starts, ends)])
+    ref = hasher.bulk([sh[s:e] for s, e in zip(starts, ends, strict=False)])
     for i, m in enumerate(ref):
         assert np.array_equal(m.hashvalues, fast[i])
 
@@ -86,7 +87,7 @@ def test_window_signatures_equal_datasketch_bulk():
 def test_verbatim_excerpt_found_with_offsets(guard):
     text = ALICE.read_text("utf-8")
     start = text.index("Alice was beginning to get very tired")
-    quote = text[start:start + 600]
+    quote = text[start : start + 600]
     prefix = "Here is something I wrote: "
     res = guard.scan(prefix + quote + " That's all.", Direction.OUTPUT)
     assert res.decision is Decision.BLOCK and res.score == 1.0
@@ -94,7 +95,7 @@ def test_verbatim_excerpt_found_with_offsets(guard):
     assert m["corpus"] == "books" and m["document"].endswith("carroll-alice.txt")
     ds, de = m["doc_span"]
     assert abs(ds - start) <= 5 and abs(de - (start + 600)) <= 20
-    (qs, qe), = m["query_spans"]
+    ((qs, qe),) = m["query_spans"]
     assert abs(qs - len(prefix)) <= 2 and qe >= len(prefix) + 580
     ps, pe = m["passage_chars"]
     assert start - 200 <= ps and pe <= start + 800
@@ -111,7 +112,7 @@ def test_edited_excerpts_found(tmp_path):
     trials, found = 20, 0
     for _ in range(trials):
         start = rng.randrange(len(words) - 100)
-        edited = words[start:start + 100]
+        edited = words[start : start + 100]
         for i in rng.sample(range(100), 10):
             edited[i] = rng.choice(vocab) if rng.random() < 0.5 else ""
         matches, _ = matcher.match(" ".join(w for w in edited if w), 0.3)
@@ -129,8 +130,11 @@ def test_prompts_skipped_unless_enabled(home):
     quote = " ".join(_words(HAMLET, 5000, 120))
     off = ProtectedContentGuardrail(ProtectedContentConfig(home=str(home), corpora=["books"]))
     assert off.scan(quote, Direction.INPUT).decision is Decision.ALLOW
-    on = ProtectedContentGuardrail(ProtectedContentConfig(
-        home=str(home), corpora=["books"], overrides={"books": {"apply_to_prompts": True, "action": "cite"}}))
+    on = ProtectedContentGuardrail(
+        ProtectedContentConfig(
+            home=str(home), corpora=["books"], overrides={"books": {"apply_to_prompts": True, "action": "cite"}}
+        )
+    )
     res = on.scan(quote, Direction.INPUT)
     assert res.decision is Decision.FLAG and res.action == "cite"
     assert any("shakespeare-hamlet" in c for c in res.details["citations"])
@@ -196,7 +200,7 @@ def test_registry_and_config_errors(home):
     assert guardrail_class("protected_content") is ProtectedContentGuardrail
     with pytest.raises(FileNotFoundError, match="greenlist corpus add"):
         ProtectedContentGuardrail(ProtectedContentConfig(home=str(home), corpora=["nope"]))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pydantic.ValidationError
         ProtectedContentConfig(action="shout")
 
 
@@ -273,12 +277,17 @@ def test_datasketch_dict_backend_persists(tmp_path):
 def test_redis_backend_shared_between_replicas(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server binary not found; install it (apt-get install redis-server) to test the "
-                    "datasketch Redis storage backend")
+        pytest.skip(
+            "redis-server binary not found; install it (apt-get install redis-server) to test the "
+            "datasketch Redis storage backend"
+        )
     pytest.importorskip("redis", reason="python package 'redis' is needed for datasketch's Redis storage")
     port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import redis
 
@@ -290,8 +299,13 @@ def test_redis_backend_shared_between_replicas(tmp_path):
             except redis.ConnectionError:
                 time.sleep(0.1)
         storage = {"type": "redis", "basename": "greenlist:test", "redis": {"host": "127.0.0.1", "port": port}}
-        c = Corpus.create("shared", CorpusParams.default("prose"), home=tmp_path / "replica1",
-                          backend="datasketch", storage_config=storage)
+        c = Corpus.create(
+            "shared",
+            CorpusParams.default("prose"),
+            home=tmp_path / "replica1",
+            backend="datasketch",
+            storage_config=storage,
+        )
         c.add_paths([ALICE])
         assert not (tmp_path / "replica1" / "corpora" / "shared" / "lsh.pkl").exists()
         assert client.dbsize() > 0
@@ -340,8 +354,7 @@ def test_running_guardrail_picks_up_cli_add_and_remove(tmp_path, monkeypatch):
 def test_reload_interval_and_background_mode(tmp_path):
     quote = " ".join(_words(ALICE, 15000, 100))
     slow = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload_interval=3600))
-    bg = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload="background",
-                                                          reload_interval=0))
+    bg = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload="background", reload_interval=0))
     off = ProtectedContentGuardrail(ProtectedContentConfig(home=str(tmp_path), reload="off", reload_interval=0))
     Corpus.create("alice", CorpusParams.default("prose"), home=tmp_path).add_paths([ALICE])
     # Not checked again within the interval (no per-scan disk access), until refreshed explicitly.
@@ -402,7 +415,7 @@ def test_evasion_does_not_hide_a_copy(guard, how):
     assert res.decision is Decision.BLOCK
     m = res.details["matches"][0]
     assert m["document"].endswith("carroll-alice.txt") and m["similarity"] >= 0.95
-    (qs, qe), = m["query_spans"]
+    ((qs, qe),) = m["query_spans"]
     assert qs <= len("As requested: ") + 2 and qe >= len("As requested: ") + len(text) - 20
 
 

@@ -49,7 +49,7 @@ def test_toxic_vs_benign(guard):
     scores = guard.classify(TOXIC + BENIGN)
     tox = [s["toxicity"] for s in scores]
     assert min(tox[: len(TOXIC)]) >= 0.5, tox
-    assert max(tox[len(TOXIC):]) < 0.5, tox
+    assert max(tox[len(TOXIC) :]) < 0.5, tox
     assert all(set(s) == {"toxicity", "hate", "harassment", "violence", "sexual", "profanity"} for s in scores)
     assert all(0.0 <= v <= 1.0 for s in scores for v in s.values())
 
@@ -85,9 +85,9 @@ def test_moderate_shape(guard):
 def test_normalisation_evasion(guard):
     plain = "you are a stupid idiot"
     variants = [
-        "you are a stup\u200bid id\u200diot",          # zero-width space / joiner
-        "you аre а stupid idiоt",                       # Cyrillic а, о
-        "ｙｏｕ ａｒｅ ａ ｓｔｕｐｉｄ ｉｄｉｏｔ",           # full-width (NFKC)
+        "you are a stup\u200bid id\u200diot",  # zero-width space / joiner
+        "you аre а stupid idiоt",  # Cyrillic а, о
+        "ｙｏｕ ａｒｅ ａ ｓｔｕｐｉｄ ｉｄｉｏｔ",  # full-width (NFKC)
     ]
     base, *others = guard.classify([plain] + variants)
     for v in others:
@@ -149,9 +149,8 @@ def _tweets(n: int, seed: int = 3) -> list[str]:
 def test_bfloat16_matches_float32():
     """bfloat16 autocast (the fast path with native bf16) scores 200 real tweets as float32 does, to 0.02."""
     texts = _tweets(200)
-    fp32, bf16 = (ToxicityGuardrail(ToxicityConfig(precision=p)).classify(texts)
-                  for p in ("float32", "bfloat16"))
-    diffs = [abs(a[c] - b[c]) for a, b in zip(fp32, bf16) for c in a]
+    fp32, bf16 = (ToxicityGuardrail(ToxicityConfig(precision=p)).classify(texts) for p in ("float32", "bfloat16"))
+    diffs = [abs(a[c] - b[c]) for a, b in zip(fp32, bf16, strict=False) for c in a]
     assert max(diffs) < 0.02, max(diffs)
     assert max(diffs) > 0, "both runs used the same precision"
 
@@ -168,7 +167,7 @@ def test_default_runs_three_layers_and_does_not_depend_on_the_batch():
     guard = ToxicityGuardrail(ToxicityConfig(precision="float32"))
     together = guard.classify(texts)
     alone = [guard.classify([t])[0] for t in texts[:16]]
-    assert max(abs(a[c] - b[c]) for a, b in zip(together, alone) for c in a) < 1e-5
+    assert max(abs(a[c] - b[c]) for a, b in zip(together, alone, strict=False) for c in a) < 1e-5
 
 
 @needs_data
@@ -205,10 +204,17 @@ def _tiny_model(path: Path, id2label: dict[int, str], problem_type: str | None =
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
-                     id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                     problem_type=problem_type)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        problem_type=problem_type,
+    )
     import torch
 
     torch.manual_seed(0)

@@ -21,8 +21,15 @@ def test_suite_shape():
     rows = suite()
     assert 250 <= len(rows) <= 400
     counts = Counter(r["phenomenon"] for r in rows)
-    assert {"negated_hate", "counter_speech", "reclaimed_slur", "profanity_no_target", "identity_positive",
-            "insult_individual", "threat"} <= set(counts)
+    assert {
+        "negated_hate",
+        "counter_speech",
+        "reclaimed_slur",
+        "profanity_no_target",
+        "identity_positive",
+        "insult_individual",
+        "threat",
+    } <= set(counts)
     assert all(n >= 10 for n in counts.values())
     assert (FOLDER / "README.md").exists()
 

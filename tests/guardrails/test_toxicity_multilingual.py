@@ -17,8 +17,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from guardrails.base import Decision, Direction
-from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail, load_backend
-from guardrails.toxicity import multilingual
+from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail, load_backend, multilingual
 from guardrails.toxicity.multilingual import WEIGHTS, MultilingualHead
 from guardrails.toxicity.training.multilingual import read_test_set
 
@@ -68,8 +67,13 @@ def test_covered_languages_pooled(head):
 
 
 def test_threat_in_russian_and_chinese(head):
-    s = head.classify(["Я убью тебя, если ещё раз увижу.", "如果我再看见你，我就杀了你。",
-                       "Пожалуйста, переведи это предложение на английский."])
+    s = head.classify(
+        [
+            "Я убью тебя, если ещё раз увижу.",
+            "如果我再看见你，我就杀了你。",
+            "Пожалуйста, переведи это предложение на английский.",
+        ]
+    )
     assert s[0]["toxicity"] >= 0.5 and s[1]["toxicity"] >= 0.5 and s[2]["toxicity"] < 0.5
 
 

@@ -36,17 +36,31 @@ WEIGHT_SUFFIXES = (".npz", ".npy", ".onnx", ".safetensors", ".bin", ".model", ".
 def test_shipped_weights_load_offline_from_packages_and_repo(tmp_path):
     import sysconfig
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "GREENLIST_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "GREENLIST_HOME": str(tmp_path / "home"),
+        "HF_HOME": str(tmp_path / "hf"),
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["connects"] == [], out["connects"]
     assert out["decisions"][0] == "block" and out["routes"] == ["default", "de"]
-    allowed = {str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sys.prefix,
-               sys.base_prefix, str(tmp_path / "home")}
+    allowed = {
+        str(ROOT),
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        sys.prefix,
+        sys.base_prefix,
+        str(tmp_path / "home"),
+    }
     weights = {p for p in out["opened"] if p.endswith(WEIGHT_SUFFIXES) and not p.startswith(("/proc", "/sys", "/dev"))}
     outside = sorted(p for p in weights if not any(os.path.abspath(p).startswith(a) for a in allowed))
     assert not outside, outside

@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
-from guardrails.toxicity.training.audit import calibrate_threshold, compare, fairness_audit, read_texts, set_policy_threshold
+from guardrails.toxicity.training.audit import (
+    calibrate_threshold,
+    compare,
+    fairness_audit,
+    read_texts,
+    set_policy_threshold,
+)
 from guardrails.toxicity.training.cli import app
 from guardrails.toxicity.training.data import shared_dir
 
@@ -45,6 +51,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]], cols: list[str]) -> Path:
 
 
 # --- functional examples -----------------------------------------------------------------------------------------
+
 
 def _tsv(name: str) -> list[dict[str, str]]:
     with open(EXAMPLES / name, newline="", encoding="utf-8") as fh:
@@ -80,8 +87,22 @@ def test_identity_heldout_templates_are_unseen_and_default_misses_fewer():
         jigsaw = {r["phrase"].lower() for r in csv.DictReader(fh)}
     assert not {t.lower() for t in texts} & (jigsaw | _train_texts())
     y = np.asarray(labels, dtype=bool)
-    fnr = {m: float((np.asarray([s["toxicity"] for s in ToxicityGuardrail(ToxicityConfig(model=m)).classify(
-        [t for t, toxic in zip(texts, y) if toxic])]) < 0.5).mean()) for m in ("default", "v1")}
+    fnr = {
+        m: float(
+            (
+                np.asarray(
+                    [
+                        s["toxicity"]
+                        for s in ToxicityGuardrail(ToxicityConfig(model=m)).classify(
+                            [t for t, toxic in zip(texts, y, strict=False) if toxic]
+                        )
+                    ]
+                )
+                < 0.5
+            ).mean()
+        )
+        for m in ("default", "v1")
+    }
     assert fnr["default"] <= fnr["v1"] - 0.15, fnr
 
 
@@ -112,15 +133,22 @@ def test_sexual_category_heldout():
     y = [int(r["sexual"]) for r in held]
     p = [s["sexual"] for s in scores]
     assert roc_auc_score(y, p) >= 0.9
-    benign = [s for s, r in zip(p, held) if r["case"] == "sexual_benign"]
+    benign = [s for s, r in zip(p, held, strict=False) if r["case"] == "sexual_benign"]
     assert np.mean(np.asarray(benign) < 0.5) >= 0.9  # sex education, medicine, romance pass
 
 
 def test_cue_features():
     from guardrails.toxicity.features import cue_features
 
-    texts = ["I don’t hate them.", "He said “go home”.", "Nobody here is wrong.", "They are vermin.",
-             "They are nothing but vermin.", "They are no better than rats.", "Not only rude but cruel."]
+    texts = [
+        "I don’t hate them.",
+        "He said “go home”.",
+        "Nobody here is wrong.",
+        "They are vermin.",
+        "They are nothing but vermin.",
+        "They are no better than rats.",
+        "Not only rude but cruel.",
+    ]
     assert cue_features(texts).tolist() == [[1, 0], [0, 1], [1, 0], [0, 0], [1, 0], [1, 0], [1, 0]]
     assert cue_features(texts, version=2).tolist() == [[1, 0], [0, 1], [1, 0], [0, 0], [0, 0], [0, 0], [0, 0]]
     with pytest.raises(ValueError, match="cue version"):
@@ -128,6 +156,7 @@ def test_cue_features():
 
 
 # --- language and categories -------------------------------------------------------------------------------------
+
 
 def test_language_detection_and_unsupported():
     block = ToxicityGuardrail(ToxicityConfig(on_unsupported_language="block", threshold=0.99))
@@ -161,8 +190,7 @@ def test_language_routing_to_hf_model(tmp_path):
 
 
 def test_category_actions():
-    g = ToxicityGuardrail(ToxicityConfig(threshold=0.99, action="flag",
-                                         category_actions={"violence": "block"}))
+    g = ToxicityGuardrail(ToxicityConfig(threshold=0.99, action="flag", category_actions={"violence": "block"}))
     res = g.scan("I will find where you live and I will kill you.", Direction.INPUT)
     assert "violence" in res.details["flagged_categories"], res.details
     assert res.decision is Decision.BLOCK
@@ -171,6 +199,7 @@ def test_category_actions():
 
 
 # --- metrics (exact values on hand-made scores) -----------------------------------------------------------------
+
 
 def test_fairness_metrics_exact():
     texts = ["I am gay", "I am gay and awful", "I am straight", "I am straight and awful"] * 2
@@ -189,8 +218,7 @@ def test_fairness_metrics_exact():
 def test_calibrate_and_compare_exact(tmp_path):
     res = calibrate_threshold(np.linspace(0, 1, 101), 0.05, np.array([0.97, 0.5, 0.99]))
     assert res["benign_flagged_rate"] <= 0.05 and res["recall"] == pytest.approx(2 / 3, abs=1e-3)
-    cmp = compare(["a", "b", "c", "d"], [1, 0, 1, 0], np.array([0.9, 0.1, 0.2, 0.1]),
-                  np.array([0.4, 0.1, 0.8, 0.7]))
+    cmp = compare(["a", "b", "c", "d"], [1, 0, 1, 0], np.array([0.9, 0.1, 0.2, 0.1]), np.array([0.4, 0.1, 0.8, 0.7]))
     assert cmp["old_accuracy"] == 0.75 and cmp["new_accuracy"] == 0.5
     assert cmp["negative_flip_rate"] == 0.5 and cmp["positive_flip_rate"] == 0.25
     assert {f["text"] for f in cmp["negative_flips"]} == {"a", "d"}
@@ -202,7 +230,7 @@ def test_set_policy_threshold_keeps_yaml(tmp_path):
     changed = set_policy_threshold(Path(pol), 0.8125)
     after = Path(pol).read_text("utf-8")
     assert len(changed) == 2
-    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=False) if a != b]
     assert len(diff) == 2 and all("threshold: 0.8125" in b for _, b in diff)
     from gateway.policy.schema import load_policy
 
@@ -210,6 +238,7 @@ def test_set_policy_threshold_keeps_yaml(tmp_path):
 
 
 # --- commands on real data ---------------------------------------------------------------------------------------
+
 
 @needs_data
 def test_cli_audit_fairness(tmp_path):
@@ -220,14 +249,33 @@ def test_cli_audit_fairness(tmp_path):
     assert rep["gap"]["passed"] and 0 <= rep["gap"]["value"] <= 1
     # a user CSV of the same form, with an explicit identity column
     with open(DATA / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["template"] == "being_adj"
-                and r["phrase"].split()[1] in ("gay", "straight", "muslim", "christian")]
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["template"] == "being_adj" and r["phrase"].split()[1] in ("gay", "straight", "muslim", "christian")
+        ]
     rows = random.Random(0).sample(rows, 60)
     for r in rows:
         r["identity"] = r["phrase"].split()[1]
     user = _write_csv(tmp_path / "user.csv", rows, ["phrase", "toxicity", "identity"])
-    bad = runner.invoke(app, ["audit-fairness", "--data", str(user), "--per-term", "0", "--level", "terms",
-                              "--metric", "fpr", "--max-gap", "0", "--threshold", "0.1"])
+    bad = runner.invoke(
+        app,
+        [
+            "audit-fairness",
+            "--data",
+            str(user),
+            "--per-term",
+            "0",
+            "--level",
+            "terms",
+            "--metric",
+            "fpr",
+            "--max-gap",
+            "0",
+            "--threshold",
+            "0.1",
+        ],
+    )
     assert bad.exit_code == 1, bad.output
     assert "FAIL" in bad.output
 
@@ -237,8 +285,21 @@ def test_cli_calibrate(tmp_path):
     benign = _write_csv(tmp_path / "benign.csv", _olid(100, "NOT"), ["tweet", "subtask_a"])
     toxic = _write_csv(tmp_path / "toxic.csv", _olid(40, "OFF", seed=1), ["tweet", "subtask_a"])
     pol = shutil.copy(ROOT / "policies" / "default.yaml", tmp_path / "p.yaml")
-    res = runner.invoke(app, ["calibrate", "--benign", str(benign), "--target-fpr", "0.02",
-                              "--toxic", str(toxic), "--policy", str(pol), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "--benign",
+            str(benign),
+            "--target-fpr",
+            "0.02",
+            "--toxic",
+            str(toxic),
+            "--policy",
+            str(pol),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["benign_n"] == 100 and out["benign_flagged_rate"] <= 0.02

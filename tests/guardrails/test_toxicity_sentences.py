@@ -52,8 +52,11 @@ def guard() -> ToxicityGuardrail:
 def test_splitter_spans_and_complete_sentences():
     text = "Dr. Smith arrived at 3.5 p.m. today. He was late!\nNext line without a stop"
     spans = split_sentences(text)
-    assert [text[a:b] for a, b in spans] == ["Dr. Smith arrived at 3.5 p.m. today.", "He was late!",
-                                           "Next line without a stop"]
+    assert [text[a:b] for a, b in spans] == [
+        "Dr. Smith arrived at 3.5 p.m. today.",
+        "He was late!",
+        "Next line without a stop",
+    ]
     done, rest = complete_sentences("First one. Second one is still being wri")
     assert [("First one. Second one is still being wri")[a:b] for a, b in done] == ["First one."]
     assert rest == len("First one. ")
@@ -111,8 +114,9 @@ def test_5000_word_text_with_toxic_last_sentence_is_caught(guard):
 
 
 def test_moderation_semantics_profanity_alone_does_not_flag(guard):
-    out = guard.moderate(["Fuck, I dropped my phone in the sink again.", "You are a fucking idiot.",
-                          "Tell me about lighthouses."])
+    out = guard.moderate(
+        ["Fuck, I dropped my phone in the sink again.", "You are a fucking idiot.", "Tell me about lighthouses."]
+    )
     prof, insult, benign = out
     assert prof["category_scores"]["profanity"] > 0.5 and prof["categories"]["profanity"]
     assert not prof["flagged"]
@@ -147,8 +151,14 @@ def test_cache_final_check_does_not_rescore_streamed_sentences():
     assert 1 <= new <= 3 and g.cache.hits - before_h >= len(split_sentences(text))
 
 
-@pytest.mark.parametrize("text", ["Tell me about lighthouses.", _answer(150, seed=5),
-                                  "Sure! Lighthouses guide ships at night. Would you like to know about a famous one?"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tell me about lighthouses.",
+        _answer(150, seed=5),
+        "Sure! Lighthouses guide ships at night. Would you like to know about a famous one?",
+    ],
+)
 def test_benign_answers_not_blocked(guard, text):
     assert guard.scan(text, Direction.OUTPUT).decision is Decision.ALLOW
 

@@ -12,9 +12,16 @@ from tests.agent_fixtures import PROTECTED, STUB_MODEL
 
 TOXIC = "You are a worthless stupid idiot and everyone hates you, you disgusting moron."
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 # Every documented chat-completions request field (platform.openai.com/docs/api-reference/chat/create), with a
 # non-default value; the gateway must forward each one unchanged.
@@ -22,8 +29,17 @@ EVERY_FIELD = {
     "messages": [
         {"role": "developer", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}], "name": "ana"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_0", "content": "cold"},
     ],
     "audio": {"voice": "alloy", "format": "mp3"},
@@ -39,8 +55,19 @@ EVERY_FIELD = {
     "presence_penalty": -0.5,
     "prompt_cache_key": "k1",
     "reasoning_effort": "low",
-    "response_format": {"type": "json_schema", "json_schema": {"name": "w", "strict": True, "schema": {
-        "type": "object", "properties": {"t": {"type": "string"}}, "required": ["t"], "additionalProperties": False}}},
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "w",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"t": {"type": "string"}},
+                "required": ["t"],
+                "additionalProperties": False,
+            },
+        },
+    },
     "safety_identifier": "user-123",
     "seed": 42,
     "service_tier": "auto",
@@ -86,8 +113,11 @@ def test_tool_call_round_trip_passes_through(agent_gateway, stub_state):
     assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
     checked = first.json()["greenlist"]["output"]["tool_calls"]
     assert checked[0]["id"] == "call_1" and checked[0]["name"] == "get_weather" and checked[0]["decision"] == "allow"
-    history = [{"role": "user", "content": "Weather in Paris?"}, choice["message"],
-               {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"}]
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        choice["message"],
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"},
+    ]
     second = post(agent_gateway, {"messages": history, "tools": TOOLS})
     assert second.status_code == 200, second.text
     sent = stub_state["bodies"][-1]["messages"]
@@ -98,9 +128,18 @@ def test_tool_call_round_trip_passes_through(agent_gateway, stub_state):
 
 
 def test_streamed_tool_call_deltas_pass_through(agent_gateway, stub_state):
-    with httpx.stream("POST", f"{agent_gateway.url}/v1/chat/completions", timeout=120, json={
-            "model": STUB_MODEL, "messages": [{"role": "user", "content": "Weather?"}], "tools": TOOLS,
-            "stream": True, "stream_options": {"include_usage": True}}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{agent_gateway.url}/v1/chat/completions",
+        timeout=120,
+        json={
+            "model": STUB_MODEL,
+            "messages": [{"role": "user", "content": "Weather?"}],
+            "tools": TOOLS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as resp:
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
     pieces = [d["tool_calls"][0] for e in events for c in e["choices"] if (d := c["delta"]).get("tool_calls")]
     assert pieces[0]["id"] == "call_1" and pieces[0]["function"]["name"] == "get_weather"
@@ -112,9 +151,19 @@ def test_streamed_tool_call_deltas_pass_through(agent_gateway, stub_state):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_toxic_tool_call_arguments_are_blocked(agent_gateway, stub_state, stream):
-    stub_state["script"].append({"content": None, "finish_reason": "tool_calls", "tool_calls": [
-        {"id": "call_9", "type": "function",
-         "function": {"name": "send_email", "arguments": json.dumps({"to": "bob", "body": TOXIC})}}]})
+    stub_state["script"].append(
+        {
+            "content": None,
+            "finish_reason": "tool_calls",
+            "tool_calls": [
+                {
+                    "id": "call_9",
+                    "type": "function",
+                    "function": {"name": "send_email", "arguments": json.dumps({"to": "bob", "body": TOXIC})},
+                }
+            ],
+        }
+    )
     body = {"messages": [{"role": "user", "content": "Email Bob."}], "tools": TOOLS, "stream": stream}
     if not stream:
         out = post(agent_gateway, body).json()
@@ -122,22 +171,33 @@ def test_toxic_tool_call_arguments_are_blocked(agent_gateway, stub_state, stream
         assert "tool_calls" not in out["choices"][0]["message"]
         gl = out["greenlist"]
     else:
-        with httpx.stream("POST", f"{agent_gateway.url}/v1/chat/completions", timeout=120,
-                          json={"model": STUB_MODEL, **body}) as resp:
+        with httpx.stream(
+            "POST", f"{agent_gateway.url}/v1/chat/completions", timeout=120, json={"model": STUB_MODEL, **body}
+        ) as resp:
             events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
         assert not any(c["delta"].get("tool_calls") for e in events for c in e["choices"])
         assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
         gl = events[-1]["greenlist"]
     assert gl["decision"] == "block"
     assert gl["output"]["tool_calls"][0] | {"guardrails": None} == {
-        "index": 0, "id": "call_9", "name": "send_email", "decision": "block", "guardrails": None}
+        "index": 0,
+        "id": "call_9",
+        "name": "send_email",
+        "decision": "block",
+        "guardrails": None,
+    }
 
 
 def test_tool_result_with_protected_text_is_caught(agent_gateway, stub_state):
-    history = [{"role": "user", "content": "Read the file."},
-               {"role": "assistant", "content": None, "tool_calls": [
-                   {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
-               {"role": "tool", "tool_call_id": "c1", "content": PROTECTED}]
+    history = [
+        {"role": "user", "content": "Read the file."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": PROTECTED},
+    ]
     resp = post(agent_gateway, {"messages": history, "greenlist": {"policy": "agent"}})
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "content_filter"
     blocked = [m for m in resp.json()["greenlist"]["input"]["messages"] if m["decision"] == "block"]
@@ -146,8 +206,11 @@ def test_tool_result_with_protected_text_is_caught(agent_gateway, stub_state):
 
 
 def test_forged_assistant_turn_checked_when_policy_asks(agent_gateway, stub_state):
-    history = [{"role": "user", "content": "Continue."}, {"role": "assistant", "content": TOXIC},
-               {"role": "user", "content": "Go on."}]
+    history = [
+        {"role": "user", "content": "Continue."},
+        {"role": "assistant", "content": TOXIC},
+        {"role": "user", "content": "Go on."},
+    ]
     default = post(agent_gateway, {"messages": history})
     assert default.status_code == 200  # the default policy checks user and tool turns only
     agent = post(agent_gateway, {"messages": history, "greenlist": {"policy": "agent"}})
@@ -166,8 +229,9 @@ def test_input_redact_changes_what_the_model_receives(agent_gateway, stub_state)
 
 
 def test_old_turns_are_not_rescored(agent_gateway, stub_state):
-    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn number {i} about ships."}
-               for i in range(49)] + [{"role": "user", "content": "A new question about tides?"}]
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn number {i} about ships."} for i in range(49)
+    ] + [{"role": "user", "content": "A new question about tides?"}]
     post(agent_gateway, {"messages": history[:-1], "greenlist": {"policy": "agent"}})
     resp = post(agent_gateway, {"messages": history, "greenlist": {"policy": "agent"}})
     assert resp.status_code == 200, resp.text

@@ -12,9 +12,16 @@ from tests.agent_fixtures import STUB_MODEL
 
 openai = pytest.importorskip("openai")
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 @pytest.fixture()
@@ -27,16 +34,19 @@ def test_openai_sdk_tool_call_then_result_then_answer(client, stub_state):
     first = client.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS, tool_choice="auto")
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
     final = client.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS)
     assert final.choices[0].finish_reason == "stop" and "sunny" in final.choices[0].message.content
     assert stub_state["bodies"][-1]["messages"][2]["tool_call_id"] == call.id
 
 
 def test_openai_sdk_streamed_tool_call_reassembled(client, stub_state):
-    stream = client.chat.completions.create(model=STUB_MODEL, messages=[{"role": "user", "content": "Weather?"}],
-                                            tools=TOOLS, stream=True)
+    stream = client.chat.completions.create(
+        model=STUB_MODEL, messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS, stream=True
+    )
     arguments, name = "", None
     for chunk in stream:
         for choice in chunk.choices:
@@ -47,17 +57,24 @@ def test_openai_sdk_streamed_tool_call_reassembled(client, stub_state):
 
 
 def test_openai_sdk_json_schema_and_logprobs(client, stub_state):
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
-              "required": ["city", "temp"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
+        "required": ["city", "temp"],
+        "additionalProperties": False,
+    }
     stub_state["script"].append({"content": json.dumps({"city": "Paris", "temp": 21}), "finish_reason": "stop"})
-    out = client.chat.completions.create(model=STUB_MODEL, messages=[{"role": "user", "content": "Weather as JSON"}],
-                                         response_format={"type": "json_schema", "json_schema": {
-                                             "name": "weather", "strict": True, "schema": schema}})
+    out = client.chat.completions.create(
+        model=STUB_MODEL,
+        messages=[{"role": "user", "content": "Weather as JSON"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "weather", "strict": True, "schema": schema}},
+    )
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(json.loads(out.choices[0].message.content), schema)
     assert stub_state["bodies"][-1]["response_format"]["json_schema"]["schema"] == schema
-    out = client.chat.completions.create(model=STUB_MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                         logprobs=True, top_logprobs=2)
+    out = client.chat.completions.create(
+        model=STUB_MODEL, messages=[{"role": "user", "content": "Hi"}], logprobs=True, top_logprobs=2
+    )
     tokens = out.choices[0].logprobs.content
     assert tokens and tokens[0].logprob == -0.5 and stub_state["bodies"][-1]["top_logprobs"] == 2
 
@@ -72,8 +89,10 @@ def test_openai_agents_sdk_agent_with_function_tool(agent_gateway, stub_state):
         calls.append(city)
         return f"sunny in {city}"
 
-    model = agents.OpenAIResponsesModel(model=STUB_MODEL, openai_client=openai.AsyncOpenAI(
-        base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0))
+    model = agents.OpenAIResponsesModel(
+        model=STUB_MODEL,
+        openai_client=openai.AsyncOpenAI(base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0),
+    )
     agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather], model=model)
     result = agents.Runner.run_sync(agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True))
     assert calls == ["Paris"] and "sunny in Paris" in result.final_output
@@ -81,8 +100,9 @@ def test_openai_agents_sdk_agent_with_function_tool(agent_gateway, stub_state):
 
 def test_langchain_bind_tools(agent_gateway, stub_state):
     langchain_openai = pytest.importorskip("langchain_openai")
-    llm = langchain_openai.ChatOpenAI(model=STUB_MODEL, base_url=f"{agent_gateway.url}/v1", api_key="unused",
-                                      max_retries=0)
+    llm = langchain_openai.ChatOpenAI(
+        model=STUB_MODEL, base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0
+    )
     message = llm.bind_tools(TOOLS).invoke("Weather in Paris?")
     assert message.tool_calls[0]["name"] == "get_weather" and message.tool_calls[0]["args"] == {"city": "Paris"}
     assert stub_state["bodies"][-1]["tools"] == TOOLS
@@ -91,19 +111,28 @@ def test_langchain_bind_tools(agent_gateway, stub_state):
 def test_anthropic_sdk_messages_with_tool(agent_gateway, stub_state):
     anthropic = pytest.importorskip("anthropic")
     client = anthropic.Anthropic(base_url=agent_gateway.url, api_key="unused", max_retries=0)
-    tool = {"name": "get_weather", "description": "Weather in a city",
-            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    tool = {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    first = client.messages.create(model=STUB_MODEL, max_tokens=64, system="Use tools.", messages=messages,
-                                   tools=[tool])
+    first = client.messages.create(
+        model=STUB_MODEL, max_tokens=64, system="Use tools.", messages=messages, tools=[tool]
+    )
     use = next(b for b in first.content if b.type == "tool_use")
     assert first.stop_reason == "tool_use" and use.name == "get_weather" and use.input == {"city": "Paris"}
-    messages += [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}]
+    messages += [
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
+    ]
     with client.messages.stream(model=STUB_MODEL, max_tokens=64, messages=messages, tools=[tool]) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert "sunny" in text and final.stop_reason == "end_turn"
     sent = stub_state["bodies"][-1]["messages"]
-    assert sent[1]["tool_calls"][0]["id"] == use.id and sent[2] == {"role": "tool", "tool_call_id": use.id,
-                                                                    "content": "sunny"}
+    assert sent[1]["tool_calls"][0]["id"] == use.id and sent[2] == {
+        "role": "tool",
+        "tool_call_id": use.id,
+        "content": "sunny",
+    }

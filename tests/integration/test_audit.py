@@ -24,13 +24,31 @@ def _rows(n: int, t0: float) -> list[dict]:
     out = []
     for i in range(n):
         blocked = i % 3 == 0
-        out.append(make_record(
-            request_id=f"req-{i}", tenant="acme" if i % 2 else "kids-app", endpoint="/v1/guardrails/check",
-            direction="input", policy="default", policy_version="abc123def456",
-            decision="block" if blocked else "allow",
-            guardrails=[{"name": "toxicity", "score": 0.9 if blocked else 0.1, "decision": "block" if blocked else "allow",
-                         "action": "block" if blocked else None, "latency_ms": 3.5, "details": {"big": "kept"}}],
-            latency_ms=3.5, text=f"text number {i}", store_text=(i == 4), ts=t0 + i))
+        out.append(
+            make_record(
+                request_id=f"req-{i}",
+                tenant="acme" if i % 2 else "kids-app",
+                endpoint="/v1/guardrails/check",
+                direction="input",
+                policy="default",
+                policy_version="abc123def456",
+                decision="block" if blocked else "allow",
+                guardrails=[
+                    {
+                        "name": "toxicity",
+                        "score": 0.9 if blocked else 0.1,
+                        "decision": "block" if blocked else "allow",
+                        "action": "block" if blocked else None,
+                        "latency_ms": 3.5,
+                        "details": {"big": "kept"},
+                    }
+                ],
+                latency_ms=3.5,
+                text=f"text number {i}",
+                store_text=(i == 4),
+                ts=t0 + i,
+            )
+        )
     return out
 
 
@@ -44,20 +62,29 @@ def round_trip(url: str) -> None:
     log = AuditLog(url)
     try:
         every = log.query(limit=1000)
-        assert len(every) == 30 and every[0]["request_id"] == "req-29"          # newest first
+        assert len(every) == 30 and every[0]["request_id"] == "req-29"  # newest first
         assert {r["policy_version"] for r in every} == {"abc123def456"}
         blocked = log.query(action="block", limit=1000)
         assert len(blocked) == 10 and all(r["decision"] == "block" for r in blocked)
         assert len(log.query(tenant="acme", limit=1000)) == 15
-        assert len(log.query(guardrail="toxicity", limit=1000)) == 10          # where it fired
+        assert len(log.query(guardrail="toxicity", limit=1000)) == 10  # where it fired
         assert len(log.query(since=t0 + 25, limit=1000)) == 5
         r4 = log.query(request_id="req-4")[0]
-        assert r4["text"] == "text number 4"                                    # store_text: true
+        assert r4["text"] == "text number 4"  # store_text: true
         r5 = log.query(request_id="req-5")[0]
-        assert r5["text"] is None and r5["text_len"] == len("text number 5")   # default: hash + length only
+        assert r5["text"] is None and r5["text_len"] == len("text number 5")  # default: hash + length only
         assert r5["text_sha256"] == hashlib.sha256(b"text number 5").hexdigest()
-        assert r5["guardrails"] == [{"name": "toxicity", "score": 0.1, "decision": "allow", "action": None,
-                                     "latency_ms": 3.5, "outcome": "allow", "details": {"big": "kept"}}]
+        assert r5["guardrails"] == [
+            {
+                "name": "toxicity",
+                "score": 0.1,
+                "decision": "allow",
+                "action": None,
+                "latency_ms": 3.5,
+                "outcome": "allow",
+                "details": {"big": "kept"},
+            }
+        ]
         assert r5["shadow"] is False and r5["time"].endswith("Z")
     finally:
         log.close()
@@ -79,7 +106,7 @@ def test_writes_do_not_block_and_close_flushes(tmp_path: Path):
         log.record(row)
     queued_in = time.perf_counter() - start
     log.close()
-    assert queued_in < 0.5                      # record() only enqueues
+    assert queued_in < 0.5  # record() only enqueues
     assert log.written == 2000 and log.failed == 0
 
 
@@ -144,8 +171,11 @@ def _wait_rows(gw, n: int, **filters) -> list[dict]:
 def test_check_endpoint_is_audited_with_shadow_and_metrics(trust_server):
     srv, gw = trust_server
     c = httpx.Client(base_url=srv.url, timeout=60)
-    r = c.post("/v1/guardrails/check", json={"text": "Have a lovely day.", "direction": "input"},
-               headers={"x-request-id": "audit-me-1"})
+    r = c.post(
+        "/v1/guardrails/check",
+        json={"text": "Have a lovely day.", "direction": "input"},
+        headers={"x-request-id": "audit-me-1"},
+    )
     body = r.json()
     assert r.status_code == 200 and body["decision"] == "allow" and body["request_id"] == "audit-me-1"
     rows = _wait_rows(gw, 2, request_id="audit-me-1")
@@ -154,7 +184,7 @@ def test_check_endpoint_is_audited_with_shadow_and_metrics(trust_server):
     assert len(live) == 1 and len(shadow) == 1
     assert live[0]["policy"] == "default" and live[0]["policy_version"] == body["policy"]["version"]
     assert live[0]["endpoint"] == "/v1/guardrails/check" and live[0]["text"] is None
-    assert live[0]["tenant"] == "default"                        # auth off: the auth middleware's tenant
+    assert live[0]["tenant"] == "default"  # auth off: the auth middleware's tenant
     # the shadow policy blocks everything, but the response was not changed
     assert shadow[0]["policy"] == "strict" and shadow[0]["decision"] == "block" and shadow[0]["enforced"] == "allow"
     assert shadow[0]["live_policy"] == "default" and shadow[0]["text"] == "Have a lovely day."  # strict stores text
@@ -162,7 +192,9 @@ def test_check_endpoint_is_audited_with_shadow_and_metrics(trust_server):
     r2 = c.post("/v1/guardrails/check", json={"text": "Have a lovely day.", "direction": "input", "policy": "strict"})
     assert r2.json()["decision"] == "block" and r2.json()["policy"]["name"] == "strict"
     # moderations are audited too
-    m = c.post("/v1/moderations", json={"input": ["hello there", "you are wonderful"]}, headers={"x-request-id": "mod-1"})
+    m = c.post(
+        "/v1/moderations", json={"input": ["hello there", "you are wonderful"]}, headers={"x-request-id": "mod-1"}
+    )
     assert m.status_code == 200
     assert len(_wait_rows(gw, 2, request_id="mod-1")) == 2
     metrics = c.get("/metrics").text
@@ -185,7 +217,7 @@ def test_admin_routes_need_the_admin_scope():
     from gateway.api.admin import require_admin
     from gateway.errors import APIError
 
-    require_admin(SimpleNamespace(state=SimpleNamespace()))                      # auth off: no scopes attribute
+    require_admin(SimpleNamespace(state=SimpleNamespace()))  # auth off: no scopes attribute
     require_admin(SimpleNamespace(state=SimpleNamespace(scopes=frozenset({"admin"}))))
     with pytest.raises(APIError) as info:
         require_admin(SimpleNamespace(state=SimpleNamespace(scopes=frozenset({"generate", "verify"}))))
@@ -198,11 +230,18 @@ def test_completions_are_audited(client, gateway):
     model = gateway.backend.model_ids[0]
     msg = [{"role": "user", "content": "Name a colour."}]
     rid1, rid2 = (f"chat-audit-{uuid.uuid4().hex}" for _ in range(2))  # unique even in a reused GREENLIST_HOME
-    r = client.post("/v1/chat/completions", json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0},
-                    headers={"x-request-id": rid1})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0},
+        headers={"x-request-id": rid1},
+    )
     assert r.status_code == 200 and r.json()["greenlist"]["request_id"] == rid1
-    with client.stream("POST", "/v1/chat/completions", headers={"x-request-id": rid2},
-                       json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0, "stream": True}) as s:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        headers={"x-request-id": rid2},
+        json={"model": model, "messages": msg, "max_tokens": 6, "temperature": 0, "stream": True},
+    ) as s:
         assert s.status_code == 200 and "[DONE]" in "".join(s.iter_text())
     for rid in (rid1, rid2):
         rows = _wait_rows(gateway, 2, request_id=rid)
@@ -225,7 +264,7 @@ def test_postgresql_down_spills_and_replays_in_order_without_duplicates(tmp_path
         assert log.flush(20) and log.written == 100
         pg.stop()
         for row in rows[100:500]:
-            log.record(row)                       # never blocks, never raises; the queue of 50 overflows to disk
+            log.record(row)  # never blocks, never raises; the queue of 50 overflows to disk
         deadline = time.time() + 20
         while log.pending and log.spill.pending < 400 and time.time() < deadline:
             time.sleep(0.05)
@@ -253,8 +292,20 @@ def test_postgresql_down_spills_and_replays_in_order_without_duplicates(tmp_path
         assert log.spill.pending == 30
         pg.start()
         log = AuditLog(pg.url, spill_dir=tmp_path / "spill", retry_s=0.2)
-        log.record(make_record(request_id="wake", tenant=None, endpoint="/x", direction="input", policy="p",
-                               policy_version="v", decision="allow", guardrails=[], latency_ms=1, text="t"))
+        log.record(
+            make_record(
+                request_id="wake",
+                tenant=None,
+                endpoint="/x",
+                direction="input",
+                policy="p",
+                policy_version="v",
+                decision="allow",
+                guardrails=[],
+                latency_ms=1,
+                text="t",
+            )
+        )
         assert log.flush(30)
-        assert len(log.query(limit=10_000)) == 631                        # 600 + 30 replayed at start + 1
+        assert len(log.query(limit=10_000)) == 631  # 600 + 30 replayed at start + 1
         log.close()

@@ -63,8 +63,9 @@ def test_keys_cli(tmp_path):
 
     runner = CliRunner()
     path = str(tmp_path / "k.json")
-    out = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--scopes", "generate,verify:detail",
-                              "--file", path])
+    out = runner.invoke(
+        app, ["keys", "create", "--tenant", "acme", "--scopes", "generate,verify:detail", "--file", path]
+    )
     assert out.exit_code == 0, out.output
     token = out.stdout.strip().splitlines()[0]
     assert token.startswith("gl_")
@@ -85,8 +86,7 @@ def _app(gw, tmp_path, **settings):
 
     @app.get("/admin/whoami")
     async def whoami(request: Request) -> dict:
-        return {"tenant": request.state.tenant, "scopes": sorted(request.state.scopes),
-                "key_id": request.state.key_id}
+        return {"tenant": request.state.tenant, "scopes": sorted(request.state.scopes), "key_id": request.state.key_id}
 
     return app
 
@@ -116,13 +116,15 @@ def test_scopes_per_route(fast_gateway, tmp_path):
     ver, _ = store.create("beta", ["verify"])
     adm, adm_key = store.create("ops", ["admin"])
     with TestClient(_app(fast_gateway, tmp_path)) as c:  # loopback, but keys exist: auth on
+
         def call(token, method, path, **kw):
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return c.request(method, path, headers=headers, **kw)
 
         assert_openai_error(call(None, "POST", "/v1/moderations", json={"input": "hi"}), 401, "missing_api_key")
-        assert_openai_error(call("gl_bogus_token", "POST", "/v1/moderations", json={"input": "hi"}), 401,
-                            "invalid_api_key")
+        assert_openai_error(
+            call("gl_bogus_token", "POST", "/v1/moderations", json={"input": "hi"}), 401, "invalid_api_key"
+        )
         r = c.post("/v1/moderations", json={"input": "hi"}, headers={"Authorization": "Basic abc"})
         assert_openai_error(r, 401, "missing_api_key")
         routes = {

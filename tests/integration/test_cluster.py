@@ -47,9 +47,13 @@ def make_upstream(text: str) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> dict[str, Any]:
         await request.json()
-        return {"id": "stub", "object": "chat.completion", "model": "stub-model",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 80, "total_tokens": 85}}
+        return {
+            "id": "stub",
+            "object": "chat.completion",
+            "model": "stub-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 80, "total_tokens": 85},
+        }
 
     return app
 
@@ -66,7 +70,11 @@ class Replica:
         self.log = (base / f"{name}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env={**env, "GREENLIST_HOME": str(home)}, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env={**env, "GREENLIST_HOME": str(home)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.time() + timeout
@@ -92,8 +100,9 @@ class Replica:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run `python3 -m gateway.cli ARGS` from this checkout."""
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +119,26 @@ def cluster(tmp_path_factory, home) -> Iterator[dict[str, Any]]:
     (policies / "default.yaml").write_text(policy_yaml("default", 1.0))
     text = watermarked_text(base / "secrets" / "watermark_keys.json", tokenizer)
     with redis_server() as redis_url, postgres_server() as pg, ServerThread(make_upstream(text)) as upstream:
-        env.update({"GREENLIST_SECRETS_DIR": str(base / "secrets"), "GREENLIST_REDIS_URL": redis_url,
-                    "GREENLIST_AUDIT_URL": pg.url, "GREENLIST_BACKEND": "openai",
-                    "GREENLIST_UPSTREAM_BASE_URL": upstream.url + "/v1", "GREENLIST_UPSTREAM_MODEL": "stub-model",
-                    "GREENLIST_SERVED_MODEL_NAME": "stub-model", "GREENLIST_POLICY": str(policies / "default.yaml"),
-                    "GREENLIST_POLICY_WATCH_INTERVAL_S": "0.5", "GREENLIST_AUTH": "on",
-                    "GREENLIST_API_KEYS_FILE": str(base / "api_keys.json"), "GREENLIST_VERIFY_PUBLIC": "true",
-                    "GREENLIST_VERIFY_PUBLIC_RATE_PER_MIN": str(RATE), "GREENLIST_VERIFY_PUBLIC_BURST": str(RATE),
-                    "GREENLIST_TRUSTED_PROXIES": "127.0.0.1", "GREENLIST_AUDIT_QUEUE_SIZE": "200"})
+        env.update(
+            {
+                "GREENLIST_SECRETS_DIR": str(base / "secrets"),
+                "GREENLIST_REDIS_URL": redis_url,
+                "GREENLIST_AUDIT_URL": pg.url,
+                "GREENLIST_BACKEND": "openai",
+                "GREENLIST_UPSTREAM_BASE_URL": upstream.url + "/v1",
+                "GREENLIST_UPSTREAM_MODEL": "stub-model",
+                "GREENLIST_SERVED_MODEL_NAME": "stub-model",
+                "GREENLIST_POLICY": str(policies / "default.yaml"),
+                "GREENLIST_POLICY_WATCH_INTERVAL_S": "0.5",
+                "GREENLIST_AUTH": "on",
+                "GREENLIST_API_KEYS_FILE": str(base / "api_keys.json"),
+                "GREENLIST_VERIFY_PUBLIC": "true",
+                "GREENLIST_VERIFY_PUBLIC_RATE_PER_MIN": str(RATE),
+                "GREENLIST_VERIFY_PUBLIC_BURST": str(RATE),
+                "GREENLIST_TRUSTED_PROXIES": "127.0.0.1",
+                "GREENLIST_AUDIT_QUEUE_SIZE": "200",
+            }
+        )
         res = cli("keys", "create", "--tenant", "ops", "--scopes", "generate,moderate,verify,admin", env=env)
         assert res.returncode == 0, res.stderr
         token = res.stdout.strip().splitlines()[0]
@@ -125,8 +146,15 @@ def cluster(tmp_path_factory, home) -> Iterator[dict[str, Any]]:
         try:
             for r in replicas:
                 r.wait_ready()
-            yield {"a": replicas[0], "b": replicas[1], "env": env, "pg": pg, "policies": policies, "base": base,
-                   "headers": {"Authorization": f"Bearer {token}"}}
+            yield {
+                "a": replicas[0],
+                "b": replicas[1],
+                "env": env,
+                "pg": pg,
+                "policies": policies,
+                "base": base,
+                "headers": {"Authorization": f"Bearer {token}"},
+            }
         finally:
             for r in replicas:
                 r.stop()
@@ -134,8 +162,14 @@ def cluster(tmp_path_factory, home) -> Iterator[dict[str, Any]]:
 
 def test_a_replica_without_shared_keys_refuses_to_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLIST_")}
-    env.update({"GREENLIST_HOME": str(tmp_path), "GREENLIST_REDIS_URL": "redis://127.0.0.1:1/0",
-                "GREENLIST_BACKEND": "openai", "GREENLIST_UPSTREAM_BASE_URL": "http://127.0.0.1:1/v1"})
+    env.update(
+        {
+            "GREENLIST_HOME": str(tmp_path),
+            "GREENLIST_REDIS_URL": "redis://127.0.0.1:1/0",
+            "GREENLIST_BACKEND": "openai",
+            "GREENLIST_UPSTREAM_BASE_URL": "http://127.0.0.1:1/v1",
+        }
+    )
     res = cli("serve", "--port", str(free_port()), env=env)
     assert res.returncode == 2 and "greenlist secrets init DIR" in res.stderr and "GREENLIST_SECRETS_DIR" in res.stderr
     assert not (tmp_path / "watermark_keys.json").exists() and not (tmp_path / "signing_key.pem").exists()
@@ -145,15 +179,20 @@ def test_text_from_a_verifies_on_b_and_certificates_cross_check(cluster, tmp_pat
     a, b, h = cluster["a"], cluster["b"], cluster["headers"]
     keys_a = httpx.get(a.url + "/v1/watermark/keys").json()
     keys_b = httpx.get(b.url + "/v1/watermark/keys").json()
-    assert keys_a == keys_b                                                  # same key ids, same signing key
-    reply = httpx.post(a.url + "/v1/chat/completions", headers=h, timeout=60,
-                       json={"model": "stub-model", "messages": [{"role": "user", "content": "Write something."}]})
+    assert keys_a == keys_b  # same key ids, same signing key
+    reply = httpx.post(
+        a.url + "/v1/chat/completions",
+        headers=h,
+        timeout=60,
+        json={"model": "stub-model", "messages": [{"role": "user", "content": "Write something."}]},
+    )
     assert reply.status_code == 200, reply.text
     text = reply.json()["choices"][0]["message"]["content"]
     on_b = httpx.post(b.url + "/v1/watermark/verify", headers=h, json={"text": text}, timeout=60).json()
     assert on_b["watermarked"] and on_b["key_id"] == keys_a["active_watermark_key"]
-    cert = httpx.post(a.url + "/v1/watermark/verify", headers=h, json={"text": text, "certificate": True},
-                      timeout=60).json()["certificate"]
+    cert = httpx.post(
+        a.url + "/v1/watermark/verify", headers=h, json={"text": text, "certificate": True}, timeout=60
+    ).json()["certificate"]
     from watermark.certificate import check_certificate
 
     assert check_certificate(cert, text, [k["public_key"] for k in keys_b["signing_keys"]])[0]  # B's published key
@@ -161,12 +200,27 @@ def test_text_from_a_verifies_on_b_and_certificates_cross_check(cluster, tmp_pat
     assert exported.returncode == 0, exported.stderr
     (tmp_path / "cert.json").write_text(json.dumps(cert))
     (tmp_path / "text.txt").write_text(text)
-    checked = cli("verify-certificate", str(tmp_path / "cert.json"), str(tmp_path / "text.txt"),
-                  "--public-key", exported.stdout.strip(), env=cluster["env"])
+    checked = cli(
+        "verify-certificate",
+        str(tmp_path / "cert.json"),
+        str(tmp_path / "text.txt"),
+        "--public-key",
+        exported.stdout.strip(),
+        env=cluster["env"],
+    )
     assert checked.returncode == 0, checked.stderr
     (tmp_path / "text.txt").write_text(text + " altered")
-    assert cli("verify-certificate", str(tmp_path / "cert.json"), str(tmp_path / "text.txt"),
-               "--public-key", exported.stdout.strip(), env=cluster["env"]).returncode == 1
+    assert (
+        cli(
+            "verify-certificate",
+            str(tmp_path / "cert.json"),
+            str(tmp_path / "text.txt"),
+            "--public-key",
+            exported.stdout.strip(),
+            env=cluster["env"],
+        ).returncode
+        == 1
+    )
 
 
 def test_one_rate_limit_across_both_replicas(cluster):
@@ -174,15 +228,18 @@ def test_one_rate_limit_across_both_replicas(cluster):
     client = {"X-Forwarded-For": "203.0.113.77"}  # 127.0.0.1 is the trusted proxy: the limit is per this address
     codes = []
     for i in range(3 * RATE):
-        r = httpx.post((a if i % 2 else b).url + "/v1/watermark/verify", json={"text": "hello there"},
-                       headers=client, timeout=30)
+        r = httpx.post(
+            (a if i % 2 else b).url + "/v1/watermark/verify", json={"text": "hello there"}, headers=client, timeout=30
+        )
         codes.append(r.status_code)
         if r.status_code == 429:
             assert int(r.headers["Retry-After"]) >= 1 and r.json()["error"]["code"] == "rate_limit_exceeded"
     assert set(codes) <= {200, 429}
     assert RATE - 1 <= codes.count(200) <= RATE + 1, codes
-    other = httpx.post(a.url + "/v1/watermark/verify", json={"text": "hello"}, headers={"X-Forwarded-For": "203.0.113.8"})
-    assert other.status_code == 200                                          # another client has its own bucket
+    other = httpx.post(
+        a.url + "/v1/watermark/verify", json={"text": "hello"}, headers={"X-Forwarded-For": "203.0.113.8"}
+    )
+    assert other.status_code == 200  # another client has its own bucket
 
 
 def test_policy_edit_reaches_both_replicas_within_10_s(cluster):
@@ -210,8 +267,12 @@ def test_audit_loses_nothing_across_a_postgresql_restart(cluster):
     sent = []
 
     def one(i: int) -> int:
-        r = httpx.post((a if i % 2 else b).url + "/v1/guardrails/check", headers={**h, "x-request-id": f"{tag}-{i}"},
-                       json={"text": f"request number {i} about lighthouses", "direction": "input"}, timeout=120)
+        r = httpx.post(
+            (a if i % 2 else b).url + "/v1/guardrails/check",
+            headers={**h, "x-request-id": f"{tag}-{i}"},
+            json={"text": f"request number {i} about lighthouses", "direction": "input"},
+            timeout=120,
+        )
         return r.status_code
 
     def stop_then_start(pg: Postgres) -> None:
@@ -231,9 +292,10 @@ def test_audit_loses_nothing_across_a_postgresql_restart(cluster):
     deadline = time.time() + 120
     while True:
         with engine.connect() as conn:
-            n, distinct = conn.execute(text(
-                "SELECT count(*), count(DISTINCT request_id) FROM greenlist_decisions WHERE request_id LIKE :t"),
-                {"t": tag + "-%"}).one()
+            n, distinct = conn.execute(
+                text("SELECT count(*), count(DISTINCT request_id) FROM greenlist_decisions WHERE request_id LIKE :t"),
+                {"t": tag + "-%"},
+            ).one()
         if n >= total or time.time() > deadline:
             break
         time.sleep(0.5)

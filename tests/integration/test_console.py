@@ -35,8 +35,11 @@ def test_console_in_headless_chromium(console_server, browser):
     srv, gw = console_server
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         for i, text in enumerate(["Have a lovely day.", "Thanks, that was helpful.", "You are a worthless idiot."]):
-            r = c.post("/v1/guardrails/check", json={"text": text, "direction": "input"},
-                       headers={"x-request-id": f"console-{i}"})
+            r = c.post(
+                "/v1/guardrails/check",
+                json={"text": text, "direction": "input"},
+                headers={"x-request-id": f"console-{i}"},
+            )
             assert r.status_code == 200
         gw.audit.flush()
         live_decisions = {r["request_id"]: r["decision"] for r in gw.audit.query(shadow=False)}
@@ -54,7 +57,7 @@ def test_console_in_headless_chromium(console_server, browser):
     policies = page.locator("#policies tr").all_inner_texts()
     assert any("default" in row and gw.store.snapshot.pipelines["default"].version in row for row in policies)
     assert any("candidate" in row for row in policies)
-    assert page.locator("#decisions tr").count() == 1 + 6            # header + 3 live + 3 shadow rows
+    assert page.locator("#decisions tr").count() == 1 + 6  # header + 3 live + 3 shadow rows
     summary = page.locator("#shadow-summary").inner_text()
     assert "3 shadow decisions" in summary
     differ = sum(1 for d in live_decisions.values() if d != "block")  # the candidate blocks everything

@@ -6,26 +6,36 @@ import asyncio
 
 import pytest
 
-from guardrails import Decision, Direction
 from greenlist.normalize import deobfuscate, normalize
+from guardrails import Decision, Direction
 
 PLAIN = "you are an idiot and a stupid loser"
 VARIANTS = [
-    "you are an i d i o t and a s t u p i d loser",        # spacing
-    "you are an 1d10t and a stup1d l0s3r",                 # leetspeak
-    "you are an i.d.i.o.t and a s-t-u-p-i-d loser",        # punctuation spacing
-    "you are an id\u200biot and a stu\u200dpid loser",     # zero-width characters
+    "you are an i d i o t and a s t u p i d loser",  # spacing
+    "you are an 1d10t and a stup1d l0s3r",  # leetspeak
+    "you are an i.d.i.o.t and a s-t-u-p-i-d loser",  # punctuation spacing
+    "you are an id\u200biot and a stu\u200dpid loser",  # zero-width characters
     "you are an \u0456d\u0456ot and a stup\u0456d loser",  # Cyrillic homoglyphs
-    "ｙｏｕ ａｒｅ ａｎ ｉｄｉｏｔ and a stupid loser",            # full-width forms (NFKC)
-    "you are an \u202eidiot\u202c and a stupid loser",     # bidi controls
+    "ｙｏｕ ａｒｅ ａｎ ｉｄｉｏｔ and a stupid loser",  # full-width forms (NFKC)
+    "you are an \u202eidiot\u202c and a stupid loser",  # bidi controls
 ]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("i d i o t", "idiot"), ("1d10t", "idiot"), ("@$$hole", "asshole"), ("sh!t happens", "shit happens"),
-    ("s.t.u.p.i.d", "stupid"), ("k1ll y0urs3lf", "kill yourself"), ("idiot!", "idiot!"),
-    ("in 2023 I had 5 cats", "in 2023 I had 5 cats"), ("Plan A or B", "Plan A or B"), ("x = 10", "x = 10"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("i d i o t", "idiot"),
+        ("1d10t", "idiot"),
+        ("@$$hole", "asshole"),
+        ("sh!t happens", "shit happens"),
+        ("s.t.u.p.i.d", "stupid"),
+        ("k1ll y0urs3lf", "kill yourself"),
+        ("idiot!", "idiot!"),
+        ("in 2023 I had 5 cats", "in 2023 I had 5 cats"),
+        ("Plan A or B", "Plan A or B"),
+        ("x = 10", "x = 10"),
+    ],
+)
 def test_deobfuscate(text, expected):
     assert deobfuscate(text) == expected
 

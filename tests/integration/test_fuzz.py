@@ -24,8 +24,15 @@ from gateway.settings import Settings
 EXAMPLES = int(os.environ.get("GREENLIST_FUZZ_EXAMPLES", "60"))
 STATS: Counter = Counter()
 
-FUZZ_SETTINGS = dict(auth="off", api_keys_file="/nonexistent/greenlist-fuzz-keys.json", max_request_bytes=65536,
-                     max_text_chars=5000, max_prompt_tokens=512, max_new_tokens_limit=32, max_new_tokens_default=16)
+FUZZ_SETTINGS = dict(
+    auth="off",
+    api_keys_file="/nonexistent/greenlist-fuzz-keys.json",
+    max_request_bytes=65536,
+    max_text_chars=5000,
+    max_prompt_tokens=512,
+    max_new_tokens_limit=32,
+    max_new_tokens_default=16,
+)
 # The schema comes from an app built without a gateway; the requests go to a served app with one.
 schema = schemathesis.openapi.from_dict(create_app(Settings(**FUZZ_SETTINGS)).openapi())
 SERVER: dict = {}
@@ -56,8 +63,7 @@ def check_openai_shape(response) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_fuzz(case):
     if case.path.startswith(("/v1/admin", "/admin", "/console")) and case.method != "GET":
         pytest.skip("state-changing admin routes are fuzzed by their owners")
@@ -76,21 +82,58 @@ def test_verify_arbitrary_unicode(fast_gateway, text):
 
 # --- Hypothesis: the policy loader raises only PolicyError on arbitrary YAML ---------------------------------------
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20))
-_keys = st.sampled_from(["name", "input", "output", "type", "threshold", "action", "on_error", "timeout_s",
-                         "watermark", "delta", "enabled", "streaming", "mode", "window_tokens", "extends",
-                         "shadow", "audit", "refusal_message", "toxicity", "categories", "x"]) | st.text(max_size=8)
-_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
-                       max_leaves=25)
-_entry = st.fixed_dictionaries({"type": st.sampled_from(["toxicity", "protected_content", "citations", "nope"])},
-                               optional={"threshold": _scalars, "action": _scalars, "on_error": _scalars,
-                                         "timeout_s": _scalars, "name": _scalars})
-_policy = st.fixed_dictionaries({}, optional={"name": _scalars, "input": st.lists(_entry, max_size=3) | _values,
-                                              "output": st.lists(_entry, max_size=3) | _values,
-                                              "watermark": _values, "streaming": _values, "audit": _values})
+_keys = st.sampled_from(
+    [
+        "name",
+        "input",
+        "output",
+        "type",
+        "threshold",
+        "action",
+        "on_error",
+        "timeout_s",
+        "watermark",
+        "delta",
+        "enabled",
+        "streaming",
+        "mode",
+        "window_tokens",
+        "extends",
+        "shadow",
+        "audit",
+        "refusal_message",
+        "toxicity",
+        "categories",
+        "x",
+    ]
+) | st.text(max_size=8)
+_values = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5), max_leaves=25
+)
+_entry = st.fixed_dictionaries(
+    {"type": st.sampled_from(["toxicity", "protected_content", "citations", "nope"])},
+    optional={"threshold": _scalars, "action": _scalars, "on_error": _scalars, "timeout_s": _scalars, "name": _scalars},
+)
+_policy = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _scalars,
+        "input": st.lists(_entry, max_size=3) | _values,
+        "output": st.lists(_entry, max_size=3) | _values,
+        "watermark": _values,
+        "streaming": _values,
+        "audit": _values,
+    },
+)
 
 
-@given(st.one_of(_policy.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=300),
-                 _values.map(lambda d: yaml.safe_dump(d, allow_unicode=True))))
+@given(
+    st.one_of(
+        _policy.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+        st.text(max_size=300),
+        _values.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+    )
+)
 @settings(max_examples=int(EXAMPLES * 10), deadline=None, suppress_health_check=list(HealthCheck))
 def test_policy_loader_raises_only_policy_error(text):
     try:
@@ -99,16 +142,27 @@ def test_policy_loader_raises_only_policy_error(text):
         assert exc.issues and all(str(i) for i in exc.issues)
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 5000 + "]" * 5000,                      # deep nesting
-    "a: &x [*x]",                                 # recursive alias
-    "name: !!python/object:os.system x",          # unsafe tag
-    "--- \nname: a\n---\nname: b\n",              # two documents
-    "name: a\ninput:\n  - {type: toxicity, threshold: .nan}\n",
-    "\x00\ud800",                                 # NUL and a lone surrogate
-    "name: a\ninput: " + "{a: " * 3000 + "}" * 3000,
-], ids=["deep-nesting", "recursive-alias", "unsafe-tag", "two-documents", "nan-threshold", "nul-surrogate",
-        "deep-mapping"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,  # deep nesting
+        "a: &x [*x]",  # recursive alias
+        "name: !!python/object:os.system x",  # unsafe tag
+        "--- \nname: a\n---\nname: b\n",  # two documents
+        "name: a\ninput:\n  - {type: toxicity, threshold: .nan}\n",
+        "\x00\ud800",  # NUL and a lone surrogate
+        "name: a\ninput: " + "{a: " * 3000 + "}" * 3000,
+    ],
+    ids=[
+        "deep-nesting",
+        "recursive-alias",
+        "unsafe-tag",
+        "two-documents",
+        "nan-threshold",
+        "nul-surrogate",
+        "deep-mapping",
+    ],
+)
 def test_policy_loader_hostile_documents(text):
     """Regression cases: each once crashed or could crash the loader with something other than PolicyError."""
     try:
@@ -121,11 +175,13 @@ def test_lone_surrogates_over_http(fast_gateway):
     """Regression (found by fuzzing): a JSON ``\\ud800`` escape reached the tokenizers, which raised (HTTP 500)."""
     import httpx
 
-    raw = {"/v1/watermark/verify": b'{"text": "caf\\ud800 and more words \\ud83d\\ude00"}',
-           "/v1/moderations": b'{"input": ["you \\udfff idiot"]}',
-           "/v1/guardrails/check": b'{"text": "\\ud800"}',
-           "/v1/chat/completions": b'{"model": "stub-model", "max_tokens": 8, '
-                                   b'"messages": [{"role": "user", "content": "hi \\udc00"}]}'}
+    raw = {
+        "/v1/watermark/verify": b'{"text": "caf\\ud800 and more words \\ud83d\\ude00"}',
+        "/v1/moderations": b'{"input": ["you \\udfff idiot"]}',
+        "/v1/guardrails/check": b'{"text": "\\ud800"}',
+        "/v1/chat/completions": b'{"model": "stub-model", "max_tokens": 8, '
+        b'"messages": [{"role": "user", "content": "hi \\udc00"}]}',
+    }
     for path, body in raw.items():
         r = httpx.post(SERVER["url"] + path, content=body, headers={"content-type": "application/json"}, timeout=60)
         check_openai_shape(r)

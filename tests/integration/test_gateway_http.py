@@ -15,7 +15,9 @@ BENIGN = "What is the capital of France?"
 
 
 def chat(client, content, **kw):
-    return client.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": content}], **kw})
+    return client.post(
+        "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": content}], **kw}
+    )
 
 
 def assert_openai_error(resp, status, code=None):
@@ -95,21 +97,31 @@ def test_benign_prompt_answered(client):
 
 
 def test_text_completion_and_stop(client):
-    resp = client.post("/v1/completions", json={"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 20,
-                                                 "temperature": 0, "stop": [" 7"]})
+    resp = client.post(
+        "/v1/completions",
+        json={"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 20, "temperature": 0, "stop": [" 7"]},
+    )
     assert resp.status_code == 200, resp.text
     choice = resp.json()["choices"][0]
     assert " 7" not in choice["text"] and choice["finish_reason"] == "stop"
 
 
 def test_stream_is_checked_and_ends_with_done(client):
-    with client.stream("POST", "/v1/chat/completions", json={
-        "model": MODEL, "messages": [{"role": "user", "content": "Describe a forest in spring."}],
-        "max_tokens": 80, "stream": True, "stream_options": {"include_usage": True}}) as resp:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Describe a forest in spring."}],
+            "max_tokens": 80,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as resp:
         assert resp.status_code == 200
-        lines = [l for l in resp.iter_lines() if l.startswith("data: ")]
+        lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
-    events = [json.loads(l[6:]) for l in lines[:-1]]
+    events = [json.loads(line[6:]) for line in lines[:-1]]
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
     assert [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]][-1]["choices"][0]["finish_reason"]
     assert "greenlist" in events[-1] and all("greenlist" not in e for e in events[:-1])  # on the last chunk
@@ -120,13 +132,16 @@ def test_stream_is_checked_and_ends_with_done(client):
     assert events[-1]["usage"]["completion_tokens"] > 0
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"model": MODEL, "messages": []}, "messages"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
-    ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, None),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": MODEL, "messages": []}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, None),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ],
+)
 def test_bad_requests_get_openai_errors(client, body, param):
     err = assert_openai_error(client.post("/v1/chat/completions", json=body), 400)
     if param:
@@ -147,7 +162,9 @@ def test_guardrails_check_endpoint(client):
     assert toxic["decision"] == "block" and toxic["guardrails"][0]["score"] >= 0.5
     benign = client.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input"})
     assert benign.json()["decision"] == "allow" and benign.headers["x-greenlist-decision"] == "allow"
-    assert_openai_error(client.post("/v1/guardrails/check", json={"text": "x", "policy": "nope"}), 404, "policy_not_found")
+    assert_openai_error(
+        client.post("/v1/guardrails/check", json={"text": "x", "policy": "nope"}), 404, "policy_not_found"
+    )
     assert_openai_error(client.post("/v1/guardrails/check", json={"text": "x", "direction": "sideways"}), 400)
 
 

@@ -17,19 +17,32 @@ HASH_KEY = 424242
 def lm(gateway):
     model, tok = gateway.backend.model, gateway.backend.tokenizer
     key = WatermarkKey("hf-compat", kind="transformers-lefthash", hash_key=HASH_KEY, vocab_size=model.config.vocab_size)
-    config = WatermarkingConfig(bias=2.5, greenlist_ratio=0.25, hashing_key=HASH_KEY, seeding_scheme="lefthash",
-                                context_width=1)
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Write a long story about a fox in winter."}],
-                                     add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    config = WatermarkingConfig(
+        bias=2.5, greenlist_ratio=0.25, hashing_key=HASH_KEY, seeding_scheme="lefthash", context_width=1
+    )
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Write a long story about a fox in winter."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     return model, tok, key, config, prompt
 
 
 def generate(model, prompt, **kwargs):
     torch.manual_seed(1)
     with torch.inference_mode():
-        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
-                             temperature=1.0, max_new_tokens=150, min_new_tokens=120, **kwargs)
-    return out[:, prompt.shape[1]:]
+        out = model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=True,
+            top_k=0,
+            temperature=1.0,
+            max_new_tokens=150,
+            min_new_tokens=120,
+            **kwargs,
+        )
+    return out[:, prompt.shape[1] :]
 
 
 def test_transformers_watermark_verifies_in_greenlist(lm):
@@ -46,8 +59,9 @@ def test_greenlist_watermark_detected_by_transformers(lm):
     model, tok, key, config, prompt = lm
     processor = WatermarkLogitsProcessor(key.scheme(0.25, "lefthash"), delta=2.5)
     ids = generate(model, prompt, logits_processor=LogitsProcessorList([processor]))
-    detector = WatermarkDetector(model_config=model.config, device="cpu", watermarking_config=config,
-                                 ignore_repeated_ngrams=True)
+    detector = WatermarkDetector(
+        model_config=model.config, device="cpu", watermarking_config=config, ignore_repeated_ngrams=True
+    )
     result = detector(ids, return_dict=True)
     assert bool(result.prediction[0]) and result.z_score[0] > 4, result.z_score
     plain = generate(model, prompt)

@@ -42,22 +42,26 @@ def test_body_size_limit(fast_gateway):
 def test_prompt_token_and_max_tokens_limits(fast_gateway):
     gw = gateway_with(fast_gateway, max_prompt_tokens=50, max_new_tokens_limit=64)
     with _client(gw) as c:
-        err = assert_openai_error(c.post("/v1/chat/completions", json=chat_body("lighthouse " * 100)), 400,
-                                  "context_length_exceeded")
+        err = assert_openai_error(
+            c.post("/v1/chat/completions", json=chat_body("lighthouse " * 100)), 400, "context_length_exceeded"
+        )
         assert "max_prompt_tokens=50" in err["message"] and err["param"] == "messages"
         r = c.post("/v1/completions", json={"model": "stub-model", "prompt": "word " * 200})
         assert assert_openai_error(r, 400, "context_length_exceeded")["param"] == "prompt"
-        err = assert_openai_error(c.post("/v1/chat/completions", json=chat_body(max_tokens=65)), 400,
-                                  "max_tokens_limit")
+        err = assert_openai_error(
+            c.post("/v1/chat/completions", json=chat_body(max_tokens=65)), 400, "max_tokens_limit"
+        )
         assert "max_new_tokens_limit=64" in err["message"]
         assert c.post("/v1/chat/completions", json=chat_body(max_tokens=16)).status_code == 200
 
 
 def test_text_length_limits(fast_gateway):
     with _client(gateway_with(fast_gateway), max_text_chars=100, max_moderation_inputs=3) as c:
-        for path, body, param in (("/v1/watermark/verify", {"text": "a" * 101}, "text"),
-                                  ("/v1/moderations", {"input": ["ok", "b" * 101]}, "input[1]"),
-                                  ("/v1/guardrails/check", {"text": "c" * 101}, "text")):
+        for path, body, param in (
+            ("/v1/watermark/verify", {"text": "a" * 101}, "text"),
+            ("/v1/moderations", {"input": ["ok", "b" * 101]}, "input[1]"),
+            ("/v1/guardrails/check", {"text": "c" * 101}, "text"),
+        ):
             err = assert_openai_error(c.post(path, json=body), 400, "text_too_long")
             assert "max_text_chars=100" in err["message"] and err["param"] == param
         err = assert_openai_error(c.post("/v1/moderations", json={"input": ["a"] * 4}), 400, "too_many_inputs")
@@ -115,8 +119,9 @@ def test_upstream_500_retried_then_502(fast_gateway, stub_upstream):
     before = stub_upstream.state["hits"]["fail500"]
     with _client(gw) as c:
         for stream in (False, True):
-            err = assert_openai_error(c.post("/v1/chat/completions", json=chat_body(stream=stream)), 502,
-                                      "upstream_error")
+            err = assert_openai_error(
+                c.post("/v1/chat/completions", json=chat_body(stream=stream)), 502, "upstream_error"
+            )
             assert "model overloaded" in err["message"]
     assert stub_upstream.state["hits"]["fail500"] - before == 6  # 1 + 2 retries, twice
 
@@ -144,8 +149,9 @@ def test_upstream_unreachable_and_circuit_breaker(fast_gateway, stub_upstream):
     from tests.conftest import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    gw = gateway_with(fast_gateway, base_url=dead, upstream_retries=1, upstream_breaker_failures=4,
-                      upstream_breaker_reset_s=60)
+    gw = gateway_with(
+        fast_gateway, base_url=dead, upstream_retries=1, upstream_breaker_failures=4, upstream_breaker_reset_s=60
+    )
     with _client(gw) as c:
         for _ in range(2):  # 2 requests x (1 + 1 retry) = 4 failures: the circuit opens
             assert_openai_error(c.post("/v1/chat/completions", json=chat_body()), 502, "upstream_unavailable")
@@ -156,8 +162,14 @@ def test_upstream_unreachable_and_circuit_breaker(fast_gateway, stub_upstream):
 
 
 def test_circuit_breaker_half_open_recovery(fast_gateway, stub_upstream):
-    gw = gateway_with(fast_gateway, "switch", stub_upstream, upstream_retries=0, upstream_breaker_failures=2,
-                      upstream_breaker_reset_s=3.0)
+    gw = gateway_with(
+        fast_gateway,
+        "switch",
+        stub_upstream,
+        upstream_retries=0,
+        upstream_breaker_failures=2,
+        upstream_breaker_reset_s=3.0,
+    )
     clock = ManualClock()
     gw.backend.breaker.clock = clock  # advanced below instead of sleeping through the reset
     state = stub_upstream.state
@@ -224,9 +236,17 @@ def test_client_disconnect_cancels_upstream(fast_gateway, stub_upstream):
 def test_client_disconnect_cancels_local_generation(gateway, server):
     lock = gateway.backend._lock
     with httpx.Client(base_url=server.url, timeout=120) as c:
-        with c.stream("POST", "/v1/chat/completions", json={
-                "model": gateway.backend.model_ids[0], "messages": [{"role": "user", "content": "Write a long story."}],
-                "max_tokens": 1000, "stream": True, "temperature": 1.0}) as resp:
+        with c.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": gateway.backend.model_ids[0],
+                "messages": [{"role": "user", "content": "Write a long story."}],
+                "max_tokens": 1000,
+                "stream": True,
+                "temperature": 1.0,
+            },
+        ) as resp:
             assert resp.status_code == 200
             lines = resp.iter_lines()
             next(lines)
@@ -296,10 +316,17 @@ def test_guardrail_fault_over_http(monkeypatch, fast_gateway):
     pipeline = getattr(getattr(fast_gateway, "store", None), "default", None) or fast_gateway.serving.pipeline
     # Replace the live entries (instances may be shared between directions and policies, so never patch them).
     inp, out = pipeline.guardrails[Direction.INPUT], pipeline.guardrails[Direction.OUTPUT]
-    monkeypatch.setitem(pipeline.guardrails, Direction.INPUT, [FaultyGuardrail(
-        FaultConfig(type="faulty", name="toxicity", mode="raise", on_error="allow"))] + inp[1:])
-    monkeypatch.setitem(pipeline.guardrails, Direction.OUTPUT, [FaultyGuardrail(
-        FaultConfig(type="faulty", name="toxicity", mode="sleep", on_error="block", timeout_s=0.1))] + out[1:])
+    monkeypatch.setitem(
+        pipeline.guardrails,
+        Direction.INPUT,
+        [FaultyGuardrail(FaultConfig(type="faulty", name="toxicity", mode="raise", on_error="allow"))] + inp[1:],
+    )
+    monkeypatch.setitem(
+        pipeline.guardrails,
+        Direction.OUTPUT,
+        [FaultyGuardrail(FaultConfig(type="faulty", name="toxicity", mode="sleep", on_error="block", timeout_s=0.1))]
+        + out[1:],
+    )
     with _client(gateway_with(fast_gateway)) as c:
         r = c.post("/v1/chat/completions", json=chat_body())
         assert r.status_code == 200, r.text

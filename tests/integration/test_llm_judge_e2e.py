@@ -44,8 +44,10 @@ def test_second_greenlist_as_json_verdict_judge(gateway, tmp_path) -> None:
         )
         front_settings, front = _gateway_with_policy(gateway, tmp_path / "front", policy)
         with TestClient(create_app(front_settings, gateway=front)) as client:
-            r = client.post("/v1/guardrails/check", json={"text": "You are all worthless and should disappear.",
-                                                           "direction": "input"})
+            r = client.post(
+                "/v1/guardrails/check",
+                json={"text": "You are all worthless and should disappear.", "direction": "input"},
+            )
             assert r.status_code == 200, r.text
             result = next(g for g in r.json()["guardrails"] if g["name"] == "judge")
             health = client.get("/healthz").json()
@@ -55,7 +57,9 @@ def test_second_greenlist_as_json_verdict_judge(gateway, tmp_path) -> None:
     if "error" in result:  # the small model did not answer in the strict JSON shape
         assert result["details"]["error_kind"] == "malformed", result
         assert result["decision"] == "flag" and result["action"] == "on_error:flag"  # on_error, never a pass
-        errors = METRICS.get_sample_value("greenlist_guardrail_errors_total", {"policy": "default", "guardrail": "judge"})
+        errors = METRICS.get_sample_value(
+            "greenlist_guardrail_errors_total", {"policy": "default", "guardrail": "judge"}
+        )
         assert errors and errors >= 1
     else:  # a well-formed verdict: the decision follows it
         answer = judge_details["answers"][0]

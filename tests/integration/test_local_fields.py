@@ -11,13 +11,20 @@ MODEL = "smollm2-135m-instruct"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("tools", [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}], "cannot call tools"),
-    ("response_format", {"type": "json_object"}, "not supported"),
-    ("frequency_penalty", 0.5, "not supported"),
-    ("logit_bias", {"42": 5}, "not supported"),
-    ("a_future_openai_field", True, "not supported"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        (
+            "tools",
+            [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "cannot call tools",
+        ),
+        ("response_format", {"type": "json_object"}, "not supported"),
+        ("frequency_penalty", 0.5, "not supported"),
+        ("logit_bias", {"42": 5}, "not supported"),
+        ("a_future_openai_field", True, "not supported"),
+    ],
+)
 def test_unsupported_field_is_refused_by_name(client, field, value, words):
     resp = client.post("/v1/chat/completions", json={**CHAT, field: value})
     assert resp.status_code == 400, resp.text
@@ -26,17 +33,28 @@ def test_unsupported_field_is_refused_by_name(client, field, value, words):
 
 
 def test_default_values_and_nulls_are_accepted(client):
-    resp = client.post("/v1/chat/completions", json={**CHAT, "temperature": None, "top_p": None, "n": 1,
-                                                     "frequency_penalty": 0, "tools": [], "logprobs": False})
+    resp = client.post(
+        "/v1/chat/completions",
+        json={
+            **CHAT,
+            "temperature": None,
+            "top_p": None,
+            "n": 1,
+            "frequency_penalty": 0,
+            "tools": [],
+            "logprobs": False,
+        },
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_prompt_shorter_than_watermark_context(client, stream):
-    """"Hi" is one token, fewer than the selfhash scheme seeds from: it used to be a 500 (an error event streamed)."""
-    resp = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 80, "temperature": 0,
-                                                 "stream": stream})
+    """ "Hi" is one token, fewer than the selfhash scheme seeds from: it used to be a 500 (an error event streamed)."""
+    resp = client.post(
+        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 80, "temperature": 0, "stream": stream}
+    )
     assert resp.status_code == 200, resp.text
     if stream:
         events = [json.loads(e[6:]) for e in resp.text.split("\n\n") if e.startswith("data: {")]

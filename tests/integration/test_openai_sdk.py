@@ -15,7 +15,8 @@ def sdk(server):
 
 def test_chat(sdk):
     completion = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16, temperature=0)
+        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16, temperature=0
+    )
     assert completion.choices[0].message.content.strip()
     assert completion.usage.completion_tokens > 0
     assert completion.model_extra["greenlist"]["watermark"]["applied"] is True
@@ -23,8 +24,13 @@ def test_chat(sdk):
 
 def test_streamed_chat(sdk):
     stream = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=24, stream=True,
-        temperature=0, stream_options={"include_usage": True})
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count to five."}],
+        max_tokens=24,
+        stream=True,
+        temperature=0,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
@@ -43,6 +49,8 @@ def test_moderations(sdk):
 def test_content_filter_raises_bad_request(sdk):
     with pytest.raises(openai.BadRequestError) as info:
         sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "You are a worthless stupid idiot and I hate you."}],
-            max_tokens=8)
+            model=MODEL,
+            messages=[{"role": "user", "content": "You are a worthless stupid idiot and I hate you."}],
+            max_tokens=8,
+        )
     assert info.value.code == "content_filter"

@@ -10,23 +10,28 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app as cli
-from gateway.serving.pipeline import Pipeline
-from gateway.policy.schema import load_policy
 from gateway.policy.diff import diff_policies, read_replay
+from gateway.policy.schema import load_policy
+from gateway.serving.pipeline import Pipeline
 from tests.trust_fixtures import policy_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TEXTS = [("Have a lovely day.", "allow"), ("Thanks for the help!", "allow"), ("The weather is mild.", "allow"),
-         ("You are a worthless idiot.", "block"), ("Shut up, you moron.", "block")]
+TEXTS = [
+    ("Have a lovely day.", "allow"),
+    ("Thanks for the help!", "allow"),
+    ("The weather is mild.", "allow"),
+    ("You are a worthless idiot.", "block"),
+    ("Shut up, you moron.", "block"),
+]
 
 
 @pytest.fixture()
 def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     old = tmp_path / "old.yaml"
     new = tmp_path / "new.yaml"
-    old.write_text(policy_yaml("old", 1.0))     # never blocks
-    new.write_text(policy_yaml("new", 0.0))     # always blocks
+    old.write_text(policy_yaml("old", 1.0))  # never blocks
+    new.write_text(policy_yaml("new", 0.0))  # always blocks
     data = tmp_path / "labelled.jsonl"
     data.write_text("".join(json.dumps({"text": t, "expected": e}) + "\n" for t, e in TEXTS))
     return old, new, data
@@ -49,19 +54,34 @@ def test_flips_and_negative_flip_rate(setup):
 def test_cli_gate_and_report(setup, tmp_path: Path):
     old, new, data = setup
     out = tmp_path / "report.md"
-    res = CliRunner().invoke(cli, ["policy", "diff", str(old), str(new), "--replay", str(data),
-                                   "--max-negative-flip-rate", "0.1", "--report", str(out)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "policy",
+            "diff",
+            str(old),
+            str(new),
+            "--replay",
+            str(data),
+            "--max-negative-flip-rate",
+            "0.1",
+            "--report",
+            str(out),
+        ],
+    )
     assert res.exit_code == 1, res.output
     text = out.read_text()
     assert "| allow → block | 5 |" in text and "**negative flip rate** | **60.00%**" in text and "FAIL" in text
-    res = CliRunner().invoke(cli, ["policy", "diff", str(old), str(new), "--replay", str(data),
-                                   "--max-negative-flip-rate", "0.7", "--json"])
+    res = CliRunner().invoke(
+        cli, ["policy", "diff", str(old), str(new), "--replay", str(data), "--max-negative-flip-rate", "0.7", "--json"]
+    )
     assert res.exit_code == 0 and json.loads(res.stdout)["negative_flip_rate"] == pytest.approx(0.6)
     # CSV with Davidson-style numeric classes
     csv = tmp_path / "d.csv"
-    csv.write_text("tweet,class\n" + "".join(f"\"{t}\",{0 if e == 'block' else 2}\n" for t, e in TEXTS))
-    res = CliRunner().invoke(cli, ["policy", "diff", str(old), str(new), "--replay", str(csv),
-                                   "--block-values", "0,1", "--json"])
+    csv.write_text("tweet,class\n" + "".join(f'"{t}",{0 if e == "block" else 2}\n' for t, e in TEXTS))
+    res = CliRunner().invoke(
+        cli, ["policy", "diff", str(old), str(new), "--replay", str(csv), "--block-values", "0,1", "--json"]
+    )
     assert res.exit_code == 0 and json.loads(res.stdout)["negative_flips"] == 3
     bad = CliRunner().invoke(cli, ["policy", "diff", str(old), str(new), "--replay", str(tmp_path / "missing.csv")])
     assert bad.exit_code == 2
@@ -74,9 +94,22 @@ def test_replay_from_the_audit_log(setup, tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     log = AuditLog(url)
     for i, (text, _) in enumerate(TEXTS):
-        log.record(make_record(request_id=f"r{i}", tenant=None, endpoint="/v1/chat/completions", direction="output",
-                               policy="old", policy_version="v", decision="allow", guardrails=[], latency_ms=1.0,
-                               text=text, store_text=i < 4, ts=time.time()))
+        log.record(
+            make_record(
+                request_id=f"r{i}",
+                tenant=None,
+                endpoint="/v1/chat/completions",
+                direction="output",
+                policy="old",
+                policy_version="v",
+                decision="allow",
+                guardrails=[],
+                latency_ms=1.0,
+                text=text,
+                store_text=i < 4,
+                ts=time.time(),
+            )
+        )
     log.close()
     items = read_replay(f"audit:{url}")
     assert len(items) == 4 and all(i.label is None and i.direction.value == "output" for i in items)

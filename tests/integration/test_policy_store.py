@@ -28,17 +28,19 @@ def test_extends_deep_merges_mappings_and_replaces_lists(tmp_path: Path):
     (tmp_path / "base.yaml").write_text(
         "name: base\nrefusal_message: nope\nwatermark:\n  enabled: false\n  delta: 3.0\n"
         "audit:\n  store_text: true\ninput:\n  - type: toxicity\n    threshold: 0.5\n"
-        "output:\n  - type: toxicity\n    threshold: 0.5\n  - type: toxicity\n    name: second\n    threshold: 0.9\n")
+        "output:\n  - type: toxicity\n    threshold: 0.5\n  - type: toxicity\n    name: second\n    threshold: 0.9\n"
+    )
     (tmp_path / "child.yaml").write_text(
-        "extends: base\nwatermark:\n  delta: 5.0\noutput:\n  - type: toxicity\n    threshold: 0.2\n")
+        "extends: base\nwatermark:\n  delta: 5.0\noutput:\n  - type: toxicity\n    threshold: 0.2\n"
+    )
     base, child = load_policy(tmp_path / "base.yaml"), load_policy(tmp_path / "child.yaml")
     p = child.policy
-    assert p.name == "child"                                     # name is never inherited: the file's stem
+    assert p.name == "child"  # name is never inherited: the file's stem
     assert p.extends == "base" and [b.name for b in child.bases] == ["base.yaml"]
-    assert p.refusal_message == "nope" and p.audit.store_text      # inherited scalars and mappings
+    assert p.refusal_message == "nope" and p.audit.store_text  # inherited scalars and mappings
     assert p.watermark.enabled is False and p.watermark.delta == 5.0  # deep merge: one key overridden
-    assert [g.threshold for g in p.output] == [0.2]              # lists replaced whole
-    assert [g.threshold for g in p.input] == [0.5]               # inherited list
+    assert [g.threshold for g in p.output] == [0.2]  # lists replaced whole
+    assert [g.threshold for g in p.input] == [0.5]  # inherited list
     assert child.version != base.version
     # a change to the base changes the child's version, so reload picks it up
     before = child.version
@@ -113,7 +115,8 @@ def routed(tmp_path: Path) -> PolicyStore:
         "  research:\n    allow: [creative]\n"
         "anonymous:\n  allow: ['*']\n"
         "models:\n  story-model: creative\n"
-        "shadow:\n  default: candidate\n")
+        "shadow:\n  default: candidate\n"
+    )
     store = PolicyStore(tmp_path)
     store.load()
     return store
@@ -124,11 +127,14 @@ def test_matching_order_and_permissions(routed: PolicyStore):
     assert (r(tenant="kids-app").pipeline.name, r(tenant="kids-app").reason) == ("kids", "tenant")
     # the tenant's policy wins over the model's
     assert r(tenant="kids-app", model="story-model").pipeline.name == "kids"
-    assert (r(tenant="research", model="story-model").pipeline.name, r(model="story-model").reason) == ("creative", "model")
+    assert (r(tenant="research", model="story-model").pipeline.name, r(model="story-model").reason) == (
+        "creative",
+        "model",
+    )
     assert (r(tenant="research").pipeline.name, r(tenant="research").reason) == ("default", "default")
     assert r(tenant="research", requested="creative").reason == "explicit"
-    assert r(tenant=None, requested="kids").pipeline.name == "kids"          # anonymous: allow '*'
-    assert r(tenant="kids-app", requested="kids").pipeline.name == "kids"    # naming your own policy is fine
+    assert r(tenant=None, requested="kids").pipeline.name == "kids"  # anonymous: allow '*'
+    assert r(tenant="kids-app", requested="kids").pipeline.name == "kids"  # naming your own policy is fine
     for tenant, requested in (("kids-app", "default"), ("research", "kids"), ("unknown-tenant", "kids")):
         with pytest.raises(APIError) as info:
             r(tenant=tenant, requested=requested)
@@ -165,8 +171,14 @@ def _hammer(url: str, stop: threading.Event, out: list, errors: list) -> None:
             try:
                 r = c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input"})
                 body = r.json()
-                out.append((r.status_code, body.get("policy", {}).get("version"), body.get("decision"),
-                            r.headers.get("x-greenlist-decision")))
+                out.append(
+                    (
+                        r.status_code,
+                        body.get("policy", {}).get("version"),
+                        body.get("decision"),
+                        r.headers.get("x-greenlist-decision"),
+                    )
+                )
             except Exception as exc:  # noqa: BLE001
                 errors.append(repr(exc))
 
@@ -174,7 +186,7 @@ def _hammer(url: str, stop: threading.Event, out: list, errors: list) -> None:
 def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
     policies = tmp_path / "policies"
     policies.mkdir()
-    write_atomic(policies / "default.yaml", policy_yaml("default", 1.0))        # v1: allows the text
+    write_atomic(policies / "default.yaml", policy_yaml("default", 1.0))  # v1: allows the text
     gw = make_gateway(policies, f"sqlite:///{tmp_path / 'audit.db'}", policy_watch=False)
     v1 = gw.store.default.version
     from gateway.api.app import create_app
@@ -186,6 +198,7 @@ def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
         threads = [threading.Thread(target=_hammer, args=(srv.url, stop, results, errors)) for _ in range(4)]
         for t in threads:
             t.start()
+
         def wait_for(n: int) -> None:  # progress by completed requests, not wall time (CI machines are loaded)
             deadline = time.time() + 120
             while len(results) < n and time.time() < deadline and not errors:
@@ -199,7 +212,9 @@ def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
             v2 = r.json()["versions"]["default"]
             wait_for(len(results) + 12)
             n_before_invalid = len(results)
-            write_atomic(policies / "default.yaml", policy_yaml("default", 0.0).replace("threshold: 0.0", "threshold: 3", 1))
+            write_atomic(
+                policies / "default.yaml", policy_yaml("default", 0.0).replace("threshold: 0.0", "threshold: 3", 1)
+            )
             r = httpx.post(f"{srv.url}/admin/policies/reload", timeout=60)
             assert r.status_code == 422 and not r.json()["ok"]
             assert any("default.yaml:4: input.0.toxicity.threshold" in e for e in r.json()["errors"]), r.json()
@@ -216,11 +231,11 @@ def test_reload_valid_then_invalid_under_concurrent_requests(tmp_path: Path):
     for _, version, decision, header in results:
         assert decision == header
         by_version[version].add(decision)
-    assert set(by_version) == {v1, v2}                                   # nothing else was ever served
-    assert by_version[v1] == {"allow"} and by_version[v2] == {"block"}   # no mixed decisions
-    assert all(v == v2 for _, v, _, _ in results[n_before_invalid + 8:])  # the invalid change never went live
+    assert set(by_version) == {v1, v2}  # nothing else was ever served
+    assert by_version[v1] == {"allow"} and by_version[v2] == {"block"}  # no mixed decisions
+    assert all(v == v2 for _, v, _, _ in results[n_before_invalid + 8 :])  # the invalid change never went live
     assert listing["policies"][0]["version"] == v2 and listing["last_error"]
-    assert gw.pipeline.version == v2                                     # Gateway.pipeline follows the default
+    assert gw.pipeline.version == v2  # Gateway.pipeline follows the default
     gw.audit.flush()
     versions = {row["policy_version"] for row in gw.audit.query(limit=100_000)}
     assert versions == {v1, v2}
@@ -262,8 +277,9 @@ def test_tenant_routing_with_real_api_keys(tmp_path: Path):
     policies.mkdir()
     (policies / "default.yaml").write_text(policy_yaml("default", 1.0))
     (policies / "kids.yaml").write_text(policy_yaml("kids", 0.0, extends="default"))
-    (policies / "routing.yaml").write_text("tenants:\n  kids-app:\n    policy: kids\n    allow: []\n"
-                                           "  research:\n    allow: [kids]\n")
+    (policies / "routing.yaml").write_text(
+        "tenants:\n  kids-app:\n    policy: kids\n    allow: []\n  research:\n    allow: [kids]\n"
+    )
     keys = tmp_path / "keys.json"
     store = KeyStore(keys)
     kid, _ = store.create("kids-app", ["moderate"])
@@ -273,9 +289,13 @@ def test_tenant_routing_with_real_api_keys(tmp_path: Path):
     gw.settings.auth = "on"
     gw.settings.api_keys_file = keys
     with ServerThread(create_app(gw.settings, gateway=gw)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+
         def check(token: str, **extra):
-            return c.post("/v1/guardrails/check", json={"text": BENIGN, "direction": "input", **extra},
-                          headers={"authorization": f"Bearer {token}"})
+            return c.post(
+                "/v1/guardrails/check",
+                json={"text": BENIGN, "direction": "input", **extra},
+                headers={"authorization": f"Bearer {token}"},
+            )
 
         r = check(kid)
         assert r.status_code == 200 and r.json()["policy"]["name"] == "kids" and r.json()["decision"] == "block"
@@ -296,11 +316,13 @@ def test_identical_guardrail_entries_are_shared_across_policies_and_reloads(tmp_
     store = PolicyStore(tmp_path)
     store.load()
     pipes = store.snapshot.pipelines
-    assert pipes["child"].guardrails[next(iter(pipes["child"].guardrails))][0] is \
-        pipes["default"].guardrails[next(iter(pipes["default"].guardrails))][0]
-    assert len(store.guardrail_cache) == 2          # threshold 0.5 entry (input+output identical) and 0.1
+    assert (
+        pipes["child"].guardrails[next(iter(pipes["child"].guardrails))][0]
+        is pipes["default"].guardrails[next(iter(pipes["default"].guardrails))][0]
+    )
+    assert len(store.guardrail_cache) == 2  # threshold 0.5 entry (input+output identical) and 0.1
     built = store.guardrail_cache.built
     (tmp_path / "strict.yaml").write_text(policy_yaml("strict", 0.2))
     assert store.reload().changed == ["strict"]
     assert store.guardrail_cache.built == built + 1  # only the changed entry was constructed
-    assert len(store.guardrail_cache) == 2           # the 0.1 entry was dropped
+    assert len(store.guardrail_cache) == 2  # the 0.1 entry was dropped

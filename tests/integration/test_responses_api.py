@@ -12,8 +12,12 @@ from tests.agent_fixtures import STUB_MODEL
 
 openai = pytest.importorskip("openai")
 
-TOOL = {"type": "function", "name": "get_weather", "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture()
@@ -22,12 +26,15 @@ def client(agent_gateway):
 
 
 def test_create_and_get(client, stub_state):
-    response = client.responses.create(model=STUB_MODEL, input="Tell me about lighthouses.",
-                                       instructions="Be brief.", max_output_tokens=30)
+    response = client.responses.create(
+        model=STUB_MODEL, input="Tell me about lighthouses.", instructions="Be brief.", max_output_tokens=30
+    )
     assert response.status == "completed" and "Lighthouses" in response.output_text
     sent = stub_state["bodies"][-1]
-    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "Tell me about lighthouses."}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Tell me about lighthouses."},
+    ]
     assert sent["max_tokens"] == 30
     assert response.model_extra["greenlist"]["decision"] == "allow"
     again = client.responses.retrieve(response.id)
@@ -47,8 +54,12 @@ def test_function_tool_round_trip(client, stub_state):
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
     assert stub_state["bodies"][-1]["tools"][0]["function"]["name"] == "get_weather"
-    second = client.responses.create(model=STUB_MODEL, previous_response_id=first.id, tools=[TOOL], input=[
-        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21 C"}])
+    second = client.responses.create(
+        model=STUB_MODEL,
+        previous_response_id=first.id,
+        tools=[TOOL],
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21 C"}],
+    )
     assert "sunny" in second.output_text
     sent = stub_state["bodies"][-1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == calls[0].call_id
@@ -73,10 +84,14 @@ def test_streamed_text_and_function_call(client, stub_state):
 def test_unknown_and_unsupported(agent_gateway):
     resp = httpx.get(f"{agent_gateway.url}/v1/responses/resp_{'0' * 32}")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "response_not_found"
-    resp = httpx.post(f"{agent_gateway.url}/v1/responses", json={
-        "model": STUB_MODEL, "input": "hi", "tools": [{"type": "web_search"}]})
+    resp = httpx.post(
+        f"{agent_gateway.url}/v1/responses",
+        json={"model": STUB_MODEL, "input": "hi", "tools": [{"type": "web_search"}]},
+    )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "tools[0].type"
-    resp = httpx.post(f"{agent_gateway.url}/v1/responses", json={"model": STUB_MODEL, "input": "hi", "background": True})
+    resp = httpx.post(
+        f"{agent_gateway.url}/v1/responses", json={"model": STUB_MODEL, "input": "hi", "background": True}
+    )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "background"
 
 

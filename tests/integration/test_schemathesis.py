@@ -20,9 +20,25 @@ def test_schemathesis_all_checks_pass(agent_gateway):
     st = shutil.which("st") or shutil.which("schemathesis")
     if st is None:
         pytest.skip("schemathesis not installed (pip install -e '.[test]')")
-    cmd = [st, "--config-file", str(CONFIG), "run", f"{agent_gateway.url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-           "--seed", "18", "--workers", "1", "--request-timeout", "60",
-           "--exclude-path-regex", "^/admin/policies/reload$"]  # re-reads the policy files: no input to fuzz
+    cmd = [
+        st,
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{agent_gateway.url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        "18",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "60",
+        "--exclude-path-regex",
+        "^/admin/policies/reload$",
+    ]  # re-reads the policy files: no input to fuzz
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     sys.stdout.write(proc.stdout[-6000:])
     assert proc.returncode == 0, proc.stdout[-12000:] + proc.stderr[-2000:]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.serving.pipeline import Pipeline
 from gateway.policy.schema import LoadedPolicy, StreamingPolicy, parse_policy
+from gateway.serving.pipeline import Pipeline
 from gateway.serving.streaming import StreamGuard
 
 BENIGN = "The garden was quiet in the morning and the birds sang while we drank our tea by the window . "
@@ -50,10 +50,14 @@ def test_benign_stream_is_fully_released_after_final_check(pipeline):
 
 
 def test_stream_first_sends_at_once_then_stops(pipeline):
-    guard = StreamGuard(pipeline, StreamingPolicy(mode="stream-first", unit="tokens", window_tokens=6, overlap_tokens=2))
+    guard = StreamGuard(
+        pipeline, StreamingPolicy(mode="stream-first", unit="tokens", window_tokens=6, overlap_tokens=2)
+    )
     first, _ = asyncio.run(guard.feed("Hello "))
     assert first == "Hello "
-    guard2 = StreamGuard(pipeline, StreamingPolicy(mode="stream-first", unit="tokens", window_tokens=6, overlap_tokens=2))
+    guard2 = StreamGuard(
+        pipeline, StreamingPolicy(mode="stream-first", unit="tokens", window_tokens=6, overlap_tokens=2)
+    )
     sent, verdict, stopped = asyncio.run(run(guard2, BENIGN + TOXIC * 3))
     assert stopped and verdict.decision.value == "block"
     assert len(sent) < len(BENIGN + TOXIC * 3)
@@ -66,8 +70,10 @@ def test_short_stream_is_still_checked_at_the_end(pipeline):
     assert [c["kind"] for c in guard.checks] == ["full"]
 
 
-PROSE = ("The lighthouse stood on the cliff for two hundred years. Its keeper climbed the stairs every evening. "
-         "Ships passed safely through the narrow channel below. In winter the storms were fierce and long. ")
+PROSE = (
+    "The lighthouse stood on the cliff for two hundred years. Its keeper climbed the stairs every evening. "
+    "Ships passed safely through the narrow channel below. In winter the storms were fierce and long. "
+)
 
 
 async def _released_per_delta(guard: StreamGuard, text: str) -> list[str]:
@@ -96,6 +102,8 @@ def test_buffer_mode_releases_sentence_by_sentence(pipeline):
 
 def test_sentence_mode_blocks_before_the_toxic_sentence_is_released(pipeline):
     guard = StreamGuard(pipeline, StreamingPolicy(mode="buffer"))
-    sent, verdict, stopped = asyncio.run(run(guard, PROSE + "You are a worthless stupid idiot and I hate you. " + PROSE))
+    sent, verdict, stopped = asyncio.run(
+        run(guard, PROSE + "You are a worthless stupid idiot and I hate you. " + PROSE)
+    )
     assert stopped and verdict.decision.value == "block"
     assert "idiot" not in sent and sent.startswith("The lighthouse")

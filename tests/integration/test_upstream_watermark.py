@@ -22,15 +22,18 @@ from gateway.state import Gateway
 from tests.conftest import ServerThread
 from tests.watermark_fixtures import green_text
 
-HUMAN = ("The harbour was quiet that evening, and the fishermen mended their nets while the gulls "
-         "circled over the boats, calling to one another above the grey water of the bay.")
+HUMAN = (
+    "The harbour was quiet that evening, and the fishermen mended their nets while the gulls "
+    "circled over the boats, calling to one another above the grey water of the bay."
+)
 
 
 def key_text(gw: Gateway, key_id: str) -> str:
     """Text green under key ``key_id`` (the plugin's output as δ grows)."""
     key = next(k for k in gw.keyring.keys if k.key_id == key_id)
-    return green_text(key.scheme(gw.settings.watermark_gamma, gw.settings.watermark_seeding_scheme),
-                      gw.verifier.tokenizer)
+    return green_text(
+        key.scheme(gw.settings.watermark_gamma, gw.settings.watermark_seeding_scheme), gw.verifier.tokenizer
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +50,22 @@ def upstream() -> Iterator[Any]:
         key_id = (body.get("vllm_xargs") or {}).get("greenlist_watermark_key_id")
         text = key_text(app.state.gw, key_id) if app.state.mode == "plugin" and key_id else HUMAN
         if not body.get("stream"):
-            return {"id": "c1", "object": "chat.completion", "model": "stub-model", "usage": {},
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}]}
+            return {
+                "id": "c1",
+                "object": "chat.completion",
+                "model": "stub-model",
+                "usage": {},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            }
 
         def events() -> Iterator[str]:
             for word in text.split(" "):
-                chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "stub-model",
-                         "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                chunk = {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "model": "stub-model",
+                    "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield 'data: {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
             yield "data: [DONE]\n\n"
@@ -68,8 +79,13 @@ def upstream() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def client(home, upstream) -> Iterator[TestClient]:
-    settings = Settings(backend="openai", upstream_base_url=f"{upstream.url}/v1", upstream_model="stub-model",
-                        upstream_watermark="vllm-plugin", audit_enabled=False)
+    settings = Settings(
+        backend="openai",
+        upstream_base_url=f"{upstream.url}/v1",
+        upstream_model="stub-model",
+        upstream_watermark="vllm-plugin",
+        audit_enabled=False,
+    )
     gw = Gateway.start(settings)
     upstream.app_state.gw = gw
     with TestClient(create_app(settings, gateway=gw)) as c:

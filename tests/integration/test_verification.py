@@ -16,7 +16,6 @@ from watermark.keys import KeyRing, WatermarkKey
 from watermark.verifier import Verifier
 
 
-
 @pytest.fixture(scope="module")
 def generated(client_module):
     """About 200 watermarked tokens from the gateway."""
@@ -33,7 +32,7 @@ def client_module(server):
 
 @pytest.fixture(scope="module")
 def human():
-    return [json.loads(l)["text"] for l in shared_path("human_text", "british_novels.jsonl").open()]
+    return [json.loads(line)["text"] for line in shared_path("human_text", "british_novels.jsonl").open()]
 
 
 def verify(client, text, **flags):
@@ -66,8 +65,10 @@ def test_certificate_round_trip(client_module, generated, tmp_path):
     forged_file.write_text(json.dumps(forged))
     runner = CliRunner()
     assert runner.invoke(cli, ["verify-certificate", str(cert_file), str(text_file)]).exit_code == 0
-    assert runner.invoke(cli, ["verify-certificate", str(cert_file), str(text_file),
-                               "--public-key", trusted[0]]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["verify-certificate", str(cert_file), str(text_file), "--public-key", trusted[0]]).exit_code
+        == 0
+    )
     assert runner.invoke(cli, ["verify-certificate", str(forged_file), str(text_file)]).exit_code == 1
     text_file.write_text("some other text entirely")
     assert runner.invoke(cli, ["verify-certificate", str(cert_file), str(text_file)]).exit_code == 1
@@ -108,16 +109,15 @@ def test_detail_colours_every_token(client_module, generated):
     assert sum(t["status"] == "green" for t in tokens) == result["num_green_tokens"]
     assert sum(t["status"] in ("green", "red") for t in tokens) == result["num_tokens_scored"]
     norm = result["normalized_text"]
-    assert all(norm[t["start"]:t["end"]] == t["text"] for t in tokens)
+    assert all(norm[t["start"] : t["end"]] == t["text"] for t in tokens)
 
 
 def test_detail_needs_scope_when_auth_is_on(gateway):
     from fastapi.testclient import TestClient
-
-    from gateway.api.app import create_app
-
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
+
+    from gateway.api.app import create_app
 
     async def scopes(request, call_next):  # innermost: what auth sets for a key with only "verify"
         request.state.scopes = frozenset({"verify"})
@@ -153,7 +153,7 @@ def test_windowed_human_text_false_positive_rate(client_module, human):
 
     At most 5 allowed: P(X >= 6) < 1e-3 for a Poisson count with mean 0.92.
     """
-    texts = [" ".join(human[i:i + 6]) for i in range(0, len(human) - 6, 6)]
+    texts = [" ".join(human[i : i + 6]) for i in range(0, len(human) - 6, 6)]
     assert len(texts) >= 900
     flagged = sum(verify(client_module, t, windowed=True)["windowed"]["watermarked"] for t in texts)
     assert flagged <= 5, f"{flagged} of {len(texts)} human texts flagged by WinMax"
@@ -203,7 +203,7 @@ def test_bad_verify_requests(client_module):
     assert client_module.post("/v1/watermark/verify", json={"text": ""}).status_code == 400
     resp = client_module.post("/v1/watermark/verify", json={"txt": "hello"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "text"
-    weird = verify(client_module, "\u202e\u200b\U0001F600 \x00 ﷽" * 20)
+    weird = verify(client_module, "\u202e\u200b\U0001f600 \x00 ﷽" * 20)
     assert np.isfinite(weird["z_score"])
 
 

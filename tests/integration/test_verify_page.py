@@ -14,8 +14,9 @@ from tests.conftest import ARTIFACTS, generate_released
 
 
 def test_verify_page_in_headless_chromium(server, client, browser):
-    text = generate_released(client, min_tokens=80, max_tokens=120,
-                             prompt="Write a long story about a fox.")["choices"][0]["message"]["content"]
+    text = generate_released(client, min_tokens=80, max_tokens=120, prompt="Write a long story about a fox.")[
+        "choices"
+    ][0]["message"]["content"]
     page = browser.new_page(viewport={"width": 1200, "height": 1100})
     page.goto(f"{server.url}/verify", wait_until="load")
     page.fill("#text", text)
@@ -37,8 +38,11 @@ def test_verify_page_in_headless_chromium(server, client, browser):
     assert cert["certificate"]["verdict"] == "watermarked" and cert["signature"]["algorithm"] == "Ed25519"
     page.screenshot(path=str(ARTIFACTS / "verify-page.png"), full_page=True)
 
-    page.fill("#text", "It was the best of times, it was the worst of times, it was the age of wisdom, "
-                       "it was the age of foolishness, it was the epoch of belief.")
+    page.fill(
+        "#text",
+        "It was the best of times, it was the worst of times, it was the age of wisdom, "
+        "it was the age of foolishness, it was the epoch of belief.",
+    )
     page.click("#go")
     page.wait_for_function("document.querySelector('#verdict').textContent.startsWith('No watermark')")
     page.fill("#text", "")

@@ -48,17 +48,22 @@ def lm():
 
 def test_generation_through_adapter_verifies(lm):
     model, tok = lm
-    keys = [WatermarkKey(f"wm-{s}-20261203-00000{i}", secret=bytes([65 + i]) * 32)
-            for i, s in enumerate(SEEDING_SCHEMES)]
+    keys = [
+        WatermarkKey(f"wm-{s}-20261203-00000{i}", secret=bytes([65 + i]) * 32) for i, s in enumerate(SEEDING_SCHEMES)
+    ]
     config = PluginConfig(KeyRing(keys[0], tuple(keys)))
     adapter = WatermarkAdapter(object(), "cpu", False, config=config)
-    chat = tok.apply_chat_template([{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
-                                   add_generation_prompt=True, tokenize=False)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
     prompt = tok(chat, add_special_tokens=False)["input_ids"]
     rows = len(keys)
     outputs: list[list[int]] = [[] for _ in range(rows)]
-    adapter.update_state(Update(rows, [], [(i, Params({XARG_KEY_ID: k.key_id}), prompt, outputs[i])
-                                           for i, k in enumerate(keys)], []))
+    adapter.update_state(
+        Update(rows, [], [(i, Params({XARG_KEY_ID: k.key_id}), prompt, outputs[i]) for i, k in enumerate(keys)], [])
+    )
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.tensor([prompt] * rows)
     past = None

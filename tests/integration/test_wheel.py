@@ -29,14 +29,27 @@ def test_wheel_in_a_fresh_venv_serves_the_packaged_default_policy(tmp_path, home
     load_tokenizer(None, home)  # the tokenizer cache the installed server will find in its home
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(dist)], check=True, timeout=600, cwd=work)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(dist)],
+        check=True,
+        timeout=600,
+        cwd=work,
+    )
     wheel = next(dist.glob("greenlist-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
-                   check=True, timeout=600, cwd=work)
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import gateway.policy.schema as s; "
-                            "print(s.DEFAULT_POLICY_PATH)"], cwd=work, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        check=True,
+        timeout=600,
+        cwd=work,
+    )
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import gateway.policy.schema as s; print(s.DEFAULT_POLICY_PATH)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     packaged = Path(where.stdout.strip())
     assert packaged.is_file() and str(packaged).startswith(str(venv)), packaged  # inside the installed wheel
     assert packaged.parent.name == "bundled_policies"
@@ -45,14 +58,32 @@ def test_wheel_in_a_fresh_venv_serves_the_packaged_default_policy(tmp_path, home
     gl_home.mkdir()
     (gl_home / "models").symlink_to(home / "models")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLIST_") and k != "PYTHONPATH"}
-    env.update({"GREENLIST_HOME": str(gl_home), "GREENLIST_UPSTREAM_MODEL": STUB_MODEL,
-                "GREENLIST_SERVED_MODEL_NAME": STUB_MODEL})
+    env.update(
+        {
+            "GREENLIST_HOME": str(gl_home),
+            "GREENLIST_UPSTREAM_MODEL": STUB_MODEL,
+            "GREENLIST_SERVED_MODEL_NAME": STUB_MODEL,
+        }
+    )
     app = make_stub()
     port = free_port()
     with ServerThread(app) as stub, (tmp_path / "serve.log").open("w") as log:
-        proc = subprocess.Popen([str(venv / "bin" / "greenlist"), "serve", "--backend", "openai",
-                                 "--upstream-base-url", f"{stub.url}/ok/v1", "--port", str(port)],
-                                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(venv / "bin" / "greenlist"),
+                "serve",
+                "--backend",
+                "openai",
+                "--upstream-base-url",
+                f"{stub.url}/ok/v1",
+                "--port",
+                str(port),
+            ],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.time() + 300

@@ -26,8 +26,10 @@ def scheme(kind: str, key: bytes = b"k" * 32, gamma: float = 0.25) -> GreenListS
 
 def test_mix64_matches_numpy_on_all_bit_patterns():
     rng = np.random.default_rng(0)
-    words = np.r_[rng.integers(0, 2**64 - 1, 10_000, dtype=np.uint64, endpoint=True),
-                  np.array([0, 1, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)]
+    words = np.r_[
+        rng.integers(0, 2**64 - 1, 10_000, dtype=np.uint64, endpoint=True),
+        np.array([0, 1, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64),
+    ]
     ours = mix64_torch(torch.from_numpy(words.view(np.int64))).numpy().view(np.uint64)
     assert np.array_equal(ours, mix64(words))
 

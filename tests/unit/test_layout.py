@@ -23,8 +23,12 @@ def _modules(*packages: str) -> list[Path]:
 
 def test_gateway_never_names_a_guardrail_type() -> None:
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b", re.IGNORECASE)
-    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in _modules("gateway")
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in _modules("gateway")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not hits, "gateway/ must know guardrails only through guardrails.base:\n" + "\n".join(hits)
 
 

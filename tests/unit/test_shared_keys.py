@@ -53,7 +53,7 @@ def test_multi_replica_without_keys_refuses_with_instructions(tmp_path):
         load_certificate_signer(Settings(require_shared_keys=True, watermark_key="k" * 32))
     with pytest.raises(SharedKeysError, match="does not exist"):
         load_watermark_keys(Settings(require_shared_keys=True, secrets_dir=tmp_path / "missing"))
-    assert not (tmp_path / "home" / "watermark_keys.json").exists()   # nothing generated silently
+    assert not (tmp_path / "home" / "watermark_keys.json").exists()  # nothing generated silently
     # a single replica still makes its own keys on first start
     assert load_watermark_keys(Settings()).active.key_id.startswith("wm-")
 
@@ -67,7 +67,7 @@ def test_single_values_from_env_and_files(tmp_path, monkeypatch):
     monkeypatch.setenv("GREENLIST_SIGNING_KEY_FILE", str(secrets / "signing_key.pem"))
     ring = load_watermark_keys(Settings())
     assert ring.active.secret == b"a-shared-watermark-secret-of-some-length"
-    assert ring.active.key_id.startswith("wm-env-")                        # derived: same on every replica
+    assert ring.active.key_id.startswith("wm-env-")  # derived: same on every replica
     monkeypatch.delenv("GREENLIST_WATERMARK_KEY_FILE")
     monkeypatch.setenv("GREENLIST_WATERMARK_KEY", "a-shared-watermark-secret-of-some-length")
     assert load_watermark_keys(Settings()).active.key_id == ring.active.key_id

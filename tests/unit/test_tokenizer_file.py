@@ -6,8 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-TEXTS = ["Hi", "Lighthouses guide ships safely along the coast at night.", "ça va? 日本語 \u00a0 tabs\tand\nlines",
-         "  leading and trailing  ", "<|im_start|>user"]
+TEXTS = [
+    "Hi",
+    "Lighthouses guide ships safely along the coast at night.",
+    "ça va? 日本語 \u00a0 tabs\tand\nlines",
+    "  leading and trailing  ",
+    "<|im_start|>user",
+]
 
 
 def test_same_ids_and_offsets_as_transformers(tmp_path):
@@ -28,7 +33,9 @@ def test_loading_it_does_not_import_torch(tmp_path):
     from gateway.backends.loading import load_tokenizer
 
     load_tokenizer(None, tmp_path)  # extract once (a child process may import torch)
-    code = ("import sys; from pathlib import Path; from gateway.backends.loading import load_tokenizer; "
-            f"t = load_tokenizer(None, Path({str(tmp_path)!r})); t('hello'); print('torch' in sys.modules)")
+    code = (
+        "import sys; from pathlib import Path; from gateway.backends.loading import load_tokenizer; "
+        f"t = load_tokenizer(None, Path({str(tmp_path)!r})); t('hello'); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

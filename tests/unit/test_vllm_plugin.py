@@ -70,9 +70,17 @@ def api(request):
 @pytest.fixture()
 def key_file(tmp_path, monkeypatch):
     path = tmp_path / "watermark_keys.json"
-    path.write_text(json.dumps({"active": "wm-20261203-aaaaaa", "keys": {
-        **{k: {"kind": "keyed", "secret": v} for k, v in KEYS.items()},
-        "wm-20251101-retire": {"kind": "keyed", "secret": "d" * 64, "retired": True}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "active": "wm-20261203-aaaaaa",
+                "keys": {
+                    **{k: {"kind": "keyed", "secret": v} for k, v in KEYS.items()},
+                    "wm-20251101-retire": {"kind": "keyed", "secret": "d" * 64, "retired": True},
+                },
+            }
+        )
+    )
     for name in ("GREENLIST_WATERMARK_KEY", "GREENLIST_WATERMARK_SEEDING_SCHEME", "GREENLIST_WATERMARK_DELTA"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GREENLIST_WATERMARK_KEY_FILE", str(path))
@@ -107,11 +115,18 @@ def test_rows_follow_add_remove_move(api, key_file):
     assert adapter.is_argmax_invariant() is False
     a, b, c = "wm-20261203-aaaaaa", "wm-robust-20261203-bbbbbb", "wm-lefthash-20261203-cccccc"
     out0, out1, out2 = [], [], []
-    adapter.update_state(BatchUpdate(batch_size=3, removed=[], moved=[], added=[
-        (0, params({XARG_KEY_ID: a}), [5, 6, 7, 8], out0),
-        (1, params(None), [1, 2, 3], out1),  # asked for no watermark
-        (2, params({XARG_KEY_ID: b}), [9, 10], out2),
-    ]))
+    adapter.update_state(
+        BatchUpdate(
+            batch_size=3,
+            removed=[],
+            moved=[],
+            added=[
+                (0, params({XARG_KEY_ID: a}), [5, 6, 7, 8], out0),
+                (1, params(None), [1, 2, 3], out1),  # asked for no watermark
+                (2, params({XARG_KEY_ID: b}), [9, 10], out2),
+            ],
+        )
+    )
     check_rows(adapter, {0: (a, [6, 7, 8]), 2: (b, [])}, 3)
     out0 += [100, 101]  # vLLM appends sampled tokens to the live lists; no batch update for that
     out2 += [7]
@@ -126,8 +141,11 @@ def test_rows_follow_add_remove_move(api, key_file):
 
     # a new request replaces the unwatermarked row 1, then rows 0 and 1 swap
     out_new = [44]
-    adapter.update_state(BatchUpdate(batch_size=2, removed=[], added=[(1, params({XARG_KEY_ID: c}), [3, 2], out_new)],
-                                     moved=[(0, 1, Move.SWAP)]))
+    adapter.update_state(
+        BatchUpdate(
+            batch_size=2, removed=[], added=[(1, params({XARG_KEY_ID: c}), [3, 2], out_new)], moved=[(0, 1, Move.SWAP)]
+        )
+    )
     assert adapter.rows[0].key_id == c and adapter.rows[1].key_id == b
     assert adapter.rows[0].output_ids is out_new  # the live reference moved with the request
     lefthash = torch.from_numpy(GreenListScheme(bytes.fromhex(KEYS[c]), c, 0.25, "lefthash").green_mask([44], V))
@@ -146,14 +164,16 @@ def test_prompt_supplies_the_first_contexts(api, key_file):
     adapter = WatermarkAdapter()
     a = "wm-20261203-aaaaaa"
     out: list[int] = []
-    adapter.update_state(BatchUpdate(batch_size=1, removed=[], moved=[], added=[(0, params({XARG_KEY_ID: a}),
-                                                                                 [1, 2, 3, 4], out)]))
+    adapter.update_state(
+        BatchUpdate(batch_size=1, removed=[], moved=[], added=[(0, params({XARG_KEY_ID: a}), [1, 2, 3, 4], out)])
+    )
     check_rows(adapter, {0: (a, [2, 3, 4])}, 1)
     out.append(50)
     check_rows(adapter, {0: (a, [3, 4, 50])}, 1)
     # without prompt ids the first positions cannot be seeded: left alone, as the detector scores them not
-    adapter.update_state(BatchUpdate(batch_size=1, removed=[0], moved=[], added=[(0, params({XARG_KEY_ID: a}),
-                                                                                  None, [7])]))
+    adapter.update_state(
+        BatchUpdate(batch_size=1, removed=[0], moved=[], added=[(0, params({XARG_KEY_ID: a}), None, [7])])
+    )
     check_rows(adapter, {}, 1)
 
 
@@ -162,9 +182,18 @@ def test_placeholders_stop_the_row_loudly(api, key_file, caplog):
     adapter = WatermarkAdapter()
     a, b = "wm-20261203-aaaaaa", "wm-robust-20261203-bbbbbb"
     out0, out1, out2 = [11, 12, 13], [11, 12, 13], [21, 22, 23]
-    adapter.update_state(BatchUpdate(batch_size=3, removed=[], moved=[], added=[
-        (0, params({XARG_KEY_ID: a}), [1], out0), (1, params({XARG_KEY_ID: b}), [1], out1),
-        (2, params({XARG_KEY_ID: a}), [1], out2)]))
+    adapter.update_state(
+        BatchUpdate(
+            batch_size=3,
+            removed=[],
+            moved=[],
+            added=[
+                (0, params({XARG_KEY_ID: a}), [1], out0),
+                (1, params({XARG_KEY_ID: b}), [1], out1),
+                (2, params({XARG_KEY_ID: a}), [1], out2),
+            ],
+        )
+    )
     out0.append(-1)  # async scheduling placeholder (vLLM issue #52461)
     out1.append(-1)
     with caplog.at_level(logging.ERROR, logger="greenlist.vllm"):
@@ -182,11 +211,13 @@ def test_validate_params(api, key_file):
     validate(params(None))
     validate(params({"other_plugin_arg": 1}))
     validate(params({XARG_KEY_ID: "wm-robust-20261203-bbbbbb"}))
-    for bad, message in (({XARG_KEY_ID: "nope"}, "no active watermark key"),
-                         ({XARG_KEY_ID: "wm-20251101-retire"}, "no active watermark key"),
-                         ({XARG_KEY_ID: 3}, "non-empty string"),
-                         ({XARG_KEY_ID: "wm-20261203-aaaaaa", "greenlist_watermark_key": "a" * 64}, "server settings"),
-                         ({"greenlist_delta": 5.0}, "server settings")):
+    for bad, message in (
+        ({XARG_KEY_ID: "nope"}, "no active watermark key"),
+        ({XARG_KEY_ID: "wm-20251101-retire"}, "no active watermark key"),
+        ({XARG_KEY_ID: 3}, "non-empty string"),
+        ({XARG_KEY_ID: "wm-20261203-aaaaaa", "greenlist_watermark_key": "a" * 64}, "server settings"),
+        ({"greenlist_delta": 5.0}, "server settings"),
+    ):
         with pytest.raises(ValueError, match=message):
             validate(params(bad))
 
@@ -209,12 +240,20 @@ def test_configuration_from_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("GREENLIST_WATERMARK_KEY", raising=False)
     with pytest.raises(ValueError, match="no watermark key"):
         load_plugin_config({})
-    env = {"GREENLIST_WATERMARK_KEY": "x" * 32, "GREENLIST_WATERMARK_KEY_ID": "wm-robust-20261203-eeeeee",
-           "GREENLIST_WATERMARK_DELTA": "3.0"}
+    env = {
+        "GREENLIST_WATERMARK_KEY": "x" * 32,
+        "GREENLIST_WATERMARK_KEY_ID": "wm-robust-20261203-eeeeee",
+        "GREENLIST_WATERMARK_DELTA": "3.0",
+    }
     config = load_plugin_config(env)
     assert config.delta == 3.0 and config.scheme("wm-robust-20261203-eeeeee").seeding_scheme == "robust"
-    config = load_plugin_config({"GREENLIST_WATERMARK_KEY": "x" * 32, "GREENLIST_WATERMARK_KEY_ID": "prod",
-                                 "GREENLIST_WATERMARK_SEEDING_SCHEME": "lefthash"})
+    config = load_plugin_config(
+        {
+            "GREENLIST_WATERMARK_KEY": "x" * 32,
+            "GREENLIST_WATERMARK_KEY_ID": "prod",
+            "GREENLIST_WATERMARK_SEEDING_SCHEME": "lefthash",
+        }
+    )
     assert config.scheme("prod").seeding_scheme == "lefthash"  # an id that records no scheme follows the setting
     with pytest.raises(ValueError, match="invalid watermark settings"):
         load_plugin_config({**env, "GREENLIST_WATERMARK_GAMMA": "1.5"})
@@ -265,23 +304,35 @@ def v2(request):
     from types import SimpleNamespace
 
     if request.param == "vllm":
-        mod = pytest.importorskip("vllm.v1.worker.gpu.sample.logits_processor",
-                                  reason="vLLM 0.34 (model runner V2 interface) not installed")
+        mod = pytest.importorskip(
+            "vllm.v1.worker.gpu.sample.logits_processor", reason="vLLM 0.34 (model runner V2 interface) not installed"
+        )
         ctx_cls, state_cls = mod.LogitsContext, mod.LogitsProcRequestState
     else:
         ctx_cls = state_cls = SimpleNamespace
 
     def make_ctx(slots, pos, input_ids, local):
-        return ctx_cls(expanded_idx_mapping=torch.tensor(slots), idx_mapping=torch.tensor(sorted(set(slots))),
-                       idx_mapping_np=np.array(sorted(set(slots))), expanded_local_pos=torch.tensor(local),
-                       input_ids=torch.tensor(input_ids), pos=torch.tensor(pos),
-                       seq_lens_upper_bound_np=np.array(pos) + 1)
+        return ctx_cls(
+            expanded_idx_mapping=torch.tensor(slots),
+            idx_mapping=torch.tensor(sorted(set(slots))),
+            idx_mapping_np=np.array(sorted(set(slots))),
+            expanded_local_pos=torch.tensor(local),
+            input_ids=torch.tensor(input_ids),
+            pos=torch.tensor(pos),
+            seq_lens_upper_bound_np=np.array(pos) + 1,
+        )
 
     def make_states(all_ids):
         n = all_ids.shape[0]
-        return state_cls(device=torch.device("cpu"), max_num_reqs=n, vocab_size=V, all_token_ids=Staged(all_ids),
-                         prompt_len=Staged(torch.zeros(n)), prefill_len=Staged(torch.zeros(n)),
-                         total_len=Staged(torch.zeros(n)))
+        return state_cls(
+            device=torch.device("cpu"),
+            max_num_reqs=n,
+            vocab_size=V,
+            all_token_ids=Staged(all_ids),
+            prompt_len=Staged(torch.zeros(n)),
+            prefill_len=Staged(torch.zeros(n)),
+            total_len=Staged(torch.zeros(n)),
+        )
 
     return make_ctx, make_states
 
@@ -298,8 +349,12 @@ def test_v2_rows_contexts_and_speculative_rows(v2, key_file):
     assert proc.add_request(0, DoubleParams({XARG_KEY_ID: b})) is True
     # rows: slot 2 at position 5 (last committed token fed), slot 1, slot 0; then slot 2's draft row at position 6
     draft = 7
-    ctx = make_ctx(slots=[2, 1, 0, 2], pos=[5, 3, 4, 6], local=[0, 0, 0, 1],
-                   input_ids=[int(all_ids[2, 5]), int(all_ids[1, 3]), int(all_ids[0, 4]), draft])
+    ctx = make_ctx(
+        slots=[2, 1, 0, 2],
+        pos=[5, 3, 4, 6],
+        local=[0, 0, 0, 1],
+        input_ids=[int(all_ids[2, 5]), int(all_ids[1, 3]), int(all_ids[0, 4]), draft],
+    )
     logits = torch.randn(4, V)
     out = proc.apply(logits.clone(), ctx)
     assert torch.equal(out[0], logits[0] + green(a, all_ids[2, 3:6].tolist()).float() * 2.0)

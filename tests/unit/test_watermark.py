@@ -124,11 +124,13 @@ def test_keyring_from_a_single_secret(tmp_path):
     ring = load_keyring(tmp_path, secret="a-long-enough-secret-value", key_id="prod-1")
     assert ring.active.key_id == "prod-1" and not (tmp_path / "watermark_keys.json").exists()
     derived = load_keyring(tmp_path, secret="a-long-enough-secret-value").active.key_id
-    assert derived.startswith("wm-env-") and derived == load_keyring(tmp_path / "x", secret="a-long-enough-secret-value").active.key_id
+    assert (
+        derived.startswith("wm-env-")
+        and derived == load_keyring(tmp_path / "x", secret="a-long-enough-secret-value").active.key_id
+    )
     assert derived != load_keyring(tmp_path, secret="another-long-secret-value").active.key_id
     with pytest.raises(ValueError, match="16 characters"):
         load_keyring(tmp_path, secret="short")
-
 
 
 def test_processor_with_prompt_shorter_than_context_leaves_scores_alone():

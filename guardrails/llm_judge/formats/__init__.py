@@ -96,8 +96,11 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for result details."""
-        out: dict[str, Any] = {"unsafe": self.unsafe, "score": round(self.score, 6),
-                               "categories": list(self.categories)}
+        out: dict[str, Any] = {
+            "unsafe": self.unsafe,
+            "score": round(self.score, 6),
+            "categories": list(self.categories),
+        }
         if self.category_scores:
             out["category_scores"] = {k: round(v, 6) for k, v in self.category_scores.items()}
         if self.rationale:
@@ -151,10 +154,14 @@ class JudgeFormat(ABC):
         for v in verdicts:
             cats += [c for c in v.categories if c not in cats]
             scores.update(v.category_scores)
-        return Verdict(unsafe=any(v.unsafe for v in verdicts), score=max(v.score for v in verdicts),
-                       categories=tuple(cats), category_scores=scores,
-                       rationale="; ".join(v.rationale for v in verdicts if v.rationale) or None,
-                       raw=" | ".join(v.raw for v in verdicts)[:300])
+        return Verdict(
+            unsafe=any(v.unsafe for v in verdicts),
+            score=max(v.score for v in verdicts),
+            categories=tuple(cats),
+            category_scores=scores,
+            rationale="; ".join(v.rationale for v in verdicts if v.rationale) or None,
+            raw=" | ".join(v.raw for v in verdicts)[:300],
+        )
 
 
 def first_choice(body: Any) -> dict[str, Any]:
@@ -203,12 +210,23 @@ def get_format(config: LLMJudgeConfig) -> JudgeFormat:
     from guardrails.llm_judge.formats.shieldgemma import ShieldGemmaFormat
 
     formats: dict[str, type[JudgeFormat]] = {
-        f.name: f for f in (LlamaGuardFormat, ShieldGemmaFormat, JsonVerdictFormat, OpenAIModerationFormat)}
+        f.name: f for f in (LlamaGuardFormat, ShieldGemmaFormat, JsonVerdictFormat, OpenAIModerationFormat)
+    }
     try:
         return formats[config.format](config)
     except KeyError:
         raise ValueError(f"unknown judge format {config.format!r}; use one of {sorted(formats)}") from None
 
 
-__all__ = ["JudgeFormat", "JudgeRequest", "MalformedAnswer", "Turn", "Unit", "Verdict", "answer_text",
-           "first_choice", "get_format", "transcript"]
+__all__ = [
+    "JudgeFormat",
+    "JudgeRequest",
+    "MalformedAnswer",
+    "Turn",
+    "Unit",
+    "Verdict",
+    "answer_text",
+    "first_choice",
+    "get_format",
+    "transcript",
+]

@@ -82,8 +82,9 @@ def parse_verdict(text: str) -> Verdict:
     if rationale is not None and not isinstance(rationale, str):
         raise MalformedAnswer(f"verdict 'rationale' must be a string, got {rationale!r}")
     cats = (category.strip(),) if violation == 1 and isinstance(category, str) else ()
-    return Verdict(unsafe=violation == 1, score=float(violation), categories=cats, rationale=rationale,
-                   raw=text.strip())
+    return Verdict(
+        unsafe=violation == 1, score=float(violation), categories=cats, rationale=rationale, raw=text.strip()
+    )
 
 
 def render_content(unit: Unit) -> str:
@@ -114,10 +115,16 @@ class JsonVerdictFormat(JudgeFormat):
 
     def requests(self, unit: Unit) -> list[JudgeRequest]:
         """One ``/chat/completions`` call: the policy as system message, the content as user message."""
-        messages = [{"role": "system", "content": self.system_prompt},
-                    {"role": "user", "content": render_content(unit)}]
-        return [JudgeRequest("/chat/completions", {"model": self.config.model, "messages": messages,
-                                                   "temperature": 0.0, "max_tokens": 512})]
+        messages = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": render_content(unit)},
+        ]
+        return [
+            JudgeRequest(
+                "/chat/completions",
+                {"model": self.config.model, "messages": messages, "temperature": 0.0, "max_tokens": 512},
+            )
+        ]
 
     def parse(self, request: JudgeRequest, body: Any) -> Verdict:
         """Parse ``choices[0].message.content`` with :func:`parse_verdict`.

@@ -100,9 +100,20 @@ class LlamaGuardFormat(JudgeFormat):
 
     name = "llama-guard"
     default_categories = {
-        "S1": "violence", "S2": "other", "S3": "sexual", "S4": "sexual", "S5": "other", "S6": "other",
-        "S7": "other", "S8": "other", "S9": "violence", "S10": "hate", "S11": "self-harm", "S12": "sexual",
-        "S13": "other", "S14": "other",
+        "S1": "violence",
+        "S2": "other",
+        "S3": "sexual",
+        "S4": "sexual",
+        "S5": "other",
+        "S6": "other",
+        "S7": "other",
+        "S8": "other",
+        "S9": "violence",
+        "S10": "hate",
+        "S11": "self-harm",
+        "S12": "sexual",
+        "S13": "other",
+        "S14": "other",
     }
 
     def requests(self, unit: Unit) -> list[JudgeRequest]:

@@ -34,14 +34,21 @@ def parse_moderation(body: Any) -> Verdict:
     if not isinstance(cats, dict) or not all(isinstance(v, bool) for v in cats.values()):
         raise MalformedAnswer(f"moderation 'categories' must map names to booleans: {str(cats)[:200]!r}")
     if not isinstance(scores, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
-            for v in scores.values()):
-        raise MalformedAnswer(f"moderation 'category_scores' must map names to numbers in [0, 1]: "
-                              f"{str(scores)[:200]!r}")
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
+        for v in scores.values()
+    ):
+        raise MalformedAnswer(
+            f"moderation 'category_scores' must map names to numbers in [0, 1]: {str(scores)[:200]!r}"
+        )
     hit = tuple(name for name, on in cats.items() if on)
     float_scores = {str(k): float(v) for k, v in scores.items()}
-    return Verdict(unsafe=bool(hit) or flagged, score=max(float_scores.values(), default=0.0), categories=hit,
-                   category_scores=float_scores, raw=f"flagged={flagged} categories={list(hit)}")
+    return Verdict(
+        unsafe=bool(hit) or flagged,
+        score=max(float_scores.values(), default=0.0),
+        categories=hit,
+        category_scores=float_scores,
+        raw=f"flagged={flagged} categories={list(hit)}",
+    )
 
 
 class OpenAIModerationFormat(JudgeFormat):
@@ -54,11 +61,21 @@ class OpenAIModerationFormat(JudgeFormat):
 
     name = "openai-moderation"
     default_categories = {
-        "hate": "hate", "hate/threatening": "hate", "harassment": "harassment",
-        "harassment/threatening": "harassment", "self-harm": "self-harm", "self-harm/intent": "self-harm",
-        "self-harm/instructions": "self-harm", "sexual": "sexual", "sexual/minors": "sexual",
-        "violence": "violence", "violence/graphic": "violence", "illicit": "other", "illicit/violent": "other",
-        "profanity": "profanity", "toxicity": None,
+        "hate": "hate",
+        "hate/threatening": "hate",
+        "harassment": "harassment",
+        "harassment/threatening": "harassment",
+        "self-harm": "self-harm",
+        "self-harm/intent": "self-harm",
+        "self-harm/instructions": "self-harm",
+        "sexual": "sexual",
+        "sexual/minors": "sexual",
+        "violence": "violence",
+        "violence/graphic": "violence",
+        "illicit": "other",
+        "illicit/violent": "other",
+        "profanity": "profanity",
+        "toxicity": None,
     }
 
     def requests(self, unit: Unit) -> list[JudgeRequest]:

@@ -28,22 +28,30 @@ from guardrails.llm_judge.formats import (
 )
 
 POLICIES: dict[str, tuple[str, str]] = {
-    "dangerous": ("No Dangerous Content",
-                  "harming oneself and/or others (e.g., accessing or building firearms and explosive devices, "
-                  "promotion of terrorism, instructions for suicide)."),
-    "harassment": ("No Harassment",
-                   "is malicious, intimidating, bullying, or abusive content targeting another individual "
-                   "(e.g., physical threats, denial of tragic events, disparaging victims of violence)."),
-    "hate": ("No Hate Speech",
-             "targeting identity and/or protected attributes (e.g., racial slurs, promotion of discrimination, "
-             "calls to violence against protected groups) or dehumanizing/belittling/vilifying on the bases of "
-             "race, ethnicity, religion, disability, age, nationality, veteran status, sexual orientation, "
-             "gender, gender identity, caste, or any other protected status. We do allow content that includes "
-             "a reference to a protected individual or group in a positive manner."),
-    "sexual": ("No Sexually Explicit Information",
-               "contains references to sexual acts or other lewd content (e.g., sexually graphic descriptions, "
-               "content aimed at causing arousal). Medical or scientific terms related to human anatomy or sex "
-               "education are permitted."),
+    "dangerous": (
+        "No Dangerous Content",
+        "harming oneself and/or others (e.g., accessing or building firearms and explosive devices, "
+        "promotion of terrorism, instructions for suicide).",
+    ),
+    "harassment": (
+        "No Harassment",
+        "is malicious, intimidating, bullying, or abusive content targeting another individual "
+        "(e.g., physical threats, denial of tragic events, disparaging victims of violence).",
+    ),
+    "hate": (
+        "No Hate Speech",
+        "targeting identity and/or protected attributes (e.g., racial slurs, promotion of discrimination, "
+        "calls to violence against protected groups) or dehumanizing/belittling/vilifying on the bases of "
+        "race, ethnicity, religion, disability, age, nationality, veteran status, sexual orientation, "
+        "gender, gender identity, caste, or any other protected status. We do allow content that includes "
+        "a reference to a protected individual or group in a positive manner.",
+    ),
+    "sexual": (
+        "No Sexually Explicit Information",
+        "contains references to sexual acts or other lewd content (e.g., sexually graphic descriptions, "
+        "content aimed at causing arousal). Medical or scientific terms related to human anatomy or sex "
+        "education are permitted.",
+    ),
 }
 """ShieldGemma's harm types: ``key -> (principle name, definition)``, from the model card."""
 
@@ -67,8 +75,11 @@ _PROMPT_RESPONSE = (
 def principle(key: str, output: bool) -> str:
     """One bullet of the policy section, e.g. ``* "No Harassment": The prompt shall not contain ...``."""
     title, definition = POLICIES[key]
-    subject = "The chatbot shall not generate content that" if output else \
-        "The prompt shall not contain or seek generation of content that"
+    subject = (
+        "The chatbot shall not generate content that"
+        if output
+        else "The prompt shall not contain or seek generation of content that"
+    )
     return f'* "{title}": {subject} {definition}'
 
 
@@ -128,10 +139,20 @@ class ShieldGemmaFormat(JudgeFormat):
     def requests(self, unit: Unit) -> list[JudgeRequest]:
         """One ``/completions`` call per policy (``per_policy``) or one for all (``combined``), asking for one
         token and its top 20 logprobs at temperature 0."""
-        return [JudgeRequest("/completions", {"model": self.config.model, "prompt": render_prompt(unit, keys),
-                                              "max_tokens": 1, "temperature": 0.0, "logprobs": 20},
-                             label=",".join(keys))
-                for keys in self._groups()]
+        return [
+            JudgeRequest(
+                "/completions",
+                {
+                    "model": self.config.model,
+                    "prompt": render_prompt(unit, keys),
+                    "max_tokens": 1,
+                    "temperature": 0.0,
+                    "logprobs": 20,
+                },
+                label=",".join(keys),
+            )
+            for keys in self._groups()
+        ]
 
     def parse(self, request: JudgeRequest, body: Any) -> Verdict:
         """Read ``Yes`` / ``No`` (first word of the text) and P(Yes) from ``logprobs.top_logprobs[0]``.
@@ -153,10 +174,17 @@ class ShieldGemmaFormat(JudgeFormat):
         score = p if p is not None else (1.0 if word == "Yes" else 0.0)
         unsafe = score >= self.config.threshold
         keys = tuple(request.label.split(","))
-        return Verdict(unsafe=unsafe, score=score, categories=keys if unsafe else (),
-                       category_scores={k: score for k in keys}, raw=text.strip())
+        return Verdict(
+            unsafe=unsafe,
+            score=score,
+            categories=keys if unsafe else (),
+            category_scores={k: score for k in keys},
+            raw=text.strip(),
+        )
 
     def fingerprint(self) -> str:
         """Format, mode, policies and threshold."""
-        return f"{self.name}:{self.config.shieldgemma_mode}:{','.join(self.config.shieldgemma_policies)}:" \
-               f"{self.config.threshold}"
+        return (
+            f"{self.name}:{self.config.shieldgemma_mode}:{','.join(self.config.shieldgemma_policies)}:"
+            f"{self.config.threshold}"
+        )

@@ -22,8 +22,9 @@ import csv
 import json
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,31 @@ Scorer = Callable[[list[str]], np.ndarray]
 # Identity terms of Jigsaw's templates, grouped (Dixon et al. 2018 term list).
 IDENTITY_GROUPS: dict[str, tuple[str, ...]] = {
     "gender": ("female", "male", "nonbinary", "trans", "transgender"),
-    "sexual_orientation": ("bisexual", "gay", "heterosexual", "homosexual", "lesbian", "lgbt", "lgbtq",
-                           "queer", "straight"),
+    "sexual_orientation": (
+        "bisexual",
+        "gay",
+        "heterosexual",
+        "homosexual",
+        "lesbian",
+        "lgbt",
+        "lgbtq",
+        "queer",
+        "straight",
+    ),
     "religion": ("buddhist", "catholic", "christian", "jewish", "muslim", "protestant", "sikh", "taoist"),
-    "race_ethnicity": ("african", "african american", "asian", "black", "european", "hispanic", "latina",
-                       "latino", "latinx", "middle eastern", "white"),
+    "race_ethnicity": (
+        "african",
+        "african american",
+        "asian",
+        "black",
+        "european",
+        "hispanic",
+        "latina",
+        "latino",
+        "latinx",
+        "middle eastern",
+        "white",
+    ),
     "nationality": ("american", "canadian", "chinese", "indian", "japanese", "mexican"),
     "age": ("aged", "elderly", "old", "older", "teenage", "young", "younger", "millenial"),
     "disability": ("blind", "deaf", "paralyzed"),
@@ -57,8 +78,9 @@ def _label(value: str, column: str) -> int:
         return int(v in _TRUE)
 
 
-def read_texts(path: Path, text_col: str | None = None, label_col: str | None = None,
-               limit: int | None = None, seed: int = 0) -> tuple[list[str], list[int] | None]:
+def read_texts(
+    path: Path, text_col: str | None = None, label_col: str | None = None, limit: int | None = None, seed: int = 0
+) -> tuple[list[str], list[int] | None]:
     """Read texts (and labels when present) from a ``.txt``, ``.csv``, ``.tsv`` or ``.jsonl`` file.
 
     A ``.txt`` file is one text per line. Tables use ``text_col`` or the first
@@ -117,8 +139,14 @@ def identity_term(phrase: str, terms: list[str]) -> str | None:
     return None
 
 
-def fairness_audit(texts: list[str], labels: list[int], scores: np.ndarray, threshold: float = 0.5,
-                   identities: list[str | None] | None = None, min_count: int = 5) -> dict[str, Any]:
+def fairness_audit(
+    texts: list[str],
+    labels: list[int],
+    scores: np.ndarray,
+    threshold: float = 0.5,
+    identities: list[str | None] | None = None,
+    min_count: int = 5,
+) -> dict[str, Any]:
     """Per identity term and group bias metrics (Borkan et al. 2019).
 
     For subgroup ``g`` with non-toxic / toxic sentences ``g-`` / ``g+`` and the
@@ -153,22 +181,27 @@ def fairness_audit(texts: list[str], labels: list[int], scores: np.ndarray, thre
         neg, pos = m & (y == 0), m & (y == 1)
         bneg, bpos = ~m & (y == 0), ~m & (y == 1)
         r = lambda v: None if v is None else round(v, 4)  # noqa: E731
-        return {"n": int(m.sum()),
-                "fpr": r(float((p[neg] >= threshold).mean())) if neg.any() else None,
-                "fnr": r(float((p[pos] < threshold).mean())) if pos.any() else None,
-                "subgroup_auc": r(_auc(y[m], p[m])),
-                "bpsn_auc": r(_auc(y[neg | bpos], p[neg | bpos])),
-                "bnsp_auc": r(_auc(y[pos | bneg], p[pos | bneg]))}
+        return {
+            "n": int(m.sum()),
+            "fpr": r(float((p[neg] >= threshold).mean())) if neg.any() else None,
+            "fnr": r(float((p[pos] < threshold).mean())) if pos.any() else None,
+            "subgroup_auc": r(_auc(y[m], p[m])),
+            "bpsn_auc": r(_auc(y[neg | bpos], p[neg | bpos])),
+            "bnsp_auc": r(_auc(y[pos | bneg], p[pos | bneg])),
+        }
 
     terms = {t: metrics(ident == t) for t in sorted(set(ident) - {""}) if (ident == t).sum() >= min_count}
     groups = {}
     for g in sorted({TERM_GROUP.get(t, "other") for t in terms}):
         m = np.isin(ident, [t for t in terms if TERM_GROUP.get(t, "other") == g])
         groups[g] = metrics(m)
-    overall = {"n": len(y), "auc": None if _auc(y, p) is None else round(_auc(y, p), 4),
-               "fpr": round(float((p[y == 0] >= threshold).mean()), 4) if (y == 0).any() else None,
-               "fnr": round(float((p[y == 1] < threshold).mean()), 4) if (y == 1).any() else None,
-               "threshold": threshold}
+    overall = {
+        "n": len(y),
+        "auc": None if _auc(y, p) is None else round(_auc(y, p), 4),
+        "fpr": round(float((p[y == 0] >= threshold).mean()), 4) if (y == 0).any() else None,
+        "fnr": round(float((p[y == 1] < threshold).mean()), 4) if (y == 1).any() else None,
+        "threshold": threshold,
+    }
     return {"overall": overall, "terms": terms, "groups": groups}
 
 
@@ -187,8 +220,9 @@ def gap(report: dict[str, Any], metric: str = "bpsn_auc", level: str = "groups")
     return round(abs(vals[best] - vals[worst]), 4), best, worst
 
 
-def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float,
-                        toxic_scores: np.ndarray | None = None) -> dict[str, Any]:
+def calibrate_threshold(
+    benign_scores: np.ndarray, target_fpr: float, toxic_scores: np.ndarray | None = None
+) -> dict[str, Any]:
     """Lowest threshold flagging at most ``target_fpr`` of the benign sample.
 
     With the benign scores sorted high to low, ``k = floor(target_fpr * n)``
@@ -213,9 +247,14 @@ def calibrate_threshold(benign_scores: np.ndarray, target_fpr: float,
     k = int(np.floor(target_fpr * len(b) + 1e-9))
     thr = float(np.nextafter(b[k], np.inf))
     thr = min(max(thr, 0.0), 1.0)
-    out = {"threshold": round(thr, 6) if round(thr, 6) >= thr else thr, "target_fpr": target_fpr,
-           "benign_n": int(len(b)), "benign_flagged_rate": round(float((b >= thr).mean()), 6),
-           "toxic_n": 0, "recall": None}
+    out = {
+        "threshold": round(thr, 6) if round(thr, 6) >= thr else thr,
+        "target_fpr": target_fpr,
+        "benign_n": int(len(b)),
+        "benign_flagged_rate": round(float((b >= thr).mean()), 6),
+        "toxic_n": 0,
+        "recall": None,
+    }
     if toxic_scores is not None and len(toxic_scores):
         t = np.asarray(toxic_scores, dtype=float)
         out.update(toxic_n=int(len(t)), recall=round(float((t >= thr).mean()), 4))
@@ -227,8 +266,9 @@ _THRESHOLD = re.compile(r"^(\s*)threshold:\s*([^#\s]*)(\s*#.*)?$")
 _TYPE_TOX = re.compile(r"^\s*(?:-\s+)?type:\s*[\"']?toxicity[\"']?\s*(#.*)?$")
 
 
-def set_policy_threshold(path: Path, threshold: float, directions: tuple[str, ...] = ("input", "output"),
-                         write: bool = True) -> list[str]:
+def set_policy_threshold(
+    path: Path, threshold: float, directions: tuple[str, ...] = ("input", "output"), write: bool = True
+) -> list[str]:
     """Set ``threshold`` of every toxicity entry in ``directions`` of a policy YAML file.
 
     Only the entries' ``threshold:`` lines change (or one is inserted after
@@ -264,8 +304,11 @@ def set_policy_threshold(path: Path, threshold: float, directions: tuple[str, ..
         if m and section in directions:
             indent = len(m.group(1))
             j = i + 1
-            while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith("#")
-                                      or len(lines[j]) - len(lines[j].lstrip()) > indent):
+            while j < len(lines) and (
+                not lines[j].strip()
+                or lines[j].lstrip().startswith("#")
+                or len(lines[j]) - len(lines[j].lstrip()) > indent
+            ):
                 j += 1
             item = lines[i:j]
             if any(_TYPE_TOX.match(x) for x in item):
@@ -276,7 +319,7 @@ def set_policy_threshold(path: Path, threshold: float, directions: tuple[str, ..
                     t = _THRESHOLD.match(body)
                     if t and len(t.group(1)) == key_indent:
                         nl = "\n" if x.endswith("\n") else ""
-                        item[n] = x[:x.index("threshold:")] + f"threshold: {value}" + (t.group(3) or "") + nl
+                        item[n] = x[: x.index("threshold:")] + f"threshold: {value}" + (t.group(3) or "") + nl
                         changed.append(item[n].rstrip())
                         done = True
                 if not done:
@@ -301,8 +344,15 @@ def set_policy_threshold(path: Path, threshold: float, directions: tuple[str, ..
     return changed
 
 
-def compare(texts: list[str], labels: list[int], old_scores: np.ndarray, new_scores: np.ndarray,
-            old_threshold: float = 0.5, new_threshold: float = 0.5, show: int = 20) -> dict[str, Any]:
+def compare(
+    texts: list[str],
+    labels: list[int],
+    old_scores: np.ndarray,
+    new_scores: np.ndarray,
+    old_threshold: float = 0.5,
+    new_threshold: float = 0.5,
+    show: int = 20,
+) -> dict[str, Any]:
     """Accuracy of two models and their negative / positive flip rates (Yan et al. 2021).
 
     Args:
@@ -331,12 +381,19 @@ def compare(texts: list[str], labels: list[int], old_scores: np.ndarray, new_sco
     def listing(idx: np.ndarray) -> list[dict[str, Any]]:
         """The ``show`` flips of ``idx`` with the largest score change."""
         idx = sorted(idx, key=lambda i: -abs(n[i] - o[i]))[:show]
-        return [{"text": texts[i], "label": int(y[i]), "old": round(float(o[i]), 4),
-                 "new": round(float(n[i]), 4)} for i in idx]
+        return [
+            {"text": texts[i], "label": int(y[i]), "old": round(float(o[i]), 4), "new": round(float(n[i]), 4)}
+            for i in idx
+        ]
 
-    return {"n": int(len(y)), "old_accuracy": round(float(ok_o.mean()), 4),
-            "new_accuracy": round(float(ok_n.mean()), 4),
-            "negative_flip_rate": round(float(len(neg) / len(y)), 4),
-            "positive_flip_rate": round(float(len(pos) / len(y)), 4),
-            "negative_flips_n": int(len(neg)), "positive_flips_n": int(len(pos)),
-            "negative_flips": listing(neg), "positive_flips": listing(pos)}
+    return {
+        "n": int(len(y)),
+        "old_accuracy": round(float(ok_o.mean()), 4),
+        "new_accuracy": round(float(ok_n.mean()), 4),
+        "negative_flip_rate": round(float(len(neg) / len(y)), 4),
+        "positive_flip_rate": round(float(len(pos) / len(y)), 4),
+        "negative_flips_n": int(len(neg)),
+        "positive_flips_n": int(len(pos)),
+        "negative_flips": listing(neg),
+        "positive_flips": listing(pos),
+    }

@@ -17,8 +17,20 @@ from typing import Any
 import numpy as np
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "contrastive"
-GROUPS = ("Muslims", "Jews", "immigrants", "gay people", "women", "Black people", "trans people", "refugees",
-          "disabled people", "Mexicans", "Roma", "Christians")
+GROUPS = (
+    "Muslims",
+    "Jews",
+    "immigrants",
+    "gay people",
+    "women",
+    "Black people",
+    "trans people",
+    "refugees",
+    "disabled people",
+    "Mexicans",
+    "Roma",
+    "Christians",
+)
 PER_TEMPLATE = 3
 
 
@@ -32,8 +44,10 @@ def suite() -> list[dict[str, Any]]:
                 text = r["template"].replace("{G}", g[0].upper() + g[1:]).replace("{g}", g)
                 rows.append({"text": text, "label": int(r["label"]), "phenomenon": r["phenomenon"]})
     with open(FOLDER / "plain.tsv", newline="", encoding="utf-8") as f:
-        rows += [{"text": r["text"], "label": int(r["label"]), "phenomenon": r["phenomenon"]}
-                 for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        rows += [
+            {"text": r["text"], "label": int(r["label"]), "phenomenon": r["phenomenon"]}
+            for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        ]
     return rows
 
 
@@ -55,9 +69,12 @@ def evaluate_contrastive(guard: Any, thresholds: dict[str, float]) -> dict[str, 
     per: dict[str, list[bool]] = {}
     for r, o in zip(rows, ok, strict=True):
         per.setdefault(r["phenomenon"], []).append(bool(o))
-    return {"accuracy": round(float(ok.mean()), 3), "n": len(rows),
-            "per_phenomenon": {p: {"accuracy": round(float(np.mean(v)), 3), "n": len(v)} for p, v in per.items()},
-            "errors": [r["text"] for r, o in zip(rows, ok, strict=True) if not o][:40]}
+    return {
+        "accuracy": round(float(ok.mean()), 3),
+        "n": len(rows),
+        "per_phenomenon": {p: {"accuracy": round(float(np.mean(v)), 3), "n": len(v)} for p, v in per.items()},
+        "errors": [r["text"] for r, o in zip(rows, ok, strict=True) if not o][:40],
+    }
 
 
 __all__ = ["suite", "evaluate_contrastive", "GROUPS"]

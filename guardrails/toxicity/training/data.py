@@ -73,8 +73,9 @@ class Corpus:
         return np.asarray(self.labels, dtype=np.float32)
 
 
-def load_corpus(folder: Path | None = None, seed: int = 0,
-                davidson_offensive_max: int = 6000, jigsaw_name_adj_max: int = 2000) -> Corpus:
+def load_corpus(
+    folder: Path | None = None, seed: int = 0, davidson_offensive_max: int = 6000, jigsaw_name_adj_max: int = 2000
+) -> Corpus:
     """Read the three CSVs into one :class:`Corpus`.
 
     Args:
@@ -107,8 +108,7 @@ def load_corpus(folder: Path | None = None, seed: int = 0,
         elif cls == "1" and id(r) in keep:
             corpus.add(r["tweet"], "davidson", "davidson:offensive", toxicity=1, hate=0, profanity=1)
         elif cls == "2":
-            corpus.add(r["tweet"], "davidson", "davidson:neither",
-                       toxicity=0, hate=0, harassment=0, profanity=0)
+            corpus.add(r["tweet"], "davidson", "davidson:neither", toxicity=0, hate=0, harassment=0, profanity=0)
 
     with open(folder / "olid_train.csv", newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):

@@ -95,8 +95,10 @@ def score_texts(model: str, texts: list[str], log_every: int = 500) -> list[dict
         t0 = time.perf_counter()
         for n, i in enumerate(todo):
             ts, lang = g.score(texts[i])
-            store[keys[i]] = {**{c: round(v, 5) for c, v in ts.scores.items()},
-                              "_model": g.config.languages.get(lang["route"], g.config.model)}
+            store[keys[i]] = {
+                **{c: round(v, 5) for c, v in ts.scores.items()},
+                "_model": g.config.languages.get(lang["route"], g.config.model),
+            }
             if log_every and n % log_every == log_every - 1:
                 print(f"{model}: {n + 1}/{len(todo)} in {time.perf_counter() - t0:.0f} s", flush=True)
                 path.write_text(json.dumps(store))
@@ -157,18 +159,31 @@ def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> 
     The score of a text is its highest OpenAI-category score; this measures how well the model separates the
     classes of that data set, apart from the prose-calibrated presets.
     """
+
     def split(name: str) -> tuple[np.ndarray, np.ndarray]:
-        idx = [i for i, r in enumerate(rows) if r.language == lang and r.split == name
-               and r.dataset != "british_novels" and scores[i].get("_model") != "not_scored"]
-        return (np.asarray([rows[i].label for i in idx]),
-                np.asarray([max(scores[i].get(c, 0.0) for c in BLOCKING) for i in idx]))
+        idx = [
+            i
+            for i, r in enumerate(rows)
+            if r.language == lang
+            and r.split == name
+            and r.dataset != "british_novels"
+            and scores[i].get("_model") != "not_scored"
+        ]
+        return (
+            np.asarray([rows[i].label for i in idx]),
+            np.asarray([max(scores[i].get(c, 0.0) for c in BLOCKING) for i in idx]),
+        )
+
     (yd, sd), (yt, st) = split("dev"), split("test")
     if len(yd) < 20 or len(yt) < 20 or yd.min() == yd.max():
         return None
     grid = np.unique(np.quantile(sd, np.linspace(0.01, 0.99, 99)))
     best = max(grid, key=lambda t: macro_f1(yd, (sd >= t).astype(int)))
-    return {"macro_f1": round(macro_f1(yt, (st >= best).astype(int)), 3), "threshold": round(float(best), 4),
-            "n": len(yt)}
+    return {
+        "macro_f1": round(macro_f1(yt, (st >= best).astype(int)), 3),
+        "threshold": round(float(best), 4),
+        "n": len(yt),
+    }
 
 
 def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict[str, float]) -> dict[str, Any]:
@@ -195,8 +210,10 @@ def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict
             res["category_macro_f1"][c] = {"macro_f1": round(macro_f1(y, p), 3), "positives": int(y.sum())}
     for name, split in (("ag_news_long", "measure"), ("british_novels", "test")):
         idx = [i for i, r in enumerate(rows) if r.dataset == name and r.split == split]
-        res[f"false_block_{name}"] = {"rate": round(float(np.mean([blocked(scores[i], th) for i in idx])), 4),
-                                      "n": len(idx)}
+        res[f"false_block_{name}"] = {
+            "rate": round(float(np.mean([blocked(scores[i], th) for i in idx])), 4),
+            "n": len(idx),
+        }
     return res
 
 
@@ -205,18 +222,27 @@ def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[
     out = {}
     for name, p in presets.items():
         th = p["thresholds"]
-        prose = [i for i, r in enumerate(rows) if (r.dataset, r.split) in (("british_novels", "test"),
-                                                                             ("ag_news_long", "measure"))]
+        prose = [
+            i
+            for i, r in enumerate(rows)
+            if (r.dataset, r.split) in (("british_novels", "test"), ("ag_news_long", "measure"))
+        ]
         rec = {}
         for c in CATEGORY_COLUMNS:
             idx = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1 and r.category == c]
             if idx:
-                rec[c] = {"recall": round(float(np.mean([scores[i].get(c, 0.0) >= th[c] for i in idx])), 3),
-                          "n": len(idx)}
+                rec[c] = {
+                    "recall": round(float(np.mean([scores[i].get(c, 0.0) >= th[c] for i in idx])), 3),
+                    "n": len(idx),
+                }
         toxic = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1]
-        out[name] = {"fpr_budget": p["fpr_budget"], "prose_false_block": round(float(np.mean(
-            [blocked(scores[i], th) for i in prose])), 4), "prose_n": len(prose), "recall": rec,
-            "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3)}
+        out[name] = {
+            "fpr_budget": p["fpr_budget"],
+            "prose_false_block": round(float(np.mean([blocked(scores[i], th) for i in prose])), 4),
+            "prose_n": len(prose),
+            "recall": rec,
+            "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3),
+        }
     return out
 
 
@@ -247,8 +273,13 @@ def identity_fpr(model: str, th: dict[str, float], per_term_n: int = 40) -> dict
         per.setdefault(identity_term(r["phrase"], terms) or "", []).append(blocked(s, th))
     fpr = {t: round(float(np.mean(v)), 3) for t, v in sorted(per.items())}
     worst = max(fpr, key=fpr.__getitem__)
-    return {"overall": round(float(np.mean([x for v in per.values() for x in v])), 4), "worst_term": worst,
-            "worst_fpr": fpr[worst], "per_term": fpr, "n": len(rows)}
+    return {
+        "overall": round(float(np.mean([x for v in per.values() for x in v])), 4),
+        "worst_term": worst,
+        "worst_fpr": fpr[worst],
+        "per_term": fpr,
+        "n": len(rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -258,9 +289,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="v5,v6,v7,multilingual,multilingual-v2")
-    ap.add_argument("--shipped", default=None,
-                    help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
-                         "default: train.DEFAULT_RECIPE,multilingual-v2")
+    ap.add_argument(
+        "--shipped",
+        default=None,
+        help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
+        "default: train.DEFAULT_RECIPE,multilingual-v2",
+    )
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
     ap.add_argument("--calibrate", action="store_true")
@@ -297,8 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for m in models:
         th: dict[str, Any] = preset_thresholds(m, "balanced") or {c: 0.5 for c in BLOCKING}
         if m == "shipped":
-            th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING}
-                  for n in args.shipped.split(",")}
+            th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING} for n in args.shipped.split(",")}
         res = report(m, rows, scores[m], th)
         en_model, en_th = (args.shipped.split(",")[0], th[args.shipped.split(",")[0]]) if m == "shipped" else (m, th)
         res["identity_fpr"] = identity_fpr(en_model, en_th)
@@ -307,8 +340,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["presets"] = preset_table(rows, scores[m], presets[m])
         out["models"][m] = res
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps({m: {k: v for k, v in r.items() if k != "identity_fpr"} for m, r in out["models"].items()},
-                     indent=1))
+    print(
+        json.dumps({m: {k: v for k, v in r.items() if k != "identity_fpr"} for m, r in out["models"].items()}, indent=1)
+    )
     return out
 
 

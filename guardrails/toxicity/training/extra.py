@@ -17,8 +17,9 @@ import numpy as np
 from guardrails.toxicity.training.splits import load_extra
 
 
-def extra_rows(sets: dict[str, float], categories: tuple[str, ...],
-               language: str = "en") -> tuple[list[str], list[str], list[str], np.ndarray, np.ndarray]:
+def extra_rows(
+    sets: dict[str, float], categories: tuple[str, ...], language: str = "en"
+) -> tuple[list[str], list[str], list[str], np.ndarray, np.ndarray]:
     """Train-split rows of ``sets`` in ``language`` with labels for ``categories``.
 
     Args:
@@ -43,8 +44,11 @@ def extra_rows(sets: dict[str, float], categories: tuple[str, ...],
             y[:] = 0.0
         else:
             y[categories.index("toxicity")] = 1.0
-            own = {"violence": ("violence", "hate")}.get(r.category, (r.category,)) \
-                if r.dataset == "hatemoji_build" else (r.category,)
+            own = (
+                {"violence": ("violence", "hate")}.get(r.category, (r.category,))
+                if r.dataset == "hatemoji_build"
+                else (r.category,)
+            )
             for c in own:
                 if c in categories:
                     y[categories.index(c)] = 1.0
@@ -57,8 +61,13 @@ def extra_rows(sets: dict[str, float], categories: tuple[str, ...],
         groups.append(f"{r.dataset}:{r.label}:{r.category}")
         labels.append(y)
         weights.append(sets[r.dataset])
-    return texts, src, groups, np.asarray(labels, dtype=np.float32).reshape(-1, len(categories)), \
-        np.asarray(weights, dtype=np.float64)
+    return (
+        texts,
+        src,
+        groups,
+        np.asarray(labels, dtype=np.float32).reshape(-1, len(categories)),
+        np.asarray(weights, dtype=np.float64),
+    )
 
 
 def prose_rows(paragraphs: int, categories: tuple[str, ...]) -> tuple[list[str], np.ndarray]:

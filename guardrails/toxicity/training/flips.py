@@ -44,9 +44,16 @@ def flips(old: str, new: str, per_group: int = 300, prose: int = 800) -> dict[st
                 examples.append({"label": r.label, "dataset": r.dataset, "text": r.text[:120]})
         pos += b and not a
     n = len(rows)
-    return {"old": old, "new": new, "n": n, "negative_flip_rate": round(neg / n, 4),
-            "positive_flip_rate": round(pos / n, 4), "old_accuracy": round(ok_old / n, 4),
-            "new_accuracy": round(ok_new / n, 4), "examples": examples}
+    return {
+        "old": old,
+        "new": new,
+        "n": n,
+        "negative_flip_rate": round(neg / n, 4),
+        "positive_flip_rate": round(pos / n, 4),
+        "old_accuracy": round(ok_old / n, 4),
+        "new_accuracy": round(ok_new / n, 4),
+        "examples": examples,
+    }
 
 
 if __name__ == "__main__":

