@@ -28,6 +28,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,19 +68,7 @@ def generate(model, tok, prompts: list[str], temperature: float, new_tokens: int
         ]
         enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(i)
-        with torch.inference_mode():
-            ids = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                logits_processor=[processor],
-                pad_token_id=tok.pad_token_id or tok.eos_token_id,
-            )
-        out.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1] :])
+        out.extend(sample(model, tok, enc, processor, temperature, new_tokens))
         print(f"  generated {len(out)}/{len(prompts)}", flush=True)
     return out
 
@@ -95,6 +84,23 @@ def human_windows(tok, length: int, minimum: int, texts: list[dict]) -> list[str
         if len(windows) >= minimum or stride <= length // 4:
             return [tok.decode(w) for w in windows]
         stride = int(stride * 0.75)
+
+
+def sample(model: Any, tok: Any, enc: Any, processor: Any, temperature: float, new_tokens: int) -> list[list[int]]:
+    """Exactly ``new_tokens`` sampled tokens per prompt of ``enc`` (pure sampling: top-k 0, top-p 1)."""
+    with torch.inference_mode():
+        ids = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            logits_processor=[processor],
+            pad_token_id=tok.pad_token_id or tok.eos_token_id,
+        )
+    return [row.tolist() for row in ids[:, enc["input_ids"].shape[1] :]]
 
 
 def perturb(text: str, rate: float, kind: str, vocab: list[str], rng: random.Random) -> str:

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_watermark import perturb  # noqa: E402
+from benchmarks.bench_watermark import perturb, sample  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
 from greenlist.home import greenlist_home  # noqa: E402
@@ -100,19 +100,7 @@ def generate_cached(model, tok, prompts: list[str], scheme: str, batch: int, cac
         enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(i)
         t0 = time.time()
-        with torch.inference_mode():
-            ids = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=NEW_TOKENS,
-                min_new_tokens=NEW_TOKENS,
-                logits_processor=[processor],
-                pad_token_id=tok.pad_token_id or tok.eos_token_id,
-            )
-        done.extend(row.tolist() for row in ids[:, enc["input_ids"].shape[1] :])
+        done.extend(sample(model, tok, enc, processor, temperature, NEW_TOKENS))
         i = stop
         cache.write_text(json.dumps({"prompts": prompts[:i], "ids": done}))
         print(f"  {scheme}: generated {i}/{len(prompts)} ({time.time() - t0:.0f} s for the batch)", flush=True)

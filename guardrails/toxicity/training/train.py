@@ -341,6 +341,16 @@ V2_WEIGHTS = {"olid": 1.0, "davidson": 0.2, "jigsaw": 0.5, "functional": 10.0}
 # v5 (shipped default): layers 3 and 2 (only 3 of MiniLM's 6 layers run), cue version 2,
 # the second set of hand-written examples, functional rows weighted 7.
 CATEGORIES_V3 = ("toxicity", "hate", "harassment", "violence", "sexual", "profanity")
+RECIPES_V6: dict[str, object] = {
+    "layers": (3, 2),
+    "cues": 2,
+    "pc_weight": 0.15,
+    "categories": CATEGORIES_V3,
+    "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
+    "source_weights": {**V2_WEIGHTS, "functional": 7.0},
+    "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3},
+}
+
 RECIPES: dict[str, dict[str, object]] = {
     "v2": {
         "layers": None,
@@ -359,25 +369,11 @@ RECIPES: dict[str, dict[str, object]] = {
     },
     # v6: v5 + the train splits of HatemojiBuild (adversarial hate with contrast perturbations) and MLMA
     # English (noisy: weight 0.3), + hand-written untargeted profanity (harassment 0) and insults.
-    "v6": {
-        "layers": (3, 2),
-        "cues": 2,
-        "pc_weight": 0.15,
-        "categories": CATEGORIES_V3,
-        "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
-        "source_weights": {**V2_WEIGHTS, "functional": 7.0},
-        "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3},
-    },
+    "v6": RECIPES_V6,
     # v7: v6 + benign prose negatives: the sentence / window units of 300 paragraphs of the *train* books of
     # British novels (splits.py; dev and test books unseen), weight 1.
     "v7": {
-        "layers": (3, 2),
-        "cues": 2,
-        "pc_weight": 0.15,
-        "categories": CATEGORIES_V3,
-        "examples": ("functional_train.tsv", "functional_train_v5.tsv", "functional_train_v6.tsv"),
-        "source_weights": {**V2_WEIGHTS, "functional": 7.0},
-        "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3},
+        **RECIPES_V6,
         "prose_paragraphs": 300,
     },
 }
