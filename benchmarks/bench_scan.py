@@ -26,16 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import publish  # noqa: E402
+from benchmarks.report import publish, shared_data  # noqa: E402
 
-HUMAN_DIR = next(
-    (
-        p / "shared" / "data" / "human_text"
-        for p in (ROOT.parent, ROOT.parent.parent)
-        if (p / "shared" / "data" / "human_text").is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "human_text",
-)
+HUMAN_DIR = shared_data("human_text")
 SHARES, LENGTHS = (0.0, 0.3, 0.9), (8, 60, 120, 200)
 
 

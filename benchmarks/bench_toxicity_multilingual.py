@@ -15,7 +15,6 @@ latency (one short text p50 and batched texts/s). ``--write`` replaces the
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -36,13 +35,9 @@ SHORT = "You are such an idiot, nobody wants you here."
 
 def _olid(n: int) -> list[str]:
     """``n`` OLID tweets from the shared data (synthetic sentences when it is absent)."""
-    from guardrails.toxicity.training.data import shared_dir
+    from benchmarks.bench_toxicity import _texts
 
-    path = shared_dir() / "olid_train.csv"
-    if path.exists():
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [r["tweet"] for r, _ in zip(csv.DictReader(fh), range(n), strict=True)]
-    return [f"Sentence number {i} says something about the weather." for i in range(n)]
+    return _texts(n)
 
 
 def latency(backend: Any, texts: list[str], n_single: int = 200, batch: int = 64, reps: int = 3) -> dict[str, float]:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_watermark import perturb, sample  # noqa: E402
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import markdown_table, shared_data, write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
 from greenlist.home import greenlist_home  # noqa: E402
 from greenlist.normalize import normalize  # noqa: E402
@@ -47,15 +47,7 @@ from watermark.detector import WatermarkDetector  # noqa: E402
 from watermark.keys import WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
 
-# ../shared beside the clone (a git worktree one level deeper finds it one level further up)
-HUMAN_DIR = next(
-    (
-        p / "shared" / "data" / "human_text"
-        for p in (ROOT.parent, ROOT.parent.parent)
-        if (p / "shared" / "data" / "human_text").is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "human_text",
-)
+HUMAN_DIR = shared_data("human_text")
 KEY = WatermarkKey("bench", secret=b"benchmark-key-0123456789abcdef!!")
 LENGTHS, NEW_TOKENS = (50, 100, 200), 200
 GAMMA, DELTA = 0.25, 2.0  # defaults; --gamma / --delta override
@@ -200,21 +192,15 @@ def main() -> None:
         "",
         "TPR at z ≥ 4 (in brackets: TPR of the verdict, exact binomial p-value ≤ α = P(Z ≥ 4) = 3.2e-5):",
         "",
-        "| scheme | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
     ]
-    for s in schemes:
-        cells = [f"{(power[(s, c)][0] >= 4).mean():.3f} ({power[(s, c)][1].mean():.3f})" for c in cols]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Median z of the watermarked texts:",
-        "",
-        "| scheme | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
+    rate = [
+        [s] + [f"{(power[(s, c)][0] >= 4).mean():.3f} ({power[(s, c)][1].mean():.3f})" for c in cols] for s in schemes
     ]
-    for s in schemes:
-        lines.append(f"| {s} | " + " | ".join(f"{np.median(power[(s, c)][0]):.2f}" for c in cols) + " |")
+    lines += markdown_table(["scheme", *cols], rate)
+    lines += ["", "Median z of the watermarked texts:", ""]
+    lines += markdown_table(
+        ["scheme", *cols], [[s] + [f"{np.median(power[(s, c)][0]):.2f}" for c in cols] for s in schemes]
+    )
     lines += [
         "",
         f"False positives on all of `../shared/data/human_text/` ({files}), non-overlapping windows of T "

@@ -12,6 +12,20 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEach section is written by its script in `benchmarks/`; rerun it to refresh.\n"
 
 
+def shared_data(*parts: str) -> Path:
+    """``../shared/data/<parts>`` beside the clone (a git worktree one level deeper finds it one level further up)."""
+    root = Path(__file__).resolve().parent.parent
+    for base in (root.parent, root.parent.parent):
+        if (base / "shared" / "data").joinpath(*parts).exists():
+            return (base / "shared" / "data").joinpath(*parts)
+    return (root.parent / "shared" / "data").joinpath(*parts)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table as lines: ``header`` then ``rows`` (cells already formatted)."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def machine() -> str:
     """One line describing this machine and today's date."""
     return (

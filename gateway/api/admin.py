@@ -80,17 +80,14 @@ async def audit_rows(
     if audit is None:
         raise APIError(404, "the audit log is disabled (audit_enabled=false)", code="audit_disabled")
     await asyncio.to_thread(audit.flush, 5.0)
-    rows = await asyncio.to_thread(
-        audit.query,
-        since=since,
-        tenant=tenant,
-        action=action,
-        guardrail=guardrail,
-        policy=policy,
-        shadow=shadow,
-        request_id=request_id,
-        limit=limit,
-    )
+    filters: dict[str, Any] = {
+        "since": since,
+        "tenant": tenant,
+        "action": action,
+        "guardrail": guardrail,
+        "policy": policy,
+    }
+    rows = await asyncio.to_thread(audit.query, shadow=shadow, request_id=request_id, limit=limit, **filters)
     return {"object": "list", "data": rows}
 
 

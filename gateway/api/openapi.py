@@ -103,26 +103,20 @@ def install_docs(app: FastAPI) -> None:
     if assets:
         app.mount(base, StaticFiles(directory=assets), name="docs-assets")  # type: ignore[arg-type]
 
+    page: dict[str, Any] = {"openapi_url": "/openapi.json", "title": f"{app.title} - API docs"}
+
     @app.get("/docs", include_in_schema=False)
     async def swagger() -> HTMLResponse:
-        if base is None:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} - API docs",
-            swagger_js_url=f"{base}/swagger-ui-bundle.js",
-            swagger_css_url=f"{base}/swagger-ui.css",
-            swagger_favicon_url=f"{base}/favicon.png",
-        )
+        local: dict[str, Any] = {
+            "swagger_js_url": f"{base}/swagger-ui-bundle.js",
+            "swagger_css_url": f"{base}/swagger-ui.css",
+        }
+        return get_swagger_ui_html(**page, **(local | {"swagger_favicon_url": f"{base}/favicon.png"} if base else {}))
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        if base is None:
-            return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} - API docs",
-            redoc_js_url=f"{base}/redoc.standalone.js",
-            redoc_favicon_url=f"{base}/favicon.png",
-            with_google_fonts=False,
-        )
+        local: dict[str, Any] = {
+            "redoc_js_url": f"{base}/redoc.standalone.js",
+            "redoc_favicon_url": f"{base}/favicon.png",
+        }
+        return get_redoc_html(**page, **(local | {"with_google_fonts": False} if base else {}))
