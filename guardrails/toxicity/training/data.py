@@ -73,6 +73,17 @@ class Corpus:
         return np.asarray(self.labels, dtype=np.float32)
 
 
+def _rows_subsampled(
+    path: Path, where: tuple[str, str], k: int, rng: random.Random
+) -> tuple[list[dict[str, str]], set[int]]:
+    """All rows of a CSV, and the ids of at most ``k`` rows drawn by ``rng`` among those with ``row[col] == value``."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    col, value = where
+    pool = [r for r in rows if r[col] == value]
+    return rows, {id(r) for r in rng.sample(pool, min(k, len(pool)))}
+
+
 def load_corpus(
     folder: Path | None = None, seed: int = 0, davidson_offensive_max: int = 6000, jigsaw_name_adj_max: int = 2000
 ) -> Corpus:
@@ -97,10 +108,7 @@ def load_corpus(
     rng = random.Random(seed)
     corpus = Corpus()
 
-    with open(folder / "davidson_labeled.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    offensive = [r for r in rows if r["class"] == "1"]
-    keep = set(id(r) for r in rng.sample(offensive, min(davidson_offensive_max, len(offensive))))
+    rows, keep = _rows_subsampled(folder / "davidson_labeled.csv", ("class", "1"), davidson_offensive_max, rng)
     for r in rows:
         cls = r["class"]
         if cls == "0":
@@ -125,10 +133,9 @@ def load_corpus(
             else:  # OTH: organisations, events
                 corpus.add(r["tweet"], "olid", g, toxicity=1, hate=0)
 
-    with open(folder / "jigsaw_templates_en.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    name_adj = [r for r in rows if r["template"] == "name_adj"]
-    keep = set(id(r) for r in rng.sample(name_adj, min(jigsaw_name_adj_max, len(name_adj))))
+    rows, keep = _rows_subsampled(
+        folder / "jigsaw_templates_en.csv", ("template", "name_adj"), jigsaw_name_adj_max, rng
+    )
     for r in rows:
         t = r["template"]
         if t == "name_adj" and id(r) not in keep:
