@@ -70,10 +70,11 @@ def mixed_rows(home: Path, n_human: int, n_marked: int, seed: int = 20) -> list[
     from watermark.keys import load_keyring
 
     tok = load_tokenizer(None, home)
+    tok = getattr(tok, "backend", tok)  # the torch-free tokenizer file wraps a `tokenizers.Tokenizer`
     words = np.array(
         sorted(i for t, i in tok.get_vocab().items() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3)
     )
-    green = load_keyring(home).active.scheme(0.25, "selfhash").green_mask([], len(tok))[words]
+    green = load_keyring(home).active.scheme(0.25, "selfhash").green_mask([], tok.get_vocab_size())[words]
     rng = random.Random(seed)
     human = [json.loads(line)["text"] for line in (HUMAN_DIR / "british_novels.jsonl").open()]
     picked = rng.sample(human, n_human) if n_human <= len(human) else rng.choices(human, k=n_human)

@@ -95,7 +95,8 @@ def test_concurrent_generations_429_over_http(fast_gateway, stub_upstream):
     from tests.conftest import ServerThread
 
     gw = gateway_with(fast_gateway, "endless", stub_upstream)
-    settings = gw.settings.model_copy(update={"max_concurrent_generations": 1, "generation_queue_size": 0})
+    # an openai upstream gets its own limit (max_concurrent_upstream), separate from the local model's
+    settings = gw.settings.model_copy(update={"max_concurrent_upstream": 1, "generation_queue_size": 0})
     with ServerThread(create_app(settings, gateway=gw)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         with c.stream("POST", "/v1/chat/completions", json=chat_body(stream=True, max_tokens=1000)) as first:
             assert first.status_code == 200
@@ -103,7 +104,7 @@ def test_concurrent_generations_429_over_http(fast_gateway, stub_upstream):
             next(lines)
             r = c.post("/v1/chat/completions", json=chat_body(max_tokens=8))
             err = assert_openai_error(r, 429, "too_many_concurrent_generations")
-            assert "max_concurrent_generations=1" in err["message"] and int(r.headers["retry-after"]) >= 1
+            assert "max_concurrent_upstream=1" in err["message"] and int(r.headers["retry-after"]) >= 1
         deadline = time.time() + 10  # the slot comes back once the first client left
         while time.time() < deadline:
             r = c.post("/v1/completions", json={"model": "stub-model", "prompt": "hi", "max_tokens": 8})
