@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
 from greenlist.clock import ManualClock  # noqa: E402
 from guardrails.base import Decision, Direction, GuardrailResult, ScanContext  # noqa: E402
 from guardrails.llm_judge import LLMJudgeConfig, LLMJudgeGuardrail  # noqa: E402
@@ -209,7 +209,7 @@ def main() -> None:
     gap = dict(rows)["judge alone"]["accuracy"] - default["accuracy"]
     verdict = "meets" if default["judged"] <= MAX_JUDGED and gap <= MAX_GAP else "does NOT meet"
     body = (
-        f"Machine: 2-core AMD EPYC, 2026-12-03. {len(texts)} English dev texts "
+        f"{machine()} {len(texts)} English dev texts "
         f"({int(gold.sum())} toxic): HateXplain val + HatemojiBuild dev from `toxicity_extra`. "
         f"Local: default toxicity model, fires at toxicity >= 0.5. Judge: simulated, gold label with accuracy "
         f"{JUDGE_ACCURACY} after {JUDGE_DELAY_S * 1000:.0f} ms (a ManualClock, so computed, not slept), "

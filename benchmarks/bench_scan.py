@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import publish, shared_data  # noqa: E402
+from benchmarks.report import machine, publish, shared_data  # noqa: E402
 
 HUMAN_DIR = shared_data("human_text")
 SHARES, LENGTHS = (0.0, 0.3, 0.9), (8, 60, 120, 200)
@@ -138,7 +138,7 @@ def main() -> None:
     names = {"local": "in-process", "ray1": "Ray, 1 worker", "ray2": "Ray, 2 workers"}
     n, n2 = sizes["half"], sizes["full"]
     lines = [
-        f"Machine: {os.cpu_count()}-core AMD EPYC (x86_64){args.note}; date 2026-12-03.",
+        f"{machine()}{args.note}",
         f"Command: `python benchmarks/bench_scan.py --rows {args.rows}` (task `{args.task}`, batch size "
         f"{args.batch_size}, local Ray started by each scan). Each runner scans {n} and {n2} rows from scratch, "
         f"{args.repeat} times each, the fastest run counting (the CPU is shared) "

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_watermark import perturb, sample  # noqa: E402
-from benchmarks.report import markdown_table, shared_data, write_section  # noqa: E402
+from benchmarks.report import machine, markdown_table, shared_data, write_section  # noqa: E402
 from gateway.backends.loading import load_causal_lm  # noqa: E402
 from greenlist.home import greenlist_home  # noqa: E402
 from greenlist.normalize import normalize  # noqa: E402
@@ -180,7 +179,7 @@ def main() -> None:
     files = ", ".join(f"`{p.name}`" for p in sorted(HUMAN_DIR.glob("*.jsonl")))
     cols = [f"T={t}" for t in LENGTHS] + [f"{k} {r:.0%}" for k, r in ATTACKS]
     lines = [
-        f"Machine: {os.cpu_count()}-core AMD EPYC (x86_64){args.note}; date 2026-12-03.",
+        f"{machine()}{args.note}",
         f"Command: `python benchmarks/bench_watermark_robust.py --samples {args.samples}` "
         f"({(time.time() - started) / 60:.0f} min, of which {gen_minutes:.0f} generating; {args.threads} torch "
         "thread). Embedded SmolLM2-135M-Instruct, one key, "

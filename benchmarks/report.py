@@ -29,9 +29,21 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def machine() -> str:
     """One line describing this machine and today's date."""
     return (
-        f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, "
+        f"Machine: {os.cpu_count()}-core {cpu_model()} ({platform.machine()}), "
         f"{_memory_gib()} GiB RAM, Python {platform.python_version()}; date {date.today().isoformat()}."
     )
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (with ``AMX`` / ``AVX512-BF16`` when it has native bf16)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return "CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extras = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return f"{name} ({', '.join(extras)})" if extras else name
 
 
 def _memory_gib() -> str:
