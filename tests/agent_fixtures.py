@@ -23,6 +23,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 STUB_MODEL = "stub-model"
+TOOLS = [  # one chat-completions function tool, as clients send it
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 ANSWER = "Lighthouses guide ships safely along the coast at night."
 PROTECTED = (
     "The keeper of the northern light wrote every evening in a ledger bound with green thread, noting the "
@@ -211,3 +221,10 @@ def stub_state(agent_stub) -> dict[str, Any]:
     agent_stub.state["bodies"].clear()
     agent_stub.state["script"].clear()
     return agent_stub.state
+
+
+@pytest.fixture()
+def sdk(agent_gateway: Any) -> Any:
+    """The official openai SDK pointed at the agent gateway (skips without the package)."""
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0)

@@ -155,5 +155,5 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
-from tests.agent_fixtures import agent_gateway, agent_stub, stub_state  # noqa: E402,F401 - agent API tests (issue 18)
+from tests.agent_fixtures import agent_gateway, agent_stub, sdk, stub_state  # noqa: E402,F401 - agent API tests (issue 18)
 from tests.reliability_fixtures import fast_gateway, stub_upstream  # noqa: E402,F401 - reliability tests (issue 7)

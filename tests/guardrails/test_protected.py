@@ -6,9 +6,7 @@ import ast
 import json
 import random
 import shutil
-import subprocess
 import sysconfig
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,8 @@ from guardrails.protected.index import Corpus, CorpusParams, list_corpora
 from guardrails.protected.matcher import Matcher
 from guardrails.protected.shingling import code_tokens, prose_tokens, shingle_hashes
 from guardrails.protected.signatures import MinHasher
-from tests.conftest import SHARED, free_port
+from tests.cluster_fixtures import redis_server
+from tests.conftest import SHARED
 
 DATA = SHARED
 ALICE = DATA / "protected_prose" / "carroll-alice.txt"
@@ -275,29 +274,11 @@ def test_datasketch_dict_backend_persists(tmp_path):
 
 
 def test_redis_backend_shared_between_replicas(tmp_path):
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip(
-            "redis-server binary not found; install it (apt-get install redis-server) to test the "
-            "datasketch Redis storage backend"
-        )
-    pytest.importorskip("redis", reason="python package 'redis' is needed for datasketch's Redis storage")
-    port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with redis_server() as url:  # skips without the redis-server binary or the redis package
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=port)
-        for _ in range(50):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
+        client = redis.Redis.from_url(url)
+        port = client.connection_pool.connection_kwargs["port"]
         storage = {"type": "redis", "basename": "greenlist:test", "redis": {"host": "127.0.0.1", "port": port}}
         c = Corpus.create(
             "shared",
@@ -316,9 +297,6 @@ def test_redis_backend_shared_between_replicas(tmp_path):
         assert res.decision is Decision.BLOCK
         assert res.details["matches"][0]["document"] == str(ALICE)
         assert len(g.matchers["shared"].corpus.lsh) == c.stats()["passages"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # ----------------------------------------------------------------- corpora changed while the gateway runs

@@ -8,20 +8,9 @@ import json
 import httpx
 import pytest
 
-from tests.agent_fixtures import PROTECTED, STUB_MODEL
+from tests.agent_fixtures import PROTECTED, STUB_MODEL, TOOLS
 
 TOXIC = "You are a worthless stupid idiot and everyone hates you, you disgusting moron."
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 # Every documented chat-completions request field (platform.openai.com/docs/api-reference/chat/create), with a
 # non-default value; the gateway must forward each one unchanged.

@@ -8,43 +8,27 @@ import json
 
 import pytest
 
-from tests.agent_fixtures import STUB_MODEL
+from tests.agent_fixtures import STUB_MODEL, TOOLS
 
 openai = pytest.importorskip("openai")
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
-
-@pytest.fixture()
-def client(agent_gateway):
-    return openai.OpenAI(base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0)
-
-
-def test_openai_sdk_tool_call_then_result_then_answer(client, stub_state):
+def test_openai_sdk_tool_call_then_result_then_answer(sdk, stub_state):
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    first = client.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS, tool_choice="auto")
+    first = sdk.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS, tool_choice="auto")
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
-    final = client.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS)
+    final = sdk.chat.completions.create(model=STUB_MODEL, messages=messages, tools=TOOLS)
     assert final.choices[0].finish_reason == "stop" and "sunny" in final.choices[0].message.content
     assert stub_state["bodies"][-1]["messages"][2]["tool_call_id"] == call.id
 
 
-def test_openai_sdk_streamed_tool_call_reassembled(client, stub_state):
-    stream = client.chat.completions.create(
+def test_openai_sdk_streamed_tool_call_reassembled(sdk, stub_state):
+    stream = sdk.chat.completions.create(
         model=STUB_MODEL, messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS, stream=True
     )
     arguments, name = "", None
@@ -56,7 +40,7 @@ def test_openai_sdk_streamed_tool_call_reassembled(client, stub_state):
     assert name == "get_weather" and json.loads(arguments) == {"city": "Paris"}
 
 
-def test_openai_sdk_json_schema_and_logprobs(client, stub_state):
+def test_openai_sdk_json_schema_and_logprobs(sdk, stub_state):
     schema = {
         "type": "object",
         "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
@@ -64,7 +48,7 @@ def test_openai_sdk_json_schema_and_logprobs(client, stub_state):
         "additionalProperties": False,
     }
     stub_state["script"].append({"content": json.dumps({"city": "Paris", "temp": 21}), "finish_reason": "stop"})
-    out = client.chat.completions.create(
+    out = sdk.chat.completions.create(
         model=STUB_MODEL,
         messages=[{"role": "user", "content": "Weather as JSON"}],
         response_format={"type": "json_schema", "json_schema": {"name": "weather", "strict": True, "schema": schema}},
@@ -72,7 +56,7 @@ def test_openai_sdk_json_schema_and_logprobs(client, stub_state):
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(json.loads(out.choices[0].message.content), schema)
     assert stub_state["bodies"][-1]["response_format"]["json_schema"]["schema"] == schema
-    out = client.chat.completions.create(
+    out = sdk.chat.completions.create(
         model=STUB_MODEL, messages=[{"role": "user", "content": "Hi"}], logprobs=True, top_logprobs=2
     )
     tokens = out.choices[0].logprobs.content

@@ -8,25 +8,15 @@ import json
 import httpx
 import pytest
 
-from tests.agent_fixtures import STUB_MODEL
+from tests.agent_fixtures import STUB_MODEL, TOOLS
+
+TOOL = {"type": "function", **TOOLS[0]["function"]}  # the Responses API's flat function-tool shape
 
 openai = pytest.importorskip("openai")
 
-TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
-
-@pytest.fixture()
-def client(agent_gateway):
-    return openai.OpenAI(base_url=f"{agent_gateway.url}/v1", api_key="unused", max_retries=0)
-
-
-def test_create_and_get(client, stub_state):
-    response = client.responses.create(
+def test_create_and_get(sdk, stub_state):
+    response = sdk.responses.create(
         model=STUB_MODEL, input="Tell me about lighthouses.", instructions="Be brief.", max_output_tokens=30
     )
     assert response.status == "completed" and "Lighthouses" in response.output_text
@@ -37,24 +27,24 @@ def test_create_and_get(client, stub_state):
     ]
     assert sent["max_tokens"] == 30
     assert response.model_extra["greenlist"]["decision"] == "allow"
-    again = client.responses.retrieve(response.id)
+    again = sdk.responses.retrieve(response.id)
     assert again.id == response.id and again.output_text == response.output_text
 
 
-def test_previous_response_id_carries_the_conversation(client, stub_state):
-    first = client.responses.create(model=STUB_MODEL, input="My name is Ana.")
-    client.responses.create(model=STUB_MODEL, input="What is my name?", previous_response_id=first.id)
+def test_previous_response_id_carries_the_conversation(sdk, stub_state):
+    first = sdk.responses.create(model=STUB_MODEL, input="My name is Ana.")
+    sdk.responses.create(model=STUB_MODEL, input="What is my name?", previous_response_id=first.id)
     sent = stub_state["bodies"][-1]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[0]["content"] == "My name is Ana." and sent[2]["content"] == "What is my name?"
 
 
-def test_function_tool_round_trip(client, stub_state):
-    first = client.responses.create(model=STUB_MODEL, input="Weather in Paris?", tools=[TOOL])
+def test_function_tool_round_trip(sdk, stub_state):
+    first = sdk.responses.create(model=STUB_MODEL, input="Weather in Paris?", tools=[TOOL])
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
     assert stub_state["bodies"][-1]["tools"][0]["function"]["name"] == "get_weather"
-    second = client.responses.create(
+    second = sdk.responses.create(
         model=STUB_MODEL,
         previous_response_id=first.id,
         tools=[TOOL],
@@ -66,19 +56,19 @@ def test_function_tool_round_trip(client, stub_state):
     assert sent[-1] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": "sunny, 21 C"}
 
 
-def test_streamed_text_and_function_call(client, stub_state):
-    with client.responses.stream(model=STUB_MODEL, input="Tell me about lighthouses.") as stream:
+def test_streamed_text_and_function_call(sdk, stub_state):
+    with sdk.responses.stream(model=STUB_MODEL, input="Tell me about lighthouses.") as stream:
         kinds = [e.type for e in stream]
         final = stream.get_final_response()
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds and "Lighthouses" in final.output_text
-    events = list(client.responses.create(model=STUB_MODEL, input="Weather?", tools=[TOOL], stream=True))
+    events = list(sdk.responses.create(model=STUB_MODEL, input="Weather?", tools=[TOOL], stream=True))
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
     assert json.loads(deltas) == {"city": "Paris"}
     assert [e.sequence_number for e in events] == list(range(len(events)))
     completed = events[-1].response
     assert completed.output[0].type == "function_call" and completed.model_extra["greenlist"]["decision"] == "allow"
-    assert client.responses.retrieve(completed.id).output[0].call_id == "call_1"
+    assert sdk.responses.retrieve(completed.id).output[0].call_id == "call_1"
 
 
 def test_unknown_and_unsupported(agent_gateway):
@@ -95,7 +85,7 @@ def test_unknown_and_unsupported(agent_gateway):
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "background"
 
 
-def test_store_false_is_not_kept(client):
-    response = client.responses.create(model=STUB_MODEL, input="hi", store=False)
+def test_store_false_is_not_kept(sdk):
+    response = sdk.responses.create(model=STUB_MODEL, input="hi", store=False)
     with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve(response.id)
+        sdk.responses.retrieve(response.id)
