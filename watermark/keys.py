@@ -51,6 +51,10 @@ from watermark.scheme import SEEDING_SCHEMES, GreenListScheme, Scheme
 KEY_FILE = "watermark_keys.json"
 KINDS = ("keyed", "transformers-lefthash")
 
+XARG_KEY_ID = "greenlist_watermark_key_id"
+"""The one per-request argument of the vLLM plugin (``vllm_xargs`` / ``SamplingParams.extra_args``): the id of
+the key to watermark with; the key itself never travels with a request (:mod:`watermark.vllm_plugin`)."""
+
 
 @dataclass(frozen=True)
 class WatermarkKey:

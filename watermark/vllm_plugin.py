@@ -65,13 +65,11 @@ from typing import Any
 import torch
 
 from watermark.batched import watermark_logits
-from watermark.keys import KeyRing, WatermarkKey, read_key_file
+from watermark.keys import XARG_KEY_ID, KeyRing, WatermarkKey, read_key_file
 from watermark.scheme import SEEDING_SCHEMES, Scheme
 
 logger = logging.getLogger("greenlist.vllm")
 
-XARG_KEY_ID = "greenlist_watermark_key_id"
-"""The one per-request argument (``vllm_xargs`` / ``SamplingParams.extra_args``): the id of the key to use."""
 ENV_KEY_FILE = "GREENLIST_WATERMARK_KEY_FILE"
 PROCESSOR_FQCN = "watermark.vllm_plugin:GreenlistWatermarkLogitsProcessor"
 

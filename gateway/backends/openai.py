@@ -18,6 +18,7 @@ from gateway.backends.fields import upstream_body
 from gateway.backends.resilience import RETRY_STATUSES, UpstreamBreaker, backoff_s
 from gateway.backends.toolcalls import ToolCallAssembler
 from gateway.errors import APIError
+from watermark.keys import XARG_KEY_ID
 
 
 class UpstreamError(APIError):
@@ -31,9 +32,6 @@ def _upstream_error(status: int, body: str) -> UpstreamError:
         message = body[:500] or f"HTTP {status}"
     code = status if 400 <= status < 500 and status not in (401, 403) else 502
     return UpstreamError(code, f"upstream error ({status}): {message}", type="upstream_error", code="upstream_error")
-
-
-VLLM_KEY_ARG = "greenlist_watermark_key_id"  # the vLLM plugin's per-request argument (watermark/vllm_plugin.py)
 
 
 class OpenAIBackend(Backend):
@@ -93,7 +91,7 @@ class OpenAIBackend(Backend):
             xargs = body.get("vllm_xargs")
             body["vllm_xargs"] = {
                 **(xargs if isinstance(xargs, dict) else {}),  # the key id, never the key
-                VLLM_KEY_ARG: request.watermark_key_id,
+                XARG_KEY_ID: request.watermark_key_id,
             }
         return path, body
 

@@ -199,28 +199,15 @@ def test_text_from_a_verifies_on_b_and_certificates_cross_check(cluster, tmp_pat
     exported = cli("keys", "export-public", "--format", "b64", env=cluster["env"])
     assert exported.returncode == 0, exported.stderr
     (tmp_path / "cert.json").write_text(json.dumps(cert))
-    (tmp_path / "text.txt").write_text(text)
-    checked = cli(
-        "verify-certificate",
-        str(tmp_path / "cert.json"),
-        str(tmp_path / "text.txt"),
-        "--public-key",
-        exported.stdout.strip(),
-        env=cluster["env"],
-    )
+
+    def verify_certificate(of: str) -> Any:
+        (tmp_path / "text.txt").write_text(of)
+        args = ("verify-certificate", str(tmp_path / "cert.json"), str(tmp_path / "text.txt"))
+        return cli(*args, "--public-key", exported.stdout.strip(), env=cluster["env"])
+
+    checked = verify_certificate(text)
     assert checked.returncode == 0, checked.stderr
-    (tmp_path / "text.txt").write_text(text + " altered")
-    assert (
-        cli(
-            "verify-certificate",
-            str(tmp_path / "cert.json"),
-            str(tmp_path / "text.txt"),
-            "--public-key",
-            exported.stdout.strip(),
-            env=cluster["env"],
-        ).returncode
-        == 1
-    )
+    assert verify_certificate(text + " altered").returncode == 1
 
 
 def test_one_rate_limit_across_both_replicas(cluster):
