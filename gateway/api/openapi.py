@@ -104,19 +104,19 @@ def install_docs(app: FastAPI) -> None:
         app.mount(base, StaticFiles(directory=assets), name="docs-assets")  # type: ignore[arg-type]
 
     page: dict[str, Any] = {"openapi_url": "/openapi.json", "title": f"{app.title} - API docs"}
+    # the gateway's own copies of the assets when fastapi-offline is installed, else FastAPI's CDN defaults
+    swagger: dict[str, Any] = {}
+    redoc: dict[str, Any] = {}
+    if base is not None:
+        icon = f"{base}/favicon.png"
+        swagger = {"swagger_js_url": f"{base}/swagger-ui-bundle.js", "swagger_css_url": f"{base}/swagger-ui.css"}
+        swagger["swagger_favicon_url"] = icon
+        redoc = {"redoc_js_url": f"{base}/redoc.standalone.js", "redoc_favicon_url": icon, "with_google_fonts": False}
 
     @app.get("/docs", include_in_schema=False)
-    async def swagger() -> HTMLResponse:
-        local: dict[str, Any] = {
-            "swagger_js_url": f"{base}/swagger-ui-bundle.js",
-            "swagger_css_url": f"{base}/swagger-ui.css",
-        }
-        return get_swagger_ui_html(**page, **(local | {"swagger_favicon_url": f"{base}/favicon.png"} if base else {}))
+    async def swagger_page() -> HTMLResponse:
+        return get_swagger_ui_html(**page, **swagger)
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        local: dict[str, Any] = {
-            "redoc_js_url": f"{base}/redoc.standalone.js",
-            "redoc_favicon_url": f"{base}/favicon.png",
-        }
-        return get_redoc_html(**page, **(local | {"with_google_fonts": False} if base else {}))
+    async def redoc_page() -> HTMLResponse:
+        return get_redoc_html(**page, **redoc)

@@ -90,9 +90,8 @@ class StreamGuard:
             end = len(self.text)  # a run-on sentence: check what there is, keep it open
         else:
             return None
-        context = self.checked[-(len(spans) + CONTEXT_SENTENCES) :] if spans else self.checked[-CONTEXT_SENTENCES:]
-        start = min([a for a, _ in context] + [self.pending if not spans else end])
-        return start, end
+        context = self.checked[-(len(spans) + CONTEXT_SENTENCES) :]  # the new sentences and two before them
+        return (context[0][0] if context else self.pending), end
 
     async def _check(self, start: int, end: int) -> Verdict:
         self.last_check = len(self.ends)
