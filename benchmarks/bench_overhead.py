@@ -87,6 +87,55 @@ PROMPTS = [
     "straight from the oven and the inside seems a bit gummy. Is that the real reason for the advice, then?",
 ]
 
+
+
+def fresh_texts(rounds: int, data: Path | None = None) -> tuple[list[str], list[str]]:
+    """One distinct (prompt, answer) pair per round, so that no guardrail answers from its unit cache.
+
+    Answers: consecutive ``ag_news_long`` paragraphs (benign news, measured on and never trained on) joined and
+    cut at the first sentence end past 150 words. Prompts: the first 200 characters (cut at a space) of
+    British-novel chunks. Texts come in file order (deterministic). Without the shared data: the fixed
+    :data:`PROMPTS` and :data:`ANSWER`, repeated (then the guardrails' caches answer after the first round).
+
+    Args:
+        rounds: Pairs wanted (warm-up rounds included).
+        data: The shared data folder (default ``../shared/data`` beside the checkout).
+
+    Returns:
+        ``(prompts, answers)``, each of length ``rounds``.
+    """
+    import csv
+
+    from greenlist.sentences import split_sentences
+
+    data = data or ROOT.parent / "shared" / "data"
+    news, novels = data / "toxicity_extra" / "ag_news_long.csv", data / "human_text" / "british_novels.jsonl"
+    if not (news.exists() and novels.exists()):
+        print(f"shared data not found under {data}: fixed prompts and answer (cached after one round)", file=sys.stderr)
+        return [PROMPTS[i % len(PROMPTS)] for i in range(rounds)], [ANSWER] * rounds
+    with open(news, newline="", encoding="utf-8") as f:
+        paragraphs = [r["text"] for r in csv.DictReader(f)]
+    answers, buf = [], ""
+    for para in paragraphs:
+        buf = f"{buf} {para}".strip()
+        if len(buf.split()) < 150:
+            continue
+        end = next(b for a, b in split_sentences(buf) if len(buf[:b].split()) >= 150)
+        answers.append(buf[:end])
+        buf = ""
+        if len(answers) == rounds:
+            break
+    prompts = []
+    for line in novels.read_text("utf-8").splitlines():
+        text = " ".join(json.loads(line)["text"].split())
+        prompts.append(text[: text.rfind(" ", 0, 201)] if len(text) > 200 else text)
+        if len(prompts) == rounds:
+            break
+    if len(answers) < rounds or len(prompts) < rounds:
+        raise SystemExit(f"only {len(answers)} answers / {len(prompts)} prompts for {rounds} rounds")
+    return prompts, answers
+
+
 NO_GUARDRAIL_POLICY = """\
 # bench_overhead.py: the gateway with no guardrails at all (framework overhead only)
 name: no-guardrails
@@ -101,9 +150,13 @@ output: []
 # --------------------------------------------------------------------------------------------------- the stub
 
 
-def stub_app(answer: str) -> Any:
-    """A bare ASGI app: an OpenAI-compatible upstream that answers every completion at once with ``answer``."""
-    completion_tokens = round(len(answer.split()) * 1.3)
+def stub_app(answers: dict[str, str], default: str = ANSWER) -> Any:
+    """A bare ASGI app: an OpenAI-compatible upstream that answers every completion at once.
+
+    Args:
+        answers: ``{prompt: answer}``: the answer to a request whose last message is a known prompt.
+        default: The answer to any other request.
+    """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -136,6 +189,9 @@ def stub_app(answer: str) -> Any:
             if request.get("stream"):
                 await _respond(send, 400, {"error": {"message": "the stub does not stream", "type": "invalid"}})
                 return
+            messages = request.get("messages") or [{}]
+            answer = answers.get(str(messages[-1].get("content")), default)
+            completion_tokens = round(len(answer.split()) * 1.3)
             chat = path.endswith("/chat/completions")
             choice = (
                 {
@@ -176,11 +232,14 @@ async def _respond(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def serve_stub(port: int) -> None:
-    """Run the stub upstream on 127.0.0.1:``port`` until killed (``--serve-stub``)."""
+def serve_stub(port: int, rounds: int) -> None:
+    """Run the stub upstream on 127.0.0.1:``port`` until killed (``--serve-stub``), answering the prompts of
+    :func:`fresh_texts` ``(rounds)`` with their answers."""
     import uvicorn
 
-    uvicorn.run(stub_app(ANSWER), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    prompts, answers = fresh_texts(rounds)
+    app = stub_app(dict(zip(prompts, answers, strict=True)))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # ------------------------------------------------------------------------------------------------ the targets
@@ -300,20 +359,16 @@ def greenlist_target(name: str, policy: Path, stub_url: str, work: Path, py_spy:
     return Target(name, f"{base}/v1/chat/completions", MODEL, f"{base}/healthz", spawn(cmd, env, log), log)
 
 
-def float32_policy(text: str) -> str:
-    """The policy ``text`` with ``precision: float32`` on every toxicity entry (ONNX Runtime encoder).
-
-    ``precision: auto`` (the default) picks bfloat16 PyTorch autocast over all six MiniLM layers on CPUs with
-    native bfloat16 (AVX512-BF16 / AMX) and ONNX Runtime over only the layers the head reads elsewhere.
-    """
+def v7_policy(text: str) -> str:
+    """The policy ``text`` with ``model: v7`` on every toxicity entry: the previous default (float32 encoder)."""
     import yaml
 
     policy = yaml.safe_load(text)
-    policy["name"] = f"{policy.get('name', 'policy')}-fp32"
+    policy["name"] = f"{policy.get('name', 'policy')}-v7"
     for direction in ("input", "output"):
         for entry in policy.get(direction) or []:
             if entry.get("type") == "toxicity":
-                entry["precision"] = "float32"
+                entry["model"] = "v7"
     return yaml.safe_dump(policy, sort_keys=False)
 
 
@@ -391,19 +446,23 @@ def record(target: Target, ms: float, response: httpx.Response) -> None:
 
 
 def measure(direct: Target, targets: list[Target], rounds: int, warmup: int) -> None:
-    """Warm up every target, then ``rounds`` rounds of one request per target (direct included), rotating order."""
+    """Warm up every target, then ``rounds`` rounds of one request per target (direct included), rotating order.
+
+    Every round has its own prompt and answer (:func:`fresh_texts`), so each guardrail scores new text.
+    """
     everyone = [direct, *targets]
     clients = {t.name: httpx.Client(timeout=120) for t in everyone}
+    prompts, _ = fresh_texts(warmup + rounds)
     try:
         for i in range(warmup):
             for t in everyone:
-                ms, response = call(clients[t.name], t, PROMPTS[i % len(PROMPTS)])
+                ms, response = call(clients[t.name], t, prompts[rounds + i])
                 if response.status_code != 200:
                     raise RuntimeError(
                         f"warm-up request to {t.name} failed: {response.status_code} {response.text[:300]}"
                     )
         for r in range(rounds):
-            prompt = PROMPTS[r % len(PROMPTS)]
+            prompt = prompts[r]
             order = everyone[r % len(everyone) :] + everyone[: r % len(everyone)]
             for t in order:
                 ms, response = call(clients[t.name], t, prompt)
@@ -586,9 +645,11 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{meta['python']}, no GPU; date {meta['date']}; commit `{meta['commit']}`; LiteLLM {meta['litellm']}. "
             f"{load}.{shared}",
             f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall).",
-            "Setup: a stub OpenAI-compatible upstream answers every non-streamed chat completion at once with the same "
-            f"150-word answer ({meta['answer_words']} words of benign prose); prompts are ~200 characters "
-            f"({meta['prompt_chars']} characters on average). Each round sends one request to every target, "
+            "Setup: a stub OpenAI-compatible upstream answers every non-streamed chat completion at once with a "
+            f"150-word answer of its own per round ({meta['answer_words']} words on average: consecutive "
+            "`ag_news_long` paragraphs cut at a sentence end, benign news); prompts are the first 200 characters of "
+            f"British-novel chunks ({meta['prompt_chars']} characters on average), one per round: no guardrail can "
+            "answer a round from its cache. Each round sends one request to every target, "
             "sequentially (one in flight), in an order that rotates from round to round, all with the round's prompt; "
             f"{meta['warmup']} warm-up rounds first. *Added* = the request's latency minus the direct call's latency in "
             "the same round (paired); the next column subtracts the median direct latency instead. Client: httpx, "
@@ -597,9 +658,9 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "loopback without API keys); `greenlist-none` = `python3 -m gateway.cli serve "
             "--policy <no guardrails>` with `GREENLIST_BACKEND=openai`; `greenlist-default` = the same with "
             "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
-            "citations with no database loaded; audit log on, as by default); `greenlist-default-fp32` = the default "
-            "policy with `precision: float32` added to its two toxicity entries (ONNX Runtime float32 over the "
-            "first three layers, the encoder `auto` picks on CPUs without native bfloat16).",
+            "citations with no database loaded; audit log on, as by default); `greenlist-default-v7` = the default "
+            "policy with `model: v7` on its two toxicity entries (the previous default: the same features on the "
+            "float32 encoder).",
             table(summary),
             "\n".join(f"* {line}" for line in verdict_lines(summary)),
             "Greenlist's own per-guardrail time (`latency_ms` of each guardrail in the response's `greenlist` object; "
@@ -647,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Targets: direct (always), litellm, greenlist-none, greenlist-default, "
-        "greenlist-default-fp32 (the default policy with precision: float32 on its "
+        "greenlist-default-v7 (the default policy with model: v7, the previous default, on its "
         "toxicity entries).",
     )
     parser.add_argument("--requests", type=int, default=200, help="measured requests per target (default 200)")
@@ -659,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--targets",
-        default="litellm,greenlist-none,greenlist-default,greenlist-default-fp32",
+        default="litellm,greenlist-none,greenlist-default,greenlist-default-v7",
         help="comma-separated targets besides the direct call (default: all four)",
     )
     parser.add_argument(
@@ -690,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_stub:
-        serve_stub(args.serve_stub)
+        serve_stub(args.serve_stub, args.warmup + args.requests)
         return 0
 
     if args.from_json:
@@ -699,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default", "greenlist-default-fp32"}
+    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default", "greenlist-default-v7"}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
     if "litellm" in wanted and not (Path(args.litellm).is_file() and os.access(args.litellm, os.X_OK)):
@@ -716,7 +777,11 @@ def main(argv: list[str] | None = None) -> int:
     stub_port = free_port()
     stub_url = f"http://127.0.0.1:{stub_port}/v1"
     stub_proc = spawn(
-        [sys.executable, str(Path(__file__).resolve()), "--serve-stub", str(stub_port)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            *("--serve-stub", str(stub_port), "--warmup", str(args.warmup), "--requests", str(args.requests)),
+        ],
         dict(os.environ),
         work / "stub.log",
     )
@@ -741,12 +806,12 @@ def main(argv: list[str] | None = None) -> int:
             policy = work / "default" / args.policy.name
             shutil.copy(args.policy, policy)
             targets.append(greenlist_target("greenlist-default", policy, stub_url, work, spy("greenlist-default")))
-        if "greenlist-default-fp32" in wanted:
-            (work / "default-fp32").mkdir()
-            policy = work / "default-fp32" / args.policy.name
-            policy.write_text(float32_policy(args.policy.read_text()))
+        if "greenlist-default-v7" in wanted:
+            (work / "default-v7").mkdir()
+            policy = work / "default-v7" / args.policy.name
+            policy.write_text(v7_policy(args.policy.read_text()))
             targets.append(
-                greenlist_target("greenlist-default-fp32", policy, stub_url, work, spy("greenlist-default-fp32"))
+                greenlist_target("greenlist-default-v7", policy, stub_url, work, spy("greenlist-default-v7"))
             )
         for t in targets:
             wait_ready(t, args.startup_timeout)
@@ -764,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         for home in work.glob("home-*"):  # ~0.5 GiB each (the embedded model converted at start-up); logs stay
             shutil.rmtree(home, ignore_errors=True)
     load_after = os.getloadavg()
+    prompts, answers = fresh_texts(args.warmup + args.requests)
 
     summary = summarize(direct, targets)
     commit = (
@@ -784,8 +850,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": load_after,
         "wall_s": time.monotonic() - started,
         "warmup": args.warmup,
-        "answer_words": len(ANSWER.split()),
-        "prompt_chars": round(statistics.mean(len(p) for p in PROMPTS)),
+        "answer_words": round(statistics.mean(len(a.split()) for a in answers)),
+        "prompt_chars": round(statistics.mean(len(p) for p in prompts)),
         "command": "python3 benchmarks/bench_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     print(f"logs in {work}", file=sys.stderr)

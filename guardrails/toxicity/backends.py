@@ -2,9 +2,10 @@
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-  and the logistic heads in ``weights/minilm_head.npz`` (recipe v7: layers 3
-  and 2, so half the encoder runs; trained by :mod:`guardrails.toxicity.training.train`).
-  ``model: v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v8: layers 3
+  and 2, so half the encoder runs, on the int8 ONNX encoder; trained by
+  :mod:`guardrails.toxicity.training.train`). ``model: v7`` (the same on the
+  float32 encoder), ``v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
   toxicity score is averaged with ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
 * :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
@@ -35,8 +36,8 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-# The default (v7) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
-NAMED_WEIGHTS = {"v7": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6")}}
+# The default (v8) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
+NAMED_WEIGHTS = {"v8": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6", "v7")}}
 # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next one
 MAX_TOKENS = 64
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
@@ -99,17 +100,22 @@ def _max_by_owner(scores: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     return out
 
 
-Precision = Literal["auto", "float32", "bfloat16"]
+Precision = Literal["auto", "float32", "int8", "bfloat16"]
 
 
-def resolve_precision(precision: Precision) -> str:
-    """``"bfloat16"`` or ``"float32"``: ``auto`` is ``float32`` (ONNX Runtime, only the layers the heads read).
+def resolve_precision(precision: Precision, fitted: str = "float32") -> str:
+    """The encoder precision to run: ``float32``, ``int8`` or ``bfloat16``.
+
+    Args:
+        precision: As configured; ``auto`` is the precision the heads were fit on.
+        fitted: The heads' own precision (``precision`` in the weights file; ``float32`` for files without one).
 
     Measured through the gateway on an AMX (native bf16) Xeon, one request at a time: the default policy added
     138 ms p50 with PyTorch bfloat16 (all six layers) and 54 ms with ONNX float32 (docs/benchmarks.md, "Gateway
-    overhead vs LiteLLM proxy"). ``bfloat16`` stays available for batch throughput on such CPUs (scans).
+    overhead vs LiteLLM proxy"); int8 halves the ONNX encoder's time again (:mod:`guardrails.toxicity.onnx_encoder`).
+    ``bfloat16`` stays available for batch throughput on such CPUs (scans).
     """
-    return "float32" if precision == "auto" else precision
+    return fitted if precision == "auto" else precision
 
 
 class TorchEncoder:
@@ -172,20 +178,26 @@ class TorchEncoder:
 
 
 _enc_lock = threading.Lock()
-_encoders: dict[tuple[str, int], Any] = {}
+_encoders: dict[tuple[str, int, Path | None], Any] = {}
 
 
-def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER) -> Any:
-    """The process-wide MiniLM encoder for ``precision`` and ``depth``, loaded on first use.
+def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER, tuned: Path | None = None) -> Any:
+    """The process-wide MiniLM encoder for ``precision``, ``depth`` and fine-tuned layers ``tuned``, loaded on
+    first use.
 
     ``bfloat16`` runs :class:`TorchEncoder` under autocast (all 6 layers);
-    ``float32`` runs the first ``depth`` layers on
+    ``float32`` and ``int8`` run the first ``depth`` layers on
     :class:`guardrails.toxicity.onnx_encoder.OnnxEncoder` (ONNX Runtime: the
     same numbers as PyTorch at a quarter of its one-text latency on CPUs
-    without bf16). Both have ``encode(texts, layers)`` and ``lock``.
+    without bf16; int8 about half again). Both have ``encode(texts, layers)`` and ``lock``.
+
+    Raises:
+        ValueError: ``tuned`` layers with ``bfloat16`` (fine-tuned encoders run on ONNX Runtime only).
     """
     resolved = resolve_precision(precision)
-    key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth)
+    if tuned is not None and resolved == "bfloat16":
+        raise ValueError("fine-tuned MiniLM layers run on ONNX Runtime: use precision float32, int8 or auto")
+    key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth, tuned)
     with _enc_lock:
         if key not in _encoders:
             if resolved == "bfloat16":
@@ -193,7 +205,7 @@ def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER) -> An
             else:
                 from guardrails.toxicity.onnx_encoder import OnnxEncoder
 
-                _encoders[key] = OnnxEncoder(depth=depth, max_tokens=MAX_TOKENS)
+                _encoders[key] = OnnxEncoder(depth=depth, max_tokens=MAX_TOKENS, int8=resolved == "int8", tuned=tuned)
         return _encoders[key]
 
 
@@ -204,13 +216,16 @@ class MiniLMHead:
         weights: Path of the ``.npz`` with ``W`` (K, D), ``b`` (K,),
             ``categories`` (K,) and optionally the feature spec ``layers`` and
             ``cues`` (:mod:`guardrails.toxicity.features`; absent = the last
-            layer alone, D = 384); its ``.json`` sibling holds tuned
+            layer alone, D = 384), the encoder ``precision`` the heads were
+            fit on (absent = ``float32``) and ``tuned``, the name of a file
+            beside it with fine-tuned encoder layers (absent = the packaged
+            encoder); its ``.json`` sibling holds tuned
             thresholds and ``profanity_check_weight``.
         pc_weight: Weight ``a`` of alt-profanity-check in the toxicity score,
             ``(1 - a) * head + a * predict_prob``; ``None`` takes it from the
             metadata (0.3), 0 disables it. Falls back to 0 with a warning when
             ``alt-profanity-check`` is not installed.
-        precision: Encoder precision, see :func:`resolve_precision`.
+        precision: Encoder precision, see :func:`resolve_precision` (``auto``: the heads' own).
 
     Raises:
         FileNotFoundError: when the weights are missing (run
@@ -224,12 +239,17 @@ class MiniLMHead:
         self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
         self.layers = tuple(int(x) for x in data["layers"]) if "layers" in data.files else (LAST_LAYER,)
         self.cues = int(data["cues"]) if "cues" in data.files else 0
+        self.precision = resolve_precision(
+            precision, str(data["precision"]) if "precision" in data.files else "float32"
+        )
+        # fine-tuned encoder layers, a file beside the heads (recipe v9: guardrails.toxicity.training.tune_layers)
+        self.tuned = weights.parent / str(data["tuned"]) if "tuned" in data.files else None
         meta_path = weights.with_suffix(".json")
         meta = json.loads(meta_path.read_text("utf-8")) if meta_path.exists() else {}
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories
         }
-        self.encoder = shared_encoder(precision, depth=max(self.layers))
+        self.encoder = shared_encoder(self.precision, depth=max(self.layers), tuned=self.tuned)
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None else float(pc_weight)
         self._pc = profanity.load() if self.pc_weight > 0 else None
         if self.pc_weight > 0 and self._pc is None:  # documented fallback: MiniLM head alone

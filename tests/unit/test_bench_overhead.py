@@ -23,17 +23,30 @@ def _call_stub(method: str, path: str, body: dict | None = None) -> tuple[int, d
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path}
-    asyncio.run(bench.stub_app(bench.ANSWER)(scope, receive, send))
+    asyncio.run(bench.stub_app({"known prompt": "its answer"})(scope, receive, send))
     return sent[0]["status"], json.loads(sent[1]["body"])
 
 
-def test_stub_answers_chat_with_the_150_word_answer():
+def test_stub_answers_each_prompt_with_its_answer():
     status, data = _call_stub("POST", "/v1/chat/completions", {"model": "m", "messages": []})
     assert status == 200
     assert data["choices"][0]["message"]["content"] == bench.ANSWER
     assert len(bench.ANSWER.split()) == 150
     assert all(180 <= len(p) <= 220 for p in bench.PROMPTS)
+    known = {"model": "m", "messages": [{"role": "user", "content": "known prompt"}]}
+    assert _call_stub("POST", "/v1/chat/completions", known)[1]["choices"][0]["message"]["content"] == "its answer"
     assert _call_stub("POST", "/v1/chat/completions", {"stream": True})[0] == 400
+
+
+def test_fresh_texts_are_distinct_150_word_answers_and_200_character_prompts():
+    if not (ROOT.parent / "shared" / "data" / "toxicity_extra" / "ag_news_long.csv").exists():
+        import pytest
+
+        pytest.skip("needs ../shared/data (ag_news_long, british_novels)")
+    prompts, answers = bench.fresh_texts(120)
+    assert len(set(prompts)) == len(set(answers)) == 120
+    assert all(150 <= len(a.split()) <= 260 for a in answers)
+    assert all(100 <= len(p) <= 200 for p in prompts)
 
 
 def test_generated_policies_are_valid(tmp_path):
@@ -41,10 +54,10 @@ def test_generated_policies_are_valid(tmp_path):
     none.write_text(bench.NO_GUARDRAIL_POLICY)
     loaded = load_policy(none)
     assert loaded.policy.input == [] and loaded.policy.output == []
-    fp32 = tmp_path / "default.yaml"
-    fp32.write_text(bench.float32_policy((ROOT / "policies" / "default.yaml").read_text()))
-    entries = [e for e in [*load_policy(fp32).policy.input, *load_policy(fp32).policy.output] if e.type == "toxicity"]
-    assert len(entries) == 2 and all(e.precision == "float32" for e in entries)
+    v7 = tmp_path / "default.yaml"
+    v7.write_text(bench.v7_policy((ROOT / "policies" / "default.yaml").read_text()))
+    entries = [e for e in [*load_policy(v7).policy.input, *load_policy(v7).policy.output] if e.type == "toxicity"]
+    assert len(entries) == 2 and all(e.model == "v7" for e in entries)
 
 
 def test_summary_pairs_rounds_and_computes_the_litellm_ratio():

@@ -116,14 +116,16 @@ def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     return (_f1(y, p) + _f1(1 - y, 1 - p)) / 2
 
 
-def blocked(scores: dict[str, Any], th: dict[str, Any]) -> bool:
+def blocked(scores: dict[str, Any], th: dict[str, Any], unsupported: bool = True) -> bool:
     """Whether an OpenAI category reaches its threshold (what the default policy blocks).
 
     ``th`` is ``{category: threshold}``, or ``{model: {category: threshold}}`` for routed scores (each score
-    row names its ``_model``).
+    row names its ``_model``). ``unsupported``: what a row in a language no model covers counts as; the
+    default policy flags such a text (``on_unsupported_language: flag``): positive for detection metrics
+    (``True``), not a block for false-block rates (``False``).
     """
     if scores.get("_model") == "unsupported":
-        return True  # the default policy flags a language no model covers
+        return unsupported
     th = th.get(str(scores.get("_model")), th) if isinstance(next(iter(th.values()), None), dict) else th
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
 
@@ -211,7 +213,7 @@ def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict
     for name, split in (("ag_news_long", "measure"), ("british_novels", "test")):
         idx = [i for i, r in enumerate(rows) if r.dataset == name and r.split == split]
         res[f"false_block_{name}"] = {
-            "rate": round(float(np.mean([blocked(scores[i], th) for i in idx])), 4),
+            "rate": round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in idx])), 4),
             "n": len(idx),
         }
     return res
@@ -238,7 +240,7 @@ def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[
         toxic = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1]
         out[name] = {
             "fpr_budget": p["fpr_budget"],
-            "prose_false_block": round(float(np.mean([blocked(scores[i], th) for i in prose])), 4),
+            "prose_false_block": round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in prose])), 4),
             "prose_n": len(prose),
             "recall": rec,
             "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3),

