@@ -256,30 +256,78 @@ class MiniLMHead:
             log.warning("alt-profanity-check not installed; toxicity uses the MiniLM head only")
             self.pc_weight = 0.0
 
-    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+    @property
+    def composes(self) -> bool:
+        """Whether :meth:`classify` can score a text from the runs of its parts (ONNX encoders can)."""
+        return hasattr(self.encoder, "encode_means")
+
+    def classify(self, texts: list[str], parts: list[list[str]] | None = None) -> list[dict[str, float]]:
         """Category probabilities for each text.
 
         Args:
             texts: N raw texts; each is prepared (normalised, tweet artefacts
                 removed) and, past 48 words, scored per sentence (see
                 :func:`_windows`), keeping the maximum per category.
+            parts: Optional, when :attr:`composes`: for each text, its consecutive pieces (e.g. the sentences
+                of a context window). The encoder then runs on each distinct piece once and a text's layer
+                embedding is the word-piece-weighted mean of its pieces' mean-pooled states (a window of
+                sentences costs no encoder time beyond its sentences'; attention does not cross the pieces).
+                The cues and the profanity term still read the whole text.
 
         Returns:
             N dicts ``{category: probability in [0, 1]}`` (empty text -> all 0).
+
+        Raises:
+            ValueError: ``parts`` of another length than ``texts``, or with an encoder that cannot compose.
         """
+        if parts is not None:
+            return self._classify_composed(texts, parts)
         pieces, owner = _split(texts)
         if pieces:
             with self.encoder.lock:
                 X = self.encoder.encode(pieces, self.layers)
-            X = head_inputs(X, pieces, self.cues)
-            P = 1.0 / (1.0 + np.exp(-(X @ self.W.T + self.b)))
-            if self._pc is not None:
-                k = self.categories.index("toxicity")
-                P[:, k] = (1 - self.pc_weight) * P[:, k] + self.pc_weight * self._pc(pieces)
+            P = self._probabilities(X, pieces)
         else:
             P = np.zeros((0, len(self.categories)))
-        out = _max_by_owner(P, owner, len(texts))
-        return [{c: float(v) for c, v in zip(self.categories, row, strict=True)} for row in out]
+        return self._dicts(_max_by_owner(P, owner, len(texts)))
+
+    def _classify_composed(self, texts: list[str], parts: list[list[str]]) -> list[dict[str, float]]:
+        if len(parts) != len(texts):
+            raise ValueError(f"{len(parts)} parts lists for {len(texts)} texts")
+        if not self.composes:
+            raise ValueError(f"the {self.precision} encoder cannot compose texts from parts: use float32 or int8")
+        from guardrails.toxicity.onnx_encoder import normalize
+
+        prepared = [[q for q in (prepare(x) for x in ps) if q] for ps in parts]
+        unique = list(dict.fromkeys(q for ps in prepared for q in ps))
+        with self.encoder.lock:
+            means, counts = self.encoder.encode_means(unique, self.layers)
+        at = {q: i for i, q in enumerate(unique)}
+        emb = np.zeros((len(texts), len(self.layers), 384), dtype=np.float32)
+        for i, ps in enumerate(prepared):
+            if ps:
+                idx = [at[q] for q in ps]
+                w = counts[idx].astype(np.float32)
+                emb[i] = np.tensordot(w / w.sum(), means[idx], axes=1)
+        whole = [prepare(t) for t in texts]
+        keep = [i for i, ps in enumerate(prepared) if ps and whole[i]]
+        P = np.zeros((len(texts), len(self.categories)))
+        if keep:
+            X = normalize(emb[keep]).reshape(len(keep), 384 * len(self.layers))
+            P[keep] = self._probabilities(X, [whole[i] for i in keep])
+        return self._dicts(P)
+
+    def _probabilities(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
+        """Head probabilities (N, K) from layer embeddings ``X`` of the prepared ``texts`` (cues, profanity term)."""
+        X = head_inputs(X, texts, self.cues)
+        P = 1.0 / (1.0 + np.exp(-(X @ self.W.T + self.b)))
+        if self._pc is not None:
+            k = self.categories.index("toxicity")
+            P[:, k] = (1 - self.pc_weight) * P[:, k] + self.pc_weight * self._pc(texts)
+        return P
+
+    def _dicts(self, P: np.ndarray) -> list[dict[str, float]]:
+        return [{c: float(v) for c, v in zip(self.categories, row, strict=True)} for row in P]
 
 
 # Lower-cased model label -> Greenlist / OpenAI category. Labels in _NEGATIVE

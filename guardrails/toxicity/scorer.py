@@ -128,7 +128,7 @@ def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: i
     units = scoring_units(text, sentences if long_text else None, context=context)
     if not units:
         return TextScores({c: 0.0 for c in backend.categories})
-    unit_scores = cache.scores(model, [text[a:b] for a, b in units], backend.classify)
+    unit_scores = _unit_scores(text, units, sentences, backend, model, cache)
     scores: dict[str, float] = {}
     top: dict[str, int] = {}
     for k, sc in enumerate(unit_scores):
@@ -136,6 +136,40 @@ def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: i
             if v > scores.get(c, -1.0):
                 scores[c], top[c] = float(v), k
     return TextScores(scores, units, unit_scores, sentences, top)
+
+
+WINDOW_KEY = "\x1f"
+"""Cache-key prefix of a composed window: its score differs from the same text encoded whole (a short text)."""
+
+
+def _unit_scores(
+    text: str,
+    units: list[tuple[int, int]],
+    sentences: list[tuple[int, int]],
+    backend: Any,
+    model: str,
+    cache: UnitCache,
+) -> list[dict[str, float]]:
+    """Scores of ``units`` through ``cache``.
+
+    When the backend composes (``backend.composes``: :meth:`guardrails.toxicity.backends.MiniLMHead.classify`
+    with ``parts``), a window of several sentences is scored from its sentences' encoder runs, and every unit
+    not in the cache goes through one call, so each sentence is encoded once whatever windows contain it.
+    """
+    texts = [text[a:b] for a, b in units]
+    if not getattr(backend, "composes", False):
+        return cache.scores(model, texts, backend.classify)
+    parts: dict[str, list[str]] = {}
+    for (a, b), t in zip(units, texts, strict=True):
+        inside = [text[s:e] for s, e in sentences if s >= a and e <= b]
+        if len(inside) > 1:
+            parts[WINDOW_KEY + t] = inside
+    keys = [WINDOW_KEY + t if WINDOW_KEY + t in parts else t for t in texts]
+
+    def compute(todo: list[str]) -> list[dict[str, float]]:
+        return backend.classify([k.removeprefix(WINDOW_KEY) for k in todo], [parts.get(k, [k]) for k in todo])
+
+    return cache.scores(model, keys, compute)
 
 
 def offending_sentences(

@@ -185,3 +185,42 @@ def test_strictness_validation_and_override():
     strict = ToxicityGuardrail(ToxicityConfig(strictness="strict")).thresholds
     perm = ToxicityGuardrail(ToxicityConfig(strictness="permissive")).thresholds
     assert all(strict[c] <= perm[c] for c in ("hate", "harassment", "violence", "sexual"))
+
+
+def test_context_windows_are_composed_from_their_sentences_runs():
+    """A long text's 2-3-sentence windows cost no encoder runs of their own: each distinct sentence is encoded
+    once, and a window's embedding is the word-piece-weighted mean of its sentences' (checked against the
+    sentences' own means)."""
+    import numpy as np
+
+    from guardrails.toxicity.onnx_encoder import normalize
+    from guardrails.toxicity.text import prepare
+
+    g = ToxicityGuardrail(ToxicityConfig(**_policy_entry(), cache_size=0))
+    encoder = g.backend.encoder
+    seen: list[str] = []
+    original = encoder.encode_means
+
+    def recording(texts, layers):
+        seen.extend(texts)
+        return original(texts, layers)
+
+    encoder.encode_means = recording
+    try:
+        text = " ".join(BENIGN_SENTENCES[:6]) + " I would never say that immigrants are vermin. " + TOXIC_SENTENCE
+        ts = g.score(text)[0]
+    finally:
+        del encoder.encode_means
+    sentences = [prepare(text[a:b]) for a, b in split_sentences(text)]
+    windows = [u for u in ts.units if sum(a >= u[0] and b <= u[1] for a, b in split_sentences(text)) > 1]
+    assert windows, "the text should have context windows"
+    assert sorted(seen) == sorted(set(sentences)), "windows must not be encoded on their own"
+    # the composed window equals the count-weighted mean of its sentences' mean states
+    a, b = windows[0]
+    parts = [text[s:e] for s, e in split_sentences(text) if s >= a and e <= b]
+    means, counts = original([prepare(p) for p in parts], g.backend.layers)
+    expected = normalize(np.tensordot(counts / counts.sum(), means, axes=1)).reshape(-1)
+    got = g.backend.classify([text[a:b]], [parts])[0]
+    probs = g.backend._probabilities(expected[None, :], [prepare(text[a:b])])[0]
+    assert max(abs(got[c] - float(p)) for c, p in zip(g.backend.categories, probs, strict=True)) < 1e-6
+    assert ts.scores["harassment"] >= 0.5 and text[slice(*ts.span("harassment"))].startswith("You are")
