@@ -88,7 +88,6 @@ PROMPTS = [
 ]
 
 
-
 def fresh_texts(rounds: int, data: Path | None = None) -> tuple[list[str], list[str]]:
     """One distinct (prompt, answer) pair per round, so that no guardrail answers from its unit cache.
 
@@ -582,18 +581,15 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def bf16_note() -> str:
-    """Whether this CPU has native bfloat16, hence what the toxicity guardrail's ``precision: auto`` runs."""
+    """Whether this CPU has native bfloat16 (the toxicity guardrail runs int8 ONNX either way since v8)."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         flags = set()
     native = sorted(flags & {"avx512_bf16", "amx_bf16"})
-    if native:
-        return (
-            f"native bfloat16 ({', '.join(native)}): the toxicity guardrail's `precision: auto` runs PyTorch "
-            "bfloat16 autocast over all six MiniLM layers"
-        )
-    return "no native bfloat16: `precision: auto` runs ONNX Runtime float32 over the layers the head reads"
+    vnni = "with" if flags & {"avx512_vnni", "avx_vnni"} else "without"
+    bf16 = f"native bfloat16 ({', '.join(native)})" if native else "no native bfloat16"
+    return f"{bf16}, {vnni} VNNI; the toxicity guardrail's `precision: auto` runs the int8 ONNX encoder"
 
 
 def cpu_model() -> str:
