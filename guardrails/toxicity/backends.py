@@ -298,7 +298,14 @@ class MiniLMHead:
             raise ValueError(f"the {self.precision} encoder cannot compose texts from parts: use float32 or int8")
         from guardrails.toxicity.onnx_encoder import normalize
 
-        prepared = [[q for q in (prepare(x) for x in ps) if q] for ps in parts]
+        memo: dict[str, str] = {}  # a sentence recurs in the windows that hold it: prepare it once
+
+        def prep(x: str) -> str:
+            if x not in memo:
+                memo[x] = prepare(x)
+            return memo[x]
+
+        prepared = [[q for q in map(prep, ps) if q] for ps in parts]
         unique = list(dict.fromkeys(q for ps in prepared for q in ps))
         with self.encoder.lock:
             means, counts = self.encoder.encode_means(unique, self.layers)
@@ -309,7 +316,7 @@ class MiniLMHead:
                 idx = [at[q] for q in ps]
                 w = counts[idx].astype(np.float32)
                 emb[i] = np.tensordot(w / w.sum(), means[idx], axes=1)
-        whole = [prepare(t) for t in texts]
+        whole = [prep(t) for t in texts]
         keep = [i for i, ps in enumerate(prepared) if ps and whole[i]]
         P = np.zeros((len(texts), len(self.categories)))
         if keep:
