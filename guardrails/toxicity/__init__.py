@@ -46,7 +46,8 @@ def _backend_uncached(
 ) -> Any:
     from pathlib import Path
 
-    from guardrails.toxicity.backends import NAMED_WEIGHTS, HFClassifier, MiniLMHead
+    from guardrails.toxicity.backends import NAMED_WEIGHTS, MiniLMHead
+    from guardrails.toxicity.hf import HFClassifier
 
     if model == "default":
         return MiniLMHead(pc_weight=pc_weight, precision=precision)
