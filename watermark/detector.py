@@ -249,7 +249,9 @@ class WatermarkDetector:
         if ids.shape[0] < n:
             return green, scored, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
         ngrams = np.lib.stride_tricks.sliding_window_view(ids, n)
-        _, first, inverse, counts = np.unique(ngrams, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        _, first, inverse, counts = np.unique(
+            ngrams, axis=0, return_index=True, return_inverse=True, return_counts=True
+        )
         inverse = inverse.reshape(-1)
         keep = ~np.isin(ngrams[first, -1], self.skip_ids)
         colour = self.scheme.ngram_green(ngrams[first])
@@ -282,7 +284,9 @@ class WatermarkDetector:
         elif np.all(weights == 1):
             z = float(z_score(hits, total, gamma))
         else:
-            z = (hits - gamma * total) / math.sqrt(gamma * (1.0 - gamma) * float((weights.astype(np.float64) ** 2).sum()))
+            z = (hits - gamma * total) / math.sqrt(
+                gamma * (1.0 - gamma) * float((weights.astype(np.float64) ** 2).sum())
+            )
         p = weighted_p_value(weights, colour, gamma)
         statuses = _statuses(green, scored, self.scheme.ngram_len)
         if total < self.min_tokens:
