@@ -128,3 +128,24 @@ def test_key_ids_record_the_scheme(tmp_path, monkeypatch):
         rotate(tmp_path, seeding_scheme="minhash")
     with pytest.raises(ValueError, match="seeding scheme"):
         WatermarkKey("k", b"x" * 32, seeding_scheme="minhash")
+
+
+def test_verifier_skips_common_tokens_and_windows_first_occurrences():
+    from watermark.keys import KeyRing
+    from watermark.verifier import Verifier
+
+    def tok(text, add_special_tokens=True, return_offsets_mapping=False):
+        out = {"input_ids": [ord(c) for c in text]}  # one token per character
+        if return_offsets_mapping:
+            out["offset_mapping"] = [(i, i + 1) for i in range(len(text))]
+        return out
+
+    key = WatermarkKey("wm-robust-20261206-abcdef", b"r" * 32)
+    verifier = Verifier(KeyRing(key, (key,)), tok, "chars", 0.25, "selfhash", min_tokens=1)
+    green = np.flatnonzero(key.scheme(0.25, "selfhash").green_mask([], 0x250))
+    text = "".join(chr(c) for c in green if chr(c).isprintable() and c not in (ord(","), ord(".")))[:40] * 5 + ",.,."
+    result = verifier.verify(text, windowed=True, detail=True)
+    statuses = [t["status"] for t in result["tokens"]]
+    assert result["scheme"]["seeding_scheme"] == "robust" and statuses[-4:] == ["ignored"] * 4
+    assert result["num_tokens_scored"] == 120 and result["watermarked"]  # 40 distinct tokens x 3
+    assert result["windowed"]["winmax_z"] is not None
