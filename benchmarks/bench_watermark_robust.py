@@ -19,7 +19,16 @@ interrupted run resumes and a rerun only re-scores.
   random words of human text (the same edits for every scheme).
 * False positives: every file of ``../shared/data/human_text/``, cut into
   non-overlapping windows of T tokens (all of the text), scored under each
-  scheme with the same key.
+  scheme with the same key; with ``--keys N`` also the T = 200 windows under N
+  random ``robust`` keys (with a fixed list the FPR depends on the key).
+* ``robust`` is scored as the verifier does (each distinct token weighted
+  ``min(count, 3)``, the ten most frequent English tokens skipped, see
+  :mod:`watermark.detector`) and, for comparison, as before that change
+  (row ``robust (distinct once)``: each distinct token once, nothing skipped).
+* ``--ppl``: perplexity of each scheme's generations under the unwatermarked
+  model (given the prompt), the quality cost of the bias.
+* ``--prompt-seed S`` draws other prompts (a held-out set: the scoring of
+  ``robust`` was chosen on the default seed's generations).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from benchmarks.report import machine, markdown_table, shared_data, write_sectio
 from gateway.backends.loading import load_causal_lm  # noqa: E402
 from greenlist.home import greenlist_home  # noqa: E402
 from greenlist.normalize import normalize  # noqa: E402
-from watermark.detector import WatermarkDetector  # noqa: E402
+from watermark.detector import WatermarkDetector, skipped_token_ids  # noqa: E402
 from watermark.keys import WatermarkKey  # noqa: E402
 from watermark.processor import WatermarkLogitsProcessor  # noqa: E402
 
@@ -51,6 +60,7 @@ KEY = WatermarkKey("bench", secret=b"benchmark-key-0123456789abcdef!!")
 LENGTHS, NEW_TOKENS = (50, 100, 200), 200
 GAMMA, DELTA = 0.25, 2.0  # defaults; --gamma / --delta override
 SCHEMES = ("selfhash", "lefthash", "robust")
+OLD_ROBUST = "robust (distinct once)"
 ATTACKS = (("substitute", 0.1), ("substitute", 0.3), ("delete", 0.1), ("delete", 0.3))
 
 
@@ -113,6 +123,32 @@ def third_party_ids(tok, texts: list[str]) -> list[list[int]]:
     return [tok(normalize(t, "NFC"), add_special_tokens=False)["input_ids"] for t in texts]
 
 
+def detectors_for(tok, schemes: tuple[str, ...], key: WatermarkKey) -> dict[str, WatermarkDetector]:
+    """One detector per table row: each scheme as the verifier scores it, plus ``robust`` scored as before."""
+    dets = {
+        s: WatermarkDetector(key.scheme(GAMMA, s), 4.0, 16, skip_ids=skipped_token_ids(tok) if s == "robust" else ())
+        for s in schemes
+    }
+    if "robust" in schemes:
+        dets[OLD_ROBUST] = WatermarkDetector(key.scheme(GAMMA, "robust"), 4.0, 16, repeat_cap=1)
+    return dets
+
+
+def perplexity(model, tok, prompts: list[str], gens: list[list[int]]) -> np.ndarray:
+    """Perplexity of each generation (its ``NEW_TOKENS`` tokens) under the unwatermarked model, given its prompt."""
+    out = []
+    for prompt, ids in zip(prompts, gens, strict=True):
+        chat = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        head = tok(chat, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(torch.tensor([head + ids])).logits[0, len(head) - 1 : -1].float()
+        nll = -torch.log_softmax(logits, -1)[torch.arange(len(ids)), torch.tensor(ids)]
+        out.append(float(torch.exp(nll.mean())))
+    return np.array(out)
+
+
 def score(detector: WatermarkDetector, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """z-scores and verdicts (True = watermarked; too short counts as not) of token sequences."""
     results = [detector.detect(i) for i in ids]
@@ -129,6 +165,9 @@ def main() -> None:
     parser.add_argument("--schemes", default="robust,selfhash,lefthash", help="generation order")
     parser.add_argument("--gamma", type=float, default=0.25)
     parser.add_argument("--delta", type=float, default=2.0)
+    parser.add_argument("--prompt-seed", type=int, default=0, help="seed of the prompt draw (1 = held-out set)")
+    parser.add_argument("--keys", type=int, default=0, help="random robust keys for the FPR spread at T=200")
+    parser.add_argument("--ppl", action="store_true", help="perplexity of the generations (unwatermarked model)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--note", default="", help="appended to the machine line (e.g. 'CPU shared with other jobs')")
     args = parser.parse_args()
@@ -136,6 +175,7 @@ def main() -> None:
     global GAMMA, DELTA  # noqa: PLW0603 - one setting for the whole run
     GAMMA, DELTA = args.gamma, args.delta
     suffix = "" if (GAMMA, DELTA) == (0.25, 2.0) else f"_g{GAMMA}_d{DELTA}"
+    suffix += f"_p{args.prompt_seed}" if args.prompt_seed else ""
     started = time.time()
     order = tuple(args.schemes.split(","))
     schemes = tuple(s for s in SCHEMES if s in order)  # table order
@@ -144,7 +184,7 @@ def main() -> None:
 
     model, tok, _ = load_causal_lm(None, greenlist_home())
     rows = human_rows()
-    rng = random.Random(0)
+    rng = random.Random(args.prompt_seed)
     prompts = [f"Continue this text: {' '.join(r['text'].split()[:40])}" for r in rng.sample(rows, args.samples)]
     vocab = [w for r in rows[:500] for w in r["text"].split()]
     gens = {
@@ -154,14 +194,17 @@ def main() -> None:
     gen_minutes = (time.time() - started) / 60
     print("scoring", flush=True)
 
-    detectors = {s: WatermarkDetector(KEY.scheme(GAMMA, s), z_threshold=4.0, min_tokens=16) for s in schemes}
+    detectors = detectors_for(tok, schemes, KEY)
+    rows_out = tuple(detectors)  # table rows: the schemes, then robust as scored before
+    gen_of = {r: ("robust" if r == OLD_ROBUST else r) for r in rows_out}
     power: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-    for s in schemes:
+    for s in rows_out:
+        g_s = gens[gen_of[s]]
         for t in LENGTHS:
             power[(s, f"T={t}")] = score(
-                detectors[s], third_party_ids(tok, [tok.decode(g[:t], skip_special_tokens=True) for g in gens[s]])
+                detectors[s], third_party_ids(tok, [tok.decode(g[:t], skip_special_tokens=True) for g in g_s])
             )
-        full = [tok.decode(g, skip_special_tokens=True) for g in gens[s]]
+        full = [tok.decode(g, skip_special_tokens=True) for g in g_s]
         for kind, rate in ATTACKS:
             edit_rng = random.Random(f"{kind}-{rate}")  # the same edits (positions, words) for every scheme
             power[(s, f"{kind} {rate:.0%}")] = score(
@@ -169,18 +212,30 @@ def main() -> None:
             )
     fpr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     n_human: dict[int, int] = {}
+    human_200: list[list[int]] = []
     for t in LENGTHS:
         ids = third_party_ids(tok, human_windows(tok, rows, t))
         n_human[t] = len(ids)
-        for s in schemes:
+        human_200 = ids if t == 200 else human_200
+        for s in rows_out:
             fpr[(s, t)] = score(detectors[s], ids)
         print(f"  human T={t}: {len(ids)} texts scored", flush=True)
+    spread: dict[str, list[tuple[int, int, float]]] = {}
+    key_rng = np.random.default_rng(0)
+    for k in range(args.keys if "robust" in schemes else 0):
+        key = WatermarkKey(f"spread-{k}", secret=key_rng.bytes(32))
+        dets = detectors_for(tok, ("robust",), key)
+        for s, d in dets.items():
+            zh, vh = score(d, human_200)
+            spread.setdefault(s, []).append((int(vh.sum()), int((zh >= 4).sum()), float(zh.max())))
+    ppl = {s: perplexity(model, tok, prompts, gens[s]) for s in schemes} if args.ppl else {}
 
     files = ", ".join(f"`{p.name}`" for p in sorted(HUMAN_DIR.glob("*.jsonl")))
     cols = [f"T={t}" for t in LENGTHS] + [f"{k} {r:.0%}" for k, r in ATTACKS]
     lines = [
         f"{machine()}{args.note}",
-        f"Command: `python benchmarks/bench_watermark_robust.py --samples {args.samples}` "
+        f"Command: `python benchmarks/bench_watermark_robust.py --samples {args.samples}"
+        f"{f' --keys {args.keys}' if args.keys else ''}{' --ppl' if args.ppl else ''}` "
         f"({(time.time() - started) / 60:.0f} min, of which {gen_minutes:.0f} generating; {args.threads} torch "
         "thread). Embedded SmolLM2-135M-Instruct, one key, "
         f"γ = {GAMMA}, δ = {DELTA}; for each scheme "
@@ -193,12 +248,12 @@ def main() -> None:
         "",
     ]
     rate = [
-        [s] + [f"{(power[(s, c)][0] >= 4).mean():.3f} ({power[(s, c)][1].mean():.3f})" for c in cols] for s in schemes
+        [s] + [f"{(power[(s, c)][0] >= 4).mean():.3f} ({power[(s, c)][1].mean():.3f})" for c in cols] for s in rows_out
     ]
     lines += markdown_table(["scheme", *cols], rate)
     lines += ["", "Median z of the watermarked texts:", ""]
     lines += markdown_table(
-        ["scheme", *cols], [[s] + [f"{np.median(power[(s, c)][0]):.2f}" for c in cols] for s in schemes]
+        ["scheme", *cols], [[s] + [f"{np.median(power[(s, c)][0]):.2f}" for c in cols] for s in rows_out]
     )
     lines += [
         "",
@@ -208,10 +263,38 @@ def main() -> None:
         "| scheme | T | human texts | FPR at z ≥ 4 | FPR (verdict) | max z |",
         "|---|---|---|---|---|---|",
     ]
-    for s in schemes:
+    for s in rows_out:
         for t in LENGTHS:
             zh, vh = fpr[(s, t)]
             lines.append(f"| {s} | {t} | {n_human[t]} | {(zh >= 4).mean():.5f} | {vh.mean():.5f} | {zh.max():.2f} |")
+    if spread:
+        lines += [
+            "",
+            f"The same {n_human[200]} human windows of T = 200 under {args.keys} random `robust` keys (a fixed list's "
+            "FPR depends on the key): windows flagged by the verdict / at z ≥ 4 over all keys, keys with any window "
+            "flagged by the verdict, and the largest z (median over keys, worst key).",
+            "",
+            "| scoring | flagged (verdict) | flagged (z ≥ 4) | keys with a flagged window | max z, median key | max z, worst key |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s, res in spread.items():
+            v = [r[0] for r in res]
+            lines.append(
+                f"| {s} | {sum(v)} of {len(v) * n_human[200]} | {sum(r[1] for r in res)} | {sum(x > 0 for x in v)} "
+                f"of {len(v)} | {np.median([r[2] for r in res]):.2f} | {max(r[2] for r in res):.2f} |"
+            )
+    if ppl:
+        lines += [
+            "",
+            "Perplexity of the 200 generated tokens under the unwatermarked model (given the prompt; median, "
+            "and per temperature):",
+            "",
+            "| scheme | PPL median | temperature 0.7 | temperature 1.0 |",
+            "|---|---|---|---|",
+        ]
+        half = args.samples // 2
+        for s, v in ppl.items():
+            lines.append(f"| {s} | {np.median(v):.2f} | {np.median(v[:half]):.2f} | {np.median(v[half:]):.2f} |")
     body = "\n".join(lines)
     print(body, flush=True)
     if not args.no_write:

@@ -22,8 +22,8 @@ import numpy as np
 
 from greenlist.normalize import normalize
 from watermark.certificate import TEXT_NORMALIZATION, Signer, text_sha256
-from watermark.detector import Detection, WatermarkDetector, normal_sf
-from watermark.keys import KeyRing
+from watermark.detector import Detection, WatermarkDetector, normal_sf, skipped_token_ids
+from watermark.keys import KeyRing, WatermarkKey
 from watermark.windowed import WINMAX_FPR, watermarked_spans, winmax_threshold, winmax_z
 
 
@@ -58,17 +58,19 @@ class Verifier:
         self.keyring, self.tokenizer, self.tokenizer_name = keyring, tokenizer, tokenizer_name
         self.gamma, self.z_threshold, self.min_tokens, self.delta = gamma, z_threshold, min_tokens, delta
         self.signer = signer
-        self.detectors = [
-            WatermarkDetector(k.scheme(gamma, seeding_scheme), z_threshold, min_tokens) for k in keyring.verifying
-        ]
         self.seeding_scheme = seeding_scheme
+        self._skip_ids = skipped_token_ids(tokenizer) if tokenizer is not None else frozenset()
+        self.detectors = [self._detector(k) for k in keyring.verifying]
+
+    def _detector(self, key: WatermarkKey) -> WatermarkDetector:
+        """The detector of one key: its scheme's; ``robust`` skips :data:`~watermark.detector.ROBUST_SKIPPED_TOKENS`."""
+        scheme = key.scheme(self.gamma, self.seeding_scheme)
+        skip = self._skip_ids if scheme.seeding_scheme == "robust" else ()
+        return WatermarkDetector(scheme, self.z_threshold, self.min_tokens, skip_ids=skip)
 
     def set_keyring(self, keyring: KeyRing) -> None:
         """Verify with ``keyring`` from now on (a rotated shared key set); detectors are rebuilt first."""
-        detectors = [
-            WatermarkDetector(k.scheme(self.gamma, self.seeding_scheme), self.z_threshold, self.min_tokens)
-            for k in keyring.verifying
-        ]
+        detectors = [self._detector(k) for k in keyring.verifying]
         self.keyring, self.detectors = keyring, detectors
 
     def scheme_info(self, detector: WatermarkDetector) -> dict[str, Any]:
@@ -121,7 +123,7 @@ class Verifier:
             "scheme": self.scheme_info(detector),
         }
         if windowed:
-            result["windowed"] = self._windowed(detections, keys, enc["offset_mapping"])
+            result["windowed"] = self._windowed(detections, detectors, enc["offset_mapping"], ids)
             result["spans"] = result["windowed"]["spans"]
         if detail:
             result["normalized_text"] = normalized
@@ -157,12 +159,24 @@ class Verifier:
             )
         return result
 
-    def _windowed(self, detections: list[Detection], keys: int, offsets: list[tuple[int, int]]) -> dict[str, Any]:
-        """WinMax over each key's scored tokens; spans of the best key, in character offsets."""
+    def _windowed(
+        self,
+        detections: list[Detection],
+        detectors: list[WatermarkDetector],
+        offsets: list[tuple[int, int]],
+        ids: np.ndarray,
+    ) -> dict[str, Any]:
+        """WinMax over each key's scored tokens; spans of the best key, in character offsets.
+
+        WinMax's thresholds assume independent colours, so where a detector counts repeats (``robust``) only the
+        first occurrence of each token takes part here.
+        """
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
         for i, det in enumerate(detections):
             statuses = np.array(det.statuses)
             positions = np.flatnonzero((statuses == "green") | (statuses == "red"))
+            if detectors[i].repeat_cap > 1:
+                positions = positions[np.sort(np.unique(ids[positions], return_index=True)[1])]
             green = statuses[positions] == "green"
             z = float(winmax_z(green, self.gamma)) if green.size else float("-inf")
             if best is None or z > best[0]:
@@ -170,13 +184,13 @@ class Verifier:
         assert best is not None
         z, best_i, positions, green = best
         threshold = winmax_threshold(max(int(green.size), 1))
-        fpr = WINMAX_FPR * keys  # Bonferroni over keys
+        fpr = WINMAX_FPR * len(detections)  # Bonferroni over keys
         spans = []
         if green.size >= self.min_tokens and z >= threshold:
             for span in watermarked_spans(green, self.gamma, threshold):
                 first, last = positions[span.first], positions[span.last]
                 # a scored token's colour depends on its left context: the span starts at its seeding window
-                first = max(0, first - (self.detectors[best_i].scheme.ngram_len - 1))
+                first = max(0, first - (detectors[best_i].scheme.ngram_len - 1))
                 spans.append(
                     {
                         "start": int(offsets[first][0]),
