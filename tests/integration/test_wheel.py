@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def test_wheel_in_a_fresh_venv_serves_the_packaged_default_policy(tmp_path, home
         cwd=work,
     )
     wheel = next(dist.glob("greenlist-*.whl"))
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # the dependencies come from the test's own environment (a .pth line is appended to sys.path after the new
+    # venv's site-packages, so the wheel installed there shadows the editable checkout; `--system-site-packages`
+    # would give the base interpreter's packages, which a fresh machine does not have)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "test_env_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
         check=True,
