@@ -11,6 +11,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.backends.constrained import GrammarLogitsProcessor, GrammarTokenizer, response_format_grammar
 from gateway.backends.loading import load_causal_lm
 from gateway.errors import APIError
 from watermark.processor import WatermarkLogitsProcessor
@@ -58,13 +59,15 @@ SUPPORTED_FIELDS = frozenset(
         "user",
         "logprobs",
         "top_logprobs",
+        "response_format",
     }
 )
 """Request fields the local backend honours; any other field with a non-default value is refused by name
-(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``,
-``response_format`` are not among them yet: the embedded SmolLM2-135M-Instruct's chat template has no tool
-support, and constrained decoding is not wired in. ``logprobs`` / ``top_logprobs`` (chat, not streamed) are the
-log-probabilities of the distribution each token was drawn from: after the watermark's δ and the temperature."""
+(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools`` is not among them:
+the embedded SmolLM2-135M-Instruct's chat template has no tool support. ``response_format`` (``json_object``,
+``json_schema``) is honoured by constrained decoding (:mod:`gateway.backends.constrained`). ``logprobs`` /
+``top_logprobs`` (chat, not streamed) are the log-probabilities of the distribution each token was drawn from:
+after the watermark's δ, the grammar's mask and the temperature."""
 
 
 class LocalBackend(Backend):
@@ -98,6 +101,7 @@ class LocalBackend(Backend):
         self.model, self.tokenizer, name = load_causal_lm(model, home)
         self.model_ids = [served_name or name]
         self.scheme = scheme
+        self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, int(self.model.config.vocab_size))
         if "tools" not in (getattr(self.tokenizer, "chat_template", None) or ""):
             reason = f"the model {name!r} cannot call tools (its chat template has no tool support)"
             self.unsupported_reasons = {f: reason for f in ("tools", "tool_choice", "parallel_tool_calls")}
@@ -115,7 +119,19 @@ class LocalBackend(Backend):
         ids, kwargs = self._prepare(request, threading.Event())
         self._run(ids, kwargs, None)
 
+    def validate(self, raw: dict[str, Any]) -> None:
+        """Refuse a ``response_format`` that is malformed or whose schema cannot be compiled (HTTP 400)."""
+        self._constraint(raw)
+
     # --- preparation -----------------------------------------------------------
+    def _constraint(self, body: dict[str, Any]) -> GrammarLogitsProcessor | None:
+        """The grammar mask ``response_format`` asks for, or None (raises APIError 400 for a bad one)."""
+        found = response_format_grammar(body.get("response_format"))
+        if found is None:
+            return None
+        grammar, param = found
+        return GrammarLogitsProcessor(self.grammar_tokenizer.matcher(grammar, param), self.tokenizer.eos_token_id)
+
     def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
         if request.messages is not None:
             messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
@@ -139,10 +155,14 @@ class LocalBackend(Backend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if request.stop:
             kwargs.update(stop_strings=request.stop, tokenizer=self.tokenizer)
+        processors = LogitsProcessorList()
         if request.watermark_delta is not None:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [WatermarkLogitsProcessor(self.scheme, request.watermark_delta)]
-            )
+            processors.append(WatermarkLogitsProcessor(self.scheme, request.watermark_delta))
+        constraint = self._constraint(request.body or {})
+        if constraint is not None:
+            processors.append(constraint)  # after the watermark: its δ cannot lift a token the grammar forbids
+        if processors:
+            kwargs["logits_processor"] = processors
         return ids, kwargs
 
     def _run(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None) -> torch.Tensor:
