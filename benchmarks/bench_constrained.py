@@ -14,6 +14,11 @@ missing ones are reported as such), on SmolLM2-135M-Instruct (49,152-token vocab
 * whether the output parses and validates against the schema, and whether "any JSON object" can be expressed.
 
 ``--write-doc`` writes the section "Constrained decoding (response_format)" of ``docs/benchmarks.md``.
+
+``--watermark N`` measures instead what the grammar does to the watermark: N sampled generations (temperature 1,
+δ = 2, seeds 1..N) through the local backend for free text, for a loose JSON schema (two free strings) and for the
+strict schema above, each verified with the gateway's verifier (z-score of the active key; detected at z >= 4);
+``--write-doc`` then writes the section "Constrained decoding and detectability" of ``docs/watermark.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +48,13 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 PROMPT = "Describe a person as JSON with their name, age, city and a few tags."
+LOOSE = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "story": {"type": "string"}},
+    "required": ["title", "story"],
+    "additionalProperties": False,
+}
+STORY = "Write a short story about a lighthouse keeper, as JSON with a title and the story."
 
 
 class Constraint:
@@ -224,12 +237,83 @@ def _valid(text: str) -> str:
     return "yes"
 
 
+def detectability(samples: int, tokens: int, write: bool) -> None:
+    """z-scores of watermarked free text and of constrained JSON (see the module docstring)."""
+    import asyncio
+    import statistics
+
+    from benchmarks.report import machine, markdown_table, publish
+    from gateway.backends.base import GenerationRequest
+    from gateway.settings import Settings
+    from gateway.state import Gateway
+
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "bare.yaml"
+        policy.write_text("name: bare\nwatermark: {enabled: true, delta: 2.0}\n")
+        gw = Gateway.start(Settings(policy=policy, audit_enabled=False, policy_watch=False))
+    cases = [
+        ("free text", None),
+        ("json_schema: title + story (two free strings)", LOOSE),
+        ("json_schema: the strict person schema (keys, enum, integer forced)", SCHEMA),
+    ]
+    rows = []
+    for name, schema in cases:
+        zs, lengths = [], []
+        for seed in range(1, samples + 1):
+            body = {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}
+            request = GenerationRequest(
+                model=gw.backend.model_ids[0],
+                messages=[{"role": "user", "content": STORY if schema is not SCHEMA else PROMPT}],
+                max_tokens=tokens,
+                temperature=1.0,
+                seed=seed,
+                watermark_delta=2.0,
+                body=body if schema is not None else {},
+            )
+            generation = asyncio.run(gw.backend.generate(request))
+            zs.append(float(gw.verifier.verify(generation.text)["z_score"]))
+            lengths.append(generation.completion_tokens)
+        rows.append(
+            [
+                name,
+                f"{statistics.mean(lengths):.0f}",
+                f"{statistics.mean(zs):.2f}",
+                f"{min(zs):.2f}",
+                f"{sum(z >= 4 for z in zs)}/{samples}",
+            ]
+        )
+        print(rows[-1], flush=True)
+    lines = [
+        machine(),
+        "",
+        f"Embedded SmolLM2-135M-Instruct, selfhash scheme, γ = 0.25, δ = 2.0, temperature 1, {samples} seeds, "
+        f"{tokens} new tokens at most; z of the active key from the gateway's verifier (detected: z >= 4). "
+        "`python3 benchmarks/bench_constrained.py --watermark 6 --write-doc`.",
+        "",
+        *markdown_table(["output", "tokens (mean)", "z (mean)", "z (min)", "detected"], rows),
+        "",
+        "What the grammar does to the watermark: the grammar's mask is applied after the watermark's δ, so "
+        "validity never depends on δ. Where the grammar allows a single token (keys of a strict schema, quotes, "
+        "commas, braces, most of an enum value) the watermark cannot act: that token is drawn whether green or "
+        "not, scores green at the base rate γ and dilutes z. Where the grammar leaves a choice (free strings, "
+        "numbers) δ shifts the draw towards green as in free text. The verifier scores the whole text, structure "
+        "included. So JSON carrying free text (a story, a summary) stays detectable at a length similar to free "
+        "text, while short, tightly structured output (an enum, a number, fixed keys) carries little or no "
+        "evidence, as any short text; do not rely on the watermark to attribute such outputs.",
+    ]
+    publish("Constrained decoding and detectability", lines, write, doc=ROOT / "docs" / "watermark.md")
+
+
 def main() -> None:
     """Measure each importable library and print (and with ``--write-doc`` write) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=100, help="max new tokens per generation")
+    parser.add_argument("--watermark", type=int, metavar="N", help="measure detectability over N seeds instead")
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args()
+    if args.watermark:
+        detectability(args.watermark, max(args.tokens, 160), args.write_doc)
+        return
 
     import torch
 

@@ -25,11 +25,12 @@ from gateway.errors import APIError
 
 # One layout for the JSON: `{"a": 1, "b": [2, 3]}`. With flexible whitespace a sampled (or watermarked: δ on green
 # whitespace tokens) generation can spend its whole max_tokens on spaces and tabs between two keys.
-_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
-def _invalid(message: str, param: str) -> APIError:
+def invalid_value(message: str, param: str) -> APIError:
+    """The 400 ``invalid_value`` error naming ``param``."""
     return APIError(400, message, param=param, code="invalid_value")
 
 
@@ -50,8 +51,8 @@ def json_schema_grammar(schema: Any, param: str) -> str:
     import llguidance
 
     if not isinstance(schema, dict):
-        raise _invalid(f"{param!r} must be a JSON Schema object, got {type(schema).__name__}", param)
-    return str(llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_LAYOUT))  # type: ignore[arg-type]
+        raise invalid_value(f"{param!r} must be a JSON Schema object, got {type(schema).__name__}", param)
+    return str(llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_LAYOUT))  # type: ignore[arg-type]
 
 
 def response_format_grammar(response_format: Any) -> tuple[str, str] | None:
@@ -73,30 +74,32 @@ def response_format_grammar(response_format: Any) -> tuple[str, str] | None:
     if response_format is None:
         return None
     if not isinstance(response_format, dict):
-        raise _invalid('\'response_format\' must be an object such as {"type": "json_object"}', "response_format")
+        raise invalid_value('\'response_format\' must be an object such as {"type": "json_object"}', "response_format")
     kind = response_format.get("type")
     if kind == "text":
         return None
     if kind == "json_object":
         return json_schema_grammar({"type": "object"}, "response_format"), "response_format"
     if kind != "json_schema":
-        raise _invalid(
+        raise invalid_value(
             f"'response_format.type' must be 'text', 'json_object' or 'json_schema', got {kind!r}",
             "response_format.type",
         )
     spec = response_format.get("json_schema")
     if not isinstance(spec, dict):
-        raise _invalid(
+        raise invalid_value(
             "'response_format.json_schema' must be an object with 'name' and 'schema'", "response_format.json_schema"
         )
     name = spec.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= 64 or not set(name) <= _NAME_CHARS:
-        raise _invalid(
+        raise invalid_value(
             "'response_format.json_schema.name' must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
             "response_format.json_schema.name",
         )
     if not isinstance(spec.get("strict", False), bool | None):
-        raise _invalid("'response_format.json_schema.strict' must be a boolean", "response_format.json_schema.strict")
+        raise invalid_value(
+            "'response_format.json_schema.strict' must be a boolean", "response_format.json_schema.strict"
+        )
     param = "response_format.json_schema.schema"
     return json_schema_grammar(spec.get("schema", {}), param), param
 
@@ -134,7 +137,7 @@ class GrammarTokenizer:
 
         matcher = llguidance.LLMatcher(self.get(), grammar, log_level=0)
         if matcher.is_error():
-            raise _invalid(f"{param!r} cannot be used for constrained decoding: {matcher.get_error()}", param)
+            raise invalid_value(f"{param!r} cannot be used for constrained decoding: {matcher.get_error()}", param)
         return matcher
 
 

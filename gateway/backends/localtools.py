@@ -22,22 +22,17 @@ import re
 import uuid
 from typing import Any
 
-from gateway.errors import APIError
+from gateway.backends.constrained import JSON_LAYOUT, invalid_value
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 _CALL = re.compile(re.escape(OPEN) + r"\s*(\{.*?\})\s*(?:" + re.escape(CLOSE) + r"|$)", re.S)
-_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def template_supports_tools(tokenizer: Any) -> bool:
     """Whether the tokenizer's chat template renders a ``tools`` variable (and so can offer tools to the model)."""
     template = getattr(tokenizer, "chat_template", None) or ""
     return isinstance(template, str) and "tools" in template
-
-
-def _invalid(message: str, param: str) -> APIError:
-    return APIError(400, message, param=param, code="invalid_value")
 
 
 def requested_tools(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
@@ -57,11 +52,11 @@ def requested_tools(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
     for i, tool in enumerate(raw.get("tools") or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
-            raise _invalid("each tool must be {'type': 'function', 'function': {...}}", f"tools[{i}]")
+            raise invalid_value("each tool must be {'type': 'function', 'function': {...}}", f"tools[{i}]")
         if not isinstance(function.get("name"), str) or not function["name"]:
-            raise _invalid("a function tool needs a 'name'", f"tools[{i}].function.name")
+            raise invalid_value("a function tool needs a 'name'", f"tools[{i}].function.name")
         if not isinstance(function.get("parameters", {}), dict):
-            raise _invalid("'parameters' must be a JSON Schema object", f"tools[{i}].function.parameters")
+            raise invalid_value("'parameters' must be a JSON Schema object", f"tools[{i}].function.parameters")
         tools.append(function)
     choice = raw.get("tool_choice")
     if not tools:
@@ -72,7 +67,7 @@ def requested_tools(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
         return tools, choice
     name = ((choice or {}).get("function") or {}).get("name") if isinstance(choice, dict) else None
     if name not in {t["name"] for t in tools}:
-        raise _invalid(
+        raise invalid_value(
             "'tool_choice' must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name': ...}} "
             "naming one of the tools",
             "tool_choice",
@@ -102,7 +97,7 @@ def call_grammar(tools: list[dict[str, Any]], choice: str) -> str:
         for t in tools
         if choice in ("auto", "required") or t["name"] == choice
     ]
-    schema = {"x-guidance": _LAYOUT, "anyOf": options}
+    schema = {"x-guidance": JSON_LAYOUT, "anyOf": options}
     lark = f"start: {json.dumps(OPEN + chr(10))} call {json.dumps(chr(10) + CLOSE)}\ncall: %json {json.dumps(schema)}"
     return str(llguidance.LLMatcher.grammar_from_lark(lark))
 

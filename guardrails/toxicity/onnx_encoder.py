@@ -130,6 +130,7 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # the arena keeps its high-water mark: ~tens of MiB idle in a gateway
+        options.add_session_config_entry("session.disable_prepacking", "1")  # a second copy of the weights: ~30 MiB
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_file(depth)), options, providers=["CPUExecutionProvider"])
