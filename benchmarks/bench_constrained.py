@@ -330,8 +330,6 @@ def main() -> None:
     torch.set_num_threads(2)
     model, tokenizer, _ = load_causal_lm(None, greenlist_home())
     _generate(model, tokenizer, None, 8)  # warm-up: the first generate pays for lazy initialisation
-    _, n, seconds = _generate(model, tokenizer, None, args.tokens)
-    base_ms = seconds / n * 1000
     rows = []
     for name, make in LIBRARIES.items():
         try:
@@ -365,11 +363,13 @@ def main() -> None:
         machine(),
         "",
         f"SmolLM2-135M-Instruct (fp32, vocabulary 49,152), greedy, {args.tokens} new tokens at most, "
-        f"no watermark; the model alone takes **{base_ms:.1f} ms per token** here. Per-token overhead = the "
-        "library's work per step (advance by the sampled token, compute the mask, apply it to the logits). "
+        "no watermark, each library with its default JSON layout. Per-token overhead = the library's work per step (advance by the sampled token, compute the mask, apply it to the logits). "
         "Schema: an object with a string, an integer, an enum and an array of strings, all required, "
-        "`additionalProperties: false` (OpenAI's strict mode). `python3 benchmarks/bench_constrained.py "
-        "--write-doc`.",
+        "`additionalProperties: false` (OpenAI's strict mode). Measured while other jobs loaded the 2 cores: absolute "
+        "times vary between runs (an earlier run: llguidance 4.4 ms, xgrammar 7.5 ms, outlines-core 26.8 ms, "
+        "lm-format-enforcer 15.7 ms), the order did not. `python3 benchmarks/bench_constrained.py --write-doc` "
+        "(lm-format-enforcer 0.11.3 needs an alias for `transformers.tokenization_utils`, gone in transformers 5; "
+        "xgrammar 0.2.9 depends on triton, ~160 MB). Chosen: llguidance (`gateway/backends/constrained.py`).",
         "",
         *markdown_table(
             [
