@@ -2,7 +2,10 @@
 
 Every error the gateway returns has this shape, including validation errors,
 unknown routes and unexpected exceptions (which become a 500 with no detail
-leaked; they are bugs and are logged).
+leaked; they are bugs and are logged). The exception: paths of the Anthropic Messages API
+(:data:`ANTHROPIC_PATH`, ``/v1/messages``) answer in Anthropic's shape,
+``{"type": "error", "error": {"type", "message"}}`` (:func:`anthropic_error_body`), so the ``anthropic`` SDK
+raises its typed errors (``BadRequestError``, ...) with the body it expects.
 """
 
 from __future__ import annotations
@@ -48,14 +51,48 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+ANTHROPIC_PATH = "/v1/messages"
+"""Requests under this path get Anthropic-shaped errors."""
+
+# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors)
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """The OpenAI error object."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def error_response(exc: APIError) -> JSONResponse:
-    """Render an :class:`APIError` as a JSON response."""
-    body = {**error_body(exc.message, exc.type, exc.param, exc.code), **exc.extra}
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """The Anthropic error object: ``{"type": "error", "error": {"type", "message"}}``, the type by ``status``
+    (``invalid_request_error`` for 400, ``authentication_error`` 401, ... ``api_error`` for other 5xx)."""
+    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}
+
+
+def render_error(
+    path: str, status: int, message: str, type: str, param: str | None, code: str | None
+) -> dict[str, Any]:
+    """The error body for a request to ``path``: Anthropic's shape under :data:`ANTHROPIC_PATH`, else OpenAI's.
+
+    Anthropic's shape has no ``param``: the message names the field instead (it always does for a 400).
+    """
+    if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
+        return anthropic_error_body(status, message)
+    return error_body(message, type, param, code)
+
+
+def error_response(exc: APIError, path: str = "") -> JSONResponse:
+    """Render an :class:`APIError` as a JSON response (shaped for ``path``, see :func:`render_error`)."""
+    body = {**render_error(path, exc.status, exc.message, exc.type, exc.param, exc.code), **exc.extra}
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
@@ -64,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,13 +109,14 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
         message = f"{param}: {first['msg']}" if param else str(first["msg"])
-        return JSONResponse(error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400)
+        body = render_error(request.url.path, 400, message, "invalid_request_error", param, "invalid_value")
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(
-            error_body(str(exc.detail), "invalid_request_error", None, code),
+            render_error(request.url.path, exc.status_code, str(exc.detail), "invalid_request_error", None, code),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -86,6 +124,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal error; it has been logged", "server_error", None, "internal_error"), status_code=500
-        )
+        message = "internal error; it has been logged"
+        body = render_error(request.url.path, 500, message, "server_error", None, "internal_error")
+        return JSONResponse(body, status_code=500)

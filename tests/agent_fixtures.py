@@ -211,7 +211,7 @@ def agent_gateway(home, agent_stub, tmp_path_factory) -> Iterator[Any]:
     )
     gw = Gateway.start(settings)
     with ServerThread(create_app(settings, gateway=gw)) as srv:
-        srv.gw = gw  # type: ignore[attr-defined]
+        srv.gateway = gw  # type: ignore[attr-defined]
         yield srv
 
 

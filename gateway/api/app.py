@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from gateway.api import admin, completions, guardrails, health, messages, moderations, responses, watermark
 from gateway.api.openapi import install_docs
 from gateway.errors import install_error_handlers
+from gateway.observability.memory import MemoryTrimMiddleware
 from gateway.observability.metrics import MetricsMiddleware
 from gateway.security.middleware import install_reliability
 from gateway.settings import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.state.settings = settings
     install_error_handlers(app)
     install_reliability(app, settings)  # auth, body-size limit, generation queue
+    app.add_middleware(MemoryTrimMiddleware)  # freed heap back to the OS when idle (idle RSS)
     app.add_middleware(MetricsMiddleware)  # outermost: counts every response, 401s included
     for module in (health, completions, responses, messages, moderations, watermark, guardrails, admin):
         app.include_router(module.router)

@@ -3,7 +3,8 @@
 * :func:`truthful_openapi`: every operation documents the errors it can give in OpenAI's shape
   (``{"error": {"message", "type", "param", "code"}}``): 400 (validation is answered with 400, never 422),
   401/403 (auth), 404, 413 (body size), 429 (rate limit, generation queue), 500, and for generating endpoints
-  502/503/504 (upstream); streamed endpoints document ``text/event-stream`` beside JSON.
+  502/503/504 (upstream); streamed endpoints document ``text/event-stream`` beside JSON. ``/v1/messages``
+  documents Anthropic's error shape (``{"type": "error", "error": {"type", "message"}}``), which it answers with.
 * :func:`install_docs`: ``/docs`` (Swagger UI 5) and ``/redoc`` load their assets from the gateway itself
   (the files the PyPI package ``fastapi-offline`` ships), so they work without internet.
 """
@@ -20,6 +21,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.errors import ANTHROPIC_PATH
+
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -34,6 +37,18 @@ ERROR_SCHEMA = {
                 "code": {"type": ["string", "null"]},
             },
         }
+    },
+}
+ANTHROPIC_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
     },
 }
 _COMMON = {
@@ -59,12 +74,13 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
         ok.setdefault("content", {"application/json": {"schema": {}}})["text/event-stream"] = {
             "schema": {"type": "string", "description": "server-sent events (stream: true)"}
         }
+    shape = "AnthropicError" if path.startswith(ANTHROPIC_PATH) else "Error"
     for status, description in errors.items():
         responses.setdefault(
             status,
             {
                 "description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}},
             },
         )
 
@@ -75,6 +91,7 @@ def truthful_openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    schema["components"]["schemas"]["AnthropicError"] = ANTHROPIC_ERROR_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(name, None)
     for path, item in schema.get("paths", {}).items():

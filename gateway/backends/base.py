@@ -124,6 +124,14 @@ class Backend(ABC):
     breaker: CircuitBreaker | None = None
     confirms_watermark: Literal["applied", "verify"] = "applied"
 
+    def validate(self, raw: dict[str, Any]) -> None:  # noqa: B027 - an optional hook: nothing to check by default
+        """Refuse a request body this backend cannot serve, before any guardrail runs (the local model checks
+        ``response_format`` and ``tools`` here).
+
+        Raises:
+            APIError: 400 naming the field at fault.
+        """
+
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports about this backend: its circuit state when it has a breaker."""
         return {"circuit": self.breaker.state} if self.breaker is not None else {}

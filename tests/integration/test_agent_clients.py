@@ -120,3 +120,41 @@ def test_anthropic_sdk_messages_with_tool(agent_gateway, stub_state):
         "tool_call_id": use.id,
         "content": "sunny",
     }
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"top_k": 5}, "top_k"),  # a field the translation cannot carry
+        ({"max_tokens": 0}, "max_tokens"),  # schema validation
+        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "image"),
+        ({"greenlist": {"policy": "no-such-policy"}}, "no-such-policy"),
+    ],
+)
+def test_anthropic_sdk_gets_anthropic_shaped_errors(agent_gateway, body, words):
+    """/v1/messages answers errors in Anthropic's shape, which the anthropic SDK turns into its typed errors."""
+    anthropic = pytest.importorskip("anthropic")
+    client = anthropic.Anthropic(base_url=agent_gateway.url, api_key="unused", max_retries=0)
+    request = {"model": STUB_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
+    request.update({k: v for k, v in body.items() if k in ("max_tokens", "messages")})
+    extra = {k: v for k, v in body.items() if k not in request}
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(**request, extra_body=extra)
+    error = info.value
+    assert error.body["type"] == "error" and set(error.body["error"]) == {"type", "message"}
+    assert words in error.body["error"]["message"]
+    if error.status_code == 400:
+        assert isinstance(error, anthropic.BadRequestError)
+        assert error.body["error"]["type"] == "invalid_request_error"
+    else:
+        assert isinstance(error, anthropic.NotFoundError) and error.body["error"]["type"] == "not_found_error"
+
+
+def test_messages_errors_before_the_app_are_anthropic_shaped_too(agent_gateway):
+    """The body-size middleware answers before any route: still Anthropic's shape on /v1/messages, OpenAI's on chat."""
+    import httpx
+
+    big = "x" * (agent_gateway.gateway.settings.max_request_bytes + 1)
+    for path, shape in (("/v1/messages", {"type", "error"}), ("/v1/chat/completions", {"error"})):
+        resp = httpx.post(f"{agent_gateway.url}{path}", content=big, headers={"content-type": "application/json"})
+        assert resp.status_code == 413 and set(resp.json()) == shape

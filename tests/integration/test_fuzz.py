@@ -50,15 +50,19 @@ def _served_gateway(fast_gateway):
     print(f"\nschemathesis cases by status: {dict(sorted(STATS.items()))}, total {sum(STATS.values())}")
 
 
-def check_openai_shape(response) -> None:
-    """No 5xx; every 4xx body is ``{"error": {"message", "type", "param", "code"}}``."""
+def check_openai_shape(response, path: str = "") -> None:
+    """No 5xx; every 4xx body is ``{"error": {"message", "type", "param", "code"}}`` (Anthropic's
+    ``{"type": "error", "error": {"type", "message"}}`` on ``/v1/messages``)."""
     status = response.status_code
     STATS[status] += 1
     assert status < 500, f"{status}: {response.text[:500]}"
     if status >= 400:
         body = response.json()
         err = body.get("error")
-        assert isinstance(err, dict) and {"message", "type", "param", "code"} <= set(err), body
+        anthropic = path.startswith("/v1/messages")
+        fields = {"message", "type"} if anthropic else {"message", "type", "param", "code"}
+        assert isinstance(err, dict) and fields <= set(err), body
+        assert body.get("type") == "error" if anthropic else True, body
         assert isinstance(err["message"], str) and err["message"]
 
 
@@ -68,7 +72,7 @@ def test_api_fuzz(case):
     if case.path.startswith(("/v1/admin", "/admin", "/console")) and case.method != "GET":
         pytest.skip("state-changing admin routes are fuzzed by their owners")
     response = case.call(base_url=SERVER["url"], timeout=60)
-    check_openai_shape(response)
+    check_openai_shape(response, case.path)
 
 
 # --- Hypothesis: the watermark detector never crashes on arbitrary Unicode; z is finite ----------------------------

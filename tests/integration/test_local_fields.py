@@ -19,7 +19,6 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "m
             [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
             "cannot call tools",
         ),
-        ("response_format", {"type": "json_object"}, "not supported"),
         ("frequency_penalty", 0.5, "not supported"),
         ("logit_bias", {"42": 5}, "not supported"),
         ("a_future_openai_field", True, "not supported"),
