@@ -63,35 +63,9 @@ def _backend_uncached(
         )
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
-    if model.endswith(".npz") and Path(model).is_file():
-        import numpy as np
-
-        if any(k.startswith("layer.") for k in np.load(model).files):
-            from guardrails.toxicity.model import TunedMiniLM
-
-            return _Windowed(TunedMiniLM(Path(model), quantize=False))
+    if model.endswith(".npz") and Path(model).is_file():  # heads (and fine-tuned layers, recipe v9) of ours
         return MiniLMHead(Path(model), pc_weight=pc_weight, precision=precision)
     return HFClassifier(model, dict(label_map))
-
-
-class _Windowed:
-    """Adapter giving a :class:`~guardrails.toxicity.model.TunedMiniLM` the backend interface."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.categories = model.categories
-        self.default_thresholds = model.default_thresholds
-
-    def classify(self, texts: list[str]) -> list[dict[str, float]]:
-        """Category probabilities (N dicts) for N raw texts, windowed like :class:`MiniLMHead`."""
-        from guardrails.toxicity.backends import _max_by_owner, _split
-
-        pieces, owner = _split(texts)
-        import numpy as np
-
-        P = self.model.predict(pieces) if pieces else np.zeros((0, len(self.categories)))
-        out = _max_by_owner(P, owner, len(texts))
-        return [{c: float(v) for c, v in zip(self.categories, row, strict=False)} for row in out]
 
 
 def load_backend(

@@ -8,8 +8,6 @@
   float32 encoder), ``v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
   toxicity score is averaged with ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
-* :class:`guardrails.toxicity.model.TunedMiniLM` - MiniLM with fine-tuned top
-  layers (``model: <path to minilm_tuned.npz>``), an experimental alternative.
 * :class:`guardrails.toxicity.hf.HFClassifier` - any Hugging Face
   text-classification model (hub id or local directory).
 

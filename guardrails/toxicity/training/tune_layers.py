@@ -7,8 +7,7 @@ what the heads need (who is attacked, negation, quotation) instead of a linear r
 sentence embedding. Layer 1 and the embeddings stay as packaged: their output for every training text is
 computed once (:func:`guardrails.toxicity.training.finetune.encode_bottom`). The head starts from the logistic
 heads fit on the frozen features and is trained together with the layers (AdamW, linear warm-up and decay,
-class-balanced binary cross-entropy masked to each row's labelled categories, as in
-:func:`guardrails.toxicity.training.finetune.train_top`).
+class-balanced binary cross-entropy masked to each row's labelled categories).
 
 What ships is the tuned layers only (float16, about 7 MB for two layers) in ``weights/v9/minilm_layers.npz``;
 :func:`guardrails.toxicity.onnx_encoder.load_tuned` puts them into the packaged model before the ONNX export,
