@@ -41,16 +41,24 @@ decisions = Table(
 )
 
 
+SCHEMA_LOCK = 0x67726E6C  # "grnl": PostgreSQL advisory-lock key of the schema step
+"""Replicas starting together against one PostgreSQL serialise their ``CREATE TABLE`` on this lock: without it
+two concurrent ``create_all`` both see no table and the second fails on ``pg_type``'s unique key."""
+
+
 def open_engine(url: str) -> Engine:
     """A SQLAlchemy engine for ``url`` (SQLite in WAL mode) with the audit table created (and migrated).
 
-    A table made before ``record_id`` existed gets the column and its unique index added.
+    A table made before ``record_id`` existed gets the column and its unique index added. On PostgreSQL the
+    schema step holds a transaction-level advisory lock (:data:`SCHEMA_LOCK`), so replicas may start at once.
     """
     engine = _engine(url)
-    metadata.create_all(engine)
-    columns = {c["name"] for c in sa_inspect(engine).get_columns(decisions.name)}
-    if "record_id" not in columns:
-        with engine.begin() as conn:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(conn)
+        columns = {c["name"] for c in sa_inspect(conn).get_columns(decisions.name)}
+        if "record_id" not in columns:
             conn.execute(sql_text(f"ALTER TABLE {decisions.name} ADD COLUMN record_id VARCHAR(32)"))
             conn.execute(
                 sql_text(

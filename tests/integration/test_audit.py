@@ -141,6 +141,33 @@ def test_postgresql_round_trip(postgres_url: str):
     assert res.exit_code == 0 and len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 10
 
 
+def test_replicas_creating_the_table_at_once_do_not_fail():
+    """Eight engines opened at the same moment on an empty PostgreSQL all succeed (the schema step is serialised
+    by an advisory lock; two bare ``create_all`` calls race on ``pg_type``, which once stopped a replica)."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'psycopg[binary]')")
+    import threading
+
+    from gateway.observability.audit_db import open_engine
+
+    with postgres_server() as pg:
+        barrier, errors = threading.Barrier(8), []
+
+        def start() -> None:
+            barrier.wait()
+            try:
+                open_engine(pg.url).dispose()
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever a replica would have died of
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        round_trip(pg.url)
+
+
 # --------------------------------------------------------------------------------------------- HTTP hooks
 
 
