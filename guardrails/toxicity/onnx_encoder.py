@@ -19,8 +19,9 @@ int8 (``int8=True``): the float32 file quantised once with ONNX Runtime's
 per run). Weights use 7 of the 8 bits (``reduce_range``): on AVX2 CPUs without
 VNNI, ONNX Runtime's u8 x s8 kernel adds pairs of products in 16 bits, which
 saturates with full-range weights, so 7-bit weights give the same integer sums
-on every x86 CPU and the heads fit here hold on the others. Measured here (2-core Xeon, 9 units of a 150-word answer, one thread):
-26 ms float32 -> 11 ms int8. Dynamic quantisation picks one activation scale
+on every x86 CPU and the heads fit here hold on the others. Measured here
+(2-core Xeon, 9 units of a 150-word answer, one thread): 26 ms float32 -> 11 ms
+int8. Dynamic quantisation picks one activation scale
 per tensor *per run*, so in a batch a text's embedding depends on its
 neighbours (head scores moved by up to 0.09); the int8 encoder therefore runs
 every text on its own (batch size 1): a text always gets the same score,
