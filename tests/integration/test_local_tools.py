@@ -30,6 +30,21 @@ You can call these functions:
 {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _bounded(tools: list[dict]) -> list[dict]:
+    """``tools`` with every string parameter capped at 40 characters: the grammar then has to close the call
+    within max_tokens whatever the session's random watermark key does to the greedy path (uncapped, a 135M
+    model can stay inside a string until ``length``, as a fresh-clone run saw)."""
+    out = json.loads(json.dumps(tools))
+    for tool in out:
+        for prop in tool["function"]["parameters"].get("properties", {}).values():
+            if prop.get("type") == "string":
+                prop["maxLength"] = 40
+    return out
+
+
+TOOLS = _bounded(TOOLS)
 PARAMETERS = TOOLS[0]["function"]["parameters"]
 
 
@@ -63,7 +78,7 @@ def _check_call(call):
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
 def test_required_tool_call_has_valid_arguments(sdk, choice):
     completion = sdk.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice=choice, max_tokens=60, temperature=0
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice=choice, max_tokens=120, temperature=0
     )
     choice0 = completion.choices[0]
     assert choice0.finish_reason == "tool_calls" and not choice0.message.content
@@ -73,7 +88,7 @@ def test_required_tool_call_has_valid_arguments(sdk, choice):
 
 def test_streamed_tool_call_deltas_reassemble(sdk):
     stream = sdk.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=60, temperature=0, stream=True
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0, stream=True
     )
     pieces, finishes = {}, []
     for chunk in stream:
@@ -90,7 +105,7 @@ def test_streamed_tool_call_deltas_reassemble(sdk):
 def test_tool_round_trip(sdk):
     """tool call -> tool result -> an answer: the tool turns reach the template and the model answers."""
     first = sdk.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=60, temperature=0
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0
     )
     call = first.choices[0].message.tool_calls[0]
     messages = ASK + [
