@@ -121,22 +121,17 @@ def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
 
 
 def _quantize(src: Path, path: Path) -> None:
-    """Write ``src`` with int8 weights (per output channel) and dynamically quantised activations to ``path``."""
+    """Write ``src`` with int8 weights (per output channel) and dynamically quantised activations to ``path``.
+
+    Runs in :func:`model_file`'s child process, whose ``TMPDIR`` is the cache folder (the quantiser's
+    intermediate copies of the model stay there, not in /tmp)."""
     import logging
-    import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    root = logging.getLogger()
-    level, tempdir = root.level, tempfile.tempdir
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" advice on every call
-    tempfile.tempdir = str(path.parent)  # its intermediate copies of the model stay in the cache, not in /tmp
-    try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
-    finally:
-        root.setLevel(level)
-        tempfile.tempdir = tempdir
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" advice
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     tmp.replace(path)
 
 
@@ -166,7 +161,11 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
         # it) and the quantiser onnx
         code = "import sys; from guardrails.toxicity.onnx_encoder import _build; _build(*sys.argv[1:])"
         root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+            "TMPDIR": str(path.parent),
+        }
         args = [str(path), str(depth), str(tuned or ""), str(quantized) if int8 else ""]
         subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, timeout=900)
     return quantized if int8 else path
