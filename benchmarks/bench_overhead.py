@@ -444,14 +444,15 @@ def record(target: Target, ms: float, response: httpx.Response) -> None:
     target.guardrail_sums.append(total)
 
 
-def measure(direct: Target, targets: list[Target], rounds: int, warmup: int) -> None:
-    """Warm up every target, then ``rounds`` rounds of one request per target (direct included), rotating order.
+def measure(direct: Target, targets: list[Target], prompts: list[str], warmup: int) -> None:
+    """Warm up every target on the last ``warmup`` prompts, then one round per other prompt: one request per
+    target (direct included), in rotating order.
 
-    Every round has its own prompt and answer (:func:`fresh_texts`), so each guardrail scores new text.
+    Every round has its own prompt (and so answer, :func:`fresh_texts`), so each guardrail scores new text.
     """
     everyone = [direct, *targets]
     clients = {t.name: httpx.Client(timeout=120) for t in everyone}
-    prompts, _ = fresh_texts(warmup + rounds)
+    rounds = len(prompts) - warmup
     try:
         for i in range(warmup):
             for t in everyone:
@@ -767,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         wanted.remove("litellm")
 
+    prompts, answers = fresh_texts(args.warmup + args.requests)  # the stub subprocess makes the same pairs
     load_before = os.getloadavg()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
@@ -817,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(t.name for t in [direct, *targets])}",
             file=sys.stderr,
         )
-        measure(direct, targets, args.requests, args.warmup)
+        measure(direct, targets, prompts, args.warmup)
     finally:
         for t in targets:
             stop(t.proc)
@@ -825,7 +827,6 @@ def main(argv: list[str] | None = None) -> int:
         for home in work.glob("home-*"):  # ~0.5 GiB each (the embedded model converted at start-up); logs stay
             shutil.rmtree(home, ignore_errors=True)
     load_after = os.getloadavg()
-    prompts, answers = fresh_texts(args.warmup + args.requests)
 
     summary = summarize(direct, targets)
     commit = (
