@@ -79,6 +79,8 @@ def normalize(text: str, form: Literal["NFC", "NFD", "NFKC", "NFKD"] = "NFKC") -
     Returns:
         The normalised string. Lengths and offsets may differ from ``text``.
     """
+    if text.isascii():  # every step is the identity on ASCII (no format characters, no other script)
+        return text
     return fold_homoglyphs(strip_invisible(unicodedata.normalize(form, replace_surrogates(text))))
 
 
@@ -120,28 +122,63 @@ _LEET_CHARS = frozenset("0134578@$!|+€¡")
 # Three or more single characters separated by spaces or punctuation: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
 _SPACED = re.compile(r"(?<![\w@$])(?:[\w@$](?:[ \t._\-*~/\\]{1,3})){2,}[\w@$](?![\w@$])")
 _SEPARATORS = re.compile(r"[ \t._\-*~/\\]+")
+# digits no letter looks like, or three digits in a row: a number or a code, not leetspeak
+_NUMBER = re.compile(r"[269]|\d{3}")
 
 
 def _unleet_word(match: re.Match[str]) -> str:
     word = match.group(0)
     core = word.rstrip("!")  # "idiot!" keeps its exclamation mark
-    if not any(c in _LEET_CHARS for c in core) or core.isdigit():
-        return word
+    if not any(c in _LEET_CHARS for c in core) or core.isdigit() or _NUMBER.search(core):
+        return word  # no leetspeak, or a number / code ("a1b2c3", "COVID19", "A$378m")
     letters = sum(c.isalpha() for c in core)
     if letters < 1 or letters * 4 < len(core):  # mostly digits: a number, a code, not a word
         return word
+    first = next(i for i, c in enumerate(core) if c.isalpha())
+    last = max(i for i, c in enumerate(core) if c.isalpha())
+    inside = any(c in _LEET_CHARS for c in core[first:last])  # "1d10t", "sh!t": leet between letters
+    edges = core[:first] + core[last + 1 :]
+    symbols = bool(edges) and not any(c.isdigit() for c in edges)  # "@$$hole", "a$$": symbols around a word
+    if not (inside or symbols):  # "50M", "F-15E", "$1B", "mp3": a quantity or a name with a number
+        return word
     return core.translate(_LEET) + word[len(core) :]
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    """Join each stretch of 3+ single characters that one separator links ("i d i o t", "s-t-u-p-i-d") and that
+    has 2+ letters; "a s-t-u-p-i-d" -> "a stupid", while "a U.S.", "a 3-2" and "8 1/3" (separators mixed at
+    every step) and "1 2 3" (no letters) stay."""
+    run = match.group(0)
+    chars, seps = _SEPARATORS.split(run), _SEPARATORS.findall(run)  # seps[i] lies between chars[i] and chars[i+1]
+    out: list[str] = []
+    i = 0
+    while i < len(chars):
+        j = i
+        while j < len(seps) and seps[j] == seps[i]:
+            j += 1
+        stretch = chars[i : j + 1]
+        if len(stretch) >= 3 and sum(c.isalpha() for c in stretch) >= 2:
+            out.append("".join(stretch))
+        else:
+            out.append(chars[i])
+            j = i
+        if j < len(seps):
+            out.append(seps[j])
+        i = j + 1
+    return "".join(out)
 
 
 def deobfuscate(text: str) -> str:
     """Undo spacing and leetspeak tricks so lexical guardrails see the intended words.
 
-    * Runs of three or more single characters split by spaces or punctuation
-      are joined: ``"i d i o t"`` -> ``"idiot"``, ``"s.t.u.p.i.d"`` -> ``"stupid"``.
-    * Inside words that mix letters with leetspeak digits or symbols, those are
-      mapped to letters: ``"1d10t"`` -> ``"idiot"``, ``"@$$hole"`` -> ``"asshole"``,
-      ``"sh!t"`` -> ``"shit"``. Pure numbers ("2023") and mostly-digit tokens
-      ("a1b2c3d4" aside) are left alone.
+    * Runs of three or more single characters split by one and the same separator (spaces or punctuation),
+      with at least two letters, are joined: ``"i d i o t"`` -> ``"idiot"``, ``"s.t.u.p.i.d"`` -> ``"stupid"``
+      (``"a U.S. court"``, ``"a 3-2 win"`` mix separators and stay).
+    * Inside words that mix letters with leetspeak digits or symbols, those are mapped to letters when they
+      stand between letters or are symbols around a word: ``"1d10t"`` -> ``"idiot"``, ``"@$$hole"`` ->
+      ``"asshole"``, ``"sh!t"`` -> ``"shit"``. Numbers ("2023"), mostly-digit tokens, quantities and names
+      with a number at one end ("$50M", "F-15E", "mp3") and tokens with digits no letter looks like
+      ("COVID19", "a1b2c3") are left alone: each change costs the guardrails a second scan of the text.
 
     It runs after :func:`normalize` and is meant for matching, not display:
     the result can turn an innocent token ("h4x0r", "mp3") into a different
@@ -153,5 +190,5 @@ def deobfuscate(text: str) -> str:
     Returns:
         The de-obfuscated text (equal to ``text`` when nothing applied).
     """
-    text = _SPACED.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
+    text = _SPACED.sub(_join_spaced, text)
     return _LEET_WORD.sub(_unleet_word, text)

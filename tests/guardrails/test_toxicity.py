@@ -208,7 +208,7 @@ def test_profanity_fast_path_equals_library():
 
     from guardrails.toxicity.profanity import predict_prob
 
-    texts = _tweets(500, seed=11)
+    texts = _tweets(500, seed=11) + ["", "zzqx qqzv", "the and of it", "Idiot idiot IDIOT, you idiot!"]
     np.testing.assert_allclose(predict_prob(texts), profanity_check.predict_prob(texts), rtol=0, atol=1e-12)
 
 

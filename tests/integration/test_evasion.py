@@ -34,6 +34,14 @@ VARIANTS = [
         ("in 2023 I had 5 cats", "in 2023 I had 5 cats"),
         ("Plan A or B", "Plan A or B"),
         ("x = 10", "x = 10"),
+        ("and a s-t-u-p-i-d loser", "and a stupid loser"),
+        # news text: quantities, names with numbers and mixed separators are not leetspeak (each change would cost
+        # a second scan of the whole text)
+        ("a U.S. court gave a 3-2 ruling on 8 1/3 acres", "a U.S. court gave a 3-2 ruling on 8 1/3 acres"),
+        (
+            "raised $50M for F-15E jets, A$378m and 100M in COVID19 aid",
+            "raised $50M for F-15E jets, A$378m and 100M in COVID19 aid",
+        ),
     ],
 )
 def test_deobfuscate(text, expected):
