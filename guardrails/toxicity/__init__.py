@@ -7,7 +7,7 @@ reported as the span (character offsets). Unit scores are cached (:class:`guardr
 so the final check of a streamed output re-scores nothing that its windows already scored; ``redact``
 replaces only the offending sentences.
 
-Default model (recipe v8 = v7 on the int8 encoder; v7 = v5 + the HatemojiBuild and MLMA-en train splits +
+Default model (recipe v9 = v8 with MiniLM layers 2-3 fine-tuned end to end; v8 = v7 on the int8 encoder; v7 = v5 + the HatemojiBuild and MLMA-en train splits +
 hand-written untargeted profanity + benign prose sentences from British-novel train books): layers 3 and 2 of
 all-MiniLM-L6-v2 (packaged offline, run on ONNX Runtime with int8 dynamic quantisation) with negation / reporting cues (:mod:`guardrails.toxicity.features`) and one logistic head per
 category (toxicity, hate, harassment, violence, sexual, profanity), trained by

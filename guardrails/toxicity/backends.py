@@ -2,10 +2,11 @@
 
 * :class:`MiniLMHead` - the packaged default: all-MiniLM-L6-v2 layer
   embeddings with negation / reporting cues (:mod:`guardrails.toxicity.features`)
-  and the logistic heads in ``weights/minilm_head.npz`` (recipe v8: layers 3
-  and 2, so half the encoder runs, on the int8 ONNX encoder; trained by
-  :mod:`guardrails.toxicity.training.train`). ``model: v7`` (the same on the
-  float32 encoder), ``v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
+  and the logistic heads in ``weights/minilm_head.npz`` (recipe v9: layers 3
+  and 2, so half the encoder runs, on the int8 ONNX encoder with layers 2-3
+  fine-tuned, ``weights/minilm_layers.npz``; trained by
+  :mod:`guardrails.toxicity.training.train`). ``model: v8`` (the same heads on
+  the packaged layers), ``v7`` (on the float32 encoder), ``v3`` / ``v2`` / ``v1`` load the earlier defaults (``weights/v3/``:
   layers 6, 2 and 4; ``weights/v2/``, ``weights/v1/``: last layer only); the
   toxicity score is averaged with ``alt-profanity-check`` (weight 0.15; 0.3 for v1).
 * :class:`guardrails.toxicity.hf.HFClassifier` - any Hugging Face
@@ -33,8 +34,11 @@ from guardrails.toxicity.text import prepare
 
 log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
-# The default (v8) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
-NAMED_WEIGHTS = {"v8": WEIGHTS, **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6", "v7")}}
+# The default (v9) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
+NAMED_WEIGHTS = {
+    "v9": WEIGHTS,
+    **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6", "v7", "v8")},
+}
 # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next one
 MAX_TOKENS = 64
 _WINDOW_WORDS, _STRIDE_WORDS = 48, 32  # short windows: one toxic sentence is not diluted
@@ -130,12 +134,17 @@ class TorchEncoder:
             tweets, see ``docs/toxicity.md``).
         batch_size: Texts per forward pass (16 measured fastest on 2 cores:
             less padding than 32 or 64).
+        tuned: Fine-tuned layer weights loaded into the model
+            (:func:`guardrails.toxicity.onnx_encoder.load_tuned`), or None.
     """
 
-    def __init__(self, precision: str = "float32", batch_size: int = 16) -> None:
+    def __init__(self, precision: str = "float32", batch_size: int = 16, tuned: Path | None = None) -> None:
         from guardrails.toxicity.model import load_base
+        from guardrails.toxicity.onnx_encoder import load_tuned
 
         self.model, self.tokenizer = load_base()
+        if tuned is not None:
+            load_tuned(self.model, tuned)
         self.precision = precision
         self.batch_size = batch_size
         self.lock = threading.Lock()  # held by callers around encode: one forward pass at a time
@@ -188,17 +197,13 @@ def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER, tuned
     same numbers as PyTorch at a quarter of its one-text latency on CPUs
     without bf16; int8 about half again). Both have ``encode(texts, layers)`` and ``lock``.
 
-    Raises:
-        ValueError: ``tuned`` layers with ``bfloat16`` (fine-tuned encoders run on ONNX Runtime only).
     """
     resolved = resolve_precision(precision)
-    if tuned is not None and resolved == "bfloat16":
-        raise ValueError("fine-tuned MiniLM layers run on ONNX Runtime: use precision float32, int8 or auto")
     key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth, tuned)
     with _enc_lock:
         if key not in _encoders:
             if resolved == "bfloat16":
-                _encoders[key] = TorchEncoder(resolved)
+                _encoders[key] = TorchEncoder(resolved, tuned=tuned)
             else:
                 from guardrails.toxicity.onnx_encoder import OnnxEncoder
 
@@ -256,7 +261,7 @@ class MiniLMHead:
     @property
     def composes(self) -> bool:
         """Whether :meth:`classify` can score a text from the runs of its parts (ONNX encoders can)."""
-        return hasattr(self.encoder, "encode_means")
+        return hasattr(self.encoder, "encode_composed")
 
     def classify(self, texts: list[str], parts: list[list[str]] | None = None) -> list[dict[str, float]]:
         """Category probabilities for each text.
@@ -293,8 +298,6 @@ class MiniLMHead:
             raise ValueError(f"{len(parts)} parts lists for {len(texts)} texts")
         if not self.composes:
             raise ValueError(f"the {self.precision} encoder cannot compose texts from parts: use float32 or int8")
-        from guardrails.toxicity.onnx_encoder import normalize
-
         memo: dict[str, str] = {}  # a sentence recurs in the windows that hold it: prepare it once
 
         def prep(x: str) -> str:
@@ -303,21 +306,12 @@ class MiniLMHead:
             return memo[x]
 
         prepared = [[q for q in map(prep, ps) if q] for ps in parts]
-        unique = list(dict.fromkeys(q for ps in prepared for q in ps))
-        with self.encoder.lock:
-            means, counts = self.encoder.encode_means(unique, self.layers)
-        at = {q: i for i, q in enumerate(unique)}
-        emb = np.zeros((len(texts), len(self.layers), 384), dtype=np.float32)
-        for i, ps in enumerate(prepared):
-            if ps:
-                idx = [at[q] for q in ps]
-                w = counts[idx].astype(np.float32)
-                emb[i] = np.tensordot(w / w.sum(), means[idx], axes=1)
         whole = [prep(t) for t in texts]
         keep = [i for i, ps in enumerate(prepared) if ps and whole[i]]
         P = np.zeros((len(texts), len(self.categories)))
         if keep:
-            X = normalize(emb[keep]).reshape(len(keep), 384 * len(self.layers))
+            with self.encoder.lock:
+                X = self.encoder.encode_composed([prepared[i] for i in keep], self.layers)
             P[keep] = self._probabilities(X, [whole[i] for i in keep])
         return self._dicts(P)
 

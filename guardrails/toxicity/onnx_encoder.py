@@ -293,6 +293,31 @@ class OnnxEncoder:
             out[idx] = emb[:, list(layers)]
         return out, np.asarray([len(x) for x in ids], dtype=np.int64)
 
+    def encode_composed(self, parts: list[list[str]], layers: tuple[int, ...]) -> np.ndarray:
+        """Unit-norm embeddings of texts given as their consecutive pieces, each distinct piece encoded once.
+
+        A text's embedding per layer is the word-piece-weighted mean of its pieces' mean-pooled states
+        (:meth:`encode_means`), normalised: exactly the mean over the text's word pieces, except that attention
+        does not cross the pieces. A text of one piece gets :meth:`encode`'s embedding of that piece.
+
+        Args:
+            parts: N lists of prepared pieces (e.g. the sentences of a context window); an empty list gives zeros.
+            layers: Hidden states to return, as for :meth:`encode`.
+
+        Returns:
+            float32 array (N, 384 * len(layers)).
+        """
+        unique = list(dict.fromkeys(q for ps in parts for q in ps))
+        means, counts = self.encode_means(unique, layers)
+        at = {q: i for i, q in enumerate(unique)}
+        emb = np.zeros((len(parts), len(layers), 384), dtype=np.float32)
+        for i, ps in enumerate(parts):
+            if ps:
+                idx = [at[q] for q in ps]
+                w = counts[idx].astype(np.float32)
+                emb[i] = np.tensordot(w / w.sum(), means[idx], axes=1)
+        return normalize(emb).reshape(len(parts), 384 * len(layers))
+
     def _run(self, ids: list[list[int]], idx: np.ndarray) -> np.ndarray:
         """One ONNX Runtime run over the texts ``idx`` of ``ids``, padded to the longest: (B, depth + 1, 384)."""
         width = max(len(ids[i]) for i in idx)

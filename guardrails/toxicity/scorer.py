@@ -108,6 +108,18 @@ class TextScores:
         return None if k is None else self.units[k]
 
 
+def text_units(text: str, context: int = 3) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``(unit spans, sentence spans)`` of ``text`` as :func:`score_text` scores it: a text of at most
+    :data:`~guardrails.toxicity.sentences.SHORT_WORDS` words is one unit and is not split (sentences ``[]``);
+    a longer one is split into sentences and cut into :func:`~guardrails.toxicity.sentences.scoring_units`."""
+    from guardrails.toxicity.sentences import SHORT_WORDS
+
+    if len(text.split()) <= SHORT_WORDS:
+        return scoring_units(text, None, context=context), []
+    sentences = split_sentences(text)
+    return scoring_units(text, sentences, context=context), sentences
+
+
 def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: int = 3) -> TextScores:
     """Score ``text`` unit by unit with ``backend`` (through ``cache``) and keep the maximum per category.
 
@@ -121,11 +133,7 @@ def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: i
     Returns:
         A :class:`TextScores`.
     """
-    from guardrails.toxicity.sentences import SHORT_WORDS
-
-    long_text = len(text.split()) > SHORT_WORDS
-    sentences = split_sentences(text) if long_text else []
-    units = scoring_units(text, sentences if long_text else None, context=context)
+    units, sentences = text_units(text, context)
     if not units:
         return TextScores({c: 0.0 for c in backend.categories})
     unit_scores = _unit_scores(text, units, sentences, backend, model, cache)
@@ -140,6 +148,25 @@ def score_text(text: str, backend: Any, model: str, cache: UnitCache, context: i
 
 WINDOW_KEY = "\x1f"
 """Cache-key prefix of a composed window: its score differs from the same text encoded whole (a short text)."""
+
+
+def window_parts(text: str, units: list[tuple[int, int]], sentences: list[tuple[int, int]]) -> list[list[str]]:
+    """For each unit of ``text``, the texts of the sentences it is composed of: the sentences inside it when there
+    are several (a context window), else ``[unit text]``.
+
+    Args:
+        text: The scored text.
+        units: Its unit spans (:func:`guardrails.toxicity.sentences.scoring_units`).
+        sentences: Its sentence spans (``[]`` for a short text scored whole).
+
+    Returns:
+        One list of texts per unit.
+    """
+    out = []
+    for a, b in units:
+        inside = [text[s:e] for s, e in sentences if s >= a and e <= b]
+        out.append(inside if len(inside) > 1 else [text[a:b]])
+    return out
 
 
 def _unit_scores(
@@ -159,11 +186,9 @@ def _unit_scores(
     texts = [text[a:b] for a, b in units]
     if not getattr(backend, "composes", False):
         return cache.scores(model, texts, backend.classify)
-    parts: dict[str, list[str]] = {}
-    for (a, b), t in zip(units, texts, strict=True):
-        inside = [text[s:e] for s, e in sentences if s >= a and e <= b]
-        if len(inside) > 1:
-            parts[WINDOW_KEY + t] = inside
+    parts = {
+        WINDOW_KEY + t: ps for t, ps in zip(texts, window_parts(text, units, sentences), strict=True) if len(ps) > 1
+    }
     keys = [WINDOW_KEY + t if WINDOW_KEY + t in parts else t for t in texts]
 
     def compute(todo: list[str]) -> list[dict[str, float]]:
@@ -214,4 +239,4 @@ def redact_spans(text: str, spans: list[tuple[int, int]], placeholder: str = "[r
     return "".join(out)
 
 
-__all__ = ["UnitCache", "TextScores", "score_text", "offending_sentences", "redact_spans"]
+__all__ = ["UnitCache", "TextScores", "score_text", "text_units", "window_parts", "offending_sentences", "redact_spans"]

@@ -125,16 +125,22 @@ def test_functional_heldout_beats_previous_defaults():
 
 
 def test_sexual_category_heldout():
-    """The sexual head (learnt from hand-written examples only) separates the held-out sexual rows."""
+    """The sexual head (learnt from hand-written examples only) separates the held-out sexual rows; at the
+    presets no benign row (sex education, medicine, romance) reaches the sexual threshold, and the strict preset
+    catches a third of the sexual ones (measured 0.41; balanced, calibrated on answer-length novels, 0.06)."""
     from sklearn.metrics import roc_auc_score
+
+    from guardrails.toxicity.config import preset_thresholds
 
     held = _tsv("sexual_heldout.tsv")
     scores = ToxicityGuardrail(ToxicityConfig()).classify([r["text"] for r in held])
-    y = [int(r["sexual"]) for r in held]
-    p = [s["sexual"] for s in scores]
+    y = np.asarray([int(r["sexual"]) for r in held])
+    p = np.asarray([s["sexual"] for s in scores])
     assert roc_auc_score(y, p) >= 0.9
-    benign = [s for s, r in zip(p, held, strict=False) if r["case"] == "sexual_benign"]
-    assert np.mean(np.asarray(benign) < 0.5) >= 0.9  # sex education, medicine, romance pass
+    benign = p[np.asarray([r["case"] == "sexual_benign" for r in held])]
+    for strictness in ("strict", "balanced"):
+        assert (benign < preset_thresholds("default", strictness)["sexual"]).all(), strictness
+    assert (p[y == 1] >= preset_thresholds("default", "strict")["sexual"]).mean() >= 0.33
 
 
 def test_cue_features():

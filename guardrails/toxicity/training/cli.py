@@ -288,7 +288,8 @@ def train_toxicity(
     out: Path | None = typer.Option(None, help="output directory (default: weights/, or weights/<recipe>/)"),
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
     recipe: str | None = typer.Option(
-        None, help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v8); v9, v7, v6, v5, v3, v2 or v1"
+        None,
+        help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v9); v10, v8, v7, v6, v5, v3, v2 or v1",
     ),
     multilingual: bool = typer.Option(True, help="also train the multilingual v2 heads (weights/multilingual_v2/)"),
     evaluate: bool = typer.Option(

@@ -82,6 +82,19 @@ def shipped_scores(rows: list[Row], english: str, scores: dict[str, list[dict[st
     return out
 
 
+def chunk_rows(n: int) -> list[Row]:
+    """Answer-length benign texts (:func:`~guardrails.toxicity.training.splits.answer_chunks`): every chunk of the
+    British-novel dev books (preset calibration), at most ``n`` of the test books and of ``ag_news_long``
+    (measure only)."""
+    from guardrails.toxicity.training.splits import answer_chunks, load_extra, load_novels
+
+    novels = load_novels()
+    dev = answer_chunks([r for r in novels if r.split == "dev"])
+    test = answer_chunks([r for r in novels if r.split == "test"])[:n]
+    news = answer_chunks(load_extra(("ag_news_long",)))[:n]
+    return dev + test + news
+
+
 def score_texts(model: str, texts: list[str], log_every: int = 500) -> list[dict[str, float]]:
     """Text-level category scores of ``texts`` under ``model``, through a JSON cache of earlier runs."""
     from greenlist.home import cache_dir
@@ -130,28 +143,62 @@ def blocked(scores: dict[str, Any], th: dict[str, Any], unsupported: bool = True
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
 
 
-def calibrate(rows: list[Row], scores: list[dict[str, float]]) -> dict[str, Any]:
-    """Preset thresholds per category from the benign prose of the dev books (British novels, dev split).
+ANSWER_CATEGORIES = ("hate", "harassment", "sexual")
+"""Calibrated on answer-length benign prose (:func:`guardrails.toxicity.training.splits.answer_chunks`); violence
+and profanity on paragraphs (see :func:`calibrate`)."""
 
-    Each blocking category gets a quarter of the preset's budget (so the union of the four, what the default
-    policy blocks on, stays within the budget on that text); ``profanity`` gets the whole budget. A category
-    the model does not score is left out (it never fires).
+
+def _rank_threshold(values: list[float], k: int) -> float:
+    """The smallest threshold that at most ``k`` of ``values`` reach."""
+    s = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    return round(float(min(1.0, s[k] + 1e-5)), 5) if k < len(s) else 0.0
+
+
+def calibrate(
+    rows: list[Row], scores: list[dict[str, float]], chunks: list[Row], chunk_scores: list[dict[str, float]]
+) -> dict[str, Any]:
+    """Preset thresholds per category from benign prose of the dev books (British novels, dev split).
+
+    A false block hurts per answer, and an answer of several paragraphs reaches a category's threshold more often
+    than one paragraph does (its score is the maximum over more units). So ``hate``, ``harassment`` and
+    ``sexual`` (:data:`ANSWER_CATEGORIES`) are calibrated on the dev books' answer-length chunks
+    (:func:`~guardrails.toxicity.training.splits.answer_chunks`, 150+ words): one common rank, the largest at which
+    at most three quarters of the preset's budget of the chunks reach any of the three. ``violence`` keeps a
+    quarter of the budget on dev *paragraphs* (on chunks its threshold cost most threats: contrastive threat
+    accuracy 0.70 -> 0.45 for v9, docs/toxicity.md), and ``profanity`` (it only flags) the whole budget on
+    paragraphs. A category the model does not score is left out (it never fires).
+
+    Args:
+        rows: Evaluation rows; their ``british_novels`` dev rows are the paragraphs.
+        scores: One score dict per row.
+        chunks: Answer-length rows; their ``british_novels_chunks`` dev rows are used.
+        chunk_scores: One score dict per chunk.
 
     Returns:
-        ``{preset: {"fpr_budget", "thresholds": {category: t}, "benign_dev_rows": n}}``.
+        ``{preset: {"fpr_budget", "thresholds": {category: t}, "benign_dev_rows": n, "benign_dev_chunks": m}}``.
     """
-    idx = [i for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
+    para = [scores[i] for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
+    dev = [chunk_scores[i] for i, r in enumerate(chunks) if r.split == "dev" and r.dataset == "british_novels_chunks"]
+    answer = [c for c in ANSWER_CATEGORIES if any(c in s for s in dev)]
     out = {}
     for preset, budget in FPR_BUDGETS.items():
-        th = {}
-        for c in CATEGORY_COLUMNS:
-            if not any(c in scores[i] for i in idx):
-                continue
-            share = budget if c == "profanity" else budget / len(BLOCKING)
-            s = np.sort(np.asarray([scores[i].get(c, 0.0) for i in idx]))[::-1]
-            k = int(np.floor(share * len(s)))  # at most k benign texts may reach the threshold
-            th[c] = round(float(min(1.0, s[k] + 1e-5)), 5)
-        out[preset] = {"fpr_budget": budget, "thresholds": th, "benign_dev_rows": len(idx)}
+        th: dict[str, float] = {}
+        for c in ("violence", "profanity"):
+            if any(c in s for s in para):
+                share = budget if c == "profanity" else budget / len(BLOCKING)
+                th[c] = _rank_threshold([s.get(c, 0.0) for s in para], int(np.floor(share * len(para))))
+        allowed = int(np.floor(budget * len(answer) / len(BLOCKING) * len(dev)))
+        for k in range(len(dev)):
+            trial = {c: _rank_threshold([s.get(c, 0.0) for s in dev], k) for c in answer}
+            if sum(any(s.get(c, 0.0) >= t for c, t in trial.items()) for s in dev) > allowed:
+                break
+            th.update(trial)
+        out[preset] = {
+            "fpr_budget": budget,
+            "thresholds": th,
+            "benign_dev_rows": len(para),
+            "benign_dev_chunks": len(dev),
+        }
     return out
 
 
@@ -219,9 +266,17 @@ def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict
     return res
 
 
-def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[str, Any]) -> dict[str, Any]:
-    """Per preset: false-block rate on test benign prose and recall per category on English test rows."""
+def preset_table(
+    rows: list[Row],
+    scores: list[dict[str, float]],
+    presets: dict[str, Any],
+    chunks: list[Row],
+    chunk_scores: list[dict[str, float]],
+) -> dict[str, Any]:
+    """Per preset: false-block rate on test benign prose (paragraphs and answer-length chunks) and recall per
+    category on the toxic test rows."""
     out = {}
+    answers = [i for i, r in enumerate(chunks) if r.split != "dev"]
     for name, p in presets.items():
         th = p["thresholds"]
         prose = [
@@ -242,6 +297,10 @@ def preset_table(rows: list[Row], scores: list[dict[str, float]], presets: dict[
             "fpr_budget": p["fpr_budget"],
             "prose_false_block": round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in prose])), 4),
             "prose_n": len(prose),
+            "answer_false_block": round(
+                float(np.mean([blocked(chunk_scores[i], th, unsupported=False) for i in answers])), 4
+            ),
+            "answer_n": len(answers),
             "recall": rec,
             "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3),
         }
@@ -307,21 +366,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         args.shipped = f"{DEFAULT_RECIPE},multilingual-v2"
     rows = evaluation_rows(args.per_group, args.prose)
+    chunks = chunk_rows(args.prose)
     models = args.models.split(",")
     scores: dict[str, list[dict[str, Any]]] = {}
+    chunk_scores: dict[str, list[dict[str, Any]]] = {}
     for m in models:
         keep = [i for i, r in enumerate(rows) if not english_only(m) or r.language == "en"]
         got = dict(zip(keep, score_texts(m, [rows[i].text for i in keep]), strict=True))
         scores[m] = [got.get(i, {"_model": "not_scored"}) for i in range(len(rows))]
+        chunk_scores[m] = score_texts(m, [r.text for r in chunks])
     if args.shipped:
         english, multi = args.shipped.split(",")
         scores["shipped"] = shipped_scores(rows, english, {english: scores[english], multi: scores[multi]})
+        chunk_scores["shipped"] = chunk_scores[english]  # the chunks are English
         models.append("shipped")
     presets = json.loads(PRESETS_FILE.read_text()) if PRESETS_FILE.exists() else {}
     if args.calibrate:
         for m in models:
             if m != "shipped":
-                presets[m] = calibrate(rows, scores[m])
+                presets[m] = calibrate(rows, scores[m], chunks, chunk_scores[m])
         english = args.shipped.split(",")[0]
         if english in presets:  # `model: default` is the shipped English model
             presets["default"] = {**presets[english], "calibrated_as": english}
@@ -335,11 +398,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if m == "shipped":
             th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING} for n in args.shipped.split(",")}
         res = report(m, rows, scores[m], th)
+        for name in ("ag_news_long_chunks", "british_novels_chunks"):  # answer-length texts
+            idx = [i for i, r in enumerate(chunks) if r.dataset == name and r.split != "dev"]
+            rate = np.mean([blocked(chunk_scores[m][i], th, unsupported=False) for i in idx])
+            res[f"false_block_{name}"] = {"rate": round(float(rate), 4), "n": len(idx)}
         en_model, en_th = (args.shipped.split(",")[0], th[args.shipped.split(",")[0]]) if m == "shipped" else (m, th)
         res["identity_fpr"] = identity_fpr(en_model, en_th)
         res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
         if m in presets:
-            res["presets"] = preset_table(rows, scores[m], presets[m])
+            res["presets"] = preset_table(rows, scores[m], presets[m], chunks, chunk_scores[m])
         out["models"][m] = res
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(

@@ -70,23 +70,32 @@ def extra_rows(
     )
 
 
-def prose_rows(paragraphs: int, categories: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+def prose_rows(paragraphs: int | None, categories: tuple[str, ...]) -> tuple[list[str], list[list[str]], np.ndarray]:
     """Benign negatives from the *train* books of British novels: the scoring units of ``paragraphs`` paragraphs.
 
     Each paragraph is cut into the units the guardrail scores (sentences and windows of adjacent sentences,
     :func:`guardrails.toxicity.sentences.scoring_units`), every category labelled 0, so the heads see the
     shape of long benign text they are applied to. Dev and test books are never used.
 
+    Args:
+        paragraphs: Paragraphs taken (a seeded sample), or None for every paragraph of the train books.
+        categories: The K label columns.
+
     Returns:
-        ``(unit texts, labels (N, K) of zeros)``.
+        ``(unit texts, the sentences each unit is composed of (guardrails.toxicity.scorer.window_parts),
+        labels (N, K) of zeros)``.
     """
-    from guardrails.toxicity.sentences import scoring_units
+    from guardrails.toxicity.scorer import text_units, window_parts
     from guardrails.toxicity.training.splits import load_novels, sample
 
-    texts = []
-    for r in sample([r for r in load_novels() if r.split == "train"], paragraphs):
-        texts += [r.text[a:b] for a, b in scoring_units(r.text)]
-    return texts, np.zeros((len(texts), len(categories)), dtype=np.float32)
+    train = [r for r in load_novels() if r.split == "train"]
+    texts: list[str] = []
+    parts: list[list[str]] = []
+    for r in sample(train, len(train) if paragraphs is None else paragraphs):
+        units, sentences = text_units(r.text)
+        texts += [r.text[a:b] for a, b in units]
+        parts += window_parts(r.text, units, sentences)
+    return texts, parts, np.zeros((len(texts), len(categories)), dtype=np.float32)
 
 
 __all__ = ["extra_rows", "prose_rows"]

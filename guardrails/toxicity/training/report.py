@@ -26,15 +26,21 @@ def tables(ev: dict[str, Any]) -> str:
         + " | ".join(LANGS)
         + " | "
         + " | ".join(f"{c} (en)" for c in CATS)
-        + " | ag_news_long false-block | british_novels false-block |",
-        "|---" * (1 + len(LANGS) + len(CATS) + 2) + "|",
+        + " | ag_news_long false-block | british_novels false-block | ag_news answers false-block"
+        " | novel answers false-block |",
+        "|---" * (1 + len(LANGS) + len(CATS) + 4) + "|",
     ]
     for name, r in models.items():
         langs = [_cell(r["language_macro_f1"].get(lg)) for lg in LANGS]
         cats = [_cell(r["category_macro_f1"].get(c)) for c in CATS]
         fb = [
-            f"{r[k]['rate'] * 100:.2f} % (n={r[k]['n']})"
-            for k in ("false_block_ag_news_long", "false_block_british_novels")
+            f"{r[k]['rate'] * 100:.2f} % (n={r[k]['n']})" if k in r else "–"
+            for k in (
+                "false_block_ag_news_long",
+                "false_block_british_novels",
+                "false_block_ag_news_long_chunks",
+                "false_block_british_novels_chunks",
+            )
         ]
         out.append(f"| {name} | " + " | ".join(langs + cats + fb) + " |")
     phen = sorted({p for r in models.values() for p in r["contrastive"]["per_phenomenon"]})
@@ -56,10 +62,9 @@ def tables(ev: dict[str, Any]) -> str:
         out.append(f"| {name} | {i['overall']:.4f} | {i['worst_term']} | {i['worst_fpr']:.3f} | {i['n']} |")
     out += [
         "",
-        "| model | preset | FPR budget (dev) | false-block on test prose | recall any toxic (test) | "
-        + " | ".join(f"recall {c}" for c in (*CATS, "sexual"))
-        + " |",
-        "|---" * (5 + len(CATS) + 1) + "|",
+        "| model | preset | FPR budget (dev) | false-block on test prose | on answer-length prose | "
+        "recall any toxic (test) | " + " | ".join(f"recall {c}" for c in (*CATS, "sexual")) + " |",
+        "|---" * (6 + len(CATS) + 1) + "|",
     ]
     for name, r in models.items():
         for preset, p in r.get("presets", {}).items():
@@ -69,7 +74,11 @@ def tables(ev: dict[str, Any]) -> str:
             ]
             out.append(
                 f"| {name} | {preset} | {p['fpr_budget'] * 100:g} % | {p['prose_false_block'] * 100:.2f} % "
-                f"(n={p['prose_n']}) | {p['recall_any_toxic']:.3f} | " + " | ".join(rec) + " |"
+                f"(n={p['prose_n']}) | "
+                + (f"{p['answer_false_block'] * 100:.2f} % (n={p['answer_n']})" if "answer_n" in p else "–")
+                + f" | {p['recall_any_toxic']:.3f} | "
+                + " | ".join(rec)
+                + " |"
             )
     return "\n".join(out)
 

@@ -107,6 +107,9 @@ def load_extra(sets: tuple[str, ...] = EXTRA_SETS) -> list[Row]:
     return rows
 
 
+ANSWER_WORDS = 150  # an assistant answer's length in words (issue #16's latency goal is set on 150-word answers)
+
+
 def load_novels() -> list[Row]:
     """British-novel paragraphs (benign prose), split by book: a seeded half of the books is test, the rest is
     split into train and dev books by a second seeded hash."""
@@ -119,6 +122,29 @@ def load_novels() -> list[Row]:
             )
             rows.append(Row(r["text"], "en", 0, "none", "british_novels", split))
     return rows
+
+
+def answer_chunks(rows: list[Row], min_words: int = ANSWER_WORDS) -> list[Row]:
+    """Consecutive benign paragraphs joined into answer-length texts (the length of an assistant's answer).
+
+    Args:
+        rows: Paragraph rows in file order (e.g. the dev books of :func:`load_novels`).
+        min_words: A chunk ends at the first paragraph that brings it to this many words.
+
+    Returns:
+        Rows of dataset ``<dataset>_chunks``, same language, label, category and split as the paragraphs (a
+        chunk never mixes splits or datasets; a short tail is dropped).
+    """
+    out: list[Row] = []
+    buf: list[str] = []
+    for prev, r in zip([None, *rows], rows, strict=False):
+        if prev is not None and (prev.split, prev.dataset) != (r.split, r.dataset):
+            buf = []
+        buf.append(r.text)
+        if sum(len(t.split()) for t in buf) >= min_words:
+            out.append(Row(" ".join(buf), r.language, r.label, r.category, f"{r.dataset}_chunks", r.split))
+            buf = []
+    return out
 
 
 def sample(rows: list[Row], n: int, seed: int = SEED) -> list[Row]:
@@ -145,4 +171,4 @@ def evaluation_rows(per_group: int = 600, prose: int = 800) -> list[Row]:
     return out
 
 
-__all__ = ["Row", "load_extra", "load_novels", "evaluation_rows", "sample", "data_root", "SEED"]
+__all__ = ["Row", "load_extra", "load_novels", "answer_chunks", "evaluation_rows", "sample", "data_root", "SEED"]

@@ -124,6 +124,24 @@ def embed_layers(
     return out
 
 
+def embed_composed(parts: list[list[str]], layers: tuple[int, ...], precision: str = "int8") -> np.ndarray:
+    """Embeddings of texts given as their prepared sentences, composed as inference composes context windows
+    (:meth:`guardrails.toxicity.onnx_encoder.OnnxEncoder.encode_composed`), cached.
+
+    Returns:
+        float32 array (N, 384 * len(layers)).
+    """
+    from guardrails.toxicity.backends import shared_encoder
+
+    key = hashlib.sha256(("\x1d".join("\x1e".join(ps) for ps in parts) + repr(layers) + precision).encode()).hexdigest()
+    cached = cache_dir("toxicity") / f"composed_{key[:16]}.npy"
+    if cached.exists():
+        return np.load(cached)
+    out = shared_encoder(precision, depth=max(layers)).encode_composed(parts, layers)  # type: ignore[arg-type]
+    np.save(cached, out)
+    return out
+
+
 def fold_ids(corpus: Corpus, n_folds: int = 5, seed: int = SEED) -> np.ndarray:
     """Assign each row a CV fold in ``[0, n_folds)``.
 
@@ -392,14 +410,19 @@ RECIPES: dict[str, dict[str, object]] = {
     # capped sample of the rows (the heads are then refit on all rows, on the tuned encoder's int8 embeddings).
     "v9": {
         **RECIPE_V8,
+        "cv": False,  # the shipped v9 was fit without cross-validation, so without its intercept shift
         "tune": {
             "tuned": (1, 2),
             "epochs": 1,
             "max_rows": {"davidson": 1000, "olid": 4000, "jigsaw": 1000, "mlma": 2000, "british_novels_train": 1500},
         },
     },
+    # v10 (measured 2026-12-06, not shipped: more novel prose made the novel-calibrated presets block 2.25 % of
+    # ag_news paragraphs, was 0.25 %): v8 with every paragraph of the train books (1,250, was 300) as prose
+    # negatives, their context windows composed from the sentences' encoder runs as serving composes them.
+    "v10": {**RECIPE_V8, "prose_paragraphs": "all", "compose_prose": True},
 }
-DEFAULT_RECIPE = "v8"
+DEFAULT_RECIPE = "v9"
 
 
 def recipe_inputs(texts: list[str], recipe: str, tuned: Path | None = None) -> np.ndarray:
@@ -446,6 +469,7 @@ def train_default(
     )
 
     spec = RECIPES[recipe]
+    cv = cv and bool(spec.get("cv", True))
     cats = tuple(spec["categories"])
     pc_weight = float(spec["pc_weight"])
     np.random.seed(seed)
@@ -467,7 +491,8 @@ def train_default(
     if spec.get("prose_paragraphs"):
         from guardrails.toxicity.training.extra import prose_rows
 
-        pt, py = prose_rows(int(spec["prose_paragraphs"]), cats)  # type: ignore[call-overload]
+        n_prose = spec["prose_paragraphs"]
+        pt, prose_parts, py = prose_rows(None if n_prose == "all" else int(n_prose), cats)  # type: ignore[call-overload]
         ds["texts"] += pt
         ds["source"] += ["british_novels_train"] * len(pt)
         ds["group"] += ["british_novels_train"] * len(pt)
@@ -480,9 +505,18 @@ def train_default(
     row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
 
     def features(tuned: Path | None) -> np.ndarray:  # embedded in chunks, so each chunk's cache is reused
-        return np.vstack(
-            [recipe_inputs(texts[a:b], recipe, tuned) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-        )
+        chunks = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        if spec.get("compose_prose"):  # prose windows as served: composed from their sentences' runs
+            *chunks, (a, b) = chunks
+            prose = [[q for q in map(prepare, ps) if q] for ps in prose_parts]
+            last = [
+                head_inputs(
+                    embed_composed(prose, spec["layers"], str(spec["precision"])), texts[a:b], int(spec["cues"])
+                )
+            ]  # type: ignore[arg-type]
+        else:
+            last = []
+        return np.vstack([recipe_inputs(texts[a:b], recipe, tuned) for a, b in chunks] + last)
 
     tuned = None
     if spec.get("tune"):  # fine-tune encoder layers first, starting from the heads on the frozen features
@@ -602,7 +636,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "--recipe",
         choices=(*sorted(RECIPES, reverse=True), "v1"),
         default=DEFAULT_RECIPE,
-        help="v8 = shipped default (weights/); every other recipe writes weights/<recipe>/ (v7 the previous default; "
+        help="v9 = shipped default (weights/); every other recipe writes weights/<recipe>/ (v8 the previous default; "
         "v9 fine-tunes MiniLM layers 2-3, about 16 min on 2 CPU cores)",
     )
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """Fine-tune MiniLM's upper layers end to end through the default heads' features (recipe v9).
 
-The shipped heads (recipes v5-v8) read frozen embeddings: mean-pooled, unit-norm layers 3 and 2 of
+Recipes v5-v8 read frozen embeddings: mean-pooled, unit-norm layers 3 and 2 of
 all-MiniLM-L6-v2 plus negation / reporting cues (:mod:`guardrails.toxicity.features`). Here the same feature
 map is built in torch and layers 2 and 3 (0-based 1 and 2) are trained with it, so the encoder itself learns
 what the heads need (who is attacked, negation, quotation) instead of a linear read-out of a general-purpose
@@ -9,7 +9,8 @@ computed once (:func:`guardrails.toxicity.training.finetune.encode_bottom`). The
 heads fit on the frozen features and is trained together with the layers (AdamW, linear warm-up and decay,
 class-balanced binary cross-entropy masked to each row's labelled categories).
 
-What ships is the tuned layers only (float16, about 7 MB for two layers) in ``weights/v9/minilm_layers.npz``;
+v9 is the shipped default since 2026-12-06. What ships is the tuned layers only (float16, 6.6 MB for two layers)
+in ``weights/minilm_layers.npz``;
 :func:`guardrails.toxicity.onnx_encoder.load_tuned` puts them into the packaged model before the ONNX export,
 and the logistic heads are then refit on the int8 embeddings of the tuned encoder (``train.train_default``), so
 inference runs exactly as for v8.
