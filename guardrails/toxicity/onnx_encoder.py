@@ -285,7 +285,7 @@ class OnnxEncoder:
         if max(layers) > self.depth:
             raise ValueError(f"layer {max(layers)} requested from an encoder of depth {self.depth}")
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: the two threads finish together
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)
         batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         runs = (self._pool.map if self._pool else map)(functools.partial(self._run, ids), batches)
