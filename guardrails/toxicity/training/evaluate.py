@@ -7,12 +7,11 @@ guardrail scores traffic (sentence units, maximum per category, :func:`guardrail
 scores cached under ``$GREENLIST_HOME/cache/toxicity/eval_<model>.json``. ``shipped`` is the default policy's
 routing (language detection; the languages in ``policies/default.yaml`` go to their model).
 
-Calibration (``--calibrate``, on dev rows only): per model and category, the threshold of each strictness
-preset is the smallest value whose false-positive rate on benign dev prose (British-novel paragraphs of the
-dev books) stays within the preset's budget (:data:`guardrails.toxicity.config.FPR_BUDGETS`) split evenly over
-the four blocking categories. Written to ``weights/presets.json``. (Non-toxic social-media rows were tried as
-benign text too: their hate scores overlap the toxic rows' so much that the thresholds reached 0.95-0.98 and
-recall fell to 1-2 %; see ``docs/toxicity.md``.)
+Calibration (``--calibrate``, on dev rows only): per model, the thresholds of each strictness preset from
+benign dev prose of the British-novel dev books, paragraphs and answer-length texts, within the preset's budget
+(:func:`guardrails.toxicity.training.calibration.calibrate`). Written to ``weights/presets.json``. (Non-toxic
+social-media rows were tried as benign text too: their hate scores overlap the toxic rows' so much that the
+thresholds reached 0.95-0.98 and recall fell to 1-2 %; see ``docs/toxicity.md``.)
 
 Reported on test rows (and ``ag_news_long``, measure only) with the ``balanced`` preset: macro-F1 (the mean
 of the toxic and non-toxic classes' F1) per language and per category (one category against the rest, rows
@@ -33,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from guardrails.toxicity.config import FPR_BUDGETS, OPENAI_CATEGORIES, PRESETS_FILE
+from guardrails.toxicity.config import OPENAI_CATEGORIES, PRESETS_FILE
+from guardrails.toxicity.training.calibration import BLOCKING, calibrate, chunk_rows
 from guardrails.toxicity.training.splits import Row, data_root, evaluation_rows
 
-BLOCKING = ("hate", "harassment", "violence", "sexual")
 CATEGORY_COLUMNS = (*BLOCKING, "profanity")
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,19 +79,6 @@ def shipped_scores(rows: list[Row], english: str, scores: dict[str, list[dict[st
         model = routes.get(lang, english if lang in ("en", "und") else "unsupported")
         out.append({**scores[model][i], "_model": model} if model in scores else {"_model": "unsupported"})
     return out
-
-
-def chunk_rows(n: int) -> list[Row]:
-    """Answer-length benign texts (:func:`~guardrails.toxicity.training.splits.answer_chunks`): every chunk of the
-    British-novel dev books (preset calibration), at most ``n`` of the test books and of ``ag_news_long``
-    (measure only)."""
-    from guardrails.toxicity.training.splits import answer_chunks, load_extra, load_novels
-
-    novels = load_novels()
-    dev = answer_chunks([r for r in novels if r.split == "dev"])
-    test = answer_chunks([r for r in novels if r.split == "test"])[:n]
-    news = answer_chunks(load_extra(("ag_news_long",)))[:n]
-    return dev + test + news
 
 
 def score_texts(model: str, texts: list[str], log_every: int = 500) -> list[dict[str, float]]:
@@ -141,65 +127,6 @@ def blocked(scores: dict[str, Any], th: dict[str, Any], unsupported: bool = True
         return unsupported
     th = th.get(str(scores.get("_model")), th) if isinstance(next(iter(th.values()), None), dict) else th
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
-
-
-ANSWER_CATEGORIES = ("hate", "harassment", "sexual")
-"""Calibrated on answer-length benign prose (:func:`guardrails.toxicity.training.splits.answer_chunks`); violence
-and profanity on paragraphs (see :func:`calibrate`)."""
-
-
-def _rank_threshold(values: list[float], k: int) -> float:
-    """The smallest threshold that at most ``k`` of ``values`` reach."""
-    s = np.sort(np.asarray(values, dtype=np.float64))[::-1]
-    return round(float(min(1.0, s[k] + 1e-5)), 5) if k < len(s) else 0.0
-
-
-def calibrate(
-    rows: list[Row], scores: list[dict[str, float]], chunks: list[Row], chunk_scores: list[dict[str, float]]
-) -> dict[str, Any]:
-    """Preset thresholds per category from benign prose of the dev books (British novels, dev split).
-
-    A false block hurts per answer, and an answer of several paragraphs reaches a category's threshold more often
-    than one paragraph does (its score is the maximum over more units). So ``hate``, ``harassment`` and
-    ``sexual`` (:data:`ANSWER_CATEGORIES`) are calibrated on the dev books' answer-length chunks
-    (:func:`~guardrails.toxicity.training.splits.answer_chunks`, 150+ words): one common rank, the largest at which
-    at most three quarters of the preset's budget of the chunks reach any of the three. ``violence`` keeps a
-    quarter of the budget on dev *paragraphs* (on chunks its threshold cost most threats: contrastive threat
-    accuracy 0.70 -> 0.45 for v9, docs/toxicity.md), and ``profanity`` (it only flags) the whole budget on
-    paragraphs. A category the model does not score is left out (it never fires).
-
-    Args:
-        rows: Evaluation rows; their ``british_novels`` dev rows are the paragraphs.
-        scores: One score dict per row.
-        chunks: Answer-length rows; their ``british_novels_chunks`` dev rows are used.
-        chunk_scores: One score dict per chunk.
-
-    Returns:
-        ``{preset: {"fpr_budget", "thresholds": {category: t}, "benign_dev_rows": n, "benign_dev_chunks": m}}``.
-    """
-    para = [scores[i] for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
-    dev = [chunk_scores[i] for i, r in enumerate(chunks) if r.split == "dev" and r.dataset == "british_novels_chunks"]
-    answer = [c for c in ANSWER_CATEGORIES if any(c in s for s in dev)]
-    out = {}
-    for preset, budget in FPR_BUDGETS.items():
-        th: dict[str, float] = {}
-        for c in ("violence", "profanity"):
-            if any(c in s for s in para):
-                share = budget if c == "profanity" else budget / len(BLOCKING)
-                th[c] = _rank_threshold([s.get(c, 0.0) for s in para], int(np.floor(share * len(para))))
-        allowed = int(np.floor(budget * len(answer) / len(BLOCKING) * len(dev)))
-        for k in range(len(dev)):
-            trial = {c: _rank_threshold([s.get(c, 0.0) for s in dev], k) for c in answer}
-            if sum(any(s.get(c, 0.0) >= t for c, t in trial.items()) for s in dev) > allowed:
-                break
-            th.update(trial)
-        out[preset] = {
-            "fpr_budget": budget,
-            "thresholds": th,
-            "benign_dev_rows": len(para),
-            "benign_dev_chunks": len(dev),
-        }
-    return out
 
 
 def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> dict[str, Any] | None:
