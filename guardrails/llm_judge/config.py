@@ -45,7 +45,7 @@ class CascadeConfig(BaseModel):
             direction; its result's ``details["categories"]`` (``{category: score in [0, 1]}``) is read
             from ``ScanContext.prior``.
         band: ``[low, high]``: the judge is asked when any considered local category score ``s`` has
-            ``low <= s <= high``; otherwise the local decision stands. Default ``[0.35, 0.60]``: the band
+            ``low <= s <= high``; otherwise the local decision stands. Default ``[0.50, 0.65]``: the band
             that judged <= 20% of texts with the best accuracy in ``benchmarks/bench_llm_judge_cascade.py``
             (``docs/llm_judge.md``).
         categories: Local categories considered for the band (default ``["toxicity"]``, the overall score,
@@ -55,7 +55,7 @@ class CascadeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     after: str
-    band: tuple[float, float] = (0.35, 0.60)
+    band: tuple[float, float] = (0.50, 0.65)
     categories: list[str] | None = Field(default_factory=lambda: ["toxicity"])
 
     @model_validator(mode="after")

@@ -303,7 +303,7 @@ def test_cascade_in_band_asks_and_overrides_local(stub: Stub) -> None:
 def test_cascade_default_considers_overall_toxicity_only(stub: Stub) -> None:
     g = judge(stub, "llama-guard", cascade={"after": "toxicity"})
     r = g.scan_in_context("hmm", Direction.INPUT, ScanContext(prior=local({"toxicity": 0.2, "harassment": 0.5})))
-    assert stub.requests == [] and r.details["cascade"]["band"] == [0.35, 0.6]
+    assert stub.requests == [] and r.details["cascade"]["band"] == [0.5, 0.65]
 
 
 def test_cascade_asks_when_local_result_missing_or_failed(stub: Stub) -> None:
