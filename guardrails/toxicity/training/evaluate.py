@@ -52,10 +52,17 @@ def _policy_languages() -> dict[str, str]:
 
 
 def guardrail(model: str) -> Any:
-    """A guardrail scoring everything with ``model`` (no language routing, no cache)."""
+    """A guardrail scoring everything with ``model`` (no language routing, no cache).
+
+    ``model`` may end in ``:<precision>`` (e.g. ``multilingual-e5:float32``): the encoder precision to run
+    instead of the one the heads were fit on (the name, with the suffix, keys the score cache and the presets).
+    """
     from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
-    return ToxicityGuardrail(ToxicityConfig(model=model, detect_language=False, cache_size=0))
+    name, _, precision = model.partition(":")
+    return ToxicityGuardrail(
+        ToxicityConfig(model=name, detect_language=False, cache_size=0, precision=precision or "auto")  # type: ignore[arg-type]
+    )
 
 
 def english_only(model: str) -> bool:
@@ -284,6 +291,30 @@ def identity_fpr(model: str, th: dict[str, float], per_term_n: int = 40) -> dict
     }
 
 
+def zero_shot(model: str, th: dict[str, float]) -> dict[str, Any]:
+    """Per language of ``examples/multilingual_test.tsv`` (60 team-written sentences each, 13 languages; es, it,
+    nl, hi have no training data): AUROC of the highest OpenAI-category score and macro-F1 at 0.5 and at ``th``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from guardrails.toxicity.training.multilingual import read_test_set
+
+    rows = read_test_set()
+    scores = score_texts(model, [r["text"] for r in rows], log_every=0)
+    out: dict[str, Any] = {}
+    for lang in sorted({r["lang"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["lang"] == lang]
+        y = np.asarray([int(rows[i]["toxicity"]) for i in idx])
+        s = np.asarray([max(scores[i].get(c, 0.0) for c in OPENAI_CATEGORIES) for i in idx])
+        out[lang] = {
+            "auroc": round(float(roc_auc_score(y, s)), 3),
+            "macro_f1_at_0.5": round(macro_f1(y, (s >= 0.5).astype(int)), 3),
+            "macro_f1_balanced": round(macro_f1(y, np.asarray([blocked(scores[i], th) for i in idx], dtype=int)), 3),
+            "n": len(idx),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Score, calibrate (``--calibrate``) and report; prints and writes ``--out`` JSON."""
     from guardrails.toxicity.config import preset_thresholds
@@ -340,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
         if m in presets:
             res["presets"] = preset_table(rows, scores[m], presets[m])
+        if not english_only(m) and m != "shipped":
+            res["zero_shot"] = zero_shot(m, th)
         out["models"][m] = res
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(
