@@ -362,7 +362,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _presets_file.cache_clear()
     out: dict[str, Any] = {"rows": len(rows), "models": {}}
     for m in models:
-        th: dict[str, Any] = preset_thresholds(m, "balanced") or {c: 0.5 for c in BLOCKING}
+        # a `name:precision` spec without presets of its own is measured at the presets of `name`
+        th: dict[str, Any] = (
+            preset_thresholds(m, "balanced")
+            or preset_thresholds(m.partition(":")[0], "balanced")
+            or {c: 0.5 for c in BLOCKING}
+        )
         if m == "shipped":
             th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING} for n in args.shipped.split(",")}
         res = report(m, rows, scores[m], th)
