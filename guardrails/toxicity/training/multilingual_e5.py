@@ -289,7 +289,7 @@ def train(stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Pa
         "encode_seconds": round(t_enc, 1),
     }
     if stage in ("heads", "all"):
-        _write(heads_out, {"W": W, "b": b}, meta)
+        _write(heads_out, {"W": W, "b": b}, meta, precision="int8")
         print(f"wrote {heads_out}", flush=True)
     if stage in ("tune", "all"):
         from guardrails.toxicity.training.extra import prose_rows
