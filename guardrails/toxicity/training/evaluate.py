@@ -1,6 +1,6 @@
 """One-command evaluation of the toxicity models and calibration of the strictness presets.
 
-    python -m guardrails.toxicity.training.evaluate [--models default,multilingual,shipped] [--calibrate]
+    python -m guardrails.toxicity.training.evaluate [--models v8,multilingual-e5,...] [--calibrate]
 
 For each model: every row of :func:`guardrails.toxicity.training.splits.evaluation_rows` is scored the way the
 guardrail scores traffic (sentence units, maximum per category, :func:`guardrails.toxicity.scorer.score_text`),
@@ -321,12 +321,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from guardrails.toxicity.training.contrastive import evaluate_contrastive
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="v5,v6,v7,multilingual,multilingual-v2")
+    ap.add_argument(
+        "--models", default="v5,v6,v7,v8,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5"
+    )
     ap.add_argument(
         "--shipped",
         default=None,
         help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
-        "default: train.DEFAULT_RECIPE,multilingual-v2",
+        "default: train.DEFAULT_RECIPE,multilingual-e5 (the languages policies/default.yaml routes)",
     )
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.shipped is None:
         from guardrails.toxicity.training.train import DEFAULT_RECIPE
 
-        args.shipped = f"{DEFAULT_RECIPE},multilingual-v2"
+        args.shipped = f"{DEFAULT_RECIPE},multilingual-e5"
     rows = evaluation_rows(args.per_group, args.prose)
     models = args.models.split(",")
     scores: dict[str, list[dict[str, Any]]] = {}
