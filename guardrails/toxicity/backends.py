@@ -184,12 +184,17 @@ class TorchEncoder:
 
 
 _enc_lock = threading.Lock()
-_encoders: dict[tuple[str, int, Path | None], Any] = {}
+_encoders: dict[tuple[str, int, Path | None, str], Any] = {}
 
 
-def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER, tuned: Path | None = None) -> Any:
-    """The process-wide MiniLM encoder for ``precision``, ``depth`` and fine-tuned layers ``tuned``, loaded on
+def shared_encoder(
+    precision: Precision = "auto", depth: int = LAST_LAYER, tuned: Path | None = None, kind: str = "minilm"
+) -> Any:
+    """The process-wide encoder for ``precision``, ``depth`` and fine-tuned layers ``tuned``, loaded on
     first use.
+
+    ``kind`` ``multilingual-e5`` is :class:`guardrails.toxicity.multilingual_e5.E5Encoder` (ONNX Runtime,
+    float32 or int8, all 12 layers); the default ``minilm`` is the packaged MiniLM:
 
     ``bfloat16`` runs :class:`TorchEncoder` under autocast (all 6 layers);
     ``float32`` and ``int8`` run the first ``depth`` layers on
@@ -197,12 +202,20 @@ def shared_encoder(precision: Precision = "auto", depth: int = LAST_LAYER, tuned
     same numbers as PyTorch at a quarter of its one-text latency on CPUs
     without bf16; int8 about half again). Both have ``encode(texts, layers)`` and ``lock``.
 
+    Raises:
+        ValueError: e5 with ``bfloat16`` (it runs on ONNX Runtime only).
     """
     resolved = resolve_precision(precision)
-    key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth, tuned)
+    if kind != "minilm" and resolved == "bfloat16":
+        raise ValueError("e5 runs on ONNX Runtime: use precision float32, int8 or auto")
+    key = (resolved, LAST_LAYER if resolved == "bfloat16" else depth, tuned, kind)
     with _enc_lock:
         if key not in _encoders:
-            if resolved == "bfloat16":
+            if kind == "multilingual-e5":
+                from guardrails.toxicity.multilingual_e5 import E5Encoder
+
+                _encoders[key] = E5Encoder(int8=resolved == "int8", tuned=tuned)
+            elif resolved == "bfloat16":
                 _encoders[key] = TorchEncoder(resolved, tuned=tuned)
             else:
                 from guardrails.toxicity.onnx_encoder import OnnxEncoder
@@ -219,9 +232,10 @@ class MiniLMHead:
             ``categories`` (K,) and optionally the feature spec ``layers`` and
             ``cues`` (:mod:`guardrails.toxicity.features`; absent = the last
             layer alone, D = 384), the encoder ``precision`` the heads were
-            fit on (absent = ``float32``) and ``tuned``, the name of a file
+            fit on (absent = ``float32``), ``tuned``, the name of a file
             beside it with fine-tuned encoder layers (absent = the packaged
-            encoder); its ``.json`` sibling holds tuned
+            encoder) and ``encoder`` (absent = MiniLM; ``multilingual-e5``:
+            :mod:`guardrails.toxicity.multilingual_e5`); its ``.json`` sibling holds tuned
             thresholds and ``profanity_check_weight``.
         pc_weight: Weight ``a`` of alt-profanity-check in the toxicity score,
             ``(1 - a) * head + a * predict_prob``; ``None`` takes it from the
@@ -251,7 +265,8 @@ class MiniLMHead:
         self.default_thresholds: dict[str, float] = {
             c: float(meta.get("thresholds", {}).get(c, 0.5)) for c in self.categories
         }
-        self.encoder = shared_encoder(self.precision, depth=max(self.layers), tuned=self.tuned)
+        kind = str(data["encoder"]) if "encoder" in data.files else "minilm"
+        self.encoder = shared_encoder(self.precision, depth=max(self.layers), tuned=self.tuned, kind=kind)
         self.pc_weight = float(meta.get("profanity_check_weight", 0.0)) if pc_weight is None else float(pc_weight)
         self._pc = profanity.load() if self.pc_weight > 0 else None
         if self.pc_weight > 0 and self._pc is None:  # documented fallback: MiniLM head alone

@@ -71,7 +71,8 @@ class ToxicityConfig(GuardrailConfig):
         threshold: Overall toxicity probability at or above which the guardrail fires (see ``strictness``);
             ``null`` = the overall score never fires (only the categories do).
         action: ``block``, ``redact`` (replaces only the offending sentences), ``flag`` or ``allow``.
-        model: ``"default"`` (packaged MiniLM + heads), ``v1``-``v3``, ``multilingual``, a ``.npz`` path, or a
+        model: ``"default"`` (packaged MiniLM + heads), ``v1``-``v3``, ``multilingual``, ``multilingual-v2``,
+            ``multilingual-e5`` (fine-tuned e5-small), ``multilingual-e5-heads``, a ``.npz`` path, or a
             Hugging Face text-classification model id / local path.
         categories: ``{category: threshold}``; overrides the preset's value, and makes that category fire.
         block_categories: Categories a preset fires on with ``action`` (default: the OpenAI ones).

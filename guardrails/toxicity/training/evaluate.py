@@ -1,6 +1,6 @@
 """One-command evaluation of the toxicity models and calibration of the strictness presets.
 
-    python -m guardrails.toxicity.training.evaluate [--models default,multilingual,shipped] [--calibrate]
+    python -m guardrails.toxicity.training.evaluate [--models v8,multilingual-e5,...] [--calibrate]
 
 For each model: every row of :func:`guardrails.toxicity.training.splits.evaluation_rows` is scored the way the
 guardrail scores traffic (sentence units, maximum per category, :func:`guardrails.toxicity.scorer.score_text`),
@@ -51,10 +51,17 @@ def _policy_languages() -> dict[str, str]:
 
 
 def guardrail(model: str) -> Any:
-    """A guardrail scoring everything with ``model`` (no language routing, no cache)."""
+    """A guardrail scoring everything with ``model`` (no language routing, no cache).
+
+    ``model`` may end in ``:<precision>`` (e.g. ``multilingual-e5:float32``): the encoder precision to run
+    instead of the one the heads were fit on (the name, with the suffix, keys the score cache and the presets).
+    """
     from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
-    return ToxicityGuardrail(ToxicityConfig(model=model, detect_language=False, cache_size=0))
+    name, _, precision = model.partition(":")
+    return ToxicityGuardrail(
+        ToxicityConfig(model=name, detect_language=False, cache_size=0, precision=precision or "auto")  # type: ignore[arg-type]
+    )
 
 
 def english_only(model: str) -> bool:
@@ -270,18 +277,44 @@ def identity_fpr(model: str, th: dict[str, float], per_term_n: int = 40) -> dict
     }
 
 
+def zero_shot(model: str, th: dict[str, float]) -> dict[str, Any]:
+    """Per language of ``examples/multilingual_test.tsv`` (60 team-written sentences each, 13 languages; es, it,
+    nl, hi have no training data): AUROC of the highest OpenAI-category score and macro-F1 at 0.5 and at ``th``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from guardrails.toxicity.training.multilingual import read_test_set
+
+    rows = read_test_set()
+    scores = score_texts(model, [r["text"] for r in rows], log_every=0)
+    out: dict[str, Any] = {}
+    for lang in sorted({r["lang"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["lang"] == lang]
+        y = np.asarray([int(rows[i]["toxicity"]) for i in idx])
+        s = np.asarray([max(scores[i].get(c, 0.0) for c in OPENAI_CATEGORIES) for i in idx])
+        out[lang] = {
+            "auroc": round(float(roc_auc_score(y, s)), 3),
+            "macro_f1_at_0.5": round(macro_f1(y, (s >= 0.5).astype(int)), 3),
+            "macro_f1_balanced": round(macro_f1(y, np.asarray([blocked(scores[i], th) for i in idx], dtype=int)), 3),
+            "n": len(idx),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Score, calibrate (``--calibrate``) and report; prints and writes ``--out`` JSON."""
     from guardrails.toxicity.config import preset_thresholds
     from guardrails.toxicity.training.contrastive import evaluate_contrastive
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="v5,v6,v7,multilingual,multilingual-v2")
+    ap.add_argument(
+        "--models", default="v5,v6,v7,v8,v9,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5"
+    )
     ap.add_argument(
         "--shipped",
         default=None,
         help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
-        "default: train.DEFAULT_RECIPE,multilingual-v2",
+        "default: train.DEFAULT_RECIPE,multilingual-e5 (the languages policies/default.yaml routes)",
     )
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
@@ -291,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.shipped is None:
         from guardrails.toxicity.training.train import DEFAULT_RECIPE
 
-        args.shipped = f"{DEFAULT_RECIPE},multilingual-v2"
+        args.shipped = f"{DEFAULT_RECIPE},multilingual-e5"
     rows = evaluation_rows(args.per_group, args.prose)
     chunks = chunk_rows(args.prose)
     models = args.models.split(",")
@@ -321,7 +354,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _presets_file.cache_clear()
     out: dict[str, Any] = {"rows": len(rows), "models": {}}
     for m in models:
-        th: dict[str, Any] = preset_thresholds(m, "balanced") or {c: 0.5 for c in BLOCKING}
+        # a `name:precision` spec without presets of its own is measured at the presets of `name`
+        th: dict[str, Any] = (
+            preset_thresholds(m, "balanced")
+            or preset_thresholds(m.partition(":")[0], "balanced")
+            or {c: 0.5 for c in BLOCKING}
+        )
         if m == "shipped":
             th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING} for n in args.shipped.split(",")}
         res = report(m, rows, scores[m], th)
@@ -334,6 +372,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
         if m in presets:
             res["presets"] = preset_table(rows, scores[m], presets[m], chunks, chunk_scores[m])
+        if not english_only(m) and m != "shipped":
+            res["zero_shot"] = zero_shot(m, th)
         out["models"][m] = res
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(

@@ -56,6 +56,18 @@ def tables(ev: dict[str, Any]) -> str:
             + " | ".join(f"{c['per_phenomenon'].get(p, {}).get('accuracy', float('nan')):.2f}" for p in phen)
             + " |"
         )
+    out += ["", "| model (dev-tuned threshold) | " + " | ".join(LANGS) + " |", "|---" * (1 + len(LANGS)) + "|"]
+    for name, r in models.items():
+        tuned = r.get("language_macro_f1_dev_tuned", {})
+        out.append(f"| {name} | " + " | ".join(_cell(tuned.get(lg)) for lg in LANGS) + " |")
+    zs = {n: r["zero_shot"] for n, r in models.items() if "zero_shot" in r}
+    zl = sorted({lg for z in zs.values() for lg in z})
+    if zs:
+        out += ["", "| model | metric | " + " | ".join(zl) + " |", "|---" * (2 + len(zl)) + "|"]
+        for name, z in zs.items():
+            for metric in ("auroc", "macro_f1_at_0.5", "macro_f1_balanced"):
+                cells = [f"{z[lg][metric]:.2f}" if lg in z else "–" for lg in zl]
+                out.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     out += ["", "| model | identity FPR overall | worst term | worst FPR | sentences |", "|---|---|---|---|---|"]
     for name, r in models.items():
         i = r["identity_fpr"]
