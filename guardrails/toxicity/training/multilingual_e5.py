@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from guardrails.toxicity.training.multilingual_v2 import CATS, SEED
+from guardrails.toxicity.training.tune_layers import TunedLayers, fit
 
 OUT = Path(__file__).resolve().parents[1] / "weights" / "multilingual_e5"
 HEADS_OUT = Path(__file__).resolve().parents[1] / "weights" / "multilingual_e5_heads"
@@ -99,7 +99,7 @@ def encode_cached(texts: list[str], n_frozen: int = LAYERS - TUNED) -> tuple[lis
     return states, X
 
 
-class TopLayers:
+class TopLayers(TunedLayers):
     """The tuned top layers of e5 and a linear head on their mean-pooled, unit-norm output (torch inside).
 
     Args:
@@ -108,17 +108,8 @@ class TopLayers:
         W: (K, 384) initial head weights; ``b`` (K,) initial bias (the frozen heads).
     """
 
-    def __init__(self, base: Any, tuned: tuple[int, ...], W: np.ndarray, b: np.ndarray) -> None:
-        import copy
-
-        import torch
-
-        self.tuned = tuned
-        self.blocks = torch.nn.ModuleList(copy.deepcopy(base.encoder.layer[i]) for i in tuned)
-        self.head = torch.nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(W.astype(np.float32)))
-            self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+    lr_layers = LR_LAYERS
+    lr_head = LR_HEAD
 
     def forward(self, h: Any, mask: Any) -> Any:
         """Logits (B, K) from the frozen layers' output ``h`` (B, L, 384) and 0/1 ``mask`` (B, L)."""
@@ -132,38 +123,12 @@ class TopLayers:
             h = out[0] if isinstance(out, tuple) else out
         return self.head(torch.nn.functional.normalize(mean_pool(h, mask), dim=-1))
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: the layers at :data:`LR_LAYERS`, the head at :data:`LR_HEAD`."""
-        return [
-            {"params": list(self.blocks.parameters()), "lr": LR_LAYERS},
-            {"params": list(self.head.parameters()), "lr": LR_HEAD},
-        ]
-
-    def train(self, mode: bool = True) -> None:
-        """Train / eval mode (dropout) of the tuned layers."""
-        self.blocks.train(mode)
-        self.head.train(mode)
-
     def arrays(self) -> dict[str, np.ndarray]:
         """``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based) and the head's ``W`` / ``b`` (float32)."""
-        out = {
-            f"layer.{i}.{name}": p.detach().numpy().astype(np.float16)
-            for i, block in zip(self.tuned, self.blocks, strict=True)
-            for name, p in block.named_parameters()
-        }
+        out = self.layer_arrays()
         out["W"] = self.head.weight.detach().numpy().astype(np.float32)
         out["b"] = self.head.bias.detach().numpy().astype(np.float32)
         return out
-
-
-def _pos_weight(Y: np.ndarray, row_w: np.ndarray) -> np.ndarray:
-    """Per category: weighted negatives / weighted positives (clipped to 0.2-20), for class balance."""
-    lab = ~np.isnan(Y)
-    pw = np.ones(Y.shape[1], dtype=np.float32)
-    for k in range(Y.shape[1]):
-        w, y = row_w[lab[:, k]], Y[lab[:, k], k]
-        pw[k] = float(w[y == 0].sum() / max(w[y == 1].sum(), 1e-6))
-    return np.clip(pw, 0.2, 20.0)
 
 
 def tune(
@@ -198,41 +163,17 @@ def tune(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = TopLayers(e5.load_model(), tuple(range(LAYERS - tuned, LAYERS)), W, b)
-    PW = torch.from_numpy(_pos_weight(Y, row_w))
-    Yt, Mt = torch.from_numpy(np.nan_to_num(Y, nan=0.0)), torch.from_numpy((~np.isnan(Y)).astype(np.float32))
-    Wt = torch.from_numpy(row_w.astype(np.float32))
-    order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
-    opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.01)
-    steps = epochs * math.ceil(len(order) / BATCH)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps)
+    fit(
+        model,
+        [x.shape[0] for x in states],
+        lambda bi: _pad([states[i] for i in bi]),
+        Y,
+        row_w,
+        rng,
+        epochs,
+        BATCH,
+        "e5 tune",
     )
-    params = [p for g in model.parameter_groups() for p in g["params"]]
-    model.train(True)
-    step, total, t0 = 0, 0.0, time.time()
-    for _ in range(epochs):
-        batches = []
-        for i in range(0, len(order), BATCH * 20):  # length buckets, shuffled inside and between
-            chunk = order[i : i + BATCH * 20]
-            rng.shuffle(chunk)
-            batches += [chunk[j : j + BATCH] for j in range(0, len(chunk), BATCH)]
-        rng.shuffle(batches)
-        for bi in batches:
-            h, m = _pad([states[i] for i in bi])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model.forward(h, m).float()
-            el = torch.nn.functional.binary_cross_entropy_with_logits(logits, Yt[bi], pos_weight=PW, reduction="none")
-            w = Mt[bi] * Wt[bi, None]
-            loss = (el * w).sum() / w.sum().clamp(min=1e-6)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step, total = step + 1, total + float(loss.detach())
-            if step % 100 == 0:
-                print(f"e5 tune: step {step}/{steps} loss {total / step:.4f} ({time.time() - t0:.0f} s)", flush=True)
-    model.train(False)
     return model
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,56 @@ LR_LAYERS = 3e-5
 LR_HEAD = 1e-3
 
 
-class FeatureModel:
-    """Tuned MiniLM layers and a linear head over the v5-v8 feature map (a ``torch.nn.Module`` inside).
+class TunedLayers:
+    """Copies of some layers of a ``transformers`` BERT model and a linear head, trained together (torch inside).
+
+    Subclasses give ``forward``; :attr:`lr_layers` and :attr:`lr_head` are their AdamW learning rates.
+
+    Args:
+        base: The ``BertModel`` whose layers are copied (not changed).
+        tuned: 0-based indices of the layers to train; contiguous, ending at the model's last layer.
+        W: (K, D) initial head weights, ``b`` (K,) initial bias (the logistic heads on frozen features).
+    """
+
+    lr_layers = LR_LAYERS
+    lr_head = LR_HEAD
+
+    def __init__(self, base: Any, tuned: tuple[int, ...], W: np.ndarray, b: np.ndarray) -> None:
+        import copy
+
+        import torch
+
+        self.tuned = tuned
+        self.blocks = torch.nn.ModuleList(copy.deepcopy(base.encoder.layer[i]) for i in tuned)
+        self.head = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(W.astype(np.float32)))
+            self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: the layers at :attr:`lr_layers`, the head at :attr:`lr_head`."""
+        return [
+            {"params": list(self.blocks.parameters()), "lr": self.lr_layers},
+            {"params": list(self.head.parameters()), "lr": self.lr_head},
+        ]
+
+    def train(self, mode: bool = True) -> None:
+        """Train / eval mode (dropout) of the tuned layers and the head."""
+        self.blocks.train(mode)
+        self.head.train(mode)
+
+    def layer_arrays(self) -> dict[str, np.ndarray]:
+        """The tuned layers as ``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based, as in the base model),
+        the format :func:`guardrails.toxicity.onnx_encoder.load_tuned` reads."""
+        return {
+            f"layer.{i}.{name}": p.detach().numpy().astype(np.float16)
+            for i, block in zip(self.tuned, self.blocks, strict=True)
+            for name, p in block.named_parameters()
+        }
+
+
+class FeatureModel(TunedLayers):
+    """Tuned MiniLM layers and a linear head over the v5-v8 feature map.
 
     Args:
         base: The packaged ``BertModel`` cut to ``depth`` layers (its layers are copied, not changed).
@@ -48,18 +97,10 @@ class FeatureModel:
     """
 
     def __init__(self, base: Any, tuned: tuple[int, ...], layers: tuple[int, ...], W: np.ndarray, b: np.ndarray):
-        import copy
-
-        import torch
-
         if min(layers) < min(tuned) + 1:
             raise ValueError(f"head layers {layers} must be outputs of the tuned layers {tuned} (1-based)")
-        self.tuned, self.layers = tuned, layers
-        self.blocks = torch.nn.ModuleList(copy.deepcopy(base.encoder.layer[i]) for i in tuned)
-        self.head = torch.nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(W.astype(np.float32)))
-            self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        super().__init__(base, tuned, W, b)
+        self.layers = layers
 
     def forward(self, h: Any, mask: Any, cues: Any) -> Any:
         """Logits (B, K) from the frozen layers' output ``h`` (B, L, 384), 0/1 ``mask`` (B, L), ``cues`` (B, 2)."""
@@ -78,28 +119,88 @@ class FeatureModel:
         x = torch.cat([*pooled, cues[:, :1] * top, cues[:, 1:] * top, cues], dim=1)
         return self.head(x)
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: the layers at :data:`LR_LAYERS`, the head at :data:`LR_HEAD`."""
-        return [
-            {"params": list(self.blocks.parameters()), "lr": LR_LAYERS},
-            {"params": list(self.head.parameters()), "lr": LR_HEAD},
-        ]
-
-    def train(self, mode: bool = True) -> None:
-        """Train / eval mode (dropout) of the tuned layers."""
-        self.blocks.train(mode)
-        self.head.train(mode)
-
     def save(self, path: Path) -> Path:
         """Write the tuned layers as ``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based) to ``path``."""
-        arrays = {
-            f"layer.{i}.{name}": p.detach().numpy().astype(np.float16)
-            for i, block in zip(self.tuned, self.blocks, strict=True)
-            for name, p in block.named_parameters()
-        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, **self.layer_arrays())
         return path
+
+
+def pos_weights(Y: np.ndarray, row_w: np.ndarray) -> np.ndarray:
+    """Per category: weighted negatives / weighted positives among the rows that label it (clipped to 0.2-20), the
+    ``pos_weight`` that gives both classes equal weighted mass in the binary cross-entropy."""
+    lab = ~np.isnan(Y)
+    pw = np.ones(Y.shape[1], dtype=np.float32)
+    for k in range(Y.shape[1]):
+        w, y = row_w[lab[:, k]], Y[lab[:, k], k]
+        pw[k] = float(w[y == 0].sum() / max(w[y == 1].sum(), 1e-6))
+    return np.clip(pw, 0.2, 20.0)
+
+
+def fit(
+    model: TunedLayers,
+    lengths: list[int],
+    batch_inputs: Callable[[list[int]], tuple[Any, ...]],
+    Y: np.ndarray,
+    row_w: np.ndarray,
+    rng: random.Random,
+    epochs: int = 1,
+    batch: int = 32,
+    label: str = "fit",
+) -> None:
+    """Train ``model`` in place (then eval mode): AdamW, linear warm-up over 6 % of the steps and linear decay,
+    bfloat16 autocast, gradient norm clipped at 1, class-balanced binary cross-entropy (:func:`pos_weights`)
+    masked to each row's labelled categories and weighted by ``row_w``.
+
+    Args:
+        model: The layers and head to train.
+        lengths: N sequence lengths; batches are drawn from length buckets of ``20 * batch`` rows (shuffled inside
+            and between, with ``rng``), so a batch pads little.
+        batch_inputs: Row indices -> the arguments of ``model.forward`` for that batch.
+        Y: (N, K) labels, nan where a row's source does not label a category.
+        row_w: (N,) row weights.
+        rng: Source of the batch order (seeded by the caller, with torch's seed for dropout).
+        epochs: Passes over the data.
+        batch: Rows per step.
+        label: Prefix of the progress lines (every 100 steps).
+    """
+    import torch
+
+    PW = torch.from_numpy(pos_weights(Y, row_w))
+    Yt, Mt = torch.from_numpy(np.nan_to_num(Y, nan=0.0)), torch.from_numpy((~np.isnan(Y)).astype(np.float32))
+    Wt = torch.from_numpy(row_w.astype(np.float32))
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.01)
+    steps = epochs * math.ceil(len(order) / batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps)
+    )
+    params = [p for g in model.parameter_groups() for p in g["params"]]
+    model.train(True)
+    step, total, t0 = 0, 0.0, time.time()
+    for _ in range(epochs):
+        batches = []
+        for i in range(0, len(order), batch * 20):
+            chunk = order[i : i + batch * 20]
+            rng.shuffle(chunk)
+            batches += [chunk[j : j + batch] for j in range(0, len(chunk), batch)]
+        rng.shuffle(batches)
+        for bi in batches:
+            args = batch_inputs(bi)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model.forward(*args).float()
+            el = torch.nn.functional.binary_cross_entropy_with_logits(logits, Yt[bi], pos_weight=PW, reduction="none")
+            w = Mt[bi] * Wt[bi, None]
+            loss = (el * w).sum() / w.sum().clamp(min=1e-6)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            step, total = step + 1, total + float(loss.detach())
+            if step % 100 == 0:
+                print(f"{label}: step {step}/{steps} loss {total / step:.4f} ({time.time() - t0:.0f} s)", flush=True)
+    model.train(False)
 
 
 def tune(
@@ -144,50 +245,18 @@ def tune(
     print(f"tune_layers: bottom {min(tuned)} layer(s) of {len(texts)} texts in {time.time() - t0:.0f} s", flush=True)
     model = FeatureModel(base, tuned, layers, W, b)
     cues = torch.from_numpy(cue_features(texts, 2))
-    lab = ~np.isnan(Y)
-    pos_w = np.ones(Y.shape[1], dtype=np.float32)
-    for k in range(Y.shape[1]):  # class balance per category: equal weighted mass of positives and negatives
-        w, y = row_w[lab[:, k]], Y[lab[:, k], k]
-        pos_w[k] = float(w[y == 0].sum() / max(w[y == 1].sum(), 1e-6))
-    PW = torch.from_numpy(np.clip(pos_w, 0.2, 20.0))
-    Yt, Mt = torch.from_numpy(np.nan_to_num(Y, nan=0.0)), torch.from_numpy(lab.astype(np.float32))
-    Wt = torch.from_numpy(row_w.astype(np.float32))
-    order = sorted(range(len(texts)), key=lambda i: hidden[i].shape[0])
-    opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.01)
-    steps = epochs * math.ceil(len(order) / BATCH)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps)
+    fit(
+        model,
+        [h.shape[0] for h in hidden],
+        lambda bi: (*_pad([hidden[i] for i in bi]), cues[bi]),
+        Y,
+        row_w,
+        rng,
+        epochs=epochs,
+        batch=BATCH,
+        label="tune_layers",
     )
-    model.train(True)
-    step, total = 0, 0.0
-    for _ in range(epochs):
-        batches = []
-        for i in range(0, len(order), BATCH * 20):  # length buckets, shuffled inside and between
-            chunk = order[i : i + BATCH * 20]
-            rng.shuffle(chunk)
-            batches += [chunk[j : j + BATCH] for j in range(0, len(chunk), BATCH)]
-        rng.shuffle(batches)
-        for bi in batches:
-            h, m = _pad([hidden[i] for i in bi])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model.forward(h, m, cues[bi]).float()
-            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, Yt[bi], pos_weight=PW, reduction="none"
-            )
-            w = Mt[bi] * Wt[bi, None]
-            loss = (loss_el * w).sum() / w.sum().clamp(min=1e-6)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in model.parameter_groups() for p in g["params"]], 1.0)
-            opt.step()
-            sched.step()
-            step, total = step + 1, total + float(loss.detach())
-            if step % 100 == 0:
-                print(
-                    f"tune_layers: step {step}/{steps} loss {total / step:.4f} ({time.time() - t0:.0f} s)", flush=True
-                )
-    model.train(False)
     return model.save(out)
 
 
-__all__ = ["FeatureModel", "tune"]
+__all__ = ["TunedLayers", "FeatureModel", "pos_weights", "fit", "tune"]
