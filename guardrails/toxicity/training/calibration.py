@@ -22,10 +22,14 @@ ANSWER_CATEGORIES = ("hate", "harassment", "sexual")
 and profanity on paragraphs (see :func:`calibrate`)."""
 
 
-def _rank_threshold(values: list[float], k: int) -> float:
-    """The smallest threshold that at most ``k`` of ``values`` reach."""
-    s = np.sort(np.asarray(values, dtype=np.float64))[::-1]
-    return round(float(min(1.0, s[k] + 1e-5)), 5) if k < len(s) else 0.0
+def _descending(scores: list[dict[str, float]], c: str) -> np.ndarray:
+    """The ``c`` scores of ``scores`` (0 where absent), highest first."""
+    return np.sort(np.asarray([s.get(c, 0.0) for s in scores], dtype=np.float64))[::-1]
+
+
+def _rank_threshold(desc: np.ndarray, k: int) -> float:
+    """The smallest threshold that at most ``k`` of the scores ``desc`` (highest first) reach."""
+    return round(float(min(1.0, desc[k] + 1e-5)), 5) if k < len(desc) else 0.0
 
 
 def calibrate(
@@ -54,16 +58,18 @@ def calibrate(
     para = [scores[i] for i, r in enumerate(rows) if r.split == "dev" and r.dataset == "british_novels"]
     dev = [chunk_scores[i] for i, r in enumerate(chunks) if r.split == "dev" and r.dataset == "british_novels_chunks"]
     answer = [c for c in ANSWER_CATEGORIES if any(c in s for s in dev)]
+    para_desc = {c: _descending(para, c) for c in ("violence", "profanity")}
+    dev_desc = {c: _descending(dev, c) for c in answer}
     out = {}
     for preset, budget in FPR_BUDGETS.items():
         th: dict[str, float] = {}
         for c in ("violence", "profanity"):
             if any(c in s for s in para):
                 share = budget if c == "profanity" else budget / len(BLOCKING)
-                th[c] = _rank_threshold([s.get(c, 0.0) for s in para], int(np.floor(share * len(para))))
+                th[c] = _rank_threshold(para_desc[c], int(np.floor(share * len(para))))
         allowed = int(np.floor(budget * len(answer) / len(BLOCKING) * len(dev)))
         for k in range(len(dev)):
-            trial = {c: _rank_threshold([s.get(c, 0.0) for s in dev], k) for c in answer}
+            trial = {c: _rank_threshold(dev_desc[c], k) for c in answer}
             if sum(any(s.get(c, 0.0) >= t for c, t in trial.items()) for s in dev) > allowed:
                 break
             th.update(trial)
