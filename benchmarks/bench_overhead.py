@@ -365,7 +365,8 @@ def v7_policy(text: str) -> str:
     policy = yaml.safe_load(text)
     policy["name"] = f"{policy.get('name', 'policy')}-v7"
     for direction in ("input", "output"):
-        for entry in policy.get(direction) or []:
+        section = policy.get(direction) or []
+        for entry in section.get("guardrails") or [] if isinstance(section, dict) else section:  # input: {mode, ...}
             if entry.get("type") == "toxicity":
                 entry["model"] = "v7"
     return yaml.safe_dump(policy, sort_keys=False)
@@ -661,7 +662,8 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             table(summary),
             "\n".join(f"* {line}" for line in verdict_lines(summary)),
             "Greenlist's own per-guardrail time (`latency_ms` of each guardrail in the response's `greenlist` object; "
-            "it includes the hand-off to the worker thread):",
+            "measured in the worker thread that runs a direction's guardrails one after the other, so the one hand-off "
+            "to that thread per direction is not in it):",
             breakdown_table(summary),
         ]
     )

@@ -17,8 +17,8 @@ import random
 import time
 
 import numpy as np
-import yaml
 
+from gateway.policy.schema import load_policy
 from guardrails.base import Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
 
@@ -61,8 +61,11 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=None, help="override context_sentences")
     ap.add_argument("--precision", default=None, help="override precision: auto | float32 | bfloat16")
     args = ap.parse_args()
-    policy = yaml.safe_load(open("policies/default.yaml", encoding="utf-8"))
-    entries = {d: next(e for e in policy[d] if e["type"] == "toxicity") for d in ("input", "output")}
+    policy = load_policy("policies/default.yaml").policy
+    entries = {
+        d: next(e for e in getattr(policy, d) if e.type == "toxicity").model_dump(exclude_unset=True)
+        for d in ("input", "output")
+    }
     if args.context:
         entries = {d: {**e, "context_sentences": args.context} for d, e in entries.items()}
     if args.precision:

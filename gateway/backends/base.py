@@ -108,6 +108,8 @@ class Backend(ABC):
             has none of its own (an upstream API); the gateway then loads the configured one for watermark
             verification and prompt-token limits.
         breaker: The circuit breaker guarding a remote upstream, or None for a local model.
+        remote: Whether generation runs elsewhere (an upstream API), so it can overlap the input guardrails
+            (a policy's ``input.mode: during_call``) without competing with them for this machine's CPU.
         supported_fields: The request fields this backend honours (others are refused by name), or None for a
             backend that forwards the whole body (:mod:`gateway.backends.fields`).
         unsupported_reasons: Why some fields are refused (the error message names the reason).
@@ -122,6 +124,7 @@ class Backend(ABC):
     model_ids: list[str] = []
     tokenizer: Any = None
     breaker: CircuitBreaker | None = None
+    remote: bool = False
     confirms_watermark: Literal["applied", "verify"] = "applied"
 
     def validate(self, raw: dict[str, Any]) -> None:  # noqa: B027 - an optional hook: nothing to check by default

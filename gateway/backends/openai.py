@@ -56,6 +56,7 @@ class OpenAIBackend(Backend):
     """
 
     watermarks = False
+    remote = True
 
     def __init__(
         self,

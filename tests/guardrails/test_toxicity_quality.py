@@ -310,10 +310,10 @@ def test_cli_calibrate(tmp_path):
     out = json.loads(res.output)
     assert out["benign_n"] == 100 and out["benign_flagged_rate"] <= 0.02
     assert 0 <= out["recall"] <= 1 and out["toxic_n"] == 40
-    import yaml
+    from gateway.policy.schema import load_policy
 
-    data = yaml.safe_load(Path(pol).read_text("utf-8"))
-    thr = [e["threshold"] for d in ("input", "output") for e in data[d] if e["type"] == "toxicity"]
+    policy = load_policy(Path(pol)).policy
+    thr = [e.threshold for d in ("input", "output") for e in getattr(policy, d) if e.type == "toxicity"]
     assert thr == [pytest.approx(out["threshold"], abs=1e-5)] * 2
 
 

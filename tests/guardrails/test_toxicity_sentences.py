@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
 
 from guardrails.base import Decision, Direction
 from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail
@@ -40,8 +39,10 @@ def _answer(words: int, seed: int = 0) -> str:
 
 
 def _policy_entry(direction: str = "output") -> dict:
-    policy = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text("utf-8"))
-    return next(e for e in policy[direction] if e["type"] == "toxicity")
+    from gateway.policy.schema import load_policy
+
+    policy = load_policy(ROOT / "policies" / "default.yaml").policy
+    return next(e for e in getattr(policy, direction) if e.type == "toxicity").model_dump(exclude_unset=True)
 
 
 @pytest.fixture(scope="module")

@@ -310,6 +310,20 @@ def test_guardrail_fault_applies_on_error(monkeypatch, mode, on_error):
         assert result.error == "timed out"
 
 
+def test_guardrails_after_a_timed_out_one_still_run_in_order(monkeypatch):
+    """The chain runs in one worker thread; when its second guardrail overruns, that one gets on_error and the
+    third still runs (in a thread of its own), with the results in policy order."""
+    entries = [
+        FaultConfig(type="faulty", name="first", mode="fine"),
+        FaultConfig(type="faulty", name="hangs", mode="sleep", on_error="block", timeout_s=0.2),
+        FaultConfig(type="faulty", name="third", mode="fine"),
+    ]
+    verdict = asyncio.run(_pipeline(monkeypatch, entries).check("hello", Direction.INPUT))
+    assert [r.name for r in verdict.results] == ["first", "hangs", "third"]
+    assert [r.error for r in verdict.results] == [None, "timed out", None]
+    assert verdict.decision is Decision.BLOCK
+
+
 def test_guardrail_fault_over_http(monkeypatch, fast_gateway):
     """The live pipeline's own guardrails fail: the input one raises (on_error allow), the output one hangs (block)."""
     from gateway.policy.schema import Policy  # noqa: F401 - the policy module must stay importable

@@ -336,7 +336,8 @@ def set_policy_threshold(
     text = "".join(out)
     data = yaml.safe_load(text)
     for d in directions:
-        for e in data.get(d) or []:
+        section = data.get(d) or []
+        for e in section.get("guardrails") or [] if isinstance(section, dict) else section:  # input: {mode, guardrails}
             if isinstance(e, dict) and e.get("type") == "toxicity" and abs(float(e["threshold"]) - threshold) > 1e-6:
                 raise ValueError(f"{path}: could not set the threshold of a toxicity entry under {d}")
     if write:
