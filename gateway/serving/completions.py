@@ -264,11 +264,7 @@ async def serve(
             # guardrails let that prompt through unchanged
             slot = await limiter.acquire() if limiter is not None else None
             early = _start(gw, body, _generation_request(gw, pipeline, body, raw, conversation(body)))
-        try:
-            input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
-        except BaseException:
-            await _discard(early)
-            raise
+        input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
         generation_request = _generation_request(gw, pipeline, body, raw, messages)
         if early is not None and messages != conversation(body):  # redacted: send the redacted prompt instead
             await _discard(early)
@@ -283,6 +279,7 @@ async def serve(
             )
         generation = await started
     except BaseException:
+        await _discard(early)  # a blocked prompt (or any failure) drops the early call, closing its stream
         if slot is not None:
             slot.release()
         raise
