@@ -37,7 +37,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "minilm_head.npz"
 # The default (v9) and the earlier defaults, each in weights/<version>/ (see docs/toxicity.md).
 NAMED_WEIGHTS = {
     "v9": WEIGHTS,
-    **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6", "v7", "v8", "v11")},
+    **{v: WEIGHTS.parent / v / WEIGHTS.name for v in ("v1", "v2", "v3", "v5", "v6", "v7", "v8")},
 }
 # word pieces per piece: tweets are <= 62 at p95; windows overlap by 16 words, so a cut tail is seen by the next one
 MAX_TOKENS = 64
