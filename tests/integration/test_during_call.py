@@ -97,6 +97,8 @@ def _use(monkeypatch, gw, mode: str, **config: Any) -> None:
     guardrail = WaitsForUpstream(WaitConfig(type="waits", name="waits", **config))
     monkeypatch.setitem(pipeline.guardrails, Direction.INPUT, [guardrail])
     monkeypatch.setattr(pipeline.policy, "input_mode", mode)
+    # input verdicts are cached by text and guardrail id(), and a new guardrail may reuse a freed one's id()
+    monkeypatch.setattr(pipeline, "_cache", type(pipeline._cache)())
     SEEN.clear()
     RECEIVED.clear()
 
