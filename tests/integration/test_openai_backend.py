@@ -65,7 +65,8 @@ def test_forwarded_stream(proxy):
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events).strip()
 
 
-def test_toxic_prompt_blocked_before_upstream(proxy):
+def test_toxic_prompt_blocked(proxy):
+    """The default policy checks prompts during the upstream call (input.mode during_call): the answer is dropped."""
     resp = httpx.post(
         f"{proxy.url}/v1/chat/completions",
         timeout=60,
