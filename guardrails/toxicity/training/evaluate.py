@@ -1,6 +1,8 @@
 """One-command evaluation of the toxicity models and calibration of the strictness presets.
 
     python -m guardrails.toxicity.training.evaluate [--models v8,multilingual-e5,...] [--calibrate]
+    python -m guardrails.toxicity.training.evaluate --variant multilingual-e5-l8=/tmp/l8/heads.npz \
+        --models multilingual-e5-l8 --shipped "" --calibrate --out /tmp/l8.json   # a trained, unshipped model
 
 For each model: every row of :func:`guardrails.toxicity.training.splits.evaluation_rows` is scored the way the
 guardrail scores traffic (sentence units, maximum per category, :func:`guardrails.toxicity.scorer.score_text`),
@@ -48,6 +50,24 @@ def _policy_languages() -> dict[str, str]:
         if entry.get("type") == "toxicity":
             return dict(entry.get("languages", {}))
     return {}
+
+
+def register_variant(spec: str) -> str:
+    """Make ``NAME=PATH`` (a weights ``.npz``) loadable as ``model: NAME`` in this process; returns ``NAME``.
+
+    ``NAME`` keys the score cache and the presets like any model name; one starting with ``multilingual`` is
+    scored on every language (:func:`english_only`).
+
+    Raises:
+        ValueError: ``spec`` is not ``NAME=PATH`` with an existing file.
+    """
+    from guardrails.toxicity.backends import NAMED_WEIGHTS
+
+    name, _, path = spec.partition("=")
+    if not name or not Path(path).is_file():
+        raise ValueError(f"--variant wants NAME=PATH of a weights .npz, got {spec!r}")
+    NAMED_WEIGHTS[name] = Path(path).resolve()
+    return name
 
 
 def guardrail(model: str) -> Any:
@@ -316,11 +336,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="ENGLISH,MULTILINGUAL: the models the default policy routes to (composed, not re-run); "
         "default: train.DEFAULT_RECIPE,multilingual-e5 (the languages policies/default.yaml routes)",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=PATH: score the weights file PATH as model NAME (repeatable; see register_variant)",
+    )
     ap.add_argument("--per-group", type=int, default=300)
     ap.add_argument("--prose", type=int, default=800, help="British-novel / ag_news paragraphs per split")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "toxicity_eval.json")
     args = ap.parse_args(argv)
+    for spec in args.variant:
+        register_variant(spec)
     if args.shipped is None:
         from guardrails.toxicity.training.train import DEFAULT_RECIPE
 
