@@ -372,6 +372,19 @@ def v7_policy(text: str) -> str:
     return yaml.safe_dump(policy, sort_keys=False)
 
 
+def pre_call_policy(text: str) -> str:
+    """The policy ``text`` with ``input.mode: pre_call``: the prompt checked before the upstream call."""
+    import yaml
+
+    policy = yaml.safe_load(text)
+    policy["name"] = f"{policy.get('name', 'policy')}-pre-call"
+    section = policy.get("input") or []
+    policy["input"] = (
+        {**section, "mode": "pre_call"} if isinstance(section, dict) else {"mode": "pre_call", "guardrails": section}
+    )
+    return yaml.safe_dump(policy, sort_keys=False)
+
+
 def litellm_target(litellm: str, stub_url: str, work: Path) -> Target:
     """Start LiteLLM's proxy (``litellm --config``) with one ``openai/`` model pointing at the stub."""
     port = free_port()
@@ -656,8 +669,9 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "loopback without API keys); `greenlist-none` = `python3 -m gateway.cli serve "
             "--policy <no guardrails>` with `GREENLIST_BACKEND=openai`; `greenlist-default` = the same with "
             "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
-            "citations with no database loaded; audit log on, as by default); `greenlist-default-v7` = the default "
-            "policy with `model: v7` on its two toxicity entries (the previous default: the same features on the "
+            "citations with no database loaded; audit log on, as by default; `input.mode: during_call`: the upstream is called "
+            "while the prompt is checked); `greenlist-default-pre_call` = the default policy with `input.mode: pre_call` "
+            "(prompt checked first); `greenlist-default-v7` = the default policy with `model: v7` on its two toxicity entries (the previous default: the same features on the "
             "float32 encoder).",
             table(summary),
             "\n".join(f"* {line}" for line in verdict_lines(summary)),
@@ -707,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Targets: direct (always), litellm, greenlist-none, greenlist-default, "
+        "greenlist-default-pre_call (the default policy with input.mode: pre_call), "
         "greenlist-default-v7 (the default policy with model: v7, the previous default, on its "
         "toxicity entries).",
     )
@@ -719,8 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--targets",
-        default="litellm,greenlist-none,greenlist-default,greenlist-default-v7",
-        help="comma-separated targets besides the direct call (default: all four)",
+        default="litellm,greenlist-none,greenlist-default,greenlist-default-pre_call,greenlist-default-v7",
+        help="comma-separated targets besides the direct call (default: all five)",
     )
     parser.add_argument(
         "--policy",
@@ -759,7 +774,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default", "greenlist-default-v7"}
+    unknown = set(wanted) - {
+        "litellm",
+        "greenlist-none",
+        "greenlist-default",
+        "greenlist-default-pre_call",
+        "greenlist-default-v7",
+    }
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
     if "litellm" in wanted and not (Path(args.litellm).is_file() and os.access(args.litellm, os.X_OK)):
@@ -806,6 +827,15 @@ def main(argv: list[str] | None = None) -> int:
             policy = work / "default" / args.policy.name
             shutil.copy(args.policy, policy)
             targets.append(greenlist_target("greenlist-default", policy, stub_url, work, spy("greenlist-default")))
+        if "greenlist-default-pre_call" in wanted:
+            (work / "default-pre_call").mkdir()
+            policy = work / "default-pre_call" / args.policy.name
+            policy.write_text(pre_call_policy(args.policy.read_text()))
+            targets.append(
+                greenlist_target(
+                    "greenlist-default-pre_call", policy, stub_url, work, spy("greenlist-default-pre_call")
+                )
+            )
         if "greenlist-default-v7" in wanted:
             (work / "default-v7").mkdir()
             policy = work / "default-v7" / args.policy.name
