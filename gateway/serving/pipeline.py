@@ -207,13 +207,8 @@ class _Chain:
     def __init__(
         self, guardrails: list[Guardrail], text: str, direction: Direction, context: ScanContext, redact: bool
     ) -> None:
-        self.guardrails, self.text, self.direction, self.context, self.redact = (
-            guardrails,
-            text,
-            direction,
-            context,
-            redact,
-        )
+        self.guardrails, self.direction, self.context, self.redact = guardrails, direction, context, redact
+        self.text = text
         self.results: list[GuardrailResult] = []
         self.started: dict[int, float] = {}  # guardrail index -> time.monotonic() when its scan began
         self.abandoned = False
@@ -293,7 +288,8 @@ def _error_result(guardrail: Guardrail, message: str) -> GuardrailResult:
 
 def _scan_variants(guardrail: Guardrail, text: str, direction: Direction, context: ScanContext) -> GuardrailResult:
     """Scan ``text`` (and, for a lexical guardrail, its de-obfuscated form) in the calling worker thread; a fault
-    becomes the entry's ``on_error`` result. Sets ``latency_ms``."""
+    becomes the entry's ``on_error`` result. Sets ``latency_ms``. Both scans count against the guardrail's one
+    ``scan_timeout_s``."""
     start = time.perf_counter()
     result = _scan_once(guardrail, text, direction, context)
     if result.error is None and guardrail.deobfuscate:
