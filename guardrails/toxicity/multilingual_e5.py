@@ -25,7 +25,7 @@ import numpy as np
 
 from guardrails.toxicity import e5
 from guardrails.toxicity.onnx_build import built_file, export_module
-from guardrails.toxicity.onnx_encoder import OnnxEncoder
+from guardrails.toxicity.onnx_encoder import OnnxEncoder, copy_layers
 
 LAYERS = 12
 MAX_TOKENS = 256
@@ -102,17 +102,7 @@ def load_layers(model: Any, tuned: Path) -> None:
     Raises:
         ValueError: a tuned layer the model does not have, or a parameter a BERT layer does not know.
     """
-    import torch
-
-    for key, a in layer_state(tuned).items():
-        _, i, name = key.split(".", 2)
-        if int(i) >= len(model.encoder.layer):
-            raise ValueError(f"{tuned}: {key} is beyond the model's {len(model.encoder.layer)} layers")
-        param = dict(model.encoder.layer[int(i)].named_parameters()).get(name)
-        if param is None:
-            raise ValueError(f"{tuned}: {key} names no parameter of a BERT layer")
-        with torch.no_grad():
-            param.copy_(torch.from_numpy(a))
+    copy_layers(model, layer_state(tuned), tuned)
 
 
 def _export(path: Path, tuned: str = "") -> None:

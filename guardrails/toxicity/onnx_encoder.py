@@ -57,18 +57,32 @@ def load_tuned(model: Any, tuned: Path) -> None:
     Raises:
         ValueError: a tuned layer the model does not have, or a parameter it does not know.
     """
+    data = np.load(tuned)
+    copy_layers(model, {k: data[k] for k in data.files if k.startswith("layer.")}, tuned)
+
+
+def copy_layers(model: Any, state: dict[str, np.ndarray], source: Path) -> None:
+    """Copy ``state`` (``layer.<i>.<parameter>`` arrays, ``i`` 0-based) into a ``BertModel``'s layers in place.
+
+    Args:
+        model: A ``transformers`` ``BertModel`` (MiniLM or e5).
+        state: The arrays, any float dtype.
+        source: The file they came from (named in errors).
+
+    Raises:
+        ValueError: a tuned layer the model does not have, or a parameter a BERT layer does not know.
+    """
     import torch
 
-    data = np.load(tuned)
-    for key in (k for k in data.files if k.startswith("layer.")):
+    for key, a in state.items():
         _, i, name = key.split(".", 2)
         if int(i) >= len(model.encoder.layer):
-            raise ValueError(f"{tuned}: {key} is beyond the model's {len(model.encoder.layer)} layers")
+            raise ValueError(f"{source}: {key} is beyond the model's {len(model.encoder.layer)} layers")
         param = dict(model.encoder.layer[int(i)].named_parameters()).get(name)
         if param is None:
-            raise ValueError(f"{tuned}: {key} names no parameter of a BERT layer")
+            raise ValueError(f"{source}: {key} names no parameter of a BERT layer")
         with torch.no_grad():
-            param.copy_(torch.from_numpy(data[key].astype(np.float32)))
+            param.copy_(torch.from_numpy(np.asarray(a, dtype=np.float32)))
 
 
 def _export(path: Path, depth: str, tuned: str = "") -> None:
