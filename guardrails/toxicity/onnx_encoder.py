@@ -47,42 +47,70 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def load_tuned(model: Any, tuned: Path) -> None:
-    """Replace layers of a ``transformers`` ``BertModel`` in place by fine-tuned ones.
+    """Replace layers of a ``transformers`` ``BertModel`` (MiniLM or e5) in place by fine-tuned ones.
 
     Args:
-        model: The packaged MiniLM (possibly cut to fewer layers).
-        tuned: ``.npz`` of ``layer.<i>.<parameter>`` float16 arrays (``i`` 0-based, as in ``model.encoder.layer``),
-            written by :mod:`guardrails.toxicity.training.tune_layers`.
-
-    Raises:
-        ValueError: a tuned layer the model does not have, or a parameter it does not know.
-    """
-    data = np.load(tuned)
-    copy_layers(model, {k: data[k] for k in data.files if k.startswith("layer.")}, tuned)
-
-
-def copy_layers(model: Any, state: dict[str, np.ndarray], source: Path) -> None:
-    """Copy ``state`` (``layer.<i>.<parameter>`` arrays, ``i`` 0-based) into a ``BertModel``'s layers in place.
-
-    Args:
-        model: A ``transformers`` ``BertModel`` (MiniLM or e5).
-        state: The arrays, any float dtype.
-        source: The file they came from (named in errors).
+        model: The base model (possibly cut to fewer layers).
+        tuned: ``.npz`` of tuned layers in either layout of :func:`layer_state` (``i`` 0-based, as in
+            ``model.encoder.layer``), written by :mod:`guardrails.toxicity.training.tune_layers` (float16) or
+            :mod:`guardrails.toxicity.training.multilingual_e5` (int8, :func:`quantize_layers`).
 
     Raises:
         ValueError: a tuned layer the model does not have, or a parameter a BERT layer does not know.
     """
     import torch
 
-    for key, a in state.items():
+    for key, a in layer_state(tuned).items():
         _, i, name = key.split(".", 2)
         if int(i) >= len(model.encoder.layer):
-            raise ValueError(f"{source}: {key} is beyond the model's {len(model.encoder.layer)} layers")
+            raise ValueError(f"{tuned}: {key} is beyond the model's {len(model.encoder.layer)} layers")
         param = dict(model.encoder.layer[int(i)].named_parameters()).get(name)
         if param is None:
-            raise ValueError(f"{source}: {key} names no parameter of a BERT layer")
+            raise ValueError(f"{tuned}: {key} names no parameter of a BERT layer")
         with torch.no_grad():
-            param.copy_(torch.from_numpy(np.asarray(a, dtype=np.float32)))
+            param.copy_(torch.from_numpy(a))
+
+
+def layer_state(tuned: Path) -> dict[str, np.ndarray]:
+    """The tuned layers of a weights file as float32 ``layer.<i>.<parameter>`` arrays (either layout).
+
+    Args:
+        tuned: ``.npz`` with ``layer.*`` arrays (float16) and / or ``qlayer.*`` + ``qscale.*`` (int8, per row).
+
+    Returns:
+        ``{layer.<i>.<parameter>: float32 array}``.
+    """
+    data = np.load(tuned)
+    out = {k: data[k].astype(np.float32) for k in data.files if k.startswith("layer.")}
+    for k in (k for k in data.files if k.startswith("qlayer.")):
+        out[k[1:]] = data[k].astype(np.float32) * data["qscale." + k.split(".", 1)[1]][:, None]
+    return out
+
+
+def quantize_layers(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Store the matrices of tuned layers as int8 with one float32 scale per output row (symmetric, max / 127).
+
+    ``layer.<i>.<name>`` 2-D arrays become ``qlayer.<i>.<name>`` (int8, same shape) and ``qscale.<i>.<name>``
+    (float32, one per row; rows are output units, as in ``torch.nn.Linear``); biases, LayerNorms and other keys
+    are kept as they are. Serving quantises the layers to int8 anyway (ONNX dynamic quantisation), so this halves
+    the file at a rounding error below the serving one (:func:`load_tuned` reads both layouts).
+
+    Args:
+        arrays: ``{key: array}`` as :meth:`guardrails.toxicity.training.tune_layers.TunedLayers.layer_arrays` writes.
+
+    Returns:
+        A new dict in the quantised layout.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key, a in arrays.items():
+        if key.startswith("layer.") and a.ndim == 2:
+            w = a.astype(np.float32)
+            scale = np.maximum(np.abs(w).max(axis=1), 1e-12) / 127.0
+            out["q" + key] = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+            out["qscale." + key.split(".", 1)[1]] = scale.astype(np.float32)
+        else:
+            out[key] = a
+    return out
 
 
 def _export(path: Path, depth: str, tuned: str = "") -> None:

