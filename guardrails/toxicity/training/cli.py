@@ -289,11 +289,11 @@ def train_toxicity(
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
     recipe: str | None = typer.Option(
         None,
-        help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v9); v10, v8, v7, v6, v5, v3, v2 or v1",
+        help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v9); v11, v10, v8, v7, v6, v5, v3, v2 or v1",
     ),
     multilingual: bool = typer.Option(True, help="also train the multilingual v2 heads (weights/multilingual_v2/)"),
     e5: bool = typer.Option(
-        True, help="also train multilingual-e5 and its frozen heads (weights/multilingual_e5*/, ~15 min on 2 cores)"
+        True, help="also train multilingual-e5 and its frozen heads (weights/multilingual_e5*/, ~30 min on 2 cores)"
     ),
     evaluate: bool = typer.Option(
         False,

@@ -378,6 +378,14 @@ RECIPES_V6: dict[str, object] = {
 
 RECIPE_V8: dict[str, object] = {**RECIPES_V6, "prose_paragraphs": 300, "precision": "int8"}
 
+TUNE_V9: dict[str, object] = {
+    "tuned": (1, 2),
+    "epochs": 1,
+    "max_rows": {"davidson": 1000, "olid": 4000, "jigsaw": 1000, "mlma": 2000, "british_novels_train": 1500},
+}
+"""Recipe v9's layer fine-tuning (:func:`guardrails.toxicity.training.tune_layers.tune`): 0-based layers trained,
+passes, and rows kept per source."""
+
 RECIPES: dict[str, dict[str, object]] = {
     "v2": {
         "layers": None,
@@ -411,11 +419,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "v9": {
         **RECIPE_V8,
         "cv": False,  # the shipped v9 was fit without cross-validation, so without its intercept shift
-        "tune": {
-            "tuned": (1, 2),
-            "epochs": 1,
-            "max_rows": {"davidson": 1000, "olid": 4000, "jigsaw": 1000, "mlma": 2000, "british_novels_train": 1500},
-        },
+        "tune": TUNE_V9,
     },
     # v11 (measured 2026-12-07, not shipped): v9 one layer shallower, for latency (the encoder's cost is about
     # linear in the layers run): MiniLM layers 1 and 2 fine-tuned end to end, heads on layers 2 and 1. At its
@@ -425,11 +429,7 @@ RECIPES: dict[str, dict[str, object]] = {
         **RECIPE_V8,
         "layers": (2, 1),
         "cv": False,
-        "tune": {
-            "tuned": (0, 1),
-            "epochs": 1,
-            "max_rows": {"davidson": 1000, "olid": 4000, "jigsaw": 1000, "mlma": 2000, "british_novels_train": 1500},
-        },
+        "tune": {**TUNE_V9, "tuned": (0, 1)},
     },
     # v10 (measured 2026-12-06, not shipped: more novel prose made the novel-calibrated presets block 2.25 % of
     # ag_news paragraphs, was 0.25 %): v8 with every paragraph of the train books (1,250, was 300) as prose
