@@ -147,8 +147,22 @@ def blocked(scores: dict[str, Any], th: dict[str, Any], unsupported: bool = True
     return any(scores.get(c, 0.0) >= th.get(c, 1.01) for c in OPENAI_CATEGORIES)
 
 
-def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict[str, float]) -> dict[str, Any]:
-    """Test-set metrics of one model at thresholds ``th`` (see the module docstring)."""
+def false_block_rate(scores: list[dict[str, Any]], idx: list[int], th: dict[str, Any]) -> float:
+    """Share of the benign texts ``idx`` of ``scores`` that :func:`blocked` blocks at ``th`` (a text in a language no
+    model covers is flagged, not blocked), rounded to 4 places."""
+    return round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in idx])), 4)
+
+
+def report(
+    model: str,
+    rows: list[Row],
+    scores: list[dict[str, float]],
+    th: dict[str, float],
+    chunks: list[Row],
+    chunk_scores: list[dict[str, float]],
+) -> dict[str, Any]:
+    """Test-set metrics of one model at thresholds ``th`` (see the module docstring), with the false-block rates
+    on benign paragraphs (``rows``) and on answer-length texts (``chunks``, their test and measure splits)."""
     res: dict[str, Any] = {"model": model, "thresholds": th, "language_macro_f1": {}, "category_macro_f1": {}}
     test = [i for i, r in enumerate(rows) if r.split == "test" and r.dataset != "british_novels"]
     by_lang: dict[str, list[int]] = {}
@@ -171,10 +185,10 @@ def report(model: str, rows: list[Row], scores: list[dict[str, float]], th: dict
             res["category_macro_f1"][c] = {"macro_f1": round(macro_f1(y, p), 3), "positives": int(y.sum())}
     for name, split in (("ag_news_long", "measure"), ("british_novels", "test")):
         idx = [i for i, r in enumerate(rows) if r.dataset == name and r.split == split]
-        res[f"false_block_{name}"] = {
-            "rate": round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in idx])), 4),
-            "n": len(idx),
-        }
+        res[f"false_block_{name}"] = {"rate": false_block_rate(scores, idx, th), "n": len(idx)}
+    for name in ("ag_news_long_chunks", "british_novels_chunks"):
+        idx = [i for i, r in enumerate(chunks) if r.dataset == name and r.split != "dev"]
+        res[f"false_block_{name}"] = {"rate": false_block_rate(chunk_scores, idx, th), "n": len(idx)}
     return res
 
 
@@ -207,11 +221,9 @@ def preset_table(
         toxic = [i for i, r in enumerate(rows) if r.split == "test" and r.label == 1]
         out[name] = {
             "fpr_budget": p["fpr_budget"],
-            "prose_false_block": round(float(np.mean([blocked(scores[i], th, unsupported=False) for i in prose])), 4),
+            "prose_false_block": false_block_rate(scores, prose, th),
             "prose_n": len(prose),
-            "answer_false_block": round(
-                float(np.mean([blocked(chunk_scores[i], th, unsupported=False) for i in answers])), 4
-            ),
+            "answer_false_block": false_block_rate(chunk_scores, answers, th),
             "answer_n": len(answers),
             "recall": rec,
             "recall_any_toxic": round(float(np.mean([blocked(scores[i], th) for i in toxic])), 3),
@@ -348,11 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         if m == "shipped":
             th = {n: preset_thresholds(n, "balanced") or {c: 0.5 for c in BLOCKING} for n in args.shipped.split(",")}
-        res = report(m, rows, scores[m], th)
-        for name in ("ag_news_long_chunks", "british_novels_chunks"):  # answer-length texts
-            idx = [i for i, r in enumerate(chunks) if r.dataset == name and r.split != "dev"]
-            rate = np.mean([blocked(chunk_scores[m][i], th, unsupported=False) for i in idx])
-            res[f"false_block_{name}"] = {"rate": round(float(rate), 4), "n": len(idx)}
+        res = report(m, rows, scores[m], th, chunks, chunk_scores[m])
         en_model, en_th = (args.shipped.split(",")[0], th[args.shipped.split(",")[0]]) if m == "shipped" else (m, th)
         res["identity_fpr"] = identity_fpr(en_model, en_th)
         res["contrastive"] = evaluate_contrastive(guardrail(en_model), en_th)
