@@ -385,6 +385,10 @@ def pre_call_policy(text: str) -> str:
     return yaml.safe_dump(policy, sort_keys=False)
 
 
+POLICY_VARIANTS = {"greenlist-default-pre_call": pre_call_policy, "greenlist-default-v7": v7_policy}
+"""Targets that serve the default policy changed by a function of its text (each in a folder of its own)."""
+
+
 def litellm_target(litellm: str, stub_url: str, work: Path) -> Target:
     """Start LiteLLM's proxy (``litellm --config``) with one ``openai/`` model pointing at the stub."""
     port = free_port()
@@ -774,13 +778,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(wanted) - {
-        "litellm",
-        "greenlist-none",
-        "greenlist-default",
-        "greenlist-default-pre_call",
-        "greenlist-default-v7",
-    }
+    unknown = set(wanted) - {"litellm", "greenlist-none", "greenlist-default", *POLICY_VARIANTS}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
     if "litellm" in wanted and not (Path(args.litellm).is_file() and os.access(args.litellm, os.X_OK)):
@@ -827,22 +825,12 @@ def main(argv: list[str] | None = None) -> int:
             policy = work / "default" / args.policy.name
             shutil.copy(args.policy, policy)
             targets.append(greenlist_target("greenlist-default", policy, stub_url, work, spy("greenlist-default")))
-        if "greenlist-default-pre_call" in wanted:
-            (work / "default-pre_call").mkdir()
-            policy = work / "default-pre_call" / args.policy.name
-            policy.write_text(pre_call_policy(args.policy.read_text()))
-            targets.append(
-                greenlist_target(
-                    "greenlist-default-pre_call", policy, stub_url, work, spy("greenlist-default-pre_call")
-                )
-            )
-        if "greenlist-default-v7" in wanted:
-            (work / "default-v7").mkdir()
-            policy = work / "default-v7" / args.policy.name
-            policy.write_text(v7_policy(args.policy.read_text()))
-            targets.append(
-                greenlist_target("greenlist-default-v7", policy, stub_url, work, spy("greenlist-default-v7"))
-            )
+        for name, variant in POLICY_VARIANTS.items():
+            if name in wanted:
+                (work / name).mkdir()
+                policy = work / name / args.policy.name
+                policy.write_text(variant(args.policy.read_text()))
+                targets.append(greenlist_target(name, policy, stub_url, work, spy(name)))
         for t in targets:
             wait_ready(t, args.startup_timeout)
             print(f"{t.name} ready ({time.monotonic() - started:.0f} s)", file=sys.stderr)
