@@ -267,13 +267,20 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 _NOT_INHERITED = ("name", "extends", "shadow")
 
 
+_INPUT_BLOCK = {"input": ("input", "guardrails"), "input_roles": ("input", "roles"), "input_mode": ("input", "mode")}
+"""Where the fields set through the ``input: {roles, mode, guardrails}`` mapping stand in the file."""
+
+
 def _validate(node: yaml.Node | None, data: dict[str, Any], source: str) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
+        block = isinstance(data.get("input"), dict)
         issues = []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            if block and loc and loc[0] in _INPUT_BLOCK:  # name the field as written: input.mode, not input_mode
+                loc = _INPUT_BLOCK[loc[0]] + loc[1:]
             field_name = ".".join(str(p) for p in loc) or "<root>"
             issues.append(PolicyIssue(source, _line_of(node, loc), field_name, err["msg"]))
         raise PolicyError(issues) from None

@@ -42,6 +42,25 @@ def test_every_error_has_line_and_field():
     assert all(i.file == "bad.yaml" for i in info.value.issues) and len(found) == 4
 
 
+def test_errors_in_the_input_mapping_name_its_keys_and_lines():
+    text = (
+        "name: m\n"
+        "input:\n"
+        "  roles: [user, robot]\n"
+        "  mode: sometimes\n"
+        "  guardrails:\n"
+        "    - type: toxicity\n"
+        "      threshold: 3\n"
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "m.yaml")
+    lines = {i.field: i.line for i in info.value.issues}
+    assert lines == {"input.roles.1": 3, "input.mode": 4, "input.guardrails.0.toxicity.threshold": 7}
+    assert "'pre_call' or 'during_call'" in next(i.message for i in info.value.issues if i.field == "input.mode")
+    with pytest.raises(PolicyError, match="unknown keys"):
+        parse_policy("name: m\ninput:\n  when: always\n  guardrails: []\n")
+
+
 def test_yaml_syntax_error_and_non_mapping():
     with pytest.raises(PolicyError) as info:
         parse_policy("name: [unclosed\n", "s.yaml")
