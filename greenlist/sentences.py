@@ -12,17 +12,53 @@ sentence by sentence. All spans are ``(start, end)`` character offsets into the 
 
 from __future__ import annotations
 
+import ctypes
 import re
 
 _HARD_BREAK = re.compile(r"\n\s*|(?<=[।॥])\s*")
 _TERMINAL = re.compile(r"[.!?。！？؟।॥…]['\"’”»)\]]*$")
 
 
-def _blingfire_spans(text: str, offset: int) -> list[tuple[int, int]]:
+def _sentence_offsets(text: str) -> list[tuple[int, int]]:
+    """``blingfire.text_to_sentences_and_offsets(text)[1]``: BlingFire's sentence spans as character offsets.
+
+    The package's wrapper maps the C function's UTF-8 byte offsets to character offsets byte by byte in Python
+    (~0.15 ms for a 1,700-character answer, more than the C call itself); here the same C function's offsets are
+    mapped sentence by sentence. Offsets the wrapper would not map one to one (out of order, inside a character,
+    an error code) go through the wrapper itself, so the result is the wrapper's in every case.
+    """
     import blingfire
 
-    _, offs = blingfire.text_to_sentences_and_offsets(text)
-    return [(offset + a, offset + b) for a, b in offs if text[a:b].strip()]
+    data = text.encode("utf-8")
+    size = len(data) * 2  # the wrapper's buffer sizes
+    out = ctypes.create_string_buffer(size)
+    starts, ends = (ctypes.c_int32 * size)(), (ctypes.c_int32 * size)()
+    n = blingfire.blingfire.TextToSentencesWithOffsets(
+        ctypes.c_char_p(data),
+        ctypes.c_int(len(data)),
+        ctypes.byref(out),
+        ctypes.byref(starts),
+        ctypes.byref(ends),
+        ctypes.c_int(size),
+    )
+    k = out.value.count(b"\n") + 1  # sentences, counted as the wrapper counts them
+    if n == -1 or n > size or k > size:
+        return list(blingfire.text_to_sentences_and_offsets(text)[1])
+    # start byte, end byte + 1 (the first byte of the next character) of each sentence, in order
+    bounds = [x for a, b in zip(starts[:k], ends[:k], strict=True) for x in (a, b + 1)]
+    chars: list[int] = []
+    prev = 0
+    for i, b in enumerate(bounds):
+        inside = b < len(data) and data[b] & 0xC0 == 0x80  # a UTF-8 continuation byte
+        if b < prev or b > len(data) or (b == len(data) and i < len(bounds) - 1) or inside:
+            return list(blingfire.text_to_sentences_and_offsets(text)[1])
+        chars.append(b if len(data) == len(text) else (chars[-1] if chars else 0) + len(data[prev:b].decode("utf-8")))
+        prev = b
+    return list(zip(chars[0::2], chars[1::2], strict=True))
+
+
+def _blingfire_spans(text: str, offset: int) -> list[tuple[int, int]]:
+    return [(offset + a, offset + b) for a, b in _sentence_offsets(text) if text[a:b].strip()]
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
