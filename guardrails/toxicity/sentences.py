@@ -41,20 +41,21 @@ def scoring_units(text: str, sentences: list[tuple[int, int]] | None = None, con
         :data:`LONG_STRIDE_WORDS`) and every run of 2 .. ``context`` adjacent sentences that fits in
         :data:`MAX_UNIT_WORDS` words. ``[]`` for a blank text.
     """
-    words = _words(text, 0, len(text))
-    if not words:
+    # str.split() splits where the regex \s does (both: str.isspace), so its pieces are _WORD's matches
+    n_words = len(text.split())
+    if not n_words:
         return []
-    if len(words) <= SHORT_WORDS:
-        return [(words[0][0], words[-1][1])]
+    if n_words <= SHORT_WORDS:
+        return [(len(text) - len(text.lstrip()), len(text.rstrip()))]
     sentences = split_sentences(text) if sentences is None else sentences
     units: list[tuple[int, int]] = []
     counts = []
     for a, b in sentences:
-        w = _words(text, a, b)
-        counts.append(len(w))
-        if len(w) <= MAX_UNIT_WORDS:
+        counts.append(len(text[a:b].split()))
+        if counts[-1] <= MAX_UNIT_WORDS:
             units.append((a, b))
             continue
+        w = _words(text, a, b)
         for i in range(0, len(w) - MAX_UNIT_WORDS + LONG_STRIDE_WORDS, LONG_STRIDE_WORDS):
             chunk = w[i : i + MAX_UNIT_WORDS]
             units.append((chunk[0][0], chunk[-1][1]))

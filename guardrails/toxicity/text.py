@@ -22,7 +22,6 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\bURL\b", re.IGNORECASE)
 _MENTION = re.compile(r"@\w+:?")
 _RT = re.compile(r"\bRT:?\s*(?=@)")
 _ELLIPSIS_ENTITY = re.compile(r"&#\d+;?")
-_SPACES = re.compile(r"\s+")
 
 
 def prepare(text: str) -> str:
@@ -37,8 +36,14 @@ def prepare(text: str) -> str:
     """
     text = normalize(html.unescape(html.unescape(text)))
     text = _ELLIPSIS_ENTITY.sub(" ", text)
-    text = _URL.sub(" ", text)
-    text = _RT.sub(" ", text)
-    text = _MENTION.sub(" ", text)
+    # the regexes below scan every position; these tests, cheaper, pass on every text they can match: a URL needs
+    # "://", "www." or "url" in any case (IGNORECASE folds w, u, r, l only to W, U, R, L), RT and @mentions an "@"
+    low = text.lower()
+    if "://" in text or "www." in low or "url" in low:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _RT.sub(" ", text)
+        text = _MENTION.sub(" ", text)
     text = text.replace("#", "")
-    return _SPACES.sub(" ", text).strip(" :")
+    # runs of whitespace to one space (str.split() splits where the regex \s+ matches: both use str.isspace)
+    return " ".join(text.split()).strip(" :")
