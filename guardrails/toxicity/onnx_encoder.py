@@ -347,13 +347,16 @@ class OnnxEncoder:
         unique = list(dict.fromkeys(q for ps in parts for q in ps))
         means, counts = self.encode_means(unique, layers)
         at = {q: i for i, q in enumerate(unique)}
-        emb = np.zeros((len(parts), len(layers), 384), dtype=np.float32)
+        flat = means.reshape(len(unique), -1)
+        emb = np.zeros((len(parts), len(layers) * 384), dtype=np.float32)
         for i, ps in enumerate(parts):
             if ps:
                 idx = [at[q] for q in ps]
                 w = counts[idx].astype(np.float32)
-                emb[i] = np.tensordot(w / w.sum(), means[idx], axes=1)
-        return normalize(emb).reshape(len(parts), 384 * len(layers))
+                # the (1, k) x (k, L * 384) product np.tensordot(w / w.sum(), means[idx], axes=1) computes, without
+                # its per-call reshaping in Python
+                emb[i] = np.dot((w / w.sum()).reshape(1, -1), flat[idx])[0]
+        return normalize(emb.reshape(len(parts), len(layers), 384)).reshape(len(parts), 384 * len(layers))
 
     def _run(self, ids: list[list[int]], idx: np.ndarray) -> np.ndarray:
         """One ONNX Runtime run over the texts ``idx`` of ``ids``, padded to the longest: (B, depth + 1, 384)."""
