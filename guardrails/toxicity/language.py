@@ -30,6 +30,9 @@ language as from the whole text for 1,800 of 1,800 texts of 600-2,000 characters
 toxicity_extra language, 300 English answers, and English-intro + foreign-body mixes)."""
 
 
+_ASCII_NON_LETTERS = bytes(b for b in range(128) if not chr(b).isalpha())
+
+
 @functools.cache
 def _identifier() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -55,13 +58,15 @@ def detect_language(text: str, min_confidence: float = 0.5) -> tuple[str, float]
     if len(text) > SAMPLE_CHARS:
         k, mid = SAMPLE_CHARS // 3, len(text) // 2
         text = f"{text[:k]} {text[mid - k // 2 : mid + k // 2]} {text[-k:]}"
-    letters = [c for c in text if c.isalpha()]
-    if len(letters) < 2:
+    letters = sum(map(str.isalpha, text))
+    if letters < 2:
         return "und", 0.0
     with _lock:
         code, prob = _identifier().classify(text)
     prob = float(prob)
-    ascii_share = sum(c.isascii() for c in letters) / len(letters)
-    if prob < min_confidence and ascii_share >= 0.5:
-        return "und", prob
+    if prob < min_confidence:
+        # the ASCII letters: the ASCII characters (encode drops the others) that are letters (translate drops the rest)
+        ascii_letters = len(text.encode("ascii", "ignore").translate(None, _ASCII_NON_LETTERS))
+        if ascii_letters / letters >= 0.5:
+            return "und", prob
     return str(code), prob
