@@ -327,12 +327,13 @@ class MiniLMHead:
         if keep:
             with self.encoder.lock:
                 X = self.encoder.encode_composed([prepared[i] for i in keep], self.layers)
-            P[keep] = self._probabilities(X, [whole[i] for i in keep])
+            P[keep] = self._probabilities(X, [whole[i] for i in keep], [prepared[i] for i in keep])
         return self._dicts(P)
 
-    def _probabilities(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
-        """Head probabilities (N, K) from layer embeddings ``X`` of the prepared ``texts`` (cues, profanity term)."""
-        X = head_inputs(X, texts, self.cues)
+    def _probabilities(self, X: np.ndarray, texts: list[str], parts: list[list[str]] | None = None) -> np.ndarray:
+        """Head probabilities (N, K) from layer embeddings ``X`` of the prepared ``texts`` (cues, profanity term);
+        ``parts``: the texts' prepared pieces, if any (:func:`guardrails.toxicity.features.cue_features`)."""
+        X = head_inputs(X, texts, self.cues, parts)
         P = 1.0 / (1.0 + np.exp(-(X @ self.W.T + self.b)))
         if self._pc is not None:
             k = self.categories.index("toxicity")

@@ -50,13 +50,18 @@ REPORTING = re.compile(
 )
 
 
-def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
+def cue_features(texts: list[str], version: int = 1, parts: list[list[str]] | None = None) -> np.ndarray:
     """Binary negation and reporting cues.
 
     Args:
         texts: N prepared texts (:func:`guardrails.toxicity.text.prepare`).
         version: 1 (:data:`NEGATION`, recipe v3) or 2 (:data:`NEGATION_V2`,
             recipe v5: skips "nothing but", "no better than" ...).
+        parts: Optional, for each text, prepared pieces it is made of (e.g. the sentences of a context window).
+            A text equal to its pieces joined by single spaces has no cue that none of its pieces has (every
+            match lies inside one piece: the patterns match words and quotation marks, and more text after a
+            piece only helps their negative look-aheads fail), so such a text is searched only when a piece
+            has the cue. Same result as without ``parts``, with fewer regex passes.
 
     Returns:
         float32 array (N, 2): column 0 = a negation word occurs, column 1 = a
@@ -68,12 +73,24 @@ def cue_features(texts: list[str], version: int = 1) -> np.ndarray:
     if version not in (1, 2):
         raise ValueError(f"cue version must be 1 or 2, got {version}")
     negation = NEGATION if version == 1 else NEGATION_V2
-    return np.asarray(
-        [[negation.search(t) is not None, REPORTING.search(t) is not None] for t in texts], dtype=np.float32
-    ).reshape(len(texts), 2)
+    found: dict[str, tuple[bool, bool]] = {}
+
+    def cues(t: str, pieces: list[str] | None = None) -> tuple[bool, bool]:
+        if t not in found:
+            if pieces and len(pieces) > 1 and " ".join(pieces) == t:
+                own = [cues(p) for p in pieces]
+                neg, rep = any(c[0] for c in own), any(c[1] for c in own)
+                found[t] = (neg and negation.search(t) is not None, rep and REPORTING.search(t) is not None)
+            else:
+                found[t] = (negation.search(t) is not None, REPORTING.search(t) is not None)
+        return found[t]
+
+    return np.asarray([cues(t, parts[i] if parts else None) for i, t in enumerate(texts)], dtype=np.float32).reshape(
+        len(texts), 2
+    )
 
 
-def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarray:
+def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int, parts: list[list[str]] | None = None) -> np.ndarray:
     """Assemble the head's input matrix.
 
     Args:
@@ -82,6 +99,7 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarra
             returns them).
         texts: The N prepared texts the embeddings came from.
         cues: Cue version (:func:`cue_features`); 0 = no cue block.
+        parts: Optional pieces of each text, passed to :func:`cue_features` (same result, fewer regex passes).
 
     Returns:
         ``layer_emb`` when ``cues`` is false, else (N, 384 * L + 2 * 384 + 2):
@@ -89,6 +107,6 @@ def head_inputs(layer_emb: np.ndarray, texts: list[str], cues: int) -> np.ndarra
     """
     if not cues:
         return layer_emb
-    c = cue_features(texts, int(cues))
+    c = cue_features(texts, int(cues), parts)
     top = layer_emb[:, :384]
     return np.hstack([layer_emb, c[:, :1] * top, c[:, 1:] * top, c]).astype(np.float32)
