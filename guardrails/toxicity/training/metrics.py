@@ -23,6 +23,17 @@ def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     return (_f1(y, p) + _f1(1 - y, 1 - p)) / 2
 
 
+def dev_tuned_threshold(y: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold, among the 1st-99th percentiles of ``scores``, with the best macro-F1 on labels ``y``.
+
+    Args:
+        y: (N,) 0/1 labels of the dev rows.
+        scores: (N,) their scores; a row is predicted positive at ``score >= threshold``.
+    """
+    grid = np.unique(np.quantile(scores, np.linspace(0.01, 0.99, 99)))
+    return float(max(grid, key=lambda t: macro_f1(y, (scores >= t).astype(int))))
+
+
 def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> dict[str, Any] | None:
     """Macro-F1 on ``lang``'s test rows at the blocking threshold that maximises it on its dev rows.
 
@@ -47,8 +58,7 @@ def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> 
     (yd, sd), (yt, st) = split("dev"), split("test")
     if len(yd) < 20 or len(yt) < 20 or yd.min() == yd.max():
         return None
-    grid = np.unique(np.quantile(sd, np.linspace(0.01, 0.99, 99)))
-    best = max(grid, key=lambda t: macro_f1(yd, (sd >= t).astype(int)))
+    best = dev_tuned_threshold(yd, sd)
     return {
         "macro_f1": round(macro_f1(yt, (st >= best).astype(int)), 3),
         "threshold": round(float(best), 4),
