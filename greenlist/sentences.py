@@ -46,13 +46,14 @@ def _sentence_offsets(text: str) -> list[tuple[int, int]]:
         return list(blingfire.text_to_sentences_and_offsets(text)[1])
     # start byte, end byte + 1 (the first byte of the next character) of each sentence, in order
     bounds = [x for a, b in zip(starts[:k], ends[:k], strict=True) for x in (a, b + 1)]
+    ascii_only = len(data) == len(text)  # byte offsets are character offsets
     chars: list[int] = []
     prev = 0
     for i, b in enumerate(bounds):
         inside = b < len(data) and data[b] & 0xC0 == 0x80  # a UTF-8 continuation byte
         if b < prev or b > len(data) or (b == len(data) and i < len(bounds) - 1) or inside:
             return list(blingfire.text_to_sentences_and_offsets(text)[1])
-        chars.append(b if len(data) == len(text) else (chars[-1] if chars else 0) + len(data[prev:b].decode("utf-8")))
+        chars.append(b if ascii_only else (chars[-1] if chars else 0) + len(data[prev:b].decode("utf-8")))
         prev = b
     return list(zip(chars[0::2], chars[1::2], strict=True))
 
