@@ -20,6 +20,7 @@ import json
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import logit
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -28,18 +29,13 @@ from guardrails.toxicity.text import prepare
 from guardrails.toxicity.training.calibration import BLOCKING
 from guardrails.toxicity.training.evaluate import score_texts
 from guardrails.toxicity.training.extra import extra_rows
-from guardrails.toxicity.training.metrics import dev_tuned_threshold, macro_f1
+from guardrails.toxicity.training.metrics import dev_tuned_threshold, macro_f1, split_indices
 from guardrails.toxicity.training.multilingual_v2 import SETS
 from guardrails.toxicity.training.splits import Row, evaluation_rows
 
 LANGS = ("en", "de", "fr", "ar", "zh", "pt", "pl")
 FEATURES = {"char_wb 1-5": [("char_wb", (1, 5))], "char_wb 2-5 + word 1-2": [("char_wb", (2, 5)), ("word", (1, 2))]}
 N_FEATURES = 2**17
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-5, 1 - 1e-5)
-    return np.log(p / (1 - p))
 
 
 def _vectorize(parts: list[tuple[str, tuple[int, int]]], fit: list[str], apply: list[str]) -> tuple[sp.csr_matrix, ...]:
@@ -61,8 +57,8 @@ def _dev_tuned(yd: np.ndarray, sd: np.ndarray, yt: np.ndarray, st: np.ndarray) -
 
 def run(lang: str, rows: list[Row], e5: np.ndarray) -> dict[str, object]:
     """The e5, n-gram and stacked test macro-F1 of ``lang`` at dev-tuned thresholds (module docstring)."""
-    dev = [i for i, r in enumerate(rows) if r.language == lang and r.split == "dev" and r.dataset != "british_novels"]
-    test = [i for i, r in enumerate(rows) if r.language == lang and r.split == "test" and r.dataset != "british_novels"]
+    dev, test = split_indices(rows, lang, "dev"), split_indices(rows, lang, "test")
+    z5 = logit(np.clip(e5, 1e-5, 1 - 1e-5))  # the stack's first feature
     y = np.array([r.label for r in rows])
     texts, _, _, labels, _ = extra_rows(SETS[lang], ("toxicity",), language=lang)
     train = [prepare(t) for t in texts]
@@ -77,7 +73,7 @@ def run(lang: str, rows: list[Row], e5: np.ndarray) -> dict[str, object]:
             clf = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=1000)
             z = clf.fit(A, labels[:, 0].astype(int)).decision_function(B)
             zd, zt = z[: len(dev)], z[len(dev) :]
-            Fd, Ft = np.c_[_logit(e5[dev]), zd], np.c_[_logit(e5[test]), zt]
+            Fd, Ft = np.c_[z5[dev], zd], np.c_[z5[test], zt]
             stack = LogisticRegression(C=1e4, max_iter=1000).fit(Fd, y[dev])
             sd, st = stack.decision_function(Fd), stack.decision_function(Ft)
             auc = roc_auc_score(y[dev], sd)

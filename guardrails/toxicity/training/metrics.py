@@ -34,6 +34,19 @@ def dev_tuned_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     return float(max(grid, key=lambda t: macro_f1(y, (scores >= t).astype(int))))
 
 
+def split_indices(rows: list[Row], lang: str, split: str, scores: list[dict[str, Any]] | None = None) -> list[int]:
+    """Indices of ``lang``'s labelled rows of ``split`` (the benign-prose set ``british_novels`` left out, and with
+    ``scores``, the rows the evaluation marked ``not_scored``)."""
+    return [
+        i
+        for i, r in enumerate(rows)
+        if r.language == lang
+        and r.split == split
+        and r.dataset != "british_novels"
+        and (scores is None or scores[i].get("_model") != "not_scored")
+    ]
+
+
 def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> dict[str, Any] | None:
     """Macro-F1 on ``lang``'s test rows at the blocking threshold that maximises it on its dev rows.
 
@@ -42,14 +55,7 @@ def tuned_macro_f1(rows: list[Row], scores: list[dict[str, Any]], lang: str) -> 
     """
 
     def split(name: str) -> tuple[np.ndarray, np.ndarray]:
-        idx = [
-            i
-            for i, r in enumerate(rows)
-            if r.language == lang
-            and r.split == name
-            and r.dataset != "british_novels"
-            and scores[i].get("_model") != "not_scored"
-        ]
+        idx = split_indices(rows, lang, name, scores)
         return (
             np.asarray([rows[i].label for i in idx]),
             np.asarray([max(scores[i].get(c, 0.0) for c in BLOCKING) for i in idx]),
