@@ -313,8 +313,11 @@ def tail(log: Path | None, n: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
 
 
-def greenlist_target(name: str, policy: Path, stub_url: str, work: Path, py_spy: str | None = None) -> Target:
-    """Start ``python3 -m gateway.cli serve`` with the ``openai`` backend against the stub."""
+def greenlist_target(
+    name: str, policy: Path, stub_url: str, work: Path, py_spy: str | None = None, checkout: Path = ROOT
+) -> Target:
+    """Start ``python3 -m gateway.cli serve`` (from ``checkout``'s code) with the ``openai`` backend against the
+    stub."""
     port = free_port()
     home = work / f"home-{name}"
     home.mkdir()
@@ -355,7 +358,8 @@ def greenlist_target(name: str, policy: Path, stub_url: str, work: Path, py_spy:
         ] + cmd
     log = work / f"{name}.log"
     base = f"http://127.0.0.1:{port}"
-    return Target(name, f"{base}/v1/chat/completions", MODEL, f"{base}/healthz", spawn(cmd, env, log), log)
+    proc = spawn(cmd, env, log, cwd=checkout)
+    return Target(name, f"{base}/v1/chat/completions", MODEL, f"{base}/healthz", proc, log)
 
 
 def v7_policy(text: str) -> str:
@@ -742,6 +746,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated targets besides the direct call (default: all five)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a git worktree of an earlier commit): its gateway serves the default policy "
+        "as target greenlist-default-baseline, interleaved with this checkout's (compare code changes in one run)",
+    )
+    parser.add_argument(
         "--policy",
         type=Path,
         default=ROOT / "policies" / "default.yaml",
@@ -819,11 +830,15 @@ def main(argv: list[str] | None = None) -> int:
             (work / "none" / "no-guardrails.yaml").write_text(NO_GUARDRAIL_POLICY)
             policy = work / "none" / "no-guardrails.yaml"
             targets.append(greenlist_target("greenlist-none", policy, stub_url, work, spy("greenlist-none")))
+
+        def alone(folder: str) -> Path:
+            """The policy file copied alone into its folder, so a server loads this policy only (policies/ also
+            holds routing and others)."""
+            (work / folder).mkdir()
+            return Path(shutil.copy(args.policy, work / folder / args.policy.name))
+
         if "greenlist-default" in wanted:
-            # alone in its folder, so the server loads this policy only (policies/ also holds routing and others)
-            (work / "default").mkdir()
-            policy = work / "default" / args.policy.name
-            shutil.copy(args.policy, policy)
+            policy = alone("default")
             targets.append(greenlist_target("greenlist-default", policy, stub_url, work, spy("greenlist-default")))
         for name, variant in POLICY_VARIANTS.items():
             if name in wanted:
@@ -831,6 +846,9 @@ def main(argv: list[str] | None = None) -> int:
                 policy = work / name / args.policy.name
                 policy.write_text(variant(args.policy.read_text()))
                 targets.append(greenlist_target(name, policy, stub_url, work, spy(name)))
+        if args.baseline is not None:
+            name = "greenlist-default-baseline"
+            targets.append(greenlist_target(name, alone("baseline"), stub_url, work, spy(name), args.baseline))
         for t in targets:
             wait_ready(t, args.startup_timeout)
             print(f"{t.name} ready ({time.monotonic() - started:.0f} s)", file=sys.stderr)
