@@ -7,7 +7,7 @@ reported as the span (character offsets). Unit scores are cached (:class:`guardr
 so the final check of a streamed output re-scores nothing that its windows already scored; ``redact``
 replaces only the offending sentences.
 
-Default model (recipe v9 = v8 with MiniLM layers 2-3 fine-tuned end to end; v8 = v7 on the int8 encoder; v7 = v5 + the HatemojiBuild and MLMA-en train splits +
+Default model (recipe v12 = v9 with emoji named in words, HateXplain train rows and MiniLM layers 1-3 fine-tuned; v9 = v8 with MiniLM layers 2-3 fine-tuned end to end; v8 = v7 on the int8 encoder; v7 = v5 + the HatemojiBuild and MLMA-en train splits +
 hand-written untargeted profanity + benign prose sentences from British-novel train books): layers 3 and 2 of
 all-MiniLM-L6-v2 (packaged offline, run on ONNX Runtime with int8 dynamic quantisation) with negation / reporting cues (:mod:`guardrails.toxicity.features`) and one logistic head per
 category (toxicity, hate, harassment, violence, sexual, profanity), trained by
@@ -69,7 +69,7 @@ def _backend_uncached(
         return MiniLMHead(WEIGHTS if model == "multilingual-e5" else HEADS_WEIGHTS, precision=precision)
     if model in NAMED_WEIGHTS:
         return MiniLMHead(NAMED_WEIGHTS[model], pc_weight=pc_weight, precision=precision)
-    if model.endswith(".npz") and Path(model).is_file():  # heads (and fine-tuned layers, recipe v9) of ours
+    if model.endswith(".npz") and Path(model).is_file():  # heads (and fine-tuned layers, recipes v9, v12) of ours
         return MiniLMHead(Path(model), pc_weight=pc_weight, precision=precision)
     return HFClassifier(model, dict(label_map))
 
@@ -236,8 +236,8 @@ class ToxicityGuardrail(Guardrail):
         }
         top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9), default=None)
         span = ts.span(hits[0] if len(hits) == 1 else top_cat) if top_cat else None
-        if hits:
-            top_cat = max(hits, key=lambda c: scores[c] - th.get(c, 0.5))
+        if hits:  # the span names what decided: the most severe action first (a block before a flag), then margin
+            top_cat = max(hits, key=lambda c: (action_decision(firing[c]).severity, scores[c] - th.get(c, 0.5)))
             span = ts.span(top_cat)
         if span is not None:
             details["span"] = {
@@ -275,8 +275,9 @@ class ToxicityGuardrail(Guardrail):
         Returns:
             A result with ``score`` (overall toxicity without a preset; with one, the highest score among the
             firing categories) and ``details = {"categories", "flagged_categories", "language", "units",
-            "span": {"start", "end", "category", "score"}}`` (span: the unit with the highest score relative
-            to its threshold, character offsets into ``text``), plus ``"redacted_spans"`` under ``redact`` and
+            "span": {"start", "end", "category", "score"}}`` (span: character offsets into ``text`` of the unit
+            that scored highest in the firing category with the most severe action, the one furthest over its
+            threshold among equals; with none firing, the highest score relative to its threshold), plus ``"redacted_spans"`` under ``redact`` and
             ``"unsupported_language": true`` when no model covers the language. The most severe firing
             action wins; under ``redact`` ``sanitized_text`` replaces only the offending sentences.
         """

@@ -27,6 +27,13 @@ from pydantic import Field, field_validator, model_validator
 
 from guardrails.base import GuardrailConfig
 
+RETIRED_MODELS = {
+    "v9": "model v9 (the default until 2026-12-07) left the repository with v12 (its fine-tuned layers did not fit "
+    "the weight budget beside v12's): rebuild it with `python -m guardrails.toxicity.training.train --recipe v9 "
+    "--out DIR` and set `model: DIR/minilm_head.npz`, or use `model: v8` or `default`",
+}
+"""Model names that once shipped and whose weights are gone: ``{name: how to get them back}``."""
+
 DEFAULT_THRESHOLD = 0.5
 OPENAI_CATEGORIES = ("hate", "harassment", "violence", "sexual", "self-harm")
 KNOWN_CATEGORIES = (*OPENAI_CATEGORIES, "profanity", "toxicity")
@@ -118,6 +125,15 @@ class ToxicityConfig(GuardrailConfig):
                 f"strictness must be one of {', '.join(STRICTNESS)} (per-category thresholds at "
                 f"a false-positive budget of 2 %, 0.5 %, 0.1 % on benign text), got {v!r}"
             )
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _not_retired(cls, v: str) -> str:
+        from guardrails.toxicity.backends import NAMED_WEIGHTS  # a rebuilt copy may be registered under the name
+
+        if v in RETIRED_MODELS and v not in NAMED_WEIGHTS:
+            raise ValueError(RETIRED_MODELS[v])
         return v
 
     @field_validator("categories")

@@ -36,6 +36,11 @@ def guard() -> ToxicityGuardrail:
     return ToxicityGuardrail(ToxicityConfig())
 
 
+def test_a_retired_model_name_says_how_to_rebuild_it():
+    with pytest.raises(ValueError, match="--recipe v9"):
+        ToxicityConfig(model="v9")
+
+
 def test_registry_and_config():
     cls = guardrail_class("toxicity")
     assert cls is ToxicityGuardrail
@@ -158,7 +163,7 @@ def test_bfloat16_matches_float32():
 @needs_data
 @pytest.mark.parametrize("precision", ["auto", "float32"])
 def test_default_runs_three_layers_and_does_not_depend_on_the_batch(precision):
-    """The default (v9) computes only the 3 layers its heads read, v3 all 6; a text scores the same alone or
+    """The default (v12) computes only the 3 layers its heads read, v3 all 6; a text scores the same alone or
     among 64 others (int8, the default's own precision, runs one text per ONNX run for exactly that)."""
     from guardrails.toxicity import load_backend
 

@@ -289,7 +289,7 @@ def train_toxicity(
     no_cv: bool = typer.Option(False, help="skip cross-validation"),
     recipe: str | None = typer.Option(
         None,
-        help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v9); v11, v10, v8, v7, v6, v5, v3, v2 or v1",
+        help="the shipped default recipe when omitted (train.DEFAULT_RECIPE, v12); v11, v10, v9, v8, v7, v6, v5, v3, v2 or v1",
     ),
     multilingual: bool = typer.Option(True, help="also train the multilingual v2 heads (weights/multilingual_v2/)"),
     e5: bool = typer.Option(

@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--models", default="v5,v6,v7,v8,v9,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5"
+        "--models", default="v5,v6,v7,v8,v9,v12,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5"
     )
     ap.add_argument(
         "--shipped",

@@ -20,8 +20,9 @@ from guardrails.toxicity.training.splits import evaluation_rows
 
 
 def flips(old: str, new: str, per_group: int = 300, prose: int = 800) -> dict[str, Any]:
-    """``{"n", "negative_flip_rate", "positive_flip_rate", "old_accuracy", "new_accuracy", "examples"}``
-    over English dev rows and dev-book prose, from the cached scores of both models.
+    """``{"n", "negative_flip_rate", "positive_flip_rate", "old_accuracy", "new_accuracy", "by_dataset", "examples"}``
+    over English dev rows and dev-book prose, from the cached scores of both models (``by_dataset``:
+    ``{data set: {"n", "negative", "positive"}}`` flip counts).
 
     Raises:
         FileNotFoundError: when a model's evaluation cache is missing.
@@ -32,12 +33,17 @@ def flips(old: str, new: str, per_group: int = 300, prose: int = 800) -> dict[st
     th = {m: preset_thresholds(m, "balanced") for m in (old, new)}
     rows = [r for r in evaluation_rows(per_group, prose) if r.split == "dev" and r.language == "en"]
     neg, pos, ok_old, ok_new, examples = 0, 0, 0, 0, []
+    by_dataset: dict[str, dict[str, int]] = {}
     for r in rows:
         key = hashlib.sha1(r.text.encode()).hexdigest()
         a = blocked(stores[old][key], th[old]) == bool(r.label)
         b = blocked(stores[new][key], th[new]) == bool(r.label)
         ok_old += a
         ok_new += b
+        counts = by_dataset.setdefault(r.dataset, {"n": 0, "negative": 0, "positive": 0})
+        counts["n"] += 1
+        counts["negative"] += a and not b
+        counts["positive"] += b and not a
         if a and not b:
             neg += 1
             if len(examples) < 8:
@@ -52,6 +58,7 @@ def flips(old: str, new: str, per_group: int = 300, prose: int = 800) -> dict[st
         "positive_flip_rate": round(pos / n, 4),
         "old_accuracy": round(ok_old / n, 4),
         "new_accuracy": round(ok_new / n, 4),
+        "by_dataset": by_dataset,
         "examples": examples,
     }
 

