@@ -363,7 +363,7 @@ def greenlist_target(
 
 
 def v7_policy(text: str) -> str:
-    """The policy ``text`` with ``model: v7`` on every toxicity entry: the previous default (float32 encoder)."""
+    """The policy ``text`` with ``model: v7`` on every toxicity entry: an earlier default (float32 encoder)."""
     import yaml
 
     policy = yaml.safe_load(text)
@@ -679,7 +679,7 @@ def doc_body(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "`policies/default.yaml` (toxicity on input and output, protected content with no corpus registered, "
             "citations with no database loaded; audit log on, as by default; `input.mode: during_call`: the upstream is called "
             "while the prompt is checked); `greenlist-default-pre_call` = the default policy with `input.mode: pre_call` "
-            "(prompt checked first); `greenlist-default-v7` = the default policy with `model: v7` on its two toxicity entries (the previous default: the same features on the "
+            "(prompt checked first); `greenlist-default-v7` = the default policy with `model: v7` on its two toxicity entries (an earlier default, until 2026-12-06: the same features on the "
             "float32 encoder).",
             table(summary),
             "\n".join(f"* {line}" for line in verdict_lines(summary)),
@@ -730,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Targets: direct (always), litellm, greenlist-none, greenlist-default, "
         "greenlist-default-pre_call (the default policy with input.mode: pre_call), "
-        "greenlist-default-v7 (the default policy with model: v7, the previous default, on its "
+        "greenlist-default-v7 (the default policy with model: v7, an earlier default, on its "
         "toxicity entries).",
     )
     parser.add_argument("--requests", type=int, default=200, help="measured requests per target (default 200)")
