@@ -298,7 +298,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--models", default="v5,v6,v7,v8,v9,v12,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5"
+        "--models",
+        default="v5,v6,v7,v8,v12,multilingual,multilingual-v2,multilingual-e5-heads,multilingual-e5",
+        help="comma-separated model names (v9's weights left the repository: rebuild them with train --recipe v9 "
+        "--out DIR, then add v9 here with --variant v9=DIR/minilm_head.npz)",
     )
     ap.add_argument(
         "--shipped",
