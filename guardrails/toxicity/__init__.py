@@ -234,11 +234,11 @@ class ToxicityGuardrail(Guardrail):
             "language": lang,
             "units": len(ts.units),
         }
-        top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9), default=None)
-        span = ts.span(hits[0] if len(hits) == 1 else top_cat) if top_cat else None
         if hits:  # the span names what decided: the most severe action first (a block before a flag), then margin
             top_cat = max(hits, key=lambda c: (action_decision(firing[c]).severity, scores[c] - th.get(c, 0.5)))
-            span = ts.span(top_cat)
+        else:
+            top_cat = max(firing or scores, key=lambda c: scores.get(c, 0.0) / max(th.get(c, 0.5), 1e-9), default=None)
+        span = ts.span(top_cat) if top_cat else None
         if span is not None:
             details["span"] = {
                 "start": span[0],

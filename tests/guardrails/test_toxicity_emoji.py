@@ -7,7 +7,7 @@ from guardrails.toxicity import ToxicityConfig, ToxicityGuardrail, load_backend
 from guardrails.toxicity.text import name_emoji, prepare
 
 
-def test_emoji_are_named_with_skin_tone_and_ascii_text_is_untouched():
+def test_emoji_are_named_with_skin_tone_and_text_without_emoji_is_untouched():
     assert name_emoji("I would love to 🔪some🦊").split() == "I would love to kitchen knife some fox".split()
     assert "medium-dark skin tone" in name_emoji("👳🏾")
     text = "Plain ASCII text, with an em dash \u2014 and no emoji."
