@@ -257,18 +257,22 @@ async def serve(
         gw.backend.breaker.fail_fast()  # upstream down: refuse before spending guardrail time
     whole_prompt = "\n".join(content_text(m) for m in conversation(body))
     await check_prompt_tokens(gw.verifier.tokenizer, whole_prompt, gw.settings.max_prompt_tokens, _prompt_param(body))
-    slot, early = None, None
+    slot, early, checked = None, None, None
     try:
         if pipeline.policy.input_mode == "during_call" and gw.backend.remote:
             # the upstream call starts now, on the prompt as the client sent it; it is kept only if the input
             # guardrails let that prompt through unchanged
             slot = await limiter.acquire() if limiter is not None else None
-            early = _start(gw, body, _generation_request(gw, pipeline, body, raw, conversation(body)))
+            early_request = _generation_request(gw, pipeline, body, raw, conversation(body))
+            early = _start(gw, body, early_request)
+            if not body.stream:  # its answer is checked as soon as it arrives, beside the prompt check
+                checked = asyncio.ensure_future(_checked(gw, pipeline, early_request, early, conversation(body)))
         input_verdict, messages = await check_prompt(gw, pipeline, body, ctx, resolution.shadow)
         generation_request = _generation_request(gw, pipeline, body, raw, messages)
         if early is not None and messages != conversation(body):  # redacted: send the redacted prompt instead
+            await _discard(checked)
             await _discard(early)
-            early = None
+            early = checked = None
         if slot is None and limiter is not None:
             slot = await limiter.acquire()
         started = early or _start(gw, body, generation_request)
@@ -277,16 +281,21 @@ async def serve(
             return await _stream(
                 gw, pipeline, body, generation_request, input_verdict, opened, slot, ctx, resolution.shadow
             )
-        generation = await started
+        if checked is not None:
+            generation, output_verdict = await checked
+        else:
+            generation = await started
     except BaseException:
+        await _discard(checked)
         await _discard(early)  # a blocked prompt (or any failure) drops the early call, closing its stream
         if slot is not None:
             slot.release()
         raise
     if slot is not None:
         slot.release()
-    generation = await confirm_upstream_watermark(gw, generation_request, generation)
-    output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
+    if checked is None:
+        generation = await confirm_upstream_watermark(gw, generation_request, generation)
+        output_verdict = await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
     records.after_check(gw, ctx, pipeline, output_verdict, generation.text, resolution.shadow)
     calls = generation.tool_calls
     if calls:
@@ -307,6 +316,22 @@ async def serve(
     )
     greenlist["request_id"] = ctx.request_id
     return _completion_body(body, text, finish, generation, greenlist, calls)
+
+
+async def _checked(
+    gw: Gateway,
+    pipeline: Pipeline,
+    request: GenerationRequest,
+    started: asyncio.Task[Any],
+    messages: list[dict[str, Any]],
+) -> tuple[Generation, Verdict]:
+    """The generation of ``started`` (upstream watermark confirmed) and its output verdict.
+
+    In ``during_call`` mode the output guardrails thus run while the prompt's still may: on two cores the two
+    checks overlap instead of taking turns. The verdict is used only when the prompt passed unchanged.
+    """
+    generation = await confirm_upstream_watermark(gw, request, await started)
+    return generation, await pipeline.check(generation.text, Direction.OUTPUT, messages=messages)
 
 
 def _start(gw: Gateway, body: Body, request: GenerationRequest) -> asyncio.Task[Any]:

@@ -31,6 +31,7 @@ whatever it is scored with. Heads are fit on the int8 embeddings themselves
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -261,7 +262,9 @@ class OnnxEncoder:
             if int8 and threads > 1
             else None
         )
-        self.lock = threading.Lock()  # held by callers around encode: one encode at a time
+        # held by callers around encode; a no-op here: ONNX Runtime runs are thread-safe and an encode keeps its
+        # state local, so a prompt's encode and its answer's overlap (the pool's threads serve them in turn)
+        self.lock = contextlib.nullcontext()
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Word-piece ids of ``texts`` (special tokens included, truncated to ``max_tokens``)."""

@@ -45,6 +45,29 @@ class WaitsForUpstream(Guardrail):
         return self.fired(1.0 if self.config.outcome == "block" else 0.0, {"upstream_called": True})
 
 
+OUTPUT_STARTED = threading.Event()  # set when an output guardrail begins its scan
+
+
+class WaitsForOutputCheck(Guardrail):
+    """Input guardrail: allows once an output guardrail began scanning; blocks when none did within ``wait_s``."""
+
+    Config: ClassVar = WaitConfig
+
+    def scan(self, text: str, direction: Direction) -> GuardrailResult:
+        started = OUTPUT_STARTED.wait(self.config.wait_s)
+        return self.fired(0.0 if started else 1.0, {"output_check_started": started})
+
+
+class MarksOutputCheck(Guardrail):
+    """Output guardrail: records that it began, allows."""
+
+    Config: ClassVar = WaitConfig
+
+    def scan(self, text: str, direction: Direction) -> GuardrailResult:
+        OUTPUT_STARTED.set()
+        return self.fired(0.0, {"scanned": text})
+
+
 @pytest.fixture(scope="module")
 def upstream():
     stub = FastAPI()
@@ -166,3 +189,20 @@ def test_during_call_stream(gateway, monkeypatch):
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == ANSWER
     assert events[-1]["greenlist"]["input"]["guardrails"][0]["details"] == {"upstream_called": True}
     assert len(RECEIVED) == 1
+
+
+def test_during_call_checks_the_answer_beside_the_prompt(gateway, monkeypatch):
+    """The early call's answer is checked as soon as it arrives, while the prompt check still runs: the input
+    guardrail waits for the output guardrail to begin (a check that waited for the prompt's verdict would block)."""
+    gw, srv = gateway
+    _use(monkeypatch, gw, "during_call")
+    pipeline = getattr(getattr(gw, "store", None), "default", None) or gw.serving.pipeline
+    monkeypatch.setitem(pipeline.guardrails, Direction.INPUT, [WaitsForOutputCheck(WaitConfig(type="w", name="w"))])
+    monkeypatch.setitem(pipeline.guardrails, Direction.OUTPUT, [MarksOutputCheck(WaitConfig(type="m", name="m"))])
+    OUTPUT_STARTED.clear()
+    r = _post(srv, "Tell me about lighthouses before the prompt check ends.")
+    assert r.status_code == 200, r.text
+    greenlist = r.json()["greenlist"]
+    assert greenlist["input"]["guardrails"][0]["details"] == {"output_check_started": True}
+    assert greenlist["output"]["guardrails"][0]["details"] == {"scanned": ANSWER}
+    assert r.json()["choices"][0]["message"]["content"] == ANSWER
