@@ -62,7 +62,13 @@ def load_tuned(model: Any, tuned: Path) -> None:
     """
     import torch
 
-    for key, a in layer_state(tuned).items():
+    state = layer_state(tuned)
+    for i, layer in enumerate(model.encoder.layer):  # a pruned feed-forward block (tune_layers.prune_ffn)
+        up = state.get(f"layer.{i}.intermediate.dense.weight")
+        if up is not None and up.shape[0] != layer.intermediate.dense.out_features:
+            layer.intermediate.dense = torch.nn.Linear(up.shape[1], up.shape[0])
+            layer.output.dense = torch.nn.Linear(up.shape[0], layer.output.dense.out_features)
+    for key, a in state.items():
         _, i, name = key.split(".", 2)
         if int(i) >= len(model.encoder.layer):
             raise ValueError(f"{tuned}: {key} is beyond the model's {len(model.encoder.layer)} layers")
