@@ -166,8 +166,8 @@ def fit(
         epochs: Passes over the data.
         batch: Rows per step.
         label: Prefix of the progress lines (every 100 steps).
-        teacher: Optional (N, K) logits of a teacher model for the same rows: with ``distill`` > 0 the loss adds
-            ``distill`` times the row-weighted binary cross-entropy against the teacher's probabilities on every
+        teacher: Optional (N, K) probabilities of a teacher model for the same rows: with ``distill`` > 0 the loss
+            adds ``distill`` times the row-weighted binary cross-entropy against them on every
             category (knowledge distillation with soft targets, Hinton et al. 2015, as DistilBERT and TinyBERT
             recover a smaller BERT's quality).
         distill: Weight of the distillation term.
@@ -177,7 +177,7 @@ def fit(
     PW = torch.from_numpy(pos_weights(Y, row_w))
     Yt, Mt = torch.from_numpy(np.nan_to_num(Y, nan=0.0)), torch.from_numpy((~np.isnan(Y)).astype(np.float32))
     Wt = torch.from_numpy(row_w.astype(np.float32))
-    Tt = torch.sigmoid(torch.from_numpy(teacher.astype(np.float32))) if teacher is not None and distill > 0 else None
+    Tt = torch.from_numpy(teacher.astype(np.float32)) if teacher is not None and distill > 0 else None
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     opt = torch.optim.AdamW(model.parameter_groups(), weight_decay=0.01)
     steps = epochs * math.ceil(len(order) / batch)
@@ -222,7 +222,8 @@ def prune_ffn(model: FeatureModel, batches: list[tuple[Any, ...]], width: int) -
     norm of its output weights: the size of its contribution to the layer's output (Michel et al., "Are Sixteen
     Heads Really Better than One?", NeurIPS 2019, and Hou et al., "DynaBERT", NeurIPS 2020, rank heads and
     feed-forward units this way). The encoder's cost per token is about linear in the units kept (2/3 of a
-    layer's multiply-adds are in its feed-forward block at 1,536 units); fine-tuning afterwards recovers.
+    layer's multiply-adds are in its feed-forward block at 1,536 units); fine-tuning afterwards recovers part of
+    the loss (for the default's layers not enough to ship: docs/toxicity.md, "Latency").
 
     Args:
         model: The tuned layers and head; their ``intermediate.dense`` / ``output.dense`` are replaced.
@@ -293,7 +294,7 @@ def tune(
         seed: Seed of torch, the batch order and dropout.
         ffn: Feed-forward units kept per tuned layer (:func:`prune_ffn`, measured on up to 2,000 of ``texts``
             before training); None keeps all.
-        teacher: Optional (N, K) teacher logits for ``texts`` and ``distill`` their weight (:func:`fit`).
+        teacher: Optional (N, K) teacher probabilities for ``texts`` and ``distill`` their weight (:func:`fit`).
 
     Returns:
         ``out``.
