@@ -1,11 +1,15 @@
 """Shared fixtures: a real gateway on the embedded model, served over HTTP on loopback.
 
 The model, watermark key and caches live in one session-wide ``GREENLIST_HOME``
-(``$GREENLIST_TEST_HOME`` if set, so repeated local runs reuse the fp32 cache).
+(``$GREENLIST_TEST_HOME`` if set, so repeated local runs reuse the fp32 cache). A new home gets a fixed
+watermark key (:data:`TEST_WATERMARK_SECRET`), so sampled generation under a seed gives the same text in
+every run: with a random key per run, the embedded model's texts (and whether a 120-token tool call closes)
+changed from run to run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -75,6 +79,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 ARTIFACTS = ROOT / "artifacts"  # screenshots of browser tests (git-ignored)
+TEST_WATERMARK_SECRET = hashlib.sha256(b"greenlist test watermark key").digest()
 
 
 @pytest.fixture()
@@ -97,7 +102,12 @@ def browser():
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
+    from watermark.keys import KEY_FILE, create_key_file
+
     path = Path(os.environ.get("GREENLIST_TEST_HOME") or tmp_path_factory.mktemp("greenlist-home"))
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / KEY_FILE).exists():
+        create_key_file(path / KEY_FILE, secret=TEST_WATERMARK_SECRET)
     os.environ["GREENLIST_HOME"] = str(path)
     return path
 

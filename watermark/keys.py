@@ -165,13 +165,14 @@ def derived_suffix(secret: bytes, digits: int = 6) -> str:
     return hashlib.sha256(b"greenlist-key-id:" + secret).hexdigest()[:digits]
 
 
-def _new_keyed_entry(seeding_scheme: str | None = None) -> tuple[str, dict[str, Any]]:
-    """A fresh random keyed entry; the id's hex is derived from the secret (:func:`derived_suffix`).
+def _new_keyed_entry(seeding_scheme: str | None = None, secret: bytes | None = None) -> tuple[str, dict[str, Any]]:
+    """A keyed entry for ``secret`` (None: 32 fresh random bytes); the id's hex is derived from the secret
+    (:func:`derived_suffix`).
 
     With a scheme, its id and entry record it (``wm-{scheme}-{date}-{hex}``).
     """
     date = datetime.now(UTC).strftime("%Y%m%d")
-    secret = secrets.token_bytes(32)
+    secret = secrets.token_bytes(32) if secret is None else secret
     entry: dict[str, Any] = {"kind": "keyed", "secret": secret.hex(), "created": _now(), "retired": False}
     if seeding_scheme is None:
         return f"wm-{date}-{derived_suffix(secret)}", entry
@@ -180,23 +181,27 @@ def _new_keyed_entry(seeding_scheme: str | None = None) -> tuple[str, dict[str, 
     return f"wm-{seeding_scheme}-{date}-{derived_suffix(secret)}", {**entry, "seeding_scheme": seeding_scheme}
 
 
-def create_key_file(path: Path, seeding_scheme: str | None = None) -> str:
-    """Write a new key file with one random key at ``path`` (mode 0600); refuse to overwrite one.
+def create_key_file(path: Path, seeding_scheme: str | None = None, secret: bytes | None = None) -> str:
+    """Write a new key file with one key at ``path`` (mode 0600); refuse to overwrite one.
 
     Args:
         path: The key file to create (its folder must exist).
         seeding_scheme: Record this scheme in the key (see :func:`rotate`).
+        secret: The key's secret, at least 16 bytes; None (the default, and what a deployment wants) draws
+            32 random bytes. A fixed secret makes watermarked generation reproducible (tests).
 
     Returns:
         The new key's id.
 
     Raises:
         FileExistsError: when ``path`` exists (a shared key set is never replaced by accident).
-        ValueError: for an unknown seeding scheme.
+        ValueError: for an unknown seeding scheme, or a secret shorter than 16 bytes.
     """
     if Path(path).exists():
         raise FileExistsError(f"{path} exists already; rotate keys with `greenlist watermark-keys rotate`")
-    key_id, entry = _new_keyed_entry(seeding_scheme)
+    if secret is not None and len(secret) < 16:
+        raise ValueError("a watermark key secret needs at least 16 bytes; use secrets.token_bytes(32)")
+    key_id, entry = _new_keyed_entry(seeding_scheme, secret)
     _write(Path(path), {"active": key_id, "keys": {key_id: entry}})
     return key_id
 

@@ -102,3 +102,16 @@ def test_rotation_on_a_shared_set_and_export_public(tmp_path, monkeypatch):
     assert exported["signing_keys"][0]["public_key"] == b64
     cert = load_certificate_signer(Settings()).sign({"verdict": "watermarked", "text_sha256": text_sha256("hi")})
     assert check_certificate(cert, "hi", [b64])[0]
+
+
+def test_key_file_with_a_given_secret(tmp_path):
+    """A fixed secret (what the test suite's home uses) gives the same key id and secret; a short one is refused."""
+    from watermark.keys import create_key_file
+
+    secret = bytes(range(32))
+    ids = [create_key_file(tmp_path / f"{n}.json", secret=secret) for n in ("a", "b")]
+    assert ids[0] == ids[1] and ids[0].endswith("-" + derived_suffix(secret))
+    assert read_key_file(tmp_path / "a.json").active.secret == secret
+    assert create_key_file(tmp_path / "c.json") != ids[0]  # no secret: a random one
+    with pytest.raises(ValueError, match="16 bytes"):
+        create_key_file(tmp_path / "d.json", secret=b"short")
