@@ -62,4 +62,5 @@ def serve(
     except SharedKeysError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # loop / http "auto": uvloop and httptools (dependencies) where installed, else asyncio and h11
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
