@@ -314,10 +314,16 @@ def tail(log: Path | None, n: int = 30) -> str:
 
 
 def greenlist_target(
-    name: str, policy: Path, stub_url: str, work: Path, py_spy: str | None = None, checkout: Path = ROOT
+    name: str,
+    policy: Path,
+    stub_url: str,
+    work: Path,
+    py_spy: str | None = None,
+    checkout: Path = ROOT,
+    python: str = sys.executable,
 ) -> Target:
-    """Start ``python3 -m gateway.cli serve`` (from ``checkout``'s code) with the ``openai`` backend against the
-    stub."""
+    """Start ``python -m gateway.cli serve`` (from ``checkout``'s code, on the interpreter ``python``: this one by
+    default) with the ``openai`` backend against the stub."""
     port = free_port()
     home = work / f"home-{name}"
     home.mkdir()
@@ -331,7 +337,7 @@ def greenlist_target(
     }
     env.pop("GREENLIST_CONFIG", None)
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "gateway.cli",
         "serve",
@@ -753,6 +759,12 @@ def main(argv: list[str] | None = None) -> int:
         "as target greenlist-default-baseline, interleaved with this checkout's (compare code changes in one run)",
     )
     parser.add_argument(
+        "--baseline-python",
+        default=sys.executable,
+        help="the interpreter that serves --baseline (default: this one, so both checkouts share its installed "
+        "packages; give another virtual environment's python to compare a dependency change)",
+    )
+    parser.add_argument(
         "--policy",
         type=Path,
         default=ROOT / "policies" / "default.yaml",
@@ -848,7 +860,11 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(greenlist_target(name, policy, stub_url, work, spy(name)))
         if args.baseline is not None:
             name = "greenlist-default-baseline"
-            targets.append(greenlist_target(name, alone("baseline"), stub_url, work, spy(name), args.baseline))
+            targets.append(
+                greenlist_target(
+                    name, alone("baseline"), stub_url, work, spy(name), args.baseline, args.baseline_python
+                )
+            )
         for t in targets:
             wait_ready(t, args.startup_timeout)
             print(f"{t.name} ready ({time.monotonic() - started:.0f} s)", file=sys.stderr)
