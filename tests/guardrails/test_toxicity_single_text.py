@@ -37,12 +37,12 @@ def _run(session, ids):
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return MiniLMHead(WEIGHTS).encoder
+def head():
+    return MiniLMHead(WEIGHTS)
 
 
-def test_one_text_graph_is_bit_identical_after_int8(encoder, tmp_path):
-    tuned = MiniLMHead(WEIGHTS).tuned
+def test_one_text_graph_is_bit_identical_after_int8(head, tmp_path):
+    encoder, tuned = head.encoder, head.tuned
     padded = model_file(encoder.depth, int8=False, tuned=tuned)
     padded_int8 = tmp_path / "padded_int8.onnx"
     _quantize(padded, padded_int8)
@@ -56,8 +56,8 @@ def test_one_text_graph_is_bit_identical_after_int8(encoder, tmp_path):
         assert np.array_equal(_run(a, ids), _run(b, ids))
 
 
-def test_one_text_graph_float32_matches_transformers_graph(encoder):
-    tuned = MiniLMHead(WEIGHTS).tuned
+def test_one_text_graph_float32_matches_transformers_graph(head):
+    encoder, tuned = head.encoder, head.tuned
     padded = model_file(encoder.depth, int8=False, tuned=tuned)
     single = built_file(
         padded.with_name(padded.stem + "_single_f32.onnx"),

@@ -569,13 +569,11 @@ def train_default(
         rows = tuning_sample(src, tune_spec["max_rows"], seed)
         teacher = None
         if tune_spec.get("teacher"):  # distillation: a named model's head probabilities on the same rows
-            from guardrails.toxicity.backends import NAMED_WEIGHTS
+            from guardrails.toxicity.backends import NAMED_WEIGHTS, MiniLMHead
 
-            t_path = NAMED_WEIGHTS[str(tune_spec["teacher"])]
-            t_data = np.load(t_path)
-            t_tuned = t_path.parent / str(t_data["tuned"]) if "tuned" in t_data.files else None
-            t_X = recipe_inputs([texts[i] for i in rows], str(tune_spec["teacher"]), t_tuned)
-            teacher = predict_heads(t_X, t_data["W"].astype(np.float32), t_data["b"].astype(np.float32))
+            t_head = MiniLMHead(NAMED_WEIGHTS[str(tune_spec["teacher"])])
+            t_X = recipe_inputs([texts[i] for i in rows], str(tune_spec["teacher"]), t_head.tuned)
+            teacher = predict_heads(t_X, t_head.W, t_head.b)
         tuned = tune(
             [texts[i] for i in rows], Y[rows], row_w[rows], W0, b0, out / "minilm_layers.npz",
             layers=tuple(spec["layers"]), tuned=tuple(tune_spec["tuned"]), epochs=int(tune_spec["epochs"]), seed=seed,
